@@ -1,0 +1,45 @@
+# The README's commands. `make run` sets up and runs the service; `make test`
+# sets up and runs every test. Both work as root on a new Debian 12 machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEBIAN_PACKAGES := git redis-server postgresql nginx-light util-linux procps
+
+.PHONY: run test deps venv tools migrate cluster lint
+
+run: deps venv
+	$(BIN)/python -m tests.devstack
+
+test: deps venv tools
+	$(BIN)/python -m pytest
+
+# Debian packages the service and its tests need; installed only when missing.
+deps:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# The test control plane, kubectl, KWOK, helm and Gitea, built from their Go modules (cached).
+tools:
+	tests/tools/build.sh
+
+migrate: venv
+	$(BIN)/flask --app app migrate
+
+# A local Kubernetes control plane in the foreground; prints the KUBECONFIG to use.
+cluster: venv tools
+	$(BIN)/python -m tests.kube.controlplane
+
+lint: venv
+	$(BIN)/ruff check app workers tests bench
+	$(BIN)/ruff format --check app workers tests bench
+	$(BIN)/mypy

@@ -1,0 +1,26 @@
+"""Preview environments for Gitea pull requests: the web application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from app.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the Flask app. Tests pass `settings`; processes read them from the environment."""
+    from app import cli, runtime
+    from app.web import health, webhooks
+
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
+    runtime.bind(app, settings)
+    app.register_blueprint(health.blueprint)
+    app.register_blueprint(webhooks.blueprint)
+    cli.register(app)
+    if not settings.gitea_webhook_secret:
+        logging.getLogger(__name__).warning("GITEA_WEBHOOK_SECRET is not set: webhooks will be refused")
+    return app

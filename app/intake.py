@@ -1,0 +1,144 @@
+"""Use cases for accepted webhook deliveries: record them, plan, and hand them to the queue.
+
+The delivery and the preview's desired state are written in one transaction
+before anything is enqueued (the outbox). If Redis is down, the delivery stays
+unqueued and `enqueue_pending` (run by the scheduler) queues it later.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from app.db import database, utcnow
+from app.gitea_events import GiteaEvent, PullRequestEvent, PushEvent
+from app.jobqueue import JobQueue, QueueUnavailable
+from app.models import DeliveryOutcome, Event, Preview, PreviewState, Repository, WebhookDelivery
+from app.planning import DEPLOY, TEARDOWN, Plan, ignore, plan
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PROCESS_DELIVERY_JOB = "workers.jobs.process_delivery"
+
+
+@dataclass(frozen=True)
+class DeliveryHeaders:
+    delivery_uuid: str
+    event: str
+    event_type: str
+
+
+def _open_pr_number(event: PushEvent) -> int | None:
+    repository = Repository.get_or_none(Repository.full_name == event.repository.full_name)
+    if repository is None or event.branch is None:
+        return None
+    preview = Preview.open_pr_for_branch(repository, event.branch)
+    return preview.pr_number if preview else None
+
+
+def _is_duplicate(target_key: str, intent: str, work_key: str) -> bool:
+    """The same work was accepted since the target last asked for the opposite intent.
+
+    So a Gitea "Redeliver" (or a stale one after newer pushes) is recognised, while
+    a PR closed, reopened and closed again at the same sha, or a task branch
+    deleted and pushed again, is new work each time.
+    """
+    accepted = WebhookDelivery.select().where(
+        (WebhookDelivery.target_key == target_key) & (WebhookDelivery.outcome == DeliveryOutcome.ACCEPTED)
+    )
+    opposite = TEARDOWN if intent == DEPLOY else DEPLOY
+    last_opposite = accepted.where(WebhookDelivery.intent == opposite).order_by(WebhookDelivery.id.desc()).first()
+    same = accepted.where(WebhookDelivery.work_key == work_key)
+    if last_opposite is not None:
+        same = same.where(WebhookDelivery.id > last_opposite.id)
+    return same.exists()
+
+
+def _want_deploy(event: GiteaEvent, wanted: Plan) -> Preview:
+    repository = Repository.upsert(
+        event.repository.full_name, event.repository.clone_url, event.repository.html_url
+    )
+    assert wanted.target_key and wanted.head_sha and wanted.branch
+    now = utcnow()
+    preview = Preview.by_key(wanted.target_key)
+    if preview is None:
+        preview = Preview.create(
+            repository=repository, target_key=wanted.target_key, pr_number=wanted.pr_number,
+            branch=wanted.branch, pr_url=wanted.pr_url, head_sha=wanted.head_sha,
+            state=PreviewState.QUEUED, created_at=now, updated_at=now,
+        )
+    else:
+        preview.branch, preview.head_sha = wanted.branch, wanted.head_sha
+        preview.pr_url = wanted.pr_url or preview.pr_url
+        preview.set_state(PreviewState.QUEUED, now)
+    Event.record(preview, "queued", f"{wanted.reason} at {wanted.head_sha[:12]}", progress=0)
+    return preview
+
+
+def _want_teardown(wanted: Plan) -> Preview | None:
+    assert wanted.target_key
+    preview = Preview.by_key(wanted.target_key)
+    if preview is None or preview.state in (PreviewState.DELETING, PreviewState.DELETED):
+        return None
+    preview.set_state(PreviewState.DELETING)
+    Event.record(preview, "teardown", f"{wanted.reason}: teardown requested")
+    return preview
+
+
+def record_delivery(settings: Settings, headers: DeliveryHeaders, event: GiteaEvent | None) -> WebhookDelivery:
+    """Store the delivery and the desired state it implies, in one transaction."""
+    with database.atomic():
+        if event is None:
+            wanted = ignore(f"event type {headers.event_type!r} is not acted on")
+        else:
+            open_pr = _open_pr_number(event) if isinstance(event, PushEvent) else None
+            wanted = plan(event, settings, open_pr)
+        outcome, reason, preview = DeliveryOutcome.IGNORED, wanted.reason, None
+        if wanted.intent is not None and wanted.target_key and wanted.work_key:
+            if _is_duplicate(wanted.target_key, wanted.intent, wanted.work_key):
+                outcome, reason = DeliveryOutcome.DUPLICATE, "the same work was already accepted"
+            elif wanted.intent == DEPLOY:
+                assert event is not None
+                outcome, preview = DeliveryOutcome.ACCEPTED, _want_deploy(event, wanted)
+            else:
+                preview = _want_teardown(wanted)
+                if preview is None:
+                    reason = f"{wanted.reason}, but there is no live preview to tear down"
+                else:
+                    outcome = DeliveryOutcome.ACCEPTED
+        return WebhookDelivery.create(
+            delivery_uuid=headers.delivery_uuid,
+            event=headers.event,
+            event_type=headers.event_type,
+            action=wanted.action or (event.action if isinstance(event, PullRequestEvent) else None),
+            repository_full_name=event.repository.full_name if event else None,
+            target_key=wanted.target_key,
+            head_sha=wanted.head_sha,
+            intent=wanted.intent,
+            work_key=wanted.work_key,
+            outcome=outcome,
+            reason=reason,
+            preview=preview,
+        )
+
+
+def enqueue_delivery(queue: JobQueue, delivery: WebhookDelivery) -> bool:
+    """Queue the delivery's job; True once it is in the queue (now or before)."""
+    try:
+        queue.enqueue(PROCESS_DELIVERY_JOB, delivery.id, job_id=delivery.job_id)
+    except QueueUnavailable as error:
+        log.warning("queue unavailable, delivery kept for the scheduler delivery_id=%s error=%s", delivery.id, error)
+        return False
+    WebhookDelivery.update(enqueued_at=utcnow()).where(WebhookDelivery.id == delivery.id).execute()
+    return True
+
+
+def enqueue_pending(queue: JobQueue, limit: int = 100) -> int:
+    """Queue accepted deliveries that never reached the queue; return how many were queued."""
+    queued = 0
+    for delivery in WebhookDelivery.unqueued(limit):
+        if not enqueue_delivery(queue, delivery):
+            break
+        queued += 1
+    return queued

@@ -1,0 +1,58 @@
+"""The job queue adapter: the only module that imports rq and redis.
+
+Jobs are named by dotted path (e.g. `workers.jobs.process_delivery`) so the
+app does not import the workers package.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
+
+log = logging.getLogger(__name__)
+
+# Backoff between attempts of a failed job, in seconds.
+RETRY_INTERVALS = [10, 30, 60, 120, 300]
+
+
+class QueueUnavailable(Exception):
+    """Redis could not be reached; the caller keeps the work in the outbox."""
+
+
+class JobQueue:
+    def __init__(self, redis_url: str, name: str, socket_timeout: float = 2.0) -> None:
+        # Short timeouts keep a webhook answer well inside Gitea's 5 s budget when Redis is down.
+        self.connection = redis.Redis.from_url(
+            redis_url, socket_connect_timeout=socket_timeout, socket_timeout=socket_timeout
+        )
+        self.queue = Queue(name, connection=self.connection)
+
+    def enqueue(self, func: str, *args: object, job_id: str, timeout: int = 3600) -> bool:
+        """Queue `func(*args)` once under `job_id`. False when that job id is already queued or running."""
+        try:
+            self.queue.enqueue(
+                func, *args, job_id=job_id, unique=True, job_timeout=timeout,
+                retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
+                result_ttl=86400, failure_ttl=7 * 86400,
+            )
+        except DuplicateJobError:
+            log.info("job already queued job_id=%s", job_id)
+            return False
+        except redis.RedisError as error:
+            raise QueueUnavailable(str(error)) from error
+        return True
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.connection.ping())
+        except redis.RedisError:
+            return False
+
+    def depth(self) -> int:
+        try:
+            return self.queue.count
+        except redis.RedisError as error:
+            raise QueueUnavailable(str(error)) from error

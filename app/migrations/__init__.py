@@ -1,0 +1,80 @@
+"""Versioned schema migrations, applied in order by `apply_migrations`.
+
+Each module `mNNNN_name.py` defines `statements(types) -> list[str]`: plain SQL
+written against `types`, the column types of the current dialect. SQL is used
+instead of the live models so that an old migration keeps meaning what it
+meant when it was written.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import re
+from dataclasses import dataclass
+
+import peewee
+
+from app.db import utcnow
+
+log = logging.getLogger(__name__)
+
+_MODULE_NAME = re.compile(r"m(\d{4})_\w+")
+
+
+@dataclass(frozen=True)
+class ColumnTypes:
+    pk: str
+    datetime: str
+    boolean: str
+
+
+SQLITE = ColumnTypes(pk="INTEGER PRIMARY KEY AUTOINCREMENT", datetime="DATETIME", boolean="INTEGER")
+POSTGRES = ColumnTypes(pk="SERIAL PRIMARY KEY", datetime="TIMESTAMP", boolean="BOOLEAN")
+
+
+def available() -> list[tuple[int, str]]:
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        match = _MODULE_NAME.fullmatch(info.name)
+        if match:
+            found.append((int(match.group(1)), info.name))
+    return sorted(found)
+
+
+def applied(db: peewee.Database) -> set[int]:
+    db.execute_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR(255) NOT NULL, applied_at "
+        + ("TIMESTAMP" if isinstance(db, peewee.PostgresqlDatabase) else "DATETIME")
+        + " NOT NULL)"
+    )
+    return {row[0] for row in db.execute_sql("SELECT version FROM schema_migrations")}
+
+
+def apply_migrations(db: peewee.Database) -> list[str]:
+    """Apply every migration not yet applied, each in its own transaction; return their names."""
+    types = POSTGRES if isinstance(db, peewee.PostgresqlDatabase) else SQLITE
+    done = applied(db)
+    names = []
+    for version, name in available():
+        if version in done:
+            continue
+        module = importlib.import_module(f"{__name__}.{name}")
+        with db.atomic():
+            for statement in module.statements(types):
+                db.execute_sql(statement)
+            db.execute_sql(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)"
+                if types is POSTGRES
+                else "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, name, utcnow()),
+            )
+        log.info("applied migration version=%d name=%s", version, name)
+        names.append(name)
+    return names
+
+
+def pending(db: peewee.Database) -> list[str]:
+    done = applied(db)
+    return [name for version, name in available() if version not in done]

@@ -1,0 +1,198 @@
+"""peewee models. The schema itself is owned by app/migrations, not by these classes.
+
+Queries that callers need live here as named class methods.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import peewee
+
+from app.db import database, utcnow
+
+
+class JSONField(peewee.TextField):
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, sort_keys=True)
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class PreviewState:
+    QUEUED = "queued"
+    BUILDING = "building"
+    DEPLOYING = "deploying"
+    READY = "ready"
+    FAILED = "failed"
+    DELETING = "deleting"
+    DELETED = "deleted"
+
+    ALL = (QUEUED, BUILDING, DEPLOYING, READY, FAILED, DELETING, DELETED)
+    # States in which the preview holds (or is about to hold) cluster resources.
+    ACTIVE = (QUEUED, BUILDING, DEPLOYING, READY, FAILED)
+
+
+class Repository(BaseModel):
+    full_name = peewee.CharField(max_length=255, unique=True)
+    clone_url = peewee.CharField(max_length=1024)
+    html_url = peewee.CharField(max_length=1024, null=True)
+    settings = JSONField(default=dict)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    @classmethod
+    def upsert(cls, full_name: str, clone_url: str, html_url: str | None) -> Repository:
+        repo, created = cls.get_or_create(
+            full_name=full_name, defaults={"clone_url": clone_url, "html_url": html_url}
+        )
+        if not created and (repo.clone_url, repo.html_url) != (clone_url, html_url):
+            repo.clone_url, repo.html_url = clone_url, html_url
+            repo.save()
+        return repo
+
+
+class Preview(BaseModel):
+    repository = peewee.ForeignKeyField(Repository, backref="previews", on_delete="CASCADE")
+    # "org/repo#12" for a pull request, "org/repo@task/x" for a task branch.
+    target_key = peewee.CharField(max_length=1024, unique=True)
+    pr_number = peewee.IntegerField(null=True)
+    branch = peewee.CharField(max_length=1024)
+    pr_url = peewee.CharField(max_length=1024, null=True)
+    head_sha = peewee.CharField(max_length=64)
+    deployed_sha = peewee.CharField(max_length=64, null=True)
+    state = peewee.CharField(max_length=16, default=PreviewState.QUEUED, index=True)
+    approved = peewee.BooleanField(default=False)
+    slug = peewee.CharField(max_length=63, null=True)
+    namespace = peewee.CharField(max_length=63, null=True)
+    url = peewee.CharField(max_length=1024, null=True)
+    credentials_ref = peewee.CharField(max_length=253, null=True)
+    expires_at = peewee.DateTimeField(null=True, index=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    @staticmethod
+    def pr_key(repository: str, number: int) -> str:
+        return f"{repository}#{number}"
+
+    @staticmethod
+    def branch_key(repository: str, branch: str) -> str:
+        return f"{repository}@{branch}"
+
+    @classmethod
+    def by_key(cls, target_key: str) -> Preview | None:
+        return cls.get_or_none(cls.target_key == target_key)
+
+    @classmethod
+    def open_pr_for_branch(cls, repository: Repository, branch: str) -> Preview | None:
+        """The live PR preview whose head is `branch`, if any."""
+        return (
+            cls.select()
+            .where(
+                (cls.repository == repository)
+                & (cls.branch == branch)
+                & cls.pr_number.is_null(False)
+                & (cls.state.in_(PreviewState.ACTIVE))
+            )
+            .first()
+        )
+
+    def set_state(self, state: str, now: datetime | None = None) -> None:
+        if state not in PreviewState.ALL:
+            raise ValueError(f"unknown preview state {state!r}")
+        self.state = state
+        self.updated_at = now or utcnow()
+        self.save()
+
+
+class Deployment(BaseModel):
+    """One attempt at one head sha: the history of a preview."""
+
+    preview = peewee.ForeignKeyField(Preview, backref="deployments", on_delete="CASCADE")
+    head_sha = peewee.CharField(max_length=64)
+    image = peewee.CharField(max_length=1024, null=True)
+    digest = peewee.CharField(max_length=128, null=True)
+    status = peewee.CharField(max_length=16, default="pending")
+    timings = JSONField(default=dict)
+    failure_reason = peewee.TextField(null=True)
+    build_log_tail = peewee.TextField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("preview", "head_sha"), True),)
+
+
+class Event(BaseModel):
+    """Append-only progress log of a preview."""
+
+    preview = peewee.ForeignKeyField(Preview, backref="events", on_delete="CASCADE")
+    phase = peewee.CharField(max_length=32)
+    message = peewee.TextField()
+    progress = peewee.IntegerField(null=True)
+    duration_ms = peewee.IntegerField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow, index=True)
+
+    @classmethod
+    def record(cls, preview: Preview, phase: str, message: str, **fields: Any) -> Event:
+        return cls.create(preview=preview, phase=phase, message=message, **fields)
+
+
+class DeliveryOutcome:
+    ACCEPTED = "accepted"  # planned work; enqueued now or by the scheduler later
+    DUPLICATE = "duplicate"  # the same work was already accepted
+    IGNORED = "ignored"  # an event or branch we do not act on
+
+
+class WebhookDelivery(BaseModel):
+    """Every delivery that passed the signature check: the outbox."""
+
+    delivery_uuid = peewee.CharField(max_length=64, index=True)
+    event = peewee.CharField(max_length=64)
+    event_type = peewee.CharField(max_length=64)
+    action = peewee.CharField(max_length=64, null=True)
+    repository_full_name = peewee.CharField(max_length=255, null=True)
+    target_key = peewee.CharField(max_length=1024, null=True)
+    head_sha = peewee.CharField(max_length=64, null=True)
+    intent = peewee.CharField(max_length=16, null=True)
+    work_key = peewee.CharField(max_length=64, null=True, index=True)
+    outcome = peewee.CharField(max_length=16)
+    reason = peewee.TextField(null=True)
+    preview = peewee.ForeignKeyField(Preview, null=True, backref="deliveries", on_delete="SET NULL")
+    received_at = peewee.DateTimeField(default=utcnow)
+    enqueued_at = peewee.DateTimeField(null=True)
+    processed_at = peewee.DateTimeField(null=True)
+
+    @property
+    def job_id(self) -> str:
+        return f"delivery-{self.id}"
+
+    @classmethod
+    def latest_for_target(cls, target_key: str) -> WebhookDelivery | None:
+        return (
+            cls.select()
+            .where((cls.target_key == target_key) & (cls.outcome == DeliveryOutcome.ACCEPTED))
+            .order_by(cls.id.desc())
+            .first()
+        )
+
+    @classmethod
+    def unqueued(cls, limit: int = 100) -> list[WebhookDelivery]:
+        """Accepted deliveries that never reached the queue (Redis was down)."""
+        return list(
+            cls.select()
+            .where((cls.outcome == DeliveryOutcome.ACCEPTED) & cls.enqueued_at.is_null())
+            .order_by(cls.id)
+            .limit(limit)
+        )
+
+
+ALL_MODELS = (Repository, Preview, Deployment, Event, WebhookDelivery)

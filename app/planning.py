@@ -1,0 +1,83 @@
+"""What a Gitea event asks of us: deploy a preview at a sha, tear one down, or nothing.
+
+Pure functions: the caller looks up what the database knows (is there an open
+PR for this branch?) and passes it in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from app.gitea_events import GiteaEvent, PullRequestEvent, PushEvent
+from app.settings import Settings
+
+DEPLOY = "deploy"
+TEARDOWN = "teardown"
+
+PR_DEPLOY_ACTIONS = frozenset({"opened", "reopened", "synchronized"})
+PR_TEARDOWN_ACTIONS = frozenset({"closed"})
+
+
+@dataclass(frozen=True)
+class Plan:
+    intent: str | None
+    reason: str
+    target_key: str | None = None
+    branch: str | None = None
+    pr_number: int | None = None
+    pr_url: str | None = None
+    head_sha: str | None = None
+    action: str | None = None
+
+    @property
+    def work_key(self) -> str | None:
+        """Identity of the work: the same repository, PR or branch, head sha and action."""
+        if self.intent is None:
+            return None
+        raw = "\n".join(str(part) for part in (self.target_key, self.intent, self.head_sha, self.action))
+        return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def ignore(reason: str) -> Plan:
+    return Plan(intent=None, reason=reason)
+
+
+def plan_pull_request(event: PullRequestEvent) -> Plan:
+    target = f"{event.repository.full_name}#{event.number}"
+    common = dict(
+        target_key=target,
+        branch=event.head_ref,
+        pr_number=event.number,
+        pr_url=event.html_url,
+        head_sha=event.head_sha,
+        action=event.action,
+    )
+    if event.action in PR_DEPLOY_ACTIONS:
+        return Plan(intent=DEPLOY, reason=f"pull request {event.action}", **common)
+    if event.action in PR_TEARDOWN_ACTIONS:
+        how = "merged" if event.merged else "closed"
+        return Plan(intent=TEARDOWN, reason=f"pull request {how}", **common)
+    return ignore(f"pull request action {event.action!r} does not change the preview")
+
+
+def plan_push(event: PushEvent, settings: Settings, open_pr_number: int | None) -> Plan:
+    branch = event.branch
+    if branch is None:
+        return ignore(f"{event.ref} is not a branch")
+    if not settings.is_task_branch(branch):
+        return ignore(f"branch {branch!r} matches no task-branch pattern")
+    target = f"{event.repository.full_name}@{branch}"
+    if event.deletes_branch:
+        return Plan(intent=TEARDOWN, reason="task branch deleted", target_key=target, branch=branch,
+                    head_sha=event.before, action="delete")
+    if open_pr_number is not None:
+        return ignore(f"branch {branch!r} has open pull request #{open_pr_number}, whose sync event covers this push")
+    return Plan(intent=DEPLOY, reason="task branch pushed", target_key=target, branch=branch,
+                head_sha=event.after, action="push")
+
+
+def plan(event: GiteaEvent, settings: Settings, open_pr_number: int | None = None) -> Plan:
+    if isinstance(event, PullRequestEvent):
+        return plan_pull_request(event)
+    return plan_push(event, settings, open_pr_number)

@@ -1,0 +1,40 @@
+"""Shared start-up for web, worker and scheduler: logging, database, queue."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import peewee
+from flask import Flask
+
+from app.db import database, open_database
+from app.jobqueue import JobQueue
+from app.settings import Settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), format=LOG_FORMAT)
+
+
+def start(settings: Settings) -> tuple[peewee.Database, JobQueue]:
+    """What every process needs: the bound database and the job queue."""
+    db = open_database(settings.database_url)
+    return db, JobQueue(settings.redis_url, settings.queue_name)
+
+
+def bind(app: Flask, settings: Settings) -> None:
+    """Attach settings, database and queue to the app, with one connection per request.
+
+    peewee connects on a request's first query; the connection is closed when the request ends.
+    """
+    _, queue = start(settings)
+    app.extensions["preview.settings"] = settings
+    app.extensions["preview.queue"] = queue
+
+    @app.teardown_request
+    def _close(_exc: BaseException | None) -> None:
+        if not database.is_closed():
+            database.close()

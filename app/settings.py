@@ -1,0 +1,143 @@
+"""Typed settings: the only place that reads the environment.
+
+`Settings.from_env()` coerces and validates every variable once, at start-up.
+A bad value raises `SettingsError` naming the variable, so a process refuses to
+start instead of failing later on its first request or job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+import re
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_DURATION_PART = re.compile(r"(\d+)([smhd])")
+_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse durations such as `168h`, `90m`, `1d12h` or a bare number of seconds."""
+    text = text.strip().lower()
+    if text.isdigit():
+        return timedelta(seconds=int(text))
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{text!r} is not a duration like 168h, 90m or 1d12h")
+    total = timedelta()
+    for number, unit in parts:
+        total += timedelta(**{_DURATION_UNITS[unit]: int(number)})
+    if total <= timedelta():
+        raise ValueError("a duration must be positive")
+    return total
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be a positive whole number")
+    return value
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def coerce(text: str) -> str:
+        scheme = text.split("://", 1)[0] if "://" in text else ""
+        if scheme not in schemes:
+            raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+        return text.rstrip("/") if scheme.startswith("http") else text
+    return coerce
+
+
+def _domain(text: str) -> str:
+    text = text.strip().lower().rstrip(".")
+    labels = text.split(".")
+    if not all(re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", label) for label in labels):
+        raise ValueError("must be a DNS name such as preview.example.com")
+    return text
+
+
+def _token_list(text: str) -> tuple[str, ...]:
+    tokens = tuple(t.strip() for t in text.split(",") if t.strip())
+    if any(len(t) < 16 for t in tokens):
+        raise ValueError("each token must be at least 16 characters")
+    return tokens
+
+
+def _patterns(text: str) -> tuple[str, ...]:
+    patterns = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not patterns:
+        raise ValueError("must name at least one branch pattern, such as task/*")
+    return patterns
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///var/preview.db"
+    redis_url: str = "redis://localhost:6379/0"
+    gitea_url: str | None = None
+    gitea_token: str | None = dataclasses.field(default=None, repr=False)
+    gitea_webhook_secret: str | None = dataclasses.field(default=None, repr=False)
+    preview_domain: str = "preview.localhost"
+    preview_ttl: timedelta = timedelta(hours=168)
+    preview_registry: str | None = None
+    kubeconfig: str | None = None
+    max_active_previews: int | None = None
+    api_tokens: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    task_branch_patterns: tuple[str, ...] = ("task/*",)
+    queue_name: str = "previews"
+    max_webhook_bytes: int = 5 * 1024 * 1024
+    testing: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+
+        def maybe_set(field: str, variable: str, coerce: Callable[[str], Any] = str) -> None:
+            raw = env.get(variable)
+            if raw is None or raw.strip() == "":
+                return
+            try:
+                values[field] = coerce(raw.strip())
+            except ValueError as error:
+                raise SettingsError(f"{variable}: {error}") from None
+
+        maybe_set("database_url", "DATABASE_URL", _url("sqlite", "postgres", "postgresql"))
+        maybe_set("redis_url", "REDIS_URL", _url("redis", "rediss", "unix"))
+        maybe_set("gitea_url", "GITEA_URL", _url("http", "https"))
+        maybe_set("gitea_token", "GITEA_TOKEN")
+        maybe_set("gitea_webhook_secret", "GITEA_WEBHOOK_SECRET")
+        maybe_set("preview_domain", "PREVIEW_DOMAIN", _domain)
+        maybe_set("preview_ttl", "PREVIEW_TTL", parse_duration)
+        maybe_set("preview_registry", "PREVIEW_REGISTRY")
+        maybe_set("kubeconfig", "KUBECONFIG")
+        maybe_set("max_active_previews", "MAX_ACTIVE_PREVIEWS", _positive_int)
+        maybe_set("api_tokens", "API_TOKENS", _token_list)
+        maybe_set("task_branch_patterns", "TASK_BRANCH_PATTERNS", _patterns)
+        maybe_set("queue_name", "PREVIEW_QUEUE")
+        maybe_set("testing", "PREVIEW_TESTING", _bool)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def is_task_branch(self, branch: str) -> bool:
+        return any(fnmatch.fnmatchcase(branch, pattern) for pattern in self.task_branch_patterns)

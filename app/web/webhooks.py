@@ -1,0 +1,69 @@
+"""POST /webhooks/gitea: verify, parse, record, enqueue, answer 202."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from app import intake
+from app.gitea_events import PayloadError, parse_event
+from app.models import DeliveryOutcome
+from app.signature import signature_matches
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("webhooks", __name__)
+
+
+def _error(status: int, message: str) -> ResponseReturnValue:
+    return jsonify(error=message), status
+
+
+@blueprint.post("/webhooks/gitea")
+def receive_gitea_webhook() -> ResponseReturnValue:
+    settings = current_app.extensions["preview.settings"]
+    if not settings.gitea_webhook_secret:
+        return _error(503, "webhooks are disabled: GITEA_WEBHOOK_SECRET is not set")
+    if (request.content_length or 0) > settings.max_webhook_bytes:
+        return _error(413, f"body larger than {settings.max_webhook_bytes} bytes")
+    body = request.get_data(cache=False)
+    if len(body) > settings.max_webhook_bytes:
+        return _error(413, f"body larger than {settings.max_webhook_bytes} bytes")
+    if not signature_matches(settings.gitea_webhook_secret, body, request.headers.get("X-Gitea-Signature")):
+        log.warning("rejected webhook with a missing or wrong signature")
+        return _error(401, "missing or invalid X-Gitea-Signature")
+
+    headers = intake.DeliveryHeaders(
+        delivery_uuid=request.headers.get("X-Gitea-Delivery", "").strip(),
+        event=request.headers.get("X-Gitea-Event", "").strip(),
+        event_type=request.headers.get("X-Gitea-Event-Type", "").strip()
+        or request.headers.get("X-Gitea-Event", "").strip(),
+    )
+    if not headers.delivery_uuid or not headers.event_type:
+        return _error(400, "missing X-Gitea-Delivery or X-Gitea-Event header")
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return _error(400, "the body is not valid JSON")
+    try:
+        event = parse_event(headers.event_type, payload)
+    except PayloadError as error:
+        return _error(400, str(error))
+
+    delivery = intake.record_delivery(settings, headers, event)
+    log.info(
+        "webhook delivery=%s event_type=%s outcome=%s target=%s",
+        headers.delivery_uuid, headers.event_type, delivery.outcome, delivery.target_key,
+    )
+    queued = False
+    if delivery.outcome == DeliveryOutcome.ACCEPTED:
+        queued = intake.enqueue_delivery(current_app.extensions["preview.queue"], delivery)
+    return jsonify(
+        delivery_id=delivery.id,
+        outcome=delivery.outcome,
+        reason=delivery.reason,
+        preview_id=delivery.preview_id,
+        queued=queued,
+    ), 202

@@ -1,0 +1,83 @@
+"""Fixtures that start the real components: Redis, PostgreSQL (and SQLite files)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from app import create_app
+from app.db import database
+from app.migrations import apply_migrations
+from app.settings import Settings
+from tests import servers
+from tests.factories import SECRET
+
+_database_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[servers.RedisServer]:
+    with servers.redis_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[servers.PostgresServer]:
+    with servers.postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A fresh, empty database of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/preview.db"
+    server = request.getfixturevalue("postgres_server")
+    return server.create_database(f"test_{next(_database_numbers)}")
+
+
+@pytest.fixture
+def redis_url(redis_server: servers.RedisServer) -> Iterator[str]:
+    if redis_server.process.poll() is not None:  # a test stopped it and failed before restarting
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    client.close()
+    yield redis_server.url
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        gitea_webhook_secret=SECRET,
+        queue_name="previews-test",
+        testing=True,
+    )
+
+
+@pytest.fixture
+def app(settings: Settings):
+    app = create_app(settings)
+    with database.connection_context():
+        apply_migrations(database.obj)
+    yield app
+    if not database.is_closed():
+        database.close()
+    database.obj.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def db(app) -> Iterator[None]:
+    """A connection to the app's migrated database for the test body."""
+    with database.connection_context():
+        yield

@@ -1,0 +1,149 @@
+"""Start real Redis and PostgreSQL servers on free loopback ports, in temporary folders.
+
+Used by the pytest fixtures and by `make run`: nothing depends on a server
+started by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{process.args[0]} did not listen on port {port} within {timeout} s")
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class RedisServer:
+    port: int
+    process: subprocess.Popen
+    folder: str
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+    def start(self) -> None:
+        """Start it again on the same port (after `stop`)."""
+        self.process = _spawn_redis(self.port, self.folder)
+        wait_for_port(self.port, self.process)
+
+
+def _spawn_redis(port: int, folder: str) -> subprocess.Popen:
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    return subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", folder, "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL,
+    )
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    folder = tempfile.mkdtemp(prefix="preview-redis-")
+    port = free_port()
+    server = RedisServer(port, _spawn_redis(port, folder), folder)
+    try:
+        wait_for_port(port, server.process)
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _postgres_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        raise RuntimeError("PostgreSQL server binaries not found: install the postgresql package")
+    return found[-1]
+
+
+def _as_postgres_user() -> list[str]:
+    # PostgreSQL refuses to run as root; the Debian package creates a `postgres` user.
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+@dataclass
+class PostgresServer:
+    port: int
+    process: subprocess.Popen
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        import psycopg2
+
+        connection = psycopg2.connect(self.url())
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            connection.close()
+        return self.url(name)
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    folder = tempfile.mkdtemp(prefix="preview-pg-")
+    data = os.path.join(folder, "data")
+    sudo = _as_postgres_user()
+    if sudo:
+        owner = pwd.getpwnam("postgres")
+        os.chown(folder, owner.pw_uid, owner.pw_gid)
+    port = free_port()
+    process = None
+    try:
+        subprocess.run(
+            [*sudo, _postgres_bin("initdb"), "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        process = subprocess.Popen(
+            [*sudo, _postgres_bin("postgres"), "-D", data, "-p", str(port), "-h", "127.0.0.1",
+             "-k", folder, "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(port, process)
+        yield PostgresServer(port, process)
+    finally:
+        if process is not None:
+            stop_process(process)
+        shutil.rmtree(folder, ignore_errors=True)

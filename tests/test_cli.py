@@ -1,0 +1,19 @@
+from app.db import database
+from app.migrations import pending
+
+
+def test_migrate_command_applies_and_checks(settings):
+    from app import create_app
+
+    app = create_app(settings)
+    runner = app.test_cli_runner()
+    check = runner.invoke(args=["migrate", "--check"])
+    assert check.exit_code == 1 and "pending m0001_initial" in check.output
+    result = runner.invoke(args=["migrate"])
+    assert result.exit_code == 0, result.output
+    assert "applied 1 migration(s): m0001_initial" in result.output
+    assert runner.invoke(args=["migrate", "--check"]).exit_code == 0
+    assert "applied 0 migration(s)" in runner.invoke(args=["migrate"]).output
+    with database.connection_context():
+        assert pending(database.obj) == []
+    database.obj.close()

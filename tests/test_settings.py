@@ -1,0 +1,79 @@
+from datetime import timedelta
+
+import pytest
+
+from app.settings import Settings, SettingsError, parse_duration
+
+
+def test_defaults_match_the_documented_interface():
+    settings = Settings.from_env({})
+    assert settings.database_url == "sqlite:///var/preview.db"
+    assert settings.redis_url == "redis://localhost:6379/0"
+    assert settings.preview_domain == "preview.localhost"
+    assert settings.preview_ttl == timedelta(hours=168)
+    assert settings.task_branch_patterns == ("task/*",)
+    assert settings.gitea_webhook_secret is None
+    assert settings.max_active_previews is None
+
+
+def test_values_are_coerced():
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://u@db/previews",
+            "GITEA_URL": "https://git.example.com/",
+            "PREVIEW_DOMAIN": "Preview.Example.COM.",
+            "PREVIEW_TTL": "1d12h",
+            "MAX_ACTIVE_PREVIEWS": "20",
+            "API_TOKENS": "a" * 20 + ", " + "b" * 20,
+            "TASK_BRANCH_PATTERNS": "task/*, agent/*",
+        }
+    )
+    assert settings.gitea_url == "https://git.example.com"
+    assert settings.preview_domain == "preview.example.com"
+    assert settings.preview_ttl == timedelta(days=1, hours=12)
+    assert settings.max_active_previews == 20
+    assert settings.api_tokens == ("a" * 20, "b" * 20)
+    assert settings.is_task_branch("agent/fix-42")
+    assert not settings.is_task_branch("feature/x")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_URL", "mysql://x/y"),
+        ("REDIS_URL", "localhost:6379"),
+        ("GITEA_URL", "git.example.com"),
+        ("PREVIEW_DOMAIN", "under_score.example"),
+        ("PREVIEW_TTL", "a week"),
+        ("PREVIEW_TTL", "0h"),
+        ("MAX_ACTIVE_PREVIEWS", "0"),
+        ("MAX_ACTIVE_PREVIEWS", "many"),
+        ("API_TOKENS", "short"),
+        ("TASK_BRANCH_PATTERNS", " , "),
+    ],
+)
+def test_invalid_values_name_the_variable(variable, value):
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({variable: value})
+    assert str(error.value).startswith(f"{variable}: ")
+
+
+def test_secrets_stay_out_of_repr():
+    settings = Settings.from_env({"GITEA_TOKEN": "tok-123456", "GITEA_WEBHOOK_SECRET": "hook-secret"})
+    assert "tok-123456" not in repr(settings)
+    assert "hook-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("168h", timedelta(hours=168)), ("90m", timedelta(minutes=90)), ("45", timedelta(seconds=45)),
+     ("2d", timedelta(days=2))],
+)
+def test_parse_duration(text, expected):
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "h", "1h30", "-1h", "1w"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)

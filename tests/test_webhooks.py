@@ -1,0 +1,207 @@
+"""POST /webhooks/gitea against real Redis and each database."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from rq import Queue
+
+from app.db import database
+from app.jobqueue import JobQueue
+from app.models import DeliveryOutcome, Event, Preview, PreviewState, WebhookDelivery
+from tests.factories import payload, webhook_request, with_changes
+from workers import scheduler
+
+URL = "/webhooks/gitea"
+
+
+def post(client, name, kind, **options):
+    body = options.pop("body", None) or payload(name)
+    return client.post(URL, **webhook_request(body, kind, **options))
+
+
+def queued_job_ids(settings):
+    return JobQueue(settings.redis_url, settings.queue_name).queue.job_ids
+
+
+def deliveries():
+    with database.connection_context():
+        return list(WebhookDelivery.select().order_by(WebhookDelivery.id))
+
+
+def run_worker(settings):
+    env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
+               PREVIEW_QUEUE=settings.queue_name)
+    subprocess.run([sys.executable, "-m", "workers.worker", "--burst"], env=env, check=True, timeout=60,
+                   capture_output=True)
+
+
+def test_signed_task_branch_push_is_stored_planned_and_queued(client, settings):
+    response = post(client, "push_task_branch", "push", delivery="d-1")
+    assert response.status_code == 202
+    assert response.json["outcome"] == DeliveryOutcome.ACCEPTED and response.json["queued"] is True
+    [delivery] = deliveries()
+    assert (delivery.delivery_uuid, delivery.intent, delivery.target_key) == ("d-1", "deploy", "acme/shop@task/login-form")
+    assert delivery.enqueued_at is not None
+    assert queued_job_ids(settings) == [delivery.job_id]
+    with database.connection_context():
+        preview = Preview.get()
+        assert (preview.state, preview.head_sha, preview.pr_number) == (
+            PreviewState.QUEUED, payload("push_task_branch")["after"], None)
+
+
+@pytest.mark.parametrize(
+    "signing",
+    [{"secret": None}, {"secret": "wrong-secret"}, "empty", "tampered"],
+    ids=["unsigned", "wrong-secret", "empty-signature", "tampered-body"],
+)
+def test_bad_signatures_are_refused_and_nothing_is_stored(client, settings, signing):
+    request = webhook_request(payload("pull_request_opened"), "pull_request",
+                              **(signing if isinstance(signing, dict) else {}))
+    if signing == "empty":
+        request["headers"]["X-Gitea-Signature"] = ""
+    if signing == "tampered":
+        request["data"] = request["data"].replace(b'"number": 12', b'"number": 13')
+    response = client.post(URL, **request)
+    assert response.status_code == 401
+    assert deliveries() == []
+    assert queued_job_ids(settings) == []
+
+
+def test_oversized_body_is_refused(client):
+    body = with_changes(payload("push_task_branch"), padding="x" * (5 * 1024 * 1024))
+    response = post(client, None, "push", body=body)
+    assert response.status_code == 413
+    assert deliveries() == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [(b"{not json", "the body is not valid JSON"), (b"[]", "the body is not a JSON object"),
+     (json.dumps(with_changes(payload("pull_request_opened"), **{"pull_request.head": None})).encode(),
+      "missing field pull_request.head.ref")],
+)
+def test_malformed_bodies_get_400_saying_why(client, raw, message):
+    response = client.post(URL, **webhook_request(raw, "pull_request"))
+    assert response.status_code == 400
+    assert response.json["error"] == message
+    assert deliveries() == []
+
+
+def test_missing_delivery_header_is_a_400(client):
+    request = webhook_request(payload("push_task_branch"), "push")
+    del request["headers"]["X-Gitea-Delivery"]
+    assert client.post(URL, **request).status_code == 400
+
+
+def test_unknown_events_are_recorded_as_ignored(client, settings):
+    response = post(client, "issue_comment", "issue_comment")
+    assert response.status_code == 202 and response.json["outcome"] == DeliveryOutcome.IGNORED
+    [delivery] = deliveries()
+    assert delivery.event_type == "issue_comment" and "not acted on" in delivery.reason
+    assert queued_job_ids(settings) == []
+
+
+def test_redelivery_with_a_new_uuid_enqueues_nothing_new(client, settings):
+    first = post(client, "pull_request_opened", "pull_request", delivery="uuid-1")
+    again = post(client, "pull_request_opened", "pull_request", delivery="uuid-2")
+    assert first.json["outcome"] == DeliveryOutcome.ACCEPTED
+    assert again.status_code == 202 and again.json["outcome"] == DeliveryOutcome.DUPLICATE
+    assert [d.delivery_uuid for d in deliveries()] == ["uuid-1", "uuid-2"]
+    assert queued_job_ids(settings) == [deliveries()[0].job_id]
+
+
+def test_stale_redelivery_after_a_newer_push_is_still_a_duplicate(client):
+    post(client, "pull_request_opened", "pull_request")
+    post(client, "pull_request_synchronized", "pull_request_sync")
+    assert post(client, "pull_request_opened", "pull_request").json["outcome"] == DeliveryOutcome.DUPLICATE
+    with database.connection_context():
+        assert Preview.get().head_sha == payload("pull_request_synchronized")["pull_request"]["head"]["sha"]
+
+
+def test_push_to_a_pr_branch_does_not_build_twice(client, settings):
+    opened = with_changes(payload("pull_request_opened"), **{"pull_request.head.ref": "task/login-form"})
+    post(client, None, "pull_request", body=opened)
+    response = post(client, "push_task_branch", "push")
+    assert response.json["outcome"] == DeliveryOutcome.IGNORED
+    assert "open pull request #12" in response.json["reason"]
+    assert len(queued_job_ids(settings)) == 1
+
+
+def test_close_wants_teardown_once_and_reopen_brings_a_fresh_preview(client, settings):
+    post(client, "pull_request_opened", "pull_request")
+    closed = post(client, "pull_request_closed", "pull_request")
+    assert closed.json["outcome"] == DeliveryOutcome.ACCEPTED
+    with database.connection_context():
+        assert Preview.get().state == PreviewState.DELETING
+    assert post(client, "pull_request_closed", "pull_request").json["outcome"] == DeliveryOutcome.DUPLICATE
+    reopened = post(client, "pull_request_reopened", "pull_request")
+    assert reopened.json["outcome"] == DeliveryOutcome.ACCEPTED
+    closed_again = post(client, "pull_request_closed", "pull_request")
+    assert closed_again.json["outcome"] == DeliveryOutcome.ACCEPTED
+    assert len(queued_job_ids(settings)) == 4
+    with database.connection_context():
+        assert Preview.select().count() == 1
+
+
+def test_teardown_without_a_preview_is_ignored(client, settings):
+    response = post(client, "pull_request_closed_merged", "pull_request")
+    assert response.json["outcome"] == DeliveryOutcome.IGNORED
+    assert "no live preview" in response.json["reason"]
+    assert queued_job_ids(settings) == []
+
+
+def test_webhooks_are_refused_without_a_configured_secret(settings):
+    from app import create_app
+
+    app = create_app(settings.replace(gitea_webhook_secret=None))
+    response = app.test_client().post(URL, **webhook_request(payload("push_task_branch"), "push"))
+    assert response.status_code == 503
+    assert "GITEA_WEBHOOK_SECRET" in response.json["error"]
+
+
+def test_nothing_accepted_is_lost_while_redis_is_down(client, settings, redis_server):
+    redis_server.stop()
+    try:
+        started = time.monotonic()
+        response = post(client, "pull_request_opened", "pull_request")
+        elapsed = time.monotonic() - started
+        assert response.status_code == 202 and response.json["queued"] is False
+        assert elapsed < 5, "Gitea gives up after 5 s"  # the contract, not a benchmark
+        post(client, "push_task_branch", "push")
+        assert client.get("/readyz").json == {"status": "unavailable", "failing": ["redis"]}
+        queue = JobQueue(settings.redis_url, settings.queue_name)
+        with database.connection_context():
+            assert scheduler.run_pass(queue).enqueued == 0
+            assert len(WebhookDelivery.unqueued()) == 2
+    finally:
+        redis_server.start()
+
+    with database.connection_context():
+        assert scheduler.run_pass(queue).enqueued == 2
+        assert scheduler.run_pass(queue).enqueued == 0
+    assert len(queued_job_ids(settings)) == 2
+
+    run_worker(settings)
+    run_worker(settings)  # a second worker finds nothing left to do
+    assert all(d.processed_at is not None for d in deliveries())
+    assert Queue(settings.queue_name, connection=queue.connection).count == 0
+    with database.connection_context():
+        processed_events = Event.select().where(Event.phase == "delivery")
+        assert sorted(e.message for e in processed_events) == [
+            f"delivery {d.id} (deploy) processed" for d in deliveries()
+        ]
+
+
+def test_a_job_run_twice_processes_its_delivery_once(client, settings):
+    from app import processing
+
+    post(client, "push_task_branch", "push")
+    [delivery] = deliveries()
+    with database.connection_context():
+        assert processing.process_delivery(delivery.id) == "processed"
+        assert processing.process_delivery(delivery.id) == "skipped"
+        assert Event.select().where(Event.phase == "delivery").count() == 1

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Builds the test bed's binaries (etcd, the Kubernetes control plane, kubectl,
+# KWOK, helm and Gitea) from their official Go modules, pinned by the go.mod and
+# go.sum files beside this script, with the machine's Go (GOTOOLCHAIN=local).
+#
+# Binaries land in $PREVIEW_TOOLS_CACHE (default ~/.cache/preview-tools), one
+# folder per module keyed by a hash of its go.mod, go.sum and build flags, so a
+# version bump rebuilds and nothing else does. $PREVIEW_TOOLS_CACHE/bin holds a
+# link to each current binary: that is what the tests and the Makefile use.
+#
+# Usage: tests/tools/build.sh [module ...]   (default: all of them)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${PREVIEW_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/preview-tools}
+export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=${CGO_ENABLED:-1}
+
+kube_version=v1.36.3
+kube_ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  kube_ldflags+=" -X $pkg.gitVersion=$kube_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=36"
+  kube_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=2026-01-01T00:00:00Z"
+done
+
+declare -A packages=(
+  [kube]="k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl"
+  [etcd]="go.etcd.io/etcd/server/v3"
+  [kwok]="sigs.k8s.io/kwok/cmd/kwok"
+  [helm]="helm.sh/helm/v3/cmd/helm"
+  [gitea]="code.gitea.io/gitea"
+)
+declare -A ldflags=(
+  [kube]="$kube_ldflags"
+  [etcd]="-s -w"
+  [kwok]="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v0.8.0"
+  [helm]="-s -w -X helm.sh/helm/v3/internal/version.version=v3.22.0"
+  [gitea]="-s -w -X main.Version=1.26.0"
+)
+# Gitea 1.26 uses mattn/go-sqlite3 (cgo), which these tags switch on.
+declare -A tags=([gitea]="sqlite,sqlite_unlock_notify")
+# The binary a package builds, when it is not the last path element.
+declare -A rename=([go.etcd.io/etcd/server/v3]=etcd [code.gitea.io/gitea]=gitea)
+
+build_module() {
+  local name=$1 key out pkg
+  key=$(cat "$here/$name/go.mod" "$here/$name/go.sum" <(echo "${packages[$name]} ${ldflags[$name]} ${tags[$name]:-}") | sha256sum | cut -c1-16)
+  out="$cache/$name-$key"
+  if [ ! -f "$out/.complete" ]; then
+    echo "building $name into $out" >&2
+    local started=$SECONDS
+    rm -rf "$out" && mkdir -p "$out"
+    for pkg in ${packages[$name]}; do
+      local bin=${rename[$pkg]:-${pkg##*/}}
+      (cd "$here/$name" && go build -trimpath -tags="${tags[$name]:-}" -ldflags="${ldflags[$name]}" -o "$out/$bin" "$pkg")
+    done
+    touch "$out/.complete"
+    echo "built $name in $((SECONDS - started)) s" >&2
+  fi
+  mkdir -p "$cache/bin"
+  for bin in "$out"/*; do ln -sfn "$bin" "$cache/bin/$(basename "$bin")"; done
+}
+
+modules=("$@")
+[ ${#modules[@]} -gt 0 ] || modules=(kube etcd kwok helm gitea)
+for name in "${modules[@]}"; do
+  [ -n "${packages[$name]:-}" ] || { echo "unknown module: $name" >&2; exit 2; }
+  build_module "$name"
+done
+echo "$cache/bin"

@@ -1,0 +1,19 @@
+"""Process-wide set-up shared by the worker's jobs and the scheduler."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import peewee
+
+from app import runtime
+from app.jobqueue import JobQueue
+from app.settings import Settings
+
+
+@cache
+def started() -> tuple[Settings, peewee.Database, JobQueue]:
+    """Read settings and open the database and queue once per process."""
+    settings = Settings.from_env()
+    db, queue = runtime.start(settings)
+    return settings, db, queue

@@ -1,0 +1,25 @@
+"""`python -m workers.worker`: an RQ worker on the previews queue."""
+
+from __future__ import annotations
+
+import argparse
+
+from rq import Worker
+
+from app import runtime
+from workers.context import started
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run jobs from the previews queue.")
+    parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    args = parser.parse_args(argv)
+    runtime.configure_logging()
+    _, _, queue = started()
+    worker = Worker([queue.queue], connection=queue.connection)
+    # The built-in scheduler moves retries with backoff back onto the queue.
+    worker.work(burst=args.burst, with_scheduler=not args.burst)
+
+
+if __name__ == "__main__":
+    main()
