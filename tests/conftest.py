@@ -81,3 +81,35 @@ def db(app) -> Iterator[None]:
     """A connection to the app's migrated database for the test body."""
     with database.connection_context():
         yield
+
+
+@pytest.fixture(scope="session")
+def kube_cluster():
+    """The real control plane (etcd, apiserver, controller-manager, scheduler, KWOK) for the session."""
+    from tests.kube.controlplane import control_plane
+
+    with control_plane() as plane:
+        yield plane
+
+
+@pytest.fixture
+def kube_api(kube_cluster):
+    from kubernetes import client
+
+    api = client.ApiClient(kube_cluster.client_configuration())
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def kube_namespace(kube_api, request):
+    """A fresh namespace for one test, deleted afterwards."""
+    from kubernetes import client
+
+    from tests.kube.waiting import unique_name
+
+    name = unique_name(request.node.name)
+    core = client.CoreV1Api(kube_api)
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
