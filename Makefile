@@ -7,7 +7,7 @@ DEBIAN_PACKAGES := git redis-server postgresql nginx-light util-linux procps
 
 .PHONY: run test deps venv tools migrate cluster lint
 
-run: deps venv
+run: deps venv tools
 	$(BIN)/python -m tests.devstack
 
 test: deps venv tools

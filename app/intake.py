@@ -56,9 +56,8 @@ def _is_duplicate(target_key: str, intent: str, work_key: str) -> bool:
 
 
 def _want_deploy(event: GiteaEvent, wanted: Plan) -> Preview:
-    repository = Repository.upsert(
-        event.repository.full_name, event.repository.clone_url, event.repository.html_url
-    )
+    ref = event.repository
+    repository = Repository.upsert(ref.full_name, ref.clone_url, ref.html_url, ref.private)
     assert wanted.target_key and wanted.head_sha and wanted.branch
     now = utcnow()
     preview = Preview.by_key(wanted.target_key)

@@ -46,16 +46,18 @@ class Repository(BaseModel):
     full_name = peewee.CharField(max_length=255, unique=True)
     clone_url = peewee.CharField(max_length=1024)
     html_url = peewee.CharField(max_length=1024, null=True)
+    private = peewee.BooleanField(default=False)
+    # Per-repository options: image (skip the build), dockerfile, port, health_path, env, pod_labels.
     settings = JSONField(default=dict)
     created_at = peewee.DateTimeField(default=utcnow)
 
     @classmethod
-    def upsert(cls, full_name: str, clone_url: str, html_url: str | None) -> Repository:
-        repo, created = cls.get_or_create(
-            full_name=full_name, defaults={"clone_url": clone_url, "html_url": html_url}
-        )
-        if not created and (repo.clone_url, repo.html_url) != (clone_url, html_url):
-            repo.clone_url, repo.html_url = clone_url, html_url
+    def upsert(cls, full_name: str, clone_url: str, html_url: str | None, private: bool = False) -> Repository:
+        fields = {"clone_url": clone_url, "html_url": html_url, "private": private}
+        repo, created = cls.get_or_create(full_name=full_name, defaults=fields)
+        if not created and any(getattr(repo, key) != value for key, value in fields.items()):
+            for key, value in fields.items():
+                setattr(repo, key, value)
             repo.save()
         return repo
 

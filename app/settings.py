@@ -42,10 +42,9 @@ def parse_duration(text: str) -> timedelta:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
+    if not text.isdigit() or int(text) < 1:
         raise ValueError("must be a positive whole number")
-    return value
+    return int(text)
 
 
 def _url(*schemes: str) -> Callable[[str], str]:
@@ -79,6 +78,26 @@ def _patterns(text: str) -> tuple[str, ...]:
     return patterns
 
 
+def _dns_label(text: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", text):
+        raise ValueError("must be a lowercase DNS label (letters, digits, '-'; at most 63)")
+    return text
+
+
+def _quantity(text: str) -> str:
+    if not re.fullmatch(r"\d+(\.\d+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?", text):
+        raise ValueError("must be a Kubernetes quantity such as 500m, 1, 512Mi or 2Gi")
+    return text
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def coerce(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return text
+    return coerce
+
+
 def _bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -105,6 +124,29 @@ class Settings:
     queue_name: str = "previews"
     max_webhook_bytes: int = 5 * 1024 * 1024
     testing: bool = False
+    # Where this service is reachable: links to its own page for a preview.
+    public_url: str = "http://127.0.0.1:8000"
+    # Build: kaniko Jobs run here (not PodSecurity "restricted": kaniko runs as root).
+    build_namespace: str = "preview-builds"
+    builder_image: str = "ghcr.io/osscontainertools/kaniko:v1.27.6"
+    registry_insecure: bool = False
+    build_timeout: timedelta = timedelta(minutes=30)
+    rollout_timeout: timedelta = timedelta(seconds=300)
+    # Ingress and isolation.
+    ingress_class: str = "nginx"
+    ingress_tls_secret: str | None = None
+    cert_manager_issuer: str | None = None
+    ingress_controller_namespace: str = "ingress-nginx"
+    pod_security_level: str = "baseline"
+    # Per-namespace ResourceQuota (the seed's defaults).
+    quota_requests_cpu: str = "500m"
+    quota_requests_memory: str = "1Gi"
+    quota_limits_cpu: str = "1"
+    quota_limits_memory: str = "2Gi"
+    quota_pods: int = 5
+    quota_services: int = 3
+    # Show the preview password in the PR comment (never for public repositories).
+    comment_password: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -134,6 +176,24 @@ class Settings:
         maybe_set("task_branch_patterns", "TASK_BRANCH_PATTERNS", _patterns)
         maybe_set("queue_name", "PREVIEW_QUEUE")
         maybe_set("testing", "PREVIEW_TESTING", _bool)
+        maybe_set("public_url", "PUBLIC_URL", _url("http", "https"))
+        maybe_set("build_namespace", "BUILD_NAMESPACE", _dns_label)
+        maybe_set("builder_image", "BUILDER_IMAGE")
+        maybe_set("registry_insecure", "PREVIEW_REGISTRY_INSECURE", _bool)
+        maybe_set("build_timeout", "BUILD_TIMEOUT", parse_duration)
+        maybe_set("rollout_timeout", "ROLLOUT_TIMEOUT", parse_duration)
+        maybe_set("ingress_class", "INGRESS_CLASS")
+        maybe_set("ingress_tls_secret", "INGRESS_TLS_SECRET", _dns_label)
+        maybe_set("cert_manager_issuer", "CERT_MANAGER_CLUSTER_ISSUER")
+        maybe_set("ingress_controller_namespace", "INGRESS_CONTROLLER_NAMESPACE", _dns_label)
+        maybe_set("pod_security_level", "PREVIEW_POD_SECURITY", _choice("privileged", "baseline", "restricted"))
+        maybe_set("quota_requests_cpu", "QUOTA_REQUESTS_CPU", _quantity)
+        maybe_set("quota_requests_memory", "QUOTA_REQUESTS_MEMORY", _quantity)
+        maybe_set("quota_limits_cpu", "QUOTA_LIMITS_CPU", _quantity)
+        maybe_set("quota_limits_memory", "QUOTA_LIMITS_MEMORY", _quantity)
+        maybe_set("quota_pods", "QUOTA_PODS", _positive_int)
+        maybe_set("quota_services", "QUOTA_SERVICES", _positive_int)
+        maybe_set("comment_password", "COMMENT_PASSWORD", _bool)
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:

@@ -7,16 +7,26 @@ started by hand.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the process that started it dies, so none is left behind."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -71,7 +81,7 @@ def _spawn_redis(port: int, folder: str) -> subprocess.Popen:
     return subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", folder, "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, preexec_fn=die_with_parent,
     )
 
 
@@ -139,7 +149,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         process = subprocess.Popen(
             [*sudo, _postgres_bin("postgres"), "-D", data, "-p", str(port), "-h", "127.0.0.1",
              "-k", folder, "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
         )
         wait_for_port(port, process)
         yield PostgresServer(port, process)

@@ -27,7 +27,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from tests.kube import pki
-from tests.servers import free_port, stop_process, wait_for_port
+from tests.servers import die_with_parent, free_port, stop_process, wait_for_port
 
 KWOK_CONFIG = Path(__file__).with_name("kwok.yaml")
 NODE_NAMES = ("kwok-node-0", "kwok-node-1")
@@ -94,7 +94,7 @@ class ControlPlane:
         log = self.folder / f"{name}.log"
         with open(log, "wb") as out:
             popen = subprocess.Popen([binary(name), *args], stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=die_with_parent)
         process = Process(name, popen, log)
         self.processes.append(process)
         return process

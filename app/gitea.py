@@ -1,0 +1,115 @@
+"""The Gitea API adapter: commit statuses, the one PR comment, branch and PR lookups.
+
+Every call has a timeout; network errors and error answers become `GiteaError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+log = logging.getLogger(__name__)
+
+STATUS_CONTEXT = "preview"
+STATUS_STATES = frozenset({"pending", "success", "error", "failure", "warning"})
+# Gitea truncates longer descriptions; keep ours readable.
+DESCRIPTION_MAX = 140
+
+
+class GiteaError(Exception):
+    """A Gitea call failed. `status` is the HTTP status, or None when Gitea was not reached."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _repo_path(repository: str) -> str:
+    owner, name = repository.split("/", 1)
+    return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
+
+
+class Gitea:
+    def __init__(self, base_url: str, token: str | None, timeout: float = 10.0,
+                 session: requests.Session | None = None) -> None:
+        self.api = base_url.rstrip("/") + "/api/v1"
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.session.headers["Accept"] = "application/json"
+        if token:
+            self.session.headers["Authorization"] = f"token {token}"
+        self._login: str | None = None
+
+    def _request(self, method: str, path: str, expect: tuple[int, ...] = (200,), **kwargs: Any) -> requests.Response:
+        try:
+            response = self.session.request(method, self.api + path, timeout=self.timeout, **kwargs)
+        except requests.RequestException as error:
+            raise GiteaError(f"{method} {path}: {error.__class__.__name__}") from error
+        if response.status_code not in expect:
+            try:
+                message = response.json().get("message", "")
+            except ValueError:
+                message = response.text[:200]
+            raise GiteaError(f"{method} {path}: {response.status_code} {message}".strip(), response.status_code)
+        return response
+
+    def current_login(self) -> str:
+        if self._login is None:
+            self._login = self._request("GET", "/user").json()["login"]
+        return self._login
+
+    def set_status(self, repository: str, sha: str, state: str, target_url: str | None, description: str,
+                   context: str = STATUS_CONTEXT) -> dict[str, Any]:
+        if state not in STATUS_STATES:
+            raise ValueError(f"unknown commit status state {state!r}")
+        body = {"state": state, "description": description[:DESCRIPTION_MAX], "context": context}
+        if target_url:
+            body["target_url"] = target_url
+        return self._request("POST", f"{_repo_path(repository)}/statuses/{sha}", expect=(200, 201), json=body).json()
+
+    def statuses(self, repository: str, sha: str) -> list[dict[str, Any]]:
+        return self._request("GET", f"{_repo_path(repository)}/statuses/{sha}").json()
+
+    def comments(self, repository: str, number: int) -> list[dict[str, Any]]:
+        return self._request("GET", f"{_repo_path(repository)}/issues/{number}/comments").json()
+
+    def find_comment(self, repository: str, number: int, marker: str) -> dict[str, Any] | None:
+        """Our comment on the PR: it carries `marker` and was written by the token's user."""
+        login = self.current_login()
+        for comment in self.comments(repository, number):
+            if marker in (comment.get("body") or "") and (comment.get("user") or {}).get("login") == login:
+                return comment
+        return None
+
+    def upsert_comment(self, repository: str, number: int, marker: str, body: str) -> int:
+        """Edit our comment in place, or create it once; returns its id."""
+        if marker not in body:
+            raise ValueError("the comment body must carry its marker")
+        existing = self.find_comment(repository, number, marker)
+        if existing is not None:
+            if existing.get("body") != body:
+                self._request("PATCH", f"{_repo_path(repository)}/issues/comments/{existing['id']}",
+                              json={"body": body})
+            return int(existing["id"])
+        created = self._request("POST", f"{_repo_path(repository)}/issues/{number}/comments", expect=(201,),
+                                json={"body": body})
+        return int(created.json()["id"])
+
+    def branch_head(self, repository: str, branch: str) -> str | None:
+        """The head commit of `branch`, or None when there is no such branch."""
+        response = self._request("GET", f"{_repo_path(repository)}/branches/{quote(branch, safe='/')}",
+                                 expect=(200, 404))
+        if response.status_code == 404:
+            return None
+        return response.json()["commit"]["id"]
+
+    def pull_request(self, repository: str, number: int) -> dict[str, Any] | None:
+        response = self._request("GET", f"{_repo_path(repository)}/pulls/{number}", expect=(200, 404))
+        return None if response.status_code == 404 else response.json()
+
+    def repository(self, repository: str) -> dict[str, Any] | None:
+        response = self._request("GET", _repo_path(repository), expect=(200, 404))
+        return None if response.status_code == 404 else response.json()

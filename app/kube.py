@@ -1,0 +1,346 @@
+"""The Kubernetes adapter: the only module that imports the `kubernetes` client.
+
+Objects are applied with server-side apply under one field manager, so every
+step can be re-run after a crash. Waiting uses watches with timeouts. Client
+errors become `KubeError`; every call has a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "gitea-previews"
+REQUEST_TIMEOUT = 30
+
+# (apiVersion, kind) -> (path prefix, plural, namespaced)
+_RESOURCES = {
+    ("v1", "Namespace"): ("/api/v1", "namespaces", False),
+    ("v1", "Secret"): ("/api/v1", "secrets", True),
+    ("v1", "Service"): ("/api/v1", "services", True),
+    ("v1", "ResourceQuota"): ("/api/v1", "resourcequotas", True),
+    ("v1", "LimitRange"): ("/api/v1", "limitranges", True),
+    ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments", True),
+    ("batch/v1", "Job"): ("/apis/batch/v1", "jobs", True),
+    ("networking.k8s.io/v1", "NetworkPolicy"): ("/apis/networking.k8s.io/v1", "networkpolicies", True),
+    ("networking.k8s.io/v1", "Ingress"): ("/apis/networking.k8s.io/v1", "ingresses", True),
+}
+
+
+class KubeError(Exception):
+    """A Kubernetes call failed. `status` is the HTTP status, or None when the server was not reached."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _error(action: str, error: Exception) -> KubeError:
+    if isinstance(error, ApiException):
+        reason = error.reason
+        try:
+            reason = json.loads(error.body or "{}").get("message") or reason
+        except (ValueError, AttributeError):
+            pass
+        return KubeError(f"{action}: {reason}", error.status)
+    return KubeError(f"{action}: {error}")
+
+
+_CLIENT_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    state: str  # complete | failed | missing | timeout
+    message: str = ""  # the pod's termination message (kaniko writes the digest there)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RolloutOutcome:
+    ready: bool
+    reason: str = ""  # image-pull | crash-loop | out-of-memory | unschedulable | quota | timeout
+    message: str = ""
+
+
+# Container waiting reasons that will not fix themselves while we wait.
+_IMAGE_PULL = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
+
+
+def load_configuration(kubeconfig: str | None) -> client.Configuration:
+    """From KUBECONFIG, else the in-cluster service account."""
+    configuration = client.Configuration()
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        config.load_incluster_config(client_configuration=configuration)
+    return configuration
+
+
+class Kube:
+    def __init__(self, configuration: client.Configuration, timeout: int = REQUEST_TIMEOUT) -> None:
+        self.api = client.ApiClient(configuration)
+        self.timeout = timeout
+        self.core = client.CoreV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
+
+    def close(self) -> None:
+        self.api.close()
+
+    # --- generic -----------------------------------------------------------------
+
+    def _path(self, obj: dict[str, Any]) -> str:
+        key = (obj["apiVersion"], obj["kind"])
+        if key not in _RESOURCES:
+            raise KubeError(f"no route for {key}")
+        prefix, plural, namespaced = _RESOURCES[key]
+        name = obj["metadata"]["name"]
+        if namespaced:
+            return f"{prefix}/namespaces/{obj['metadata']['namespace']}/{plural}/{name}"
+        return f"{prefix}/{plural}/{name}"
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply `obj` under our field manager; returns the object as stored."""
+        path = self._path(obj)
+        try:
+            method, url, headers, body, post = self.api.param_serialize(
+                "PATCH", path,
+                query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+                header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+                body=obj, auth_settings=["BearerToken"],
+            )
+            response = self.api.call_api(method, url, headers, body, post, _request_timeout=self.timeout)
+            data = response.read()
+        except _CLIENT_ERRORS as error:
+            raise _error(f"apply {obj['kind']} {path}", error) from error
+        if not 200 <= response.status < 300:
+            try:
+                message = json.loads(data).get("message", "")
+            except ValueError:
+                message = data[:200].decode(errors="replace")
+            raise KubeError(f"apply {obj['kind']} {path}: {message}", response.status)
+        return json.loads(data)
+
+    # --- namespaces, secrets, jobs -----------------------------------------------
+
+    def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        import base64
+
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace, _request_timeout=self.timeout)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _error(f"read secret {namespace}/{name}", error) from error
+        except _CLIENT_ERRORS as error:
+            raise _error(f"read secret {namespace}/{name}", error) from error
+        return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+
+    def delete_namespace(self, name: str) -> bool:
+        """Start deleting a namespace. False when it was already gone (a 404 is success)."""
+        try:
+            self.core.delete_namespace(name, propagation_policy="Background", _request_timeout=self.timeout)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise _error(f"delete namespace {name}", error) from error
+        except _CLIENT_ERRORS as error:
+            raise _error(f"delete namespace {name}", error) from error
+        return True
+
+    def namespace_exists(self, name: str) -> bool:
+        try:
+            self.core.read_namespace(name, _request_timeout=self.timeout)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise _error(f"read namespace {name}", error) from error
+        except _CLIENT_ERRORS as error:
+            raise _error(f"read namespace {name}", error) from error
+        return True
+
+    def list_namespaces(self, label_selector: str) -> list[Any]:
+        try:
+            return self.core.list_namespace(label_selector=label_selector, _request_timeout=self.timeout).items
+        except _CLIENT_ERRORS as error:
+            raise _error("list namespaces", error) from error
+
+    def list_jobs(self, namespace: str, label_selector: str) -> list[Any]:
+        try:
+            return self.batch.list_namespaced_job(
+                namespace, label_selector=label_selector, _request_timeout=self.timeout
+            ).items
+        except ApiException as error:
+            if error.status == 404:
+                return []
+            raise _error(f"list jobs in {namespace}", error) from error
+        except _CLIENT_ERRORS as error:
+            raise _error(f"list jobs in {namespace}", error) from error
+
+    def delete_job(self, namespace: str, name: str) -> bool:
+        try:
+            self.batch.delete_namespaced_job(
+                name, namespace, propagation_policy="Background", _request_timeout=self.timeout
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise _error(f"delete job {namespace}/{name}", error) from error
+        except _CLIENT_ERRORS as error:
+            raise _error(f"delete job {namespace}/{name}", error) from error
+        return True
+
+    def _job_pod(self, namespace: str, job_name: str) -> Any | None:
+        pods = self.core.list_namespaced_pod(
+            namespace, label_selector=f"job-name={job_name}", _request_timeout=self.timeout
+        ).items
+        return pods[-1] if pods else None
+
+    def _termination(self, namespace: str, job_name: str) -> tuple[str, str]:
+        pod = self._job_pod(namespace, job_name)
+        for status in (pod.status.container_statuses or []) if pod else []:
+            terminated = status.state.terminated if status.state else None
+            if terminated:
+                return (terminated.message or "").strip(), terminated.reason or ""
+        return "", ""
+
+    def wait_for_job(self, namespace: str, name: str, timeout: float) -> JobOutcome:
+        """Watch a Job until it completes or fails, disappears, or `timeout` seconds pass."""
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return JobOutcome("timeout", reason="timeout")
+                jobs = self.batch.list_namespaced_job(
+                    namespace, field_selector=f"metadata.name={name}", _request_timeout=self.timeout
+                )
+                state = _job_state(jobs.items[0]) if jobs.items else "missing"
+                if state is None:
+                    stream = watch.Watch().stream(
+                        self.batch.list_namespaced_job, namespace, field_selector=f"metadata.name={name}",
+                        resource_version=jobs.metadata.resource_version,
+                        timeout_seconds=max(1, min(int(remaining), 60)), _request_timeout=self.timeout + 60,
+                    )
+                    for event in stream:
+                        state = "missing" if event["type"] == "DELETED" else _job_state(event["object"])
+                        if state:
+                            break
+                if state == "missing":
+                    return JobOutcome("missing", reason="deleted")
+                if state:
+                    message, reason = self._termination(namespace, name)
+                    return JobOutcome(state, message, reason)
+        except _CLIENT_ERRORS as error:
+            raise _error(f"watch job {namespace}/{name}", error) from error
+
+    def pod_log_tail(self, namespace: str, label_selector: str, lines: int = 100) -> str:
+        """The last lines of the newest matching pod's log; '' when there is none or it is unreadable."""
+        try:
+            pods = self.core.list_namespaced_pod(
+                namespace, label_selector=label_selector, _request_timeout=self.timeout
+            ).items
+            if not pods:
+                return ""
+            newest = max(pods, key=lambda p: p.metadata.creation_timestamp)
+            return self.core.read_namespaced_pod_log(
+                newest.metadata.name, namespace, tail_lines=lines, _request_timeout=self.timeout
+            )
+        except _CLIENT_ERRORS as error:
+            log.info("pod log unavailable namespace=%s selector=%s error=%s", namespace, label_selector, error)
+            return ""
+
+    # --- rollout -----------------------------------------------------------------
+
+    def wait_for_rollout(self, namespace: str, name: str, timeout: float) -> RolloutOutcome:
+        """Watch a Deployment until its newest revision is available, or say why it is not.
+
+        Between watch windows the pods are checked, so an image that cannot be
+        pulled or a crash loop ends the wait early instead of at the deadline.
+        """
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                deployment = self.apps.read_namespaced_deployment(name, namespace, _request_timeout=self.timeout)
+                if _rolled_out(deployment):
+                    return RolloutOutcome(True)
+                stuck = self.diagnose(namespace, deployment)
+                if stuck and stuck.reason != "pending":
+                    return stuck
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return stuck if stuck else RolloutOutcome(False, "timeout", f"not available after {timeout:.0f} s")
+                stream = watch.Watch().stream(
+                    self.apps.list_namespaced_deployment, namespace, field_selector=f"metadata.name={name}",
+                    resource_version=deployment.metadata.resource_version,
+                    timeout_seconds=max(1, min(int(remaining), 5)), _request_timeout=self.timeout + 10,
+                )
+                for event in stream:
+                    if event["type"] != "DELETED" and _rolled_out(event["object"]):
+                        return RolloutOutcome(True)
+        except _CLIENT_ERRORS as error:
+            raise _error(f"watch deployment {namespace}/{name}", error) from error
+
+    def diagnose(self, namespace: str, deployment: Any) -> RolloutOutcome | None:
+        """Why the Deployment's pods are not ready, in words a developer understands."""
+        for condition in _conditions(deployment):
+            if condition.type == "ReplicaFailure" and condition.status == "True":
+                text = condition.message or ""
+                if "exceeded quota" in text or "forbidden" in text:
+                    return RolloutOutcome(False, "quota", f"the namespace quota rejects the pods: {text}")
+            if condition.type == "Progressing" and condition.reason == "ProgressDeadlineExceeded":
+                return RolloutOutcome(False, "timeout", condition.message or "progress deadline exceeded")
+        selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
+        pods = self.core.list_namespaced_pod(namespace, label_selector=selector, _request_timeout=self.timeout).items
+        for pod in pods:
+            for status in pod.status.container_statuses or []:
+                waiting = status.state.waiting if status.state else None
+                last = status.last_state.terminated if status.last_state else None
+                if waiting and waiting.reason in _IMAGE_PULL:
+                    return RolloutOutcome(False, "image-pull", f"the image cannot be pulled: {waiting.message or waiting.reason}")
+                if waiting and waiting.reason == "CrashLoopBackOff":
+                    if last and last.reason == "OOMKilled":
+                        return RolloutOutcome(False, "out-of-memory", "the app was killed for using more memory than its limit")
+                    code = f" (exit code {last.exit_code})" if last else ""
+                    return RolloutOutcome(False, "crash-loop", f"the app keeps crashing on start{code}")
+            for condition in pod.status.conditions or []:
+                if condition.type == "PodScheduled" and condition.status == "False":
+                    return RolloutOutcome(False, "unschedulable", f"no node can run the pod: {condition.message}")
+        if not pods:
+            return RolloutOutcome(False, "pending", "no pods yet")
+        return None
+
+
+def _conditions(obj: Any) -> list[Any]:
+    return list((obj.status.conditions if obj.status else None) or [])
+
+
+def _job_state(job: Any) -> str | None:
+    for condition in _conditions(job):
+        if condition.status == "True" and condition.type in ("Complete", "SuccessCriteriaMet"):
+            return "complete"
+        if condition.status == "True" and condition.type in ("Failed", "FailureTarget"):
+            return "failed"
+    return None
+
+
+def _rolled_out(deployment: Any) -> bool:
+    spec, status = deployment.spec, deployment.status
+    if status is None or (status.observed_generation or 0) < (deployment.metadata.generation or 0):
+        return False
+    wanted = spec.replicas if spec.replicas is not None else 1
+    return (
+        (status.updated_replicas or 0) == wanted
+        and (status.available_replicas or 0) == wanted
+        and (status.replicas or 0) == wanted
+    )

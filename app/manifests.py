@@ -1,0 +1,381 @@
+"""Kubernetes objects for one preview, as plain dicts from pure functions.
+
+Nothing here talks to a cluster; the pipeline applies these with server-side
+apply. Tests compare the dicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlparse
+
+from app.naming import PreviewNames
+from app.settings import Settings
+
+MANAGED_BY = "gitea-previews"
+PREFIX = "previews.gitea.io"
+LABEL_PREVIEW_ID = f"{PREFIX}/preview-id"
+LABEL_REPOSITORY = f"{PREFIX}/repository"
+LABEL_PR = f"{PREFIX}/pr"
+LABEL_BRANCH = f"{PREFIX}/branch"
+LABEL_SHA = f"{PREFIX}/sha"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+GIT_CREDENTIALS_SECRET = "git-credentials"
+REGISTRY_CREDENTIALS_SECRET = "registry-credentials"
+AUTH_REALM = "Preview environment"
+
+# Container defaults (the seed's): a small web app.
+APP_REQUESTS = {"cpu": "100m", "memory": "128Mi"}
+APP_LIMITS = {"cpu": "500m", "memory": "512Mi"}
+
+
+def _time(moment: datetime) -> str:
+    return moment.replace(microsecond=0).isoformat() + "Z"
+
+
+@dataclass(frozen=True)
+class PreviewSpec:
+    """What the manifests need to know about one preview at one commit."""
+
+    preview_id: int
+    names: PreviewNames
+    repository: str
+    branch: str
+    head_sha: str
+    created_at: datetime
+    expires_at: datetime
+    ttl: timedelta
+    pr_number: int | None = None
+    pr_url: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.names.host}"
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """How to run the repository's app; from the repository's settings."""
+
+    image: str  # pinned by digest when built here
+    port: int = 8080
+    health_path: str = "/"
+    env: dict[str, str] = field(default_factory=dict)
+    pod_labels: dict[str, str] = field(default_factory=dict)
+
+
+def labels(spec: PreviewSpec, component: str | None = None) -> dict[str, str]:
+    result = {
+        "environment": "preview",
+        LABEL_MANAGED_BY: MANAGED_BY,
+        "app.kubernetes.io/part-of": MANAGED_BY,
+        "app.kubernetes.io/instance": spec.names.slug,
+        LABEL_PREVIEW_ID: str(spec.preview_id),
+        LABEL_REPOSITORY: spec.names.repository_label,
+    }
+    if spec.pr_number is not None:
+        result[LABEL_PR] = str(spec.pr_number)
+    else:
+        result[LABEL_BRANCH] = spec.names.slug
+    if component:
+        result[LABEL_COMPONENT] = component
+    return result
+
+
+def _meta(spec: PreviewSpec, name: str, component: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "namespace": spec.names.namespace, "labels": labels(spec, component), **extra}
+
+
+def namespace(spec: PreviewSpec, settings: Settings) -> dict[str, Any]:
+    annotations = {
+        "created-at": _time(spec.created_at),
+        "ttl": f"{int(spec.ttl.total_seconds())}s",
+        "expires-at": _time(spec.expires_at),
+        f"{PREFIX}/repository": spec.repository,
+        f"{PREFIX}/branch": spec.branch,
+        f"{PREFIX}/head-sha": spec.head_sha,
+    }
+    if spec.pr_url:
+        annotations[f"{PREFIX}/pr-url"] = spec.pr_url
+    level = settings.pod_security_level
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": spec.names.namespace,
+            "labels": {
+                **labels(spec),
+                "pod-security.kubernetes.io/enforce": level,
+                "pod-security.kubernetes.io/warn": level,
+            },
+            "annotations": annotations,
+        },
+    }
+
+
+def resource_quota(spec: PreviewSpec, settings: Settings) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": _meta(spec, "preview-quota"),
+        "spec": {
+            "hard": {
+                "requests.cpu": settings.quota_requests_cpu,
+                "requests.memory": settings.quota_requests_memory,
+                "limits.cpu": settings.quota_limits_cpu,
+                "limits.memory": settings.quota_limits_memory,
+                "pods": str(settings.quota_pods),
+                "services": str(settings.quota_services),
+            }
+        },
+    }
+
+
+def limit_range(spec: PreviewSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": _meta(spec, "preview-limits"),
+        "spec": {"limits": [{"type": "Container", "defaultRequest": APP_REQUESTS, "default": APP_LIMITS}]},
+    }
+
+
+def network_policy(spec: PreviewSpec, settings: Settings) -> dict[str, Any]:
+    """Admit traffic only from this namespace and from the ingress controller's."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(spec, "preview-isolation"),
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {"podSelector": {}},
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": settings.ingress_controller_namespace}
+                            }
+                        },
+                    ]
+                }
+            ],
+        },
+    }
+
+
+def auth_secret(spec: PreviewSpec, htpasswd_line: str, username: str, password: str) -> dict[str, Any]:
+    """ingress-nginx reads the `auth` key (auth-file format); the other keys are for people."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": _meta(spec, spec.names.auth_secret),
+        "stringData": {"auth": htpasswd_line + "\n", "username": username, "password": password},
+    }
+
+
+def deployment(spec: PreviewSpec, app: AppSpec) -> dict[str, Any]:
+    selector = {"app.kubernetes.io/instance": spec.names.slug, LABEL_COMPONENT: "app"}
+    env = [{"name": "PREVIEW_MODE", "value": "true"}, {"name": "PREVIEW_URL", "value": spec.url}]
+    env += [{"name": key, "value": str(value)} for key, value in sorted(app.env.items())]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(spec, spec.names.app, "app"),
+        "spec": {
+            "replicas": 1,
+            "revisionHistoryLimit": 2,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {
+                    "labels": {**labels(spec, "app"), **app.pod_labels},
+                    "annotations": {f"{PREFIX}/head-sha": spec.head_sha},
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": app.image,
+                            "ports": [{"name": "http", "containerPort": app.port}],
+                            "env": env,
+                            "resources": {"requests": APP_REQUESTS, "limits": APP_LIMITS},
+                            "readinessProbe": {
+                                "httpGet": {"path": app.health_path, "port": "http"},
+                                "periodSeconds": 5,
+                                "failureThreshold": 3,
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def service(spec: PreviewSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(spec, spec.names.app, "app"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app.kubernetes.io/instance": spec.names.slug, LABEL_COMPONENT: "app"},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+
+
+def ingress(spec: PreviewSpec, settings: Settings) -> dict[str, Any]:
+    annotations = {
+        "nginx.ingress.kubernetes.io/auth-type": "basic",
+        "nginx.ingress.kubernetes.io/auth-secret": spec.names.auth_secret,
+        "nginx.ingress.kubernetes.io/auth-secret-type": "auth-file",
+        "nginx.ingress.kubernetes.io/auth-realm": AUTH_REALM,
+    }
+    body: dict[str, Any] = {
+        "ingressClassName": settings.ingress_class,
+        "rules": [
+            {
+                "host": spec.names.host,
+                "http": {
+                    "paths": [
+                        {
+                            "path": "/",
+                            "pathType": "Prefix",
+                            "backend": {"service": {"name": spec.names.app, "port": {"name": "http"}}},
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+    if settings.cert_manager_issuer:
+        annotations["cert-manager.io/cluster-issuer"] = settings.cert_manager_issuer
+    if settings.ingress_tls_secret or settings.cert_manager_issuer:
+        secret = settings.ingress_tls_secret or f"{spec.names.slug}-tls"
+        body["tls"] = [{"hosts": [spec.names.host], "secretName": secret}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": _meta(spec, spec.names.app, "app", annotations=annotations),
+        "spec": body,
+    }
+
+
+def git_context(clone_url: str, ref: str, sha: str) -> tuple[str, str]:
+    """kaniko's git context for `clone_url` at `sha`, and its GIT_PULL_METHOD.
+
+    kaniko prepends GIT_PULL_METHOD (http or https) to `git://host/path`.
+    """
+    parsed = urlparse(clone_url)
+    host = parsed.hostname or ""
+    if parsed.port:
+        host = f"{host}:{parsed.port}"
+    return f"git://{host}{parsed.path}#{ref}#{sha}", parsed.scheme or "https"
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    job_name: str
+    namespace: str
+    clone_url: str
+    git_ref: str  # refs/pull/<n>/head for a PR, refs/heads/<branch> for a branch
+    destination: str  # <registry>/<repo>:<tag>
+    cache_repository: str
+    dockerfile: str = "Dockerfile"
+    pod_labels: dict[str, str] = field(default_factory=dict)
+
+
+def build_job(spec: PreviewSpec, build: BuildSpec, settings: Settings) -> dict[str, Any]:
+    context, pull_method = git_context(build.clone_url, build.git_ref, spec.head_sha)
+    args = [
+        f"--context={context}",
+        f"--dockerfile={build.dockerfile}",
+        f"--destination={build.destination}",
+        "--cache=true",
+        f"--cache-repo={build.cache_repository}",
+        "--digest-file=/dev/termination-log",
+    ]
+    if settings.registry_insecure:
+        registry_host = build.destination.split("/", 1)[0]
+        args += ["--insecure", "--insecure-pull", f"--insecure-registry={registry_host}"]
+    job_labels = {**labels(spec, "build"), LABEL_SHA: spec.head_sha[:12]}
+    env = [{"name": "GIT_PULL_METHOD", "value": pull_method}]
+    for variable, key in (("GIT_USERNAME", "username"), ("GIT_PASSWORD", "password")):
+        env.append(
+            {
+                "name": variable,
+                "valueFrom": {"secretKeyRef": {"name": GIT_CREDENTIALS_SECRET, "key": key, "optional": True}},
+            }
+        )
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": build.job_name, "namespace": build.namespace, "labels": job_labels},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": int(settings.build_timeout.total_seconds()),
+            "ttlSecondsAfterFinished": 3600,
+            "template": {
+                "metadata": {"labels": {**job_labels, **build.pod_labels}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "containers": [
+                        {
+                            "name": "kaniko",
+                            "image": settings.builder_image,
+                            "args": args,
+                            "env": env,
+                            "terminationMessagePolicy": "File",
+                            "volumeMounts": [{"name": "docker-config", "mountPath": "/kaniko/.docker"}],
+                        }
+                    ],
+                    "volumes": [
+                        {
+                            "name": "docker-config",
+                            "secret": {
+                                "secretName": REGISTRY_CREDENTIALS_SECRET,
+                                "optional": True,
+                                "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def build_namespace(settings: Settings) -> dict[str, Any]:
+    # kaniko runs as root: baseline, never restricted.
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": settings.build_namespace,
+            "labels": {LABEL_MANAGED_BY: MANAGED_BY, "pod-security.kubernetes.io/enforce": "baseline"},
+        },
+    }
+
+
+def preview_objects(
+    spec: PreviewSpec, app: AppSpec, settings: Settings, htpasswd_line: str, username: str, password: str
+) -> list[dict[str, Any]]:
+    """Everything a preview needs, in the order to apply it."""
+    return [
+        namespace(spec, settings),
+        resource_quota(spec, settings),
+        limit_range(spec),
+        network_policy(spec, settings),
+        auth_secret(spec, htpasswd_line, username, password),
+        deployment(spec, app),
+        service(spec),
+        ingress(spec, settings),
+    ]

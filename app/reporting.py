@@ -1,0 +1,78 @@
+"""What Gitea shows for a preview: the `preview` commit status and one PR comment."""
+
+from __future__ import annotations
+
+import logging
+
+from app.db import utcnow
+from app.gitea import Gitea
+from app.models import Preview, PreviewState
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_STATUS = {
+    PreviewState.QUEUED: ("pending", "Preview queued"),
+    PreviewState.BUILDING: ("pending", "Preview building"),
+    PreviewState.DEPLOYING: ("pending", "Preview deploying"),
+    PreviewState.READY: ("success", "Preview ready"),
+    PreviewState.FAILED: ("failure", "Preview failed"),
+}
+
+
+def comment_marker(preview: Preview) -> str:
+    return f"<!-- preview:{preview.target_key} -->"
+
+
+def service_page(settings: Settings, preview: Preview) -> str:
+    return f"{settings.public_url}/previews/{preview.id}"
+
+
+def status_for(settings: Settings, preview: Preview, detail: str | None = None) -> tuple[str, str, str] | None:
+    """(state, description, target_url) for the preview's current state, None when there is nothing to say."""
+    if preview.state not in _STATUS:
+        return None
+    state, description = _STATUS[preview.state]
+    if detail:
+        description = f"{description}: {detail}"
+    target = preview.url if preview.state == PreviewState.READY else service_page(settings, preview)
+    return state, description, target
+
+
+def comment_body(settings: Settings, preview: Preview, password: str | None, detail: str | None = None) -> str:
+    lines = [comment_marker(preview), "### Preview environment", ""]
+    if preview.state == PreviewState.DELETED:
+        lines.append(f"The preview was removed{': ' + detail if detail else ''}.")
+        lines.append(f"Last commit: `{(preview.deployed_sha or preview.head_sha)[:12]}`")
+        return "\n".join(lines) + "\n"
+    state = preview.state.replace("_", " ")
+    lines.append("| | |")
+    lines.append("|---|---|")
+    if preview.url and preview.state == PreviewState.READY:
+        lines.append(f"| URL | {preview.url} |")
+    lines.append(f"| State | {state}{' (' + detail + ')' if detail else ''} |")
+    lines.append(f"| Commit | `{preview.head_sha[:12]}` |")
+    lines.append("| User | `preview` |")
+    if password:
+        lines.append(f"| Password | `{password}` |")
+    else:
+        lines.append(f"| Password | from the [preview page]({service_page(settings, preview)}) or the API |")
+    if preview.expires_at:
+        lines.append(f"| Expires | {preview.expires_at.replace(microsecond=0).isoformat()} UTC |")
+    lines.append("")
+    lines.append(f"Updated {utcnow().replace(microsecond=0).isoformat()} UTC.")
+    return "\n".join(lines) + "\n"
+
+
+def report(gitea: Gitea, settings: Settings, preview: Preview, password: str | None = None,
+           detail: str | None = None) -> None:
+    """Publish the preview's state to Gitea. Raises GiteaError; the caller decides to retry."""
+    repository = preview.repository.full_name
+    status = status_for(settings, preview, detail)
+    if status is not None:
+        state, description, target = status
+        gitea.set_status(repository, preview.head_sha, state, target, description)
+    if preview.pr_number is not None:
+        shown = password if settings.comment_password and preview.repository.private else None
+        gitea.upsert_comment(repository, preview.pr_number, comment_marker(preview),
+                             comment_body(settings, preview, shown, detail))
