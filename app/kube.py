@@ -200,6 +200,35 @@ class Kube:
             raise _error(f"delete job {namespace}/{name}", error) from error
         return True
 
+    def replace_job(self, job: dict[str, Any], timeout: float = 60.0) -> None:
+        """Apply a Job; when an older one with the same name differs (its template is immutable), replace it."""
+        try:
+            self.apply(job)
+            return
+        except KubeError as error:
+            if error.status != 422:
+                raise
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        try:
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Foreground",
+                                             _request_timeout=self.timeout)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                found = self.batch.list_namespaced_job(
+                    namespace, field_selector=f"metadata.name={name}", _request_timeout=self.timeout
+                )
+                if not found.items:
+                    break
+                for _ in watch.Watch().stream(
+                    self.batch.list_namespaced_job, namespace, field_selector=f"metadata.name={name}",
+                    resource_version=found.metadata.resource_version, timeout_seconds=5,
+                    _request_timeout=self.timeout + 10,
+                ):
+                    pass
+        except _CLIENT_ERRORS as error:
+            raise _error(f"replace job {namespace}/{name}", error) from error
+        self.apply(job)
+
     def _job_pod(self, namespace: str, job_name: str) -> Any | None:
         pods = self.core.list_namespaced_pod(
             namespace, label_selector=f"job-name={job_name}", _request_timeout=self.timeout

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from app import pipeline
 from app.db import database, utcnow
 from app.models import DeliveryOutcome, Event, WebhookDelivery
+from app.planning import DEPLOY, TEARDOWN
 
 log = logging.getLogger(__name__)
 
@@ -22,18 +24,24 @@ def _newer_delivery_exists(delivery: WebhookDelivery) -> bool:
     )
 
 
-def process_delivery(delivery_id: int) -> str:
+def process_delivery(services: pipeline.Services, delivery_id: int) -> str:
     """Carry out one delivery's intent. Safe to re-run: a processed delivery is skipped.
 
-    Returns a short word for the job's result: processed, superseded, skipped.
+    Returns a short word for the job's result: ready, failed, deleted, superseded, skipped.
+    A Kubernetes error propagates, so the queue retries the job later.
     """
     delivery = WebhookDelivery.get_or_none(WebhookDelivery.id == delivery_id)
     if delivery is None or delivery.processed_at is not None:
         return "skipped"
-    result = "processed"
-    if _newer_delivery_exists(delivery):
+    if delivery.preview is None or _newer_delivery_exists(delivery):
         # A later push or close for the same preview already owns its desired state.
         result = "superseded"
+    elif delivery.intent == DEPLOY:
+        result = pipeline.deploy(services, delivery.preview_id, delivery.head_sha)
+    elif delivery.intent == TEARDOWN:
+        result = pipeline.teardown(services, delivery.preview_id, delivery.reason or "teardown requested")
+    else:
+        result = "skipped"
     with database.atomic():
         if delivery.preview is not None:
             Event.record(delivery.preview, "delivery", f"delivery {delivery.id} ({delivery.intent}) {result}")

@@ -9,7 +9,10 @@ import peewee
 from flask import Flask
 
 from app.db import database, open_database
+from app.gitea import Gitea
 from app.jobqueue import JobQueue
+from app.kube import Kube, load_configuration
+from app.pipeline import Services
 from app.settings import Settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -38,3 +41,9 @@ def bind(app: Flask, settings: Settings) -> None:
     def _close(_exc: BaseException | None) -> None:
         if not database.is_closed():
             database.close()
+
+
+def services(settings: Settings, queue: JobQueue | None) -> Services:
+    """The adapters the use cases run with; Gitea only when GITEA_URL is set."""
+    gitea = Gitea(settings.gitea_url, settings.gitea_token) if settings.gitea_url else None
+    return Services(settings=settings, kube=Kube(load_configuration(settings.kubeconfig)), gitea=gitea, queue=queue)

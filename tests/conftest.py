@@ -113,3 +113,41 @@ def kube_namespace(kube_api, request):
     core.create_namespace({"metadata": {"name": name}})
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture
+def kube_settings(settings, kube_cluster, kube_api):
+    """Settings for tests that deploy previews on the test control plane.
+
+    Afterwards every namespace the test's previews created is deleted and awaited,
+    so the next test starts from a clean cluster.
+    """
+    from kubernetes import client
+
+    from tests.kube.waiting import eventually, unique_name
+
+    yield settings.replace(
+        kubeconfig=str(kube_cluster.kubeconfig),
+        preview_registry="registry.preview.test:5000",
+        build_namespace=unique_name("builds"),
+    )
+    core = client.CoreV1Api(kube_api)
+    selector = "app.kubernetes.io/managed-by=gitea-previews"
+    for namespace in core.list_namespace(label_selector=selector).items:
+        if not namespace.metadata.deletion_timestamp:
+            core.delete_namespace(namespace.metadata.name)
+    eventually(lambda: not core.list_namespace(label_selector=selector).items, timeout=120,
+               what="preview namespaces deleted")
+
+
+@pytest.fixture
+def services(app, kube_settings):
+    """The pipeline's adapters, on the real control plane; Gitea is left out unless a test adds it."""
+    from app.jobqueue import JobQueue
+    from app.kube import Kube, load_configuration
+    from app.pipeline import Services
+
+    kube = Kube(load_configuration(kube_settings.kubeconfig))
+    yield Services(settings=kube_settings, kube=kube, gitea=None,
+                   queue=JobQueue(kube_settings.redis_url, kube_settings.queue_name))
+    kube.close()

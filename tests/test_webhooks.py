@@ -34,8 +34,9 @@ def deliveries():
 
 def run_worker(settings):
     env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
-               PREVIEW_QUEUE=settings.queue_name)
-    subprocess.run([sys.executable, "-m", "workers.worker", "--burst"], env=env, check=True, timeout=60,
+               PREVIEW_QUEUE=settings.queue_name, KUBECONFIG=settings.kubeconfig,
+               PREVIEW_REGISTRY=settings.preview_registry)
+    subprocess.run([sys.executable, "-m", "workers.worker", "--burst"], env=env, check=True, timeout=120,
                    capture_output=True)
 
 
@@ -163,7 +164,9 @@ def test_webhooks_are_refused_without_a_configured_secret(settings):
     assert "GITEA_WEBHOOK_SECRET" in response.json["error"]
 
 
-def test_nothing_accepted_is_lost_while_redis_is_down(client, settings, redis_server):
+@pytest.mark.kube
+def test_nothing_accepted_is_lost_while_redis_is_down(client, kube_settings, redis_server):
+    settings = kube_settings
     redis_server.stop()
     try:
         started = time.monotonic()
@@ -190,18 +193,21 @@ def test_nothing_accepted_is_lost_while_redis_is_down(client, settings, redis_se
     assert all(d.processed_at is not None for d in deliveries())
     assert Queue(settings.queue_name, connection=queue.connection).count == 0
     with database.connection_context():
-        processed_events = Event.select().where(Event.phase == "delivery")
+        processed_events = Event.select().where(Event.phase == "delivery").order_by(Event.id)
         assert sorted(e.message for e in processed_events) == [
-            f"delivery {d.id} (deploy) processed" for d in deliveries()
+            f"delivery {d.id} (deploy) ready" for d in deliveries()
         ]
+        assert {p.state for p in Preview.select()} == {PreviewState.READY}
 
 
-def test_a_job_run_twice_processes_its_delivery_once(client, settings):
+@pytest.mark.kube
+def test_a_job_run_twice_processes_its_delivery_once(client, services):
     from app import processing
 
     post(client, "push_task_branch", "push")
     [delivery] = deliveries()
     with database.connection_context():
-        assert processing.process_delivery(delivery.id) == "processed"
-        assert processing.process_delivery(delivery.id) == "skipped"
+        assert processing.process_delivery(services, delivery.id) == "ready"
+        assert processing.process_delivery(services, delivery.id) == "skipped"
         assert Event.select().where(Event.phase == "delivery").count() == 1
+        assert Event.select().where(Event.phase == "build").count() == 1

@@ -8,6 +8,7 @@ import peewee
 
 from app import runtime
 from app.jobqueue import JobQueue
+from app.pipeline import Services
 from app.settings import Settings
 
 
@@ -17,3 +18,10 @@ def started() -> tuple[Settings, peewee.Database, JobQueue]:
     settings = Settings.from_env()
     db, queue = runtime.start(settings)
     return settings, db, queue
+
+
+@cache
+def services() -> Services:
+    """The adapters a job needs: Kubernetes, Gitea (when configured) and the queue."""
+    settings, _, queue = started()
+    return runtime.services(settings, queue)

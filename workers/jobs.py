@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from app import processing
+from app import pipeline, processing
 from app.db import database
-from workers.context import started
+from workers.context import services
 
 
 def process_delivery(delivery_id: int) -> str:
-    started()
+    context = services()
     with database.connection_context():
-        return processing.process_delivery(delivery_id)
+        return processing.process_delivery(context, delivery_id)
+
+
+def report_preview(preview_id: int) -> None:
+    context = services()
+    with database.connection_context():
+        pipeline.report_again(context, preview_id)

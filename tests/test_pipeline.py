@@ -1,0 +1,244 @@
+"""The preview pipeline against the real test control plane (KWOK plays the kubelet)."""
+
+import threading
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from passlib.hash import apr_md5_crypt
+
+from app import pipeline, processing
+from app.db import database
+from app.manifests import LABEL_PREVIEW_ID
+from app.models import Deployment, Event, Preview, PreviewState, Repository, WebhookDelivery
+from tests.factories import payload, webhook_request, with_changes
+from tests.kube.controlplane import BEHAVIOUR_LABEL
+from tests.kube.waiting import eventually
+
+pytestmark = pytest.mark.kube
+
+SHA_B = "9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b"
+
+
+def deliver(client_, name, kind, **changes):
+    body = with_changes(payload(name), **changes) if changes else payload(name)
+    response = client_.post("/webhooks/gitea", **webhook_request(body, kind))
+    assert response.status_code == 202, response.json
+    return response.json
+
+
+def run(services, delivery_id):
+    with database.connection_context():
+        return processing.process_delivery(services, delivery_id)
+
+
+def configure_repository(**options):
+    with database.connection_context():
+        repository = Repository.get()
+        repository.settings = {**(repository.settings or {}), **options}
+        repository.save()
+
+
+def the_preview():
+    with database.connection_context():
+        return Preview.get()
+
+
+def namespace_gone(core, name):
+    try:
+        core.read_namespace(name)
+    except ApiException as error:
+        return error.status == 404
+    return False
+
+
+def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api):
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    assert run(services, accepted["delivery_id"]) == "ready"
+
+    preview = the_preview()
+    assert preview.state == PreviewState.READY and preview.deployed_sha == preview.head_sha
+    assert preview.namespace.startswith("preview-shop-pr-12-")
+    assert preview.url == f"https://{preview.slug}.preview.localhost"
+    assert preview.expires_at is not None
+
+    core, apps = k8s.CoreV1Api(kube_api), k8s.AppsV1Api(kube_api)
+    networking = k8s.NetworkingV1Api(kube_api)
+    ns = core.read_namespace(preview.namespace)
+    assert ns.metadata.labels["environment"] == "preview"
+    assert ns.metadata.labels["app.kubernetes.io/managed-by"] == "gitea-previews"
+    assert ns.metadata.labels[LABEL_PREVIEW_ID] == str(preview.id)
+    assert ns.metadata.labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    for key in ("created-at", "ttl", "expires-at", "previews.gitea.io/branch", "previews.gitea.io/head-sha",
+                "previews.gitea.io/pr-url"):
+        assert ns.metadata.annotations[key]
+    assert ns.metadata.annotations["ttl"] == "604800s"
+
+    quota = core.read_namespaced_resource_quota("preview-quota", preview.namespace)
+    assert quota.spec.hard == {"requests.cpu": "500m", "requests.memory": "1Gi", "limits.cpu": "1",
+                               "limits.memory": "2Gi", "pods": "5", "services": "3"}
+    assert eventually(lambda: core.read_namespaced_resource_quota("preview-quota", preview.namespace).status.used)
+    limits = core.read_namespaced_limit_range("preview-limits", preview.namespace).spec.limits[0]
+    assert limits.default_request == {"cpu": "100m", "memory": "128Mi"}
+    policy = networking.read_namespaced_network_policy("preview-isolation", preview.namespace)
+    assert policy.spec.policy_types == ["Ingress"]
+
+    auth = services.kube.read_secret_data(preview.namespace, "preview-basic-auth")
+    user, hashed = auth["auth"].strip().split(":", 1)
+    assert user == "preview" and hashed.startswith("$apr1$")
+    assert apr_md5_crypt.verify(auth["password"], hashed)
+    assert not apr_md5_crypt.verify("wrong", hashed)
+
+    deployment = apps.read_namespaced_deployment("shop-preview", preview.namespace)
+    container = deployment.spec.template.spec.containers[0]
+    assert container.image.startswith("registry.preview.test:5000/acme/shop@sha256:")
+    env = {e.name: e.value for e in container.env}
+    assert env["PREVIEW_MODE"] == "true" and env["PREVIEW_URL"] == preview.url
+    assert container.readiness_probe.http_get.path == "/"
+    assert deployment.status.available_replicas == 1
+
+    ingress = networking.read_namespaced_ingress("shop-preview", preview.namespace)
+    assert ingress.spec.rules[0].host == f"{preview.slug}.preview.localhost"
+    assert ingress.spec.ingress_class_name == "nginx"
+    annotations = ingress.metadata.annotations
+    assert annotations["nginx.ingress.kubernetes.io/auth-type"] == "basic"
+    assert annotations["nginx.ingress.kubernetes.io/auth-secret"] == "preview-basic-auth"
+    assert core.read_namespaced_service("shop-preview", preview.namespace).spec.ports[0].port == 80
+
+    build = k8s.BatchV1Api(kube_api).list_namespaced_job(
+        services.settings.build_namespace, label_selector=f"{LABEL_PREVIEW_ID}={preview.id}").items
+    assert len(build) == 1
+    args = build[0].spec.template.spec.containers[0].args
+    assert f"--context=git://127.0.0.1:3000/acme/shop.git#refs/pull/12/head#{preview.head_sha}" in args
+    assert "--digest-file=/dev/termination-log" in args
+    assert not any("@" in arg and "git://" in arg for arg in args)  # no credentials in the URL
+
+    with database.connection_context():
+        [row] = Deployment.select()
+        assert row.status == "ready" and container.image.endswith(row.digest)
+        assert set(row.timings) >= {"build", "deploy", "rollout", "report"}
+        progress = [e.progress for e in Event.select().order_by(Event.id) if e.progress is not None]
+        assert progress == [0, 20, 40, 60, 70, 90, 100]
+
+
+def test_a_push_redeploys_at_the_same_url_with_the_same_password(client, services, kube_api):
+    run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
+    first = the_preview()
+    password = services.kube.read_secret_data(first.namespace, "preview-basic-auth")["password"]
+
+    sync = deliver(client, "pull_request_synchronized", "pull_request_sync")
+    assert run(services, sync["delivery_id"]) == "ready"
+    second = the_preview()
+    assert (second.url, second.namespace, second.deployed_sha) == (first.url, first.namespace, SHA_B)
+    assert services.kube.read_secret_data(second.namespace, "preview-basic-auth")["password"] == password
+    with database.connection_context():
+        digests = [d.digest for d in Deployment.select().order_by(Deployment.id)]
+    assert len(set(digests)) == 2
+    image = k8s.AppsV1Api(kube_api).read_namespaced_deployment("shop-preview", second.namespace) \
+        .spec.template.spec.containers[0].image
+    assert image.endswith(digests[1])
+
+
+def test_closing_the_pr_deletes_everything(client, services, kube_api):
+    run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
+    preview = the_preview()
+    closed = deliver(client, "pull_request_closed_merged", "pull_request")
+    assert run(services, closed["delivery_id"]) == "deleted"
+    assert the_preview().state == PreviewState.DELETED
+    core = k8s.CoreV1Api(kube_api)
+    eventually(lambda: namespace_gone(core, preview.namespace), timeout=90, what="namespace deleted")
+    jobs = k8s.BatchV1Api(kube_api).list_namespaced_job(
+        services.settings.build_namespace, label_selector=f"{LABEL_PREVIEW_ID}={preview.id}").items
+    assert all(job.metadata.deletion_timestamp for job in jobs)
+
+
+def test_reopening_brings_a_fresh_preview(client, services, kube_api):
+    run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
+    run(services, deliver(client, "pull_request_closed", "pull_request")["delivery_id"])
+    core = k8s.CoreV1Api(kube_api)
+    eventually(lambda: namespace_gone(core, the_preview().namespace), timeout=90, what="namespace deleted")
+    assert run(services, deliver(client, "pull_request_reopened", "pull_request")["delivery_id"]) == "ready"
+    assert the_preview().state == PreviewState.READY
+    assert core.read_namespace(the_preview().namespace).status.phase == "Active"
+
+
+def test_a_failing_build_is_reported_with_its_reason(client, services):
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    configure_repository(build_pod_labels={BEHAVIOUR_LABEL: "fail"})
+    assert run(services, accepted["delivery_id"]) == "failed"
+    assert the_preview().state == PreviewState.FAILED
+    with database.connection_context():
+        row = Deployment.get()
+        assert row.status == "failed" and row.failure_reason.startswith("build: the build failed")
+        assert Event.select().where(Event.message.startswith("failed: the build failed")).exists()
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "reason"),
+    [("never-ready", "not available after 3 s"), ("crash-loop", "keeps crashing on start (exit code 1)"),
+     ("oom", "more memory than its limit"), ("image-pull", "the image cannot be pulled")],
+)
+def test_a_rollout_that_does_not_become_ready_says_why(client, services, behaviour, reason):
+    from datetime import timedelta
+
+    services.settings = services.settings.replace(rollout_timeout=timedelta(seconds=3))
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    configure_repository(pod_labels={BEHAVIOUR_LABEL: behaviour})
+    assert run(services, accepted["delivery_id"]) == "failed"
+    with database.connection_context():
+        row = Deployment.get()
+    assert row.failure_reason.startswith("rollout: ") and reason in row.failure_reason
+
+
+def test_a_quota_that_rejects_the_pods_is_named(client, services):
+    from datetime import timedelta
+
+    services.settings = services.settings.replace(quota_requests_cpu="50m", rollout_timeout=timedelta(seconds=20))
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    assert run(services, accepted["delivery_id"]) == "failed"
+    with database.connection_context():
+        assert "the namespace quota rejects the pods" in Deployment.get().failure_reason
+
+
+def test_a_newer_push_supersedes_a_build_still_running(client, services, app):
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    configure_repository(build_pod_labels={BEHAVIOUR_LABEL: "never-ready"})  # the build runs until told otherwise
+    results = {}
+
+    def first_deploy():
+        results["first"] = run(services, accepted["delivery_id"])
+
+    worker = threading.Thread(target=first_deploy)
+    worker.start()
+    preview_id = the_preview().id
+    eventually(lambda: services.kube.list_jobs(services.settings.build_namespace, f"{LABEL_PREVIEW_ID}={preview_id}"),
+               what="first build job")
+
+    configure_repository(build_pod_labels={})
+    sync = deliver(client, "pull_request_synchronized", "pull_request_sync")
+    assert run(services, sync["delivery_id"]) == "ready"
+    worker.join(timeout=60)
+    assert results["first"] == "superseded"
+    preview = the_preview()
+    assert (preview.state, preview.deployed_sha) == (PreviewState.READY, SHA_B)
+    with database.connection_context():
+        statuses = {d.head_sha: d.status for d in Deployment.select()}
+        assert statuses == {payload("pull_request_opened")["pull_request"]["head"]["sha"]: "superseded",
+                            SHA_B: "ready"}
+        assert WebhookDelivery.get_by_id(accepted["delivery_id"]).processed_at is not None
+
+
+def test_a_redeploy_after_a_crash_creates_no_duplicates(client, services, kube_api):
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    assert run(services, accepted["delivery_id"]) == "ready"
+    preview = the_preview()
+    # As if the worker had died after applying everything but before recording it.
+    with database.connection_context():
+        preview.set_state(PreviewState.DEPLOYING)
+    assert pipeline.deploy(services, preview.id, preview.head_sha) == "ready"
+    apps = k8s.AppsV1Api(kube_api)
+    assert len(apps.list_namespaced_deployment(preview.namespace).items) == 1
+    assert len(apps.list_namespaced_replica_set(preview.namespace).items) == 1
+    assert len(k8s.NetworkingV1Api(kube_api).list_namespaced_ingress(preview.namespace).items) == 1
+    with database.connection_context():
+        assert Deployment.select().count() == 1
