@@ -14,7 +14,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app import cli, runtime
     from app.web import health, webhooks
 
-    settings = settings or Settings.from_env()
+    if settings is None:
+        runtime.configure_logging()
+        settings = Settings.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
     runtime.bind(app, settings)

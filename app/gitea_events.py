@@ -82,7 +82,20 @@ class PullRequestEvent:
         return self.head_repository is not None and self.head_repository != self.repository.full_name
 
 
-GiteaEvent = PushEvent | PullRequestEvent
+@dataclass(frozen=True)
+class DeleteEvent:
+    """Gitea sends `delete` (not a push with a zero `after`) when a branch or tag is deleted."""
+
+    repository: RepositoryRef
+    ref: str  # the short name: `task/x`, not `refs/heads/task/x`
+    ref_type: str  # branch | tag
+
+    @property
+    def branch(self) -> str | None:
+        return self.ref if self.ref_type == "branch" else None
+
+
+GiteaEvent = PushEvent | PullRequestEvent | DeleteEvent
 
 
 def _get(payload: Any, path: str, kind: type | tuple[type, ...], required: bool = True) -> Any:
@@ -144,6 +157,15 @@ def parse_pull_request(event_type: str, payload: dict[str, Any]) -> PullRequestE
     )
 
 
+def parse_delete(payload: dict[str, Any]) -> DeleteEvent:
+    ref = _get(payload, "ref", str)
+    return DeleteEvent(
+        repository=_repository(payload),
+        ref=ref[len(BRANCH_REF_PREFIX) :] if ref.startswith(BRANCH_REF_PREFIX) else ref,
+        ref_type=_get(payload, "ref_type", str),
+    )
+
+
 def parse_event(event_type: str, payload: Any) -> GiteaEvent | None:
     """The typed event for a delivery, or None for event types we do not act on."""
     if not isinstance(payload, dict):
@@ -152,4 +174,6 @@ def parse_event(event_type: str, payload: Any) -> GiteaEvent | None:
         return parse_push(payload)
     if event_type in PULL_REQUEST_EVENT_TYPES:
         return parse_pull_request(event_type, payload)
+    if event_type == "delete":
+        return parse_delete(payload)
     return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from app.gitea_events import GiteaEvent, PullRequestEvent, PushEvent
+from app.gitea_events import DeleteEvent, GiteaEvent, PullRequestEvent, PushEvent
 from app.settings import Settings
 
 DEPLOY = "deploy"
@@ -77,7 +77,19 @@ def plan_push(event: PushEvent, settings: Settings, open_pr_number: int | None) 
                 head_sha=event.after, action="push")
 
 
+def plan_delete(event: DeleteEvent, settings: Settings) -> Plan:
+    branch = event.branch
+    if branch is None:
+        return ignore(f"deleted {event.ref_type} {event.ref!r} is not a branch")
+    if not settings.is_task_branch(branch):
+        return ignore(f"branch {branch!r} matches no task-branch pattern")
+    return Plan(intent=TEARDOWN, reason="task branch deleted", target_key=f"{event.repository.full_name}@{branch}",
+                branch=branch, action="delete")
+
+
 def plan(event: GiteaEvent, settings: Settings, open_pr_number: int | None = None) -> Plan:
     if isinstance(event, PullRequestEvent):
         return plan_pull_request(event)
+    if isinstance(event, DeleteEvent):
+        return plan_delete(event, settings)
     return plan_push(event, settings, open_pr_number)

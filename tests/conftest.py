@@ -151,3 +151,12 @@ def services(app, kube_settings):
     yield Services(settings=kube_settings, kube=kube, gitea=None,
                    queue=JobQueue(kube_settings.redis_url, kube_settings.queue_name))
     kube.close()
+
+
+@pytest.fixture(scope="session")
+def gitea():
+    """A real Gitea (SQLite) with an admin and the service's bot user and token."""
+    from tests.gitea_server import gitea_server
+
+    with gitea_server() as server:
+        yield server

@@ -17,6 +17,14 @@ from tests.kube.waiting import eventually
 
 pytestmark = pytest.mark.kube
 
+
+@pytest.fixture
+def database_url(postgres_server):
+    """The pipeline runs on PostgreSQL here; the database layer itself is tested on both."""
+    import uuid
+
+    return postgres_server.create_database(f"pipeline_{uuid.uuid4().hex[:8]}")
+
 SHA_B = "9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b"
 
 

@@ -80,3 +80,15 @@ def test_work_key_is_the_same_for_the_same_work_only():
     assert opened.work_key != planned("pull_request", "pull_request_opened", **{"pull_request.head.sha": "c" * 40}).work_key
     assert opened.work_key != planned("pull_request", "pull_request_opened", number=13).work_key
     assert planned("push", "push_main").work_key is None
+
+
+def test_gitea_delete_event_of_a_task_branch_wants_teardown():
+    result = plan(parse_event("delete", payload("delete_task_branch")), SETTINGS)
+    assert (result.intent, result.target_key, result.action) == (TEARDOWN, "acme/shop@task/login-form", "delete")
+
+
+def test_gitea_delete_event_of_a_tag_or_other_branch_is_ignored():
+    tag = with_changes(payload("delete_task_branch"), ref_type="tag", ref="v1")
+    assert plan(parse_event("delete", tag), SETTINGS).intent is None
+    other = with_changes(payload("delete_task_branch"), ref="feature/x")
+    assert plan(parse_event("delete", other), SETTINGS).intent is None

@@ -211,3 +211,12 @@ def test_a_job_run_twice_processes_its_delivery_once(client, services):
         assert processing.process_delivery(services, delivery.id) == "skipped"
         assert Event.select().where(Event.phase == "delivery").count() == 1
         assert Event.select().where(Event.phase == "build").count() == 1
+
+
+def test_deleting_a_task_branch_wants_its_teardown(client, settings):
+    post(client, "push_task_branch", "push")
+    response = post(client, "delete_task_branch", "delete")
+    assert response.json["outcome"] == DeliveryOutcome.ACCEPTED
+    with database.connection_context():
+        assert Preview.get().state == PreviewState.DELETING
+    assert post(client, "delete_task_branch", "delete").json["outcome"] == DeliveryOutcome.DUPLICATE

@@ -38,12 +38,14 @@ declare -A ldflags=(
 )
 # Gitea 1.26 uses mattn/go-sqlite3 (cgo), which these tags switch on.
 declare -A tags=([gitea]="sqlite,sqlite_unlock_notify")
+# Bumped when what this script puts in a module's folder changes.
+declare -A layout=([gitea]="static-1")
 # The binary a package builds, when it is not the last path element.
 declare -A rename=([go.etcd.io/etcd/server/v3]=etcd [code.gitea.io/gitea]=gitea)
 
 build_module() {
   local name=$1 key out pkg
-  key=$(cat "$here/$name/go.mod" "$here/$name/go.sum" <(echo "${packages[$name]} ${ldflags[$name]} ${tags[$name]:-}") | sha256sum | cut -c1-16)
+  key=$(cat "$here/$name/go.mod" "$here/$name/go.sum" <(echo "${packages[$name]} ${ldflags[$name]} ${tags[$name]:-} ${layout[$name]:-}") | sha256sum | cut -c1-16)
   out="$cache/$name-$key"
   if [ ! -f "$out/.complete" ]; then
     echo "building $name into $out" >&2
@@ -53,6 +55,14 @@ build_module() {
       local bin=${rename[$pkg]:-${pkg##*/}}
       (cd "$here/$name" && go build -trimpath -tags="${tags[$name]:-}" -ldflags="${ldflags[$name]}" -o "$out/$bin" "$pkg")
     done
+    if [ "$name" = gitea ]; then
+      # Built without bindata, Gitea reads templates and options from disk (STATIC_ROOT_PATH).
+      local source
+      source=$(cd "$here/gitea" && go list -m -f '{{.Dir}}' code.gitea.io/gitea)
+      mkdir -p "$out/gitea-static"
+      cp -r "$source/templates" "$source/options" "$source/public" "$out/gitea-static/"
+      chmod -R u+w "$out/gitea-static"
+    fi
     touch "$out/.complete"
     echo "built $name in $((SECONDS - started)) s" >&2
   fi

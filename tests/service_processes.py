@@ -1,0 +1,48 @@
+"""Run the service the way production does: the Procfile's processes, as separate processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.servers import die_with_parent, stop_process, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def procfile() -> dict[str, str]:
+    commands = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, command = line.split(":", 1)
+            commands[name.strip()] = command.strip()
+    return commands
+
+
+@contextlib.contextmanager
+def service_processes(env: dict[str, str], folder: Path, port: int) -> Iterator[dict[str, subprocess.Popen]]:
+    """Apply migrations, start web, worker and scheduler with `env`; stop them on exit. Logs go to `folder`."""
+    env = {**env, "BIND": f"127.0.0.1:{port}", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "migrate"], env=env, cwd=ROOT, check=True,
+                   capture_output=True, timeout=120)
+    processes: dict[str, subprocess.Popen] = {}
+    try:
+        for name, command in procfile().items():
+            with open(folder / f"{name}.log", "wb") as log:
+                processes[name] = subprocess.Popen(
+                    ["sh", "-c", f"exec {command}"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent,
+                )
+        wait_for_port(port, processes["web"], timeout=60)
+        yield processes
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            stop_process(process, timeout=15)

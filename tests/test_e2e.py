@@ -1,0 +1,135 @@
+"""End to end: real git pushes and Gitea API calls drive the service's web, worker and
+scheduler processes, which deploy on the test control plane and report back to Gitea."""
+
+import itertools
+import uuid
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from tests.gitea_repo import create_repository
+from tests.gitea_server import BOT
+from tests.kube.waiting import eventually
+from tests.servers import free_port
+from tests.service_processes import service_processes
+
+pytestmark = [pytest.mark.kube, pytest.mark.gitea]
+
+SECRET = "e2e-webhook-secret-" + uuid.uuid4().hex[:8]
+_names = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def stack(gitea, kube_cluster, redis_server, postgres_server, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("e2e")
+    port = free_port()
+    env = {
+        "DATABASE_URL": postgres_server.create_database(f"e2e_{uuid.uuid4().hex[:8]}"),
+        "REDIS_URL": redis_server.url,
+        "PREVIEW_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}",
+        "GITEA_URL": gitea.url,
+        "GITEA_TOKEN": gitea.bot_token,
+        "GITEA_WEBHOOK_SECRET": SECRET,
+        "KUBECONFIG": str(kube_cluster.kubeconfig),
+        "PREVIEW_REGISTRY": "registry.preview.test:5000",
+        "PREVIEW_DOMAIN": "preview.test",
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "2",
+    }
+    with service_processes(env, folder, port):
+        yield {"url": f"http://127.0.0.1:{port}", "folder": folder}
+
+
+@pytest.fixture
+def repo(gitea, stack, tmp_path):
+    return create_repository(gitea, f"app{next(_names)}-{uuid.uuid4().hex[:4]}", tmp_path / "work",
+                             webhook_url=f"{stack['url']}/webhooks/gitea", secret=SECRET)
+
+
+def success_status(repo, sha, timeout=120):
+    def probe():
+        status = repo.latest_status(sha)
+        return status if status and status["status"] == "success" else None
+    return eventually(probe, timeout=timeout, interval=0.5, what=f"success status on {sha[:12]}")
+
+
+def namespace_of(status):
+    # target_url is https://<slug>.preview.test: the namespace is preview-<slug>.
+    host = status["target_url"].split("://", 1)[1]
+    return "preview-" + host.split(".", 1)[0]
+
+
+def gone(kube_api, namespace):
+    try:
+        k8s.CoreV1Api(kube_api).read_namespace(namespace)
+    except ApiException as error:
+        return error.status == 404
+    return False
+
+
+def test_a_pr_gets_a_preview_link_and_one_comment_then_updates_then_goes_away_on_merge(repo, kube_api):
+    sha1 = repo.commit("feature/login", {"login.txt": "v1"}, "Add login")
+    number = repo.open_pr("feature/login")
+
+    status = success_status(repo, sha1)
+    assert status["target_url"].startswith("https://") and status["target_url"].endswith(".preview.test")
+    assert status["creator"]["login"] == BOT
+    [comment] = eventually(lambda: repo.bot_comments(number), what="PR comment")
+    assert status["target_url"] in comment["body"] and sha1[:12] in comment["body"]
+    namespace = namespace_of(status)
+    assert k8s.CoreV1Api(kube_api).read_namespace(namespace).metadata.labels["environment"] == "preview"
+
+    sha2 = repo.commit("feature/login", {"login.txt": "v2"}, "Fix login")
+    second = success_status(repo, sha2)
+    assert second["target_url"] == status["target_url"]
+    comments = eventually(lambda: [c for c in repo.bot_comments(number) if sha2[:12] in c["body"]],
+                          what="comment edited")
+    assert len(repo.bot_comments(number)) == 1 and comments[0]["id"] == comment["id"]
+
+    repo.merge_pr(number)
+    eventually(lambda: gone(kube_api, namespace), timeout=120, what="namespace deleted after merge")
+    eventually(lambda: "removed" in repo.bot_comments(number)[0]["body"], what="comment says removed")
+    assert len(repo.bot_comments(number)) == 1
+
+
+def test_close_then_reopen_gives_a_fresh_preview(repo, kube_api):
+    sha = repo.commit("feature/close", {"a.txt": "a"}, "A change")
+    number = repo.open_pr("feature/close")
+    namespace = namespace_of(success_status(repo, sha))
+    repo.close_pr(number)
+    eventually(lambda: gone(kube_api, namespace), timeout=120, what="namespace deleted after close")
+    repo.reopen_pr(number)
+    eventually(lambda: k8s.CoreV1Api(kube_api).list_namespace(field_selector=f"metadata.name={namespace}").items,
+               timeout=120, what="namespace back after reopen")
+    eventually(lambda: "Preview ready" in (repo.latest_status(sha) or {}).get("description", "")
+               and "ready" in repo.bot_comments(number)[0]["body"], timeout=120, what="ready again")
+    assert len(repo.bot_comments(number)) == 1
+
+
+def test_a_task_branch_without_a_pr_gets_a_preview_until_deleted(repo, kube_api):
+    sha = repo.commit("task/add-search", {"search.txt": "s"}, "Search")
+    namespace = namespace_of(success_status(repo, sha))
+    assert namespace.startswith("preview-")
+    repo.delete_branch("task/add-search")
+    eventually(lambda: gone(kube_api, namespace), timeout=120, what="namespace deleted with the branch")
+
+
+def test_branch_names_with_slashes_and_unicode_and_clashing_slugs(repo, kube_api):
+    sha_a = repo.commit("task/Ünïcode/Form", {"u.txt": "1"}, "Unicode")
+    repo.git("checkout", "main")
+    sha_b = repo.commit("task/unicode-form", {"u.txt": "2"}, "Ascii")
+    first, second = success_status(repo, sha_a), success_status(repo, sha_b)
+    assert first["target_url"] != second["target_url"]
+    assert namespace_of(first) != namespace_of(second)
+
+
+def test_the_pr_page_links_to_the_preview(repo, gitea):
+    import requests
+
+    sha = repo.commit("feature/page", {"p.txt": "p"}, "Page")
+    number = repo.open_pr("feature/page")
+    url = success_status(repo, sha)["target_url"]
+    page = requests.get(f"{gitea.url}/{repo.full_name}/pulls/{number}", timeout=30)
+    assert page.status_code == 200
+    assert url in page.text
