@@ -12,7 +12,7 @@ from app.settings import Settings
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app. Tests pass `settings`; processes read them from the environment."""
     from app import cli, runtime
-    from app.web import health, webhooks
+    from app.web import api, health, metrics, webhooks
 
     if settings is None:
         runtime.configure_logging()
@@ -22,6 +22,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     runtime.bind(app, settings)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(webhooks.blueprint)
+    app.register_blueprint(api.blueprint)
+    app.register_blueprint(metrics.blueprint)
     cli.register(app)
     if not settings.gitea_webhook_secret:
         logging.getLogger(__name__).warning("GITEA_WEBHOOK_SECRET is not set: webhooks will be refused")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import click
-from flask import Flask
+import json
 
-from app.db import database
+import click
+from flask import Flask, current_app
+
+from app import lifecycle, previews
+from app.db import database, utcnow
 from app.migrations import apply_migrations, pending
+from app.models import PreviewState
 
 
 def register(app: Flask) -> None:
@@ -22,3 +26,51 @@ def register(app: Flask) -> None:
                 raise SystemExit(1 if names else 0)
             names = apply_migrations(database.obj)
         click.echo(f"applied {len(names)} migration(s)" + (": " + ", ".join(names) if names else ""))
+
+    @app.cli.command("list")
+    @click.option("--state", type=click.Choice(PreviewState.ALL), help="Only previews in this state.")
+    @click.option("--repository", help="Only previews of owner/name.")
+    def list_command(state: str | None, repository: str | None) -> None:
+        """List previews, newest first."""
+        with database.connection_context():
+            page = previews.list_previews(state, repository, 1, 1000)
+            for preview in page.items:
+                target = f"#{preview.pr_number}" if preview.pr_number is not None else preview.branch
+                click.echo(f"{preview.id}\t{preview.state}\t{preview.repository.full_name}\t{target}\t"
+                           f"{preview.head_sha[:12]}\t{preview.url or '-'}")
+            click.echo(f"{page.total} preview(s)")
+
+    @app.cli.command("show")
+    @click.argument("preview_id", type=int)
+    def show(preview_id: int) -> None:
+        """Show one preview with its deployments and events, as JSON."""
+        with database.connection_context():
+            try:
+                data = previews.serialize(previews.get_preview(preview_id), full=True)
+            except previews.NotFound as error:
+                raise click.ClickException(str(error)) from error
+        click.echo(json.dumps(data, indent=2))
+
+    @app.cli.command("delete")
+    @click.argument("preview_id", type=int)
+    def delete(preview_id: int) -> None:
+        """Tear a preview down (queued for the worker)."""
+        queue = current_app.extensions["preview.queue"]
+        with database.connection_context():
+            try:
+                preview = previews.delete_preview(queue, previews.get_preview(preview_id))
+            except previews.NotFound as error:
+                raise click.ClickException(str(error)) from error
+        click.echo(f"preview {preview.id} is {preview.state}")
+
+    @app.cli.command("sweep")
+    @click.option("--dry-run", is_flag=True, help="Say what a pass would do; change nothing.")
+    def sweep(dry_run: bool) -> None:
+        """Run one scheduler pass now: expiry, waiting previews, stuck work, orphans."""
+        summary = lifecycle.run_pass(current_app.extensions["preview.services"](), utcnow(), dry_run=dry_run)
+        for step, result in summary.items():
+            if hasattr(result, "deleted"):
+                result = f"namespaces {result.deleted or '-'}, vanished previews {result.vanished or '-'}"
+            click.echo(f"{step}: {result}")
+        if dry_run:
+            click.echo("dry run: nothing was changed")

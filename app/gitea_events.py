@@ -76,6 +76,7 @@ class PullRequestEvent:
     head_sha: str
     head_repository: str | None
     base_ref: str
+    labels: tuple[str, ...] = ()
 
     @property
     def from_fork(self) -> bool:
@@ -154,6 +155,10 @@ def parse_pull_request(event_type: str, payload: dict[str, Any]) -> PullRequestE
         head_sha=_sha(payload, "pull_request.head.sha"),
         head_repository=_get(payload, "pull_request.head.repo.full_name", str, required=False),
         base_ref=_get(payload, "pull_request.base.ref", str),
+        labels=tuple(
+            str(label.get("name")) for label in (_get(payload, "pull_request.labels", list, required=False) or [])
+            if isinstance(label, dict) and label.get("name")
+        ),
     )
 
 

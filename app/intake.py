@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from app.db import database, utcnow
-from app.gitea_events import GiteaEvent, PullRequestEvent, PushEvent
+from app.gitea_events import GiteaEvent, PullRequestEvent, PushEvent, RepositoryRef
 from app.jobqueue import JobQueue, QueueUnavailable
 from app.models import DeliveryOutcome, Event, Preview, PreviewState, Repository, WebhookDelivery
 from app.planning import DEPLOY, TEARDOWN, Plan, ignore, plan
@@ -20,6 +20,7 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 PROCESS_DELIVERY_JOB = "workers.jobs.process_delivery"
+PIN_LABEL = "preview:keep"
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ def _is_duplicate(target_key: str, intent: str, work_key: str) -> bool:
     return same.exists()
 
 
-def _want_deploy(event: GiteaEvent, wanted: Plan) -> Preview:
-    ref = event.repository
+def want_deploy(ref: RepositoryRef, wanted: Plan) -> Preview:
+    """Record that `wanted.target_key` should run `wanted.head_sha`: the desired state the worker reconciles."""
     repository = Repository.upsert(ref.full_name, ref.clone_url, ref.html_url, ref.private)
     assert wanted.target_key and wanted.head_sha and wanted.branch
     now = utcnow()
@@ -70,12 +71,13 @@ def _want_deploy(event: GiteaEvent, wanted: Plan) -> Preview:
     else:
         preview.branch, preview.head_sha = wanted.branch, wanted.head_sha
         preview.pr_url = wanted.pr_url or preview.pr_url
+        preview.waiting_since = None
         preview.set_state(PreviewState.QUEUED, now)
     Event.record(preview, "queued", f"{wanted.reason} at {wanted.head_sha[:12]}", progress=0)
     return preview
 
 
-def _want_teardown(wanted: Plan) -> Preview | None:
+def want_teardown(wanted: Plan) -> Preview | None:
     assert wanted.target_key
     preview = Preview.by_key(wanted.target_key)
     if preview is None or preview.state in (PreviewState.DELETING, PreviewState.DELETED):
@@ -83,6 +85,10 @@ def _want_teardown(wanted: Plan) -> Preview | None:
     preview.set_state(PreviewState.DELETING)
     Event.record(preview, "teardown", f"{wanted.reason}: teardown requested")
     return preview
+
+
+def _update_pin(target_key: str, pinned: bool) -> None:
+    Preview.update(pinned=pinned).where((Preview.target_key == target_key) & (Preview.pinned != pinned)).execute()
 
 
 def record_delivery(settings: Settings, headers: DeliveryHeaders, event: GiteaEvent | None) -> WebhookDelivery:
@@ -99,13 +105,15 @@ def record_delivery(settings: Settings, headers: DeliveryHeaders, event: GiteaEv
                 outcome, reason = DeliveryOutcome.DUPLICATE, "the same work was already accepted"
             elif wanted.intent == DEPLOY:
                 assert event is not None
-                outcome, preview = DeliveryOutcome.ACCEPTED, _want_deploy(event, wanted)
+                outcome, preview = DeliveryOutcome.ACCEPTED, want_deploy(event.repository, wanted)
             else:
-                preview = _want_teardown(wanted)
+                preview = want_teardown(wanted)
                 if preview is None:
                     reason = f"{wanted.reason}, but there is no live preview to tear down"
                 else:
                     outcome = DeliveryOutcome.ACCEPTED
+        if isinstance(event, PullRequestEvent):
+            _update_pin(Preview.pr_key(event.repository.full_name, event.number), PIN_LABEL in event.labels)
         return WebhookDelivery.create(
             delivery_uuid=headers.delivery_uuid,
             event=headers.event,

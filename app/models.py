@@ -73,6 +73,8 @@ class Preview(BaseModel):
     deployed_sha = peewee.CharField(max_length=64, null=True)
     state = peewee.CharField(max_length=16, default=PreviewState.QUEUED, index=True)
     approved = peewee.BooleanField(default=False)
+    pinned = peewee.BooleanField(default=False)  # PR label preview:keep: never expires
+    waiting_since = peewee.DateTimeField(null=True, index=True)  # waiting for a free slot
     slug = peewee.CharField(max_length=63, null=True)
     namespace = peewee.CharField(max_length=63, null=True)
     url = peewee.CharField(max_length=1024, null=True)
@@ -106,6 +108,30 @@ class Preview(BaseModel):
             )
             .first()
         )
+
+    @classmethod
+    def active(cls) -> peewee.ModelSelect:
+        """Previews holding (or about to hold) cluster resources: what MAX_ACTIVE_PREVIEWS counts."""
+        holding = (PreviewState.BUILDING, PreviewState.DEPLOYING, PreviewState.READY, PreviewState.FAILED)
+        return cls.select().where(cls.state.in_(holding) | ((cls.state == PreviewState.QUEUED) & cls.waiting_since.is_null()))
+
+    @classmethod
+    def expired(cls, now: datetime) -> peewee.ModelSelect:
+        return cls.select().where(
+            cls.state.in_(PreviewState.ACTIVE) & (cls.expires_at <= now) & (cls.pinned == False)  # noqa: E712
+        )
+
+    @classmethod
+    def waiting(cls) -> peewee.ModelSelect:
+        return cls.select().where((cls.state == PreviewState.QUEUED) & cls.waiting_since.is_null(False)).order_by(
+            cls.waiting_since, cls.id
+        )
+
+    @classmethod
+    def stuck(cls, before: datetime) -> peewee.ModelSelect:
+        """In a transitional state, untouched since `before`: its worker probably died."""
+        transitional = (PreviewState.QUEUED, PreviewState.BUILDING, PreviewState.DEPLOYING, PreviewState.DELETING)
+        return cls.select().where(cls.state.in_(transitional) & (cls.updated_at < before) & cls.waiting_since.is_null())
 
     def set_state(self, state: str, now: datetime | None = None) -> None:
         if state not in PreviewState.ALL:

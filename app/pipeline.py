@@ -170,11 +170,30 @@ def _spec(settings: Settings, preview: Preview, names: PreviewNames, now: dateti
     )
 
 
+def _wait_for_a_slot(services: Services, preview: Preview) -> bool:
+    """Under MAX_ACTIVE_PREVIEWS, a preview that holds nothing yet waits in line. True when it must wait."""
+    limit = services.settings.max_active_previews
+    if limit is None or preview.deployed_sha is not None:
+        return False
+    others = Preview.active().where(Preview.id != preview.id).count()
+    if others < limit:
+        return False
+    preview.waiting_since = preview.waiting_since or utcnow()
+    preview.set_state(PreviewState.QUEUED)
+    position = Preview.waiting().where(Preview.waiting_since <= preview.waiting_since).count()
+    detail = f"waiting for a free slot ({limit} previews running), position {position}"
+    Event.record(preview, "queued", detail, progress=0)
+    _report(services, preview, detail=detail)
+    return True
+
+
 def deploy(services: Services, preview_id: int, sha: str) -> str:
-    """Make the preview ready at `sha`. Returns ready, failed or superseded."""
+    """Make the preview ready at `sha`. Returns ready, failed, waiting or superseded."""
     settings, kube = services.settings, services.kube
     try:
         preview = _reload(preview_id, sha)
+        if _wait_for_a_slot(services, preview):
+            return "waiting"
         names = names_for(settings, preview)
         now = utcnow()
         spec = _spec(settings, preview, names, now)
@@ -259,6 +278,7 @@ def teardown(services: Services, preview_id: int, reason: str = "teardown reques
     preview = Preview.get_by_id(preview_id)
     if preview.state != PreviewState.DELETING:
         return "superseded"
+    preview.deployed_sha, preview.waiting_since = None, None
     preview.set_state(PreviewState.DELETED)
     Event.record(preview, "teardown", f"namespace {names.namespace} deleted ({reason})",
                  duration_ms=int((time.monotonic() - started) * 1000))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -36,6 +37,8 @@ def bind(app: Flask, settings: Settings) -> None:
     _, queue = start(settings)
     app.extensions["preview.settings"] = settings
     app.extensions["preview.queue"] = queue
+    # Built on first use: the webhook and health routes need no Kubernetes client.
+    app.extensions["preview.services"] = functools.cache(lambda: services(settings, queue))
 
     @app.teardown_request
     def _close(_exc: BaseException | None) -> None:
@@ -43,7 +46,15 @@ def bind(app: Flask, settings: Settings) -> None:
             database.close()
 
 
+class ClusterNotConfigured(Exception):
+    """Neither KUBECONFIG nor an in-cluster service account is available."""
+
+
 def services(settings: Settings, queue: JobQueue | None) -> Services:
     """The adapters the use cases run with; Gitea only when GITEA_URL is set."""
     gitea = Gitea(settings.gitea_url, settings.gitea_token) if settings.gitea_url else None
-    return Services(settings=settings, kube=Kube(load_configuration(settings.kubeconfig)), gitea=gitea, queue=queue)
+    try:
+        configuration = load_configuration(settings.kubeconfig)
+    except Exception as error:  # the kubernetes client raises its own ConfigException or OSError
+        raise ClusterNotConfigured(f"no Kubernetes cluster: set KUBECONFIG or run in a cluster ({error})") from error
+    return Services(settings=settings, kube=Kube(configuration), gitea=gitea, queue=queue)

@@ -78,6 +78,16 @@ def _patterns(text: str) -> tuple[str, ...]:
     return patterns
 
 
+def _price(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number such as 0.04") from None
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
 def _dns_label(text: str) -> str:
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", text):
         raise ValueError("must be a lowercase DNS label (letters, digits, '-'; at most 63)")
@@ -147,6 +157,11 @@ class Settings:
     quota_services: int = 3
     # Show the preview password in the PR comment (never for public repositories).
     comment_password: bool = False
+    # Cost estimate (stats): prices per requested core-hour and GiB-hour, and the alert threshold.
+    price_cpu_core_hour: float = 0.04
+    price_memory_gb_hour: float = 0.005
+    cost_currency: str = "USD"
+    active_alert_threshold: int = 50
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -194,6 +209,10 @@ class Settings:
         maybe_set("quota_pods", "QUOTA_PODS", _positive_int)
         maybe_set("quota_services", "QUOTA_SERVICES", _positive_int)
         maybe_set("comment_password", "COMMENT_PASSWORD", _bool)
+        maybe_set("price_cpu_core_hour", "PRICE_CPU_CORE_HOUR", _price)
+        maybe_set("price_memory_gb_hour", "PRICE_MEMORY_GB_HOUR", _price)
+        maybe_set("cost_currency", "COST_CURRENCY")
+        maybe_set("active_alert_threshold", "ACTIVE_ALERT_THRESHOLD", _positive_int)
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:

@@ -250,3 +250,15 @@ def test_a_redeploy_after_a_crash_creates_no_duplicates(client, services, kube_a
     assert len(k8s.NetworkingV1Api(kube_api).list_namespaced_ingress(preview.namespace).items) == 1
     with database.connection_context():
         assert Deployment.select().count() == 1
+
+
+def test_a_gitea_outage_delays_the_report_but_never_fails_the_deploy(client, services):
+    from app.gitea import Gitea
+    from tests.servers import free_port
+
+    services.gitea = Gitea(f"http://127.0.0.1:{free_port()}", "token", timeout=2)  # nothing listens there
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    assert run(services, accepted["delivery_id"]) == "ready"
+    assert the_preview().state == PreviewState.READY
+    retries = [job_id for job_id in services.queue.queue.job_ids if job_id.startswith("report-")]
+    assert retries, "a report job is queued to retry once Gitea is back"

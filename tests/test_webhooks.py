@@ -13,7 +13,7 @@ from app.db import database
 from app.jobqueue import JobQueue
 from app.models import DeliveryOutcome, Event, Preview, PreviewState, WebhookDelivery
 from tests.factories import payload, webhook_request, with_changes
-from workers import scheduler
+from app import lifecycle
 
 URL = "/webhooks/gitea"
 
@@ -165,8 +165,8 @@ def test_webhooks_are_refused_without_a_configured_secret(settings):
 
 
 @pytest.mark.kube
-def test_nothing_accepted_is_lost_while_redis_is_down(client, kube_settings, redis_server):
-    settings = kube_settings
+def test_nothing_accepted_is_lost_while_redis_is_down(client, services, redis_server):
+    settings = services.settings
     redis_server.stop()
     try:
         started = time.monotonic()
@@ -176,16 +176,15 @@ def test_nothing_accepted_is_lost_while_redis_is_down(client, kube_settings, red
         assert elapsed < 5, "Gitea gives up after 5 s"  # the contract, not a benchmark
         post(client, "push_task_branch", "push")
         assert client.get("/readyz").json == {"status": "unavailable", "failing": ["redis"]}
-        queue = JobQueue(settings.redis_url, settings.queue_name)
+        queue = services.queue
+        assert lifecycle.run_pass(services)["enqueued"] == 0
         with database.connection_context():
-            assert scheduler.run_pass(queue).enqueued == 0
             assert len(WebhookDelivery.unqueued()) == 2
     finally:
         redis_server.start()
 
-    with database.connection_context():
-        assert scheduler.run_pass(queue).enqueued == 2
-        assert scheduler.run_pass(queue).enqueued == 0
+    assert lifecycle.run_pass(services)["enqueued"] == 2
+    assert lifecycle.run_pass(services)["enqueued"] == 0
     assert len(queued_job_ids(settings)) == 2
 
     run_worker(settings)

@@ -13,6 +13,18 @@ def process_delivery(delivery_id: int) -> str:
         return processing.process_delivery(context, delivery_id)
 
 
+def deploy_preview(preview_id: int, sha: str) -> str:
+    context = services()
+    with database.connection_context():
+        return pipeline.deploy(context, preview_id, sha)
+
+
+def teardown_preview(preview_id: int, reason: str) -> str:
+    context = services()
+    with database.connection_context():
+        return pipeline.teardown(context, preview_id, reason)
+
+
 def report_preview(preview_id: int) -> None:
     context = services()
     with database.connection_context():

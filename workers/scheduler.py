@@ -1,7 +1,9 @@
 """`python -m workers.scheduler`: the periodic loop.
 
-Each pass re-enqueues deliveries that never reached the queue. A failing pass
-is logged and the loop carries on; every pass ends with one summary line.
+Each pass re-enqueues deliveries that never reached the queue, expires TTLs,
+starts previews waiting for a slot, resumes stuck work and collects orphan
+namespaces. A failing step is logged and the pass carries on; every pass ends
+with one summary line.
 """
 
 from __future__ import annotations
@@ -9,43 +11,33 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from dataclasses import dataclass, field
+from typing import Any
 
-from app import intake, runtime
-from app.db import database
-from app.jobqueue import JobQueue
-from workers.context import started
+from app import lifecycle, metrics, runtime
+from workers.context import services, started
 
 log = logging.getLogger(__name__)
 
-INTERVAL_SECONDS = 15
+INTERVAL_SECONDS = 15  # a TTL is acted on within this, well inside a minute
 
 
-@dataclass
-class PassSummary:
-    enqueued: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-def run_pass(queue: JobQueue) -> PassSummary:
-    summary = PassSummary()
-    try:
-        with database.connection_context():
-            summary.enqueued = intake.enqueue_pending(queue)
-    except Exception as error:  # one failed step must not stop the loop
-        log.exception("scheduler step failed step=enqueue_pending")
-        summary.errors.append(f"enqueue_pending: {error}")
-    return summary
+def _count(value: Any) -> str:
+    if isinstance(value, lifecycle.OrphanReport):
+        return f"{len(value.deleted)}/{len(value.vanished)}"
+    return str(len(value)) if isinstance(value, list) else str(value)
 
 
 def main(stop: threading.Event | None = None) -> None:
     runtime.configure_logging()
-    _, _, queue = started()
+    started()
+    context = services()
     stop = stop or threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     while not stop.is_set():
-        summary = run_pass(queue)
-        log.info("scheduler pass enqueued=%d errors=%d", summary.enqueued, len(summary.errors))
+        summary = lifecycle.run_pass(context)
+        assert context.queue is not None
+        metrics.record_sweep(context.queue, lifecycle.removed_counts(summary))
+        log.info("scheduler pass %s", " ".join(f"{k}={_count(v)}" for k, v in summary.items()))
         stop.wait(INTERVAL_SECONDS)
 
 

@@ -1,0 +1,98 @@
+"""Prometheus metrics, read from the database and Redis at scrape time.
+
+Reading shared state (not per-process counters) gives the same answer from any
+web process, and survives restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from app.db import database
+from app.jobqueue import JobQueue
+from app.models import Deployment, PreviewState, WebhookDelivery
+from app.models import Preview as PreviewModel
+
+log = logging.getLogger(__name__)
+
+SWEEP_RUNS_KEY = "previews:metrics:sweeps"
+SWEEP_REMOVED_KEY = "previews:metrics:sweep_removed"  # hash: kind -> count
+
+
+def record_sweep(queue: JobQueue, removed: dict[str, int]) -> None:
+    """Called by the scheduler after each pass."""
+    try:
+        pipe = queue.connection.pipeline()
+        pipe.incr(SWEEP_RUNS_KEY)
+        for kind, count in removed.items():
+            if count:
+                pipe.hincrby(SWEEP_REMOVED_KEY, kind, count)
+        pipe.execute()
+    except redis.RedisError as error:
+        log.warning("could not record sweep metrics error=%s", error)
+
+
+class PreviewCollector(Collector):
+    def __init__(self, queue: JobQueue) -> None:
+        self.queue = queue
+
+    def collect(self) -> Iterator:
+        with database.connection_context():
+            yield from self._from_database()
+        yield from self._from_redis()
+
+    def _from_database(self) -> Iterator:
+        states = GaugeMetricFamily("previews", "Previews by state", labels=["state"])
+        counts = {state: 0 for state in PreviewState.ALL}
+        for row in PreviewModel.select(PreviewModel.state):
+            counts[row.state] += 1
+        for state, count in counts.items():
+            states.add_metric([state], count)
+        yield states
+
+        deliveries = CounterMetricFamily("preview_webhook_deliveries", "Accepted webhook deliveries by result",
+                                         labels=["outcome"])
+        outcomes = {"accepted": 0, "duplicate": 0, "ignored": 0}
+        for row in WebhookDelivery.select(WebhookDelivery.outcome):
+            outcomes[row.outcome] = outcomes.get(row.outcome, 0) + 1
+        for outcome, count in outcomes.items():
+            deliveries.add_metric([outcome], count)
+        yield deliveries
+
+        durations = SummaryMetricFamily("preview_phase_duration_seconds", "Time spent per pipeline phase",
+                                        labels=["phase"])
+        totals: dict[str, list[float]] = {}
+        for row in Deployment.select(Deployment.timings):
+            for phase, seconds in (row.timings or {}).items():
+                entry = totals.setdefault(phase, [0, 0.0])
+                entry[0] += 1
+                entry[1] += float(seconds)
+        for phase, (count, total) in sorted(totals.items()):
+            durations.add_metric([phase], count_value=count, sum_value=total)
+        yield durations
+
+    def _from_redis(self) -> Iterator:
+        try:
+            depth = self.queue.depth()
+            runs = int(self.queue.connection.get(SWEEP_RUNS_KEY) or 0)
+            removed = {k.decode(): int(v) for k, v in self.queue.connection.hgetall(SWEEP_REMOVED_KEY).items()}
+        except Exception as error:  # Redis down: the database metrics still answer
+            log.warning("metrics from redis unavailable error=%s", error)
+            return
+        yield GaugeMetricFamily("preview_queue_depth", "Jobs waiting in the queue", value=depth)
+        yield CounterMetricFamily("preview_sweeps", "Scheduler passes", value=runs)
+        family = CounterMetricFamily("preview_sweep_removed", "What the sweeps removed or acted on", labels=["kind"])
+        for kind, count in sorted(removed.items()):
+            family.add_metric([kind], count)
+        yield family
+
+
+def registry(queue: JobQueue) -> CollectorRegistry:
+    result = CollectorRegistry(auto_describe=False)
+    result.register(PreviewCollector(queue))
+    return result

@@ -1,0 +1,238 @@
+"""Use cases behind the JSON API: trigger, delete, inspect, count and price previews."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from app import intake, lifecycle
+from app.db import database, utcnow
+from app.gitea import Gitea, GiteaError
+from app.gitea_events import RepositoryRef
+from app.jobqueue import JobQueue, QueueUnavailable
+from app.kube import Kube
+from app.manifests import APP_REQUESTS, LABEL_COMPONENT, LABEL_PREVIEW_ID
+from app.models import Deployment, Event, Preview, PreviewState, Repository
+from app.planning import DEPLOY, Plan
+from app.settings import Settings
+
+
+class NotFound(Exception):
+    """What the caller named does not exist; the message says which."""
+
+
+class Unavailable(Exception):
+    """A system we need to answer (Gitea) cannot be reached."""
+
+
+def _gitea(gitea: Gitea | None) -> Gitea:
+    if gitea is None:
+        raise Unavailable("GITEA_URL is not configured: the head commit cannot be looked up")
+    return gitea
+
+
+def _repository_ref(gitea: Gitea, full_name: str) -> RepositoryRef:
+    try:
+        found = gitea.repository(full_name)
+    except GiteaError as error:
+        raise Unavailable(f"Gitea: {error}") from error
+    if found is None:
+        raise NotFound(f"repository {full_name!r} not found")
+    return RepositoryRef(full_name=found["full_name"], clone_url=found["clone_url"], html_url=found.get("html_url"),
+                         private=bool(found.get("private")))
+
+
+def request_preview(gitea: Gitea | None, queue: JobQueue, repository: str, branch: str | None = None,
+                    pr_number: int | None = None) -> tuple[Preview, bool]:
+    """Create or update a preview as a webhook would, at the head commit Gitea reports now.
+
+    Returns the preview and whether its deploy job is queued (False: Redis was down,
+    the scheduler resumes it).
+    """
+    client = _gitea(gitea)
+    ref = _repository_ref(client, repository)
+    try:
+        if pr_number is not None:
+            pull = client.pull_request(ref.full_name, pr_number)
+            if pull is None:
+                raise NotFound(f"pull request #{pr_number} not found in {ref.full_name}")
+            if pull.get("state") != "open":
+                raise NotFound(f"pull request #{pr_number} in {ref.full_name} is {pull.get('state')}")
+            wanted = Plan(intent=DEPLOY, reason="requested through the API", target_key=Preview.pr_key(ref.full_name, pr_number),
+                          branch=pull["head"]["ref"], pr_number=pr_number, pr_url=pull.get("html_url"),
+                          head_sha=pull["head"]["sha"], action="api")
+        else:
+            assert branch is not None
+            sha = client.branch_head(ref.full_name, branch)
+            if sha is None:
+                raise NotFound(f"branch {branch!r} not found in {ref.full_name}")
+            wanted = Plan(intent=DEPLOY, reason="requested through the API", target_key=Preview.branch_key(ref.full_name, branch),
+                          branch=branch, head_sha=sha, action="api")
+    except GiteaError as error:
+        raise Unavailable(f"Gitea: {error}") from error
+    with database.atomic():
+        preview = intake.want_deploy(ref, wanted)
+    try:
+        lifecycle.enqueue_deploy(queue, preview, f"api-{int(utcnow().timestamp())}")
+        return preview, True
+    except QueueUnavailable:
+        return preview, False
+
+
+def task_branch(settings: Settings, task_id: str) -> str:
+    """The branch of a task: the first task-branch pattern with its `*` replaced by the task id."""
+    pattern = settings.task_branch_patterns[0]
+    branch = pattern.replace("*", task_id, 1) if "*" in pattern else f"{pattern.rstrip('/')}/{task_id}"
+    if not fnmatch.fnmatchcase(branch, pattern):
+        raise NotFound(f"task {task_id!r} does not make a branch matching {pattern!r}")
+    return branch
+
+
+def task_repository(repository: str | None) -> str:
+    """The repository a task route means: the one named, or the only one we know."""
+    if repository:
+        return repository
+    known = list(Repository.select(Repository.full_name).limit(2))
+    if len(known) != 1:
+        raise NotFound("name the repository: ?repository=owner/name (more than one, or none, is known)")
+    return known[0].full_name
+
+
+def preview_for_task(settings: Settings, task_id: str, repository: str | None) -> Preview:
+    full_name = task_repository(repository)
+    preview = Preview.by_key(Preview.branch_key(full_name, task_branch(settings, task_id)))
+    if preview is None or preview.state == PreviewState.DELETED:
+        raise NotFound(f"task {task_id!r} has no preview in {full_name}")
+    return preview
+
+
+def get_preview(preview_id: int) -> Preview:
+    preview = Preview.get_or_none(Preview.id == preview_id)
+    if preview is None:
+        raise NotFound(f"preview {preview_id} not found")
+    return preview
+
+
+def delete_preview(queue: JobQueue, preview: Preview, now: datetime | None = None) -> Preview:
+    if preview.state in (PreviewState.DELETING, PreviewState.DELETED):
+        return preview
+    lifecycle.request_teardown(queue, preview, "deleted through the API", now or utcnow())
+    return preview
+
+
+def logs(settings: Settings, kube: Kube, preview: Preview, tail: int) -> dict[str, str]:
+    app_log = ""
+    if preview.namespace and preview.state not in (PreviewState.DELETED,):
+        app_log = kube.pod_log_tail(preview.namespace, f"{LABEL_COMPONENT}=app", tail)
+    build_log = kube.pod_log_tail(settings.build_namespace, f"{LABEL_PREVIEW_ID}={preview.id},{LABEL_COMPONENT}=build", tail)
+    if not build_log:
+        last = preview.deployments.order_by(Deployment.id.desc()).first()
+        build_log = (last.build_log_tail or "") if last else ""
+        build_log = "\n".join(build_log.splitlines()[-tail:])
+    return {"app": app_log, "build": build_log}
+
+
+# --- reading ---------------------------------------------------------------------
+
+
+def _time(moment: datetime | None) -> str | None:
+    return moment.replace(microsecond=0).isoformat() + "Z" if moment else None
+
+
+def serialize(preview: Preview, full: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": preview.id,
+        "repository": preview.repository.full_name,
+        "pr_number": preview.pr_number,
+        "branch": preview.branch,
+        "state": preview.state,
+        "url": preview.url,
+        "head_sha": preview.head_sha,
+        "deployed_sha": preview.deployed_sha,
+        "namespace": preview.namespace,
+        "pinned": preview.pinned,
+        "waiting": preview.waiting_since is not None,
+        "expires_at": _time(preview.expires_at),
+        "created_at": _time(preview.created_at),
+        "updated_at": _time(preview.updated_at),
+    }
+    if full:
+        data["deployments"] = [
+            {"head_sha": d.head_sha, "status": d.status, "image": d.image, "digest": d.digest, "timings": d.timings,
+             "failure_reason": d.failure_reason, "created_at": _time(d.created_at)}
+            for d in preview.deployments.order_by(Deployment.id)
+        ]
+        data["events"] = [
+            {"phase": e.phase, "message": e.message, "progress": e.progress, "duration_ms": e.duration_ms,
+             "at": _time(e.created_at)}
+            for e in preview.events.order_by(Event.id)
+        ]
+    return data
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Preview]
+    total: int
+    page: int
+    per_page: int
+
+
+def list_previews(state: str | None, repository: str | None, page: int, per_page: int) -> Page:
+    query = Preview.select(Preview, Repository).join(Repository)
+    if state:
+        query = query.where(Preview.state == state)
+    if repository:
+        query = query.where(Repository.full_name == repository)
+    total = query.count()
+    items = list(query.order_by(Preview.id.desc()).paginate(page, per_page))
+    return Page(items, total, page, per_page)
+
+
+AGE_BUCKETS = (("<1h", timedelta(hours=1)), ("1-24h", timedelta(hours=24)), ("1-7d", timedelta(days=7)),
+               (">7d", None))
+
+
+def _cores(quantity: str) -> float:
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def _gigabytes(quantity: str) -> float:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return float(quantity[: -len(suffix)]) * factor / 2**30
+    return float(quantity) / 2**30
+
+
+def stats(settings: Settings, now: datetime) -> dict[str, Any]:
+    by_state = {state: 0 for state in PreviewState.ALL}
+    for preview in Preview.select(Preview.state):
+        by_state[preview.state] += 1
+    active = list(Preview.select().where(Preview.state.in_(PreviewState.ACTIVE)))
+    by_age = {name: 0 for name, _ in AGE_BUCKETS}
+    for preview in active:
+        age = now - preview.created_at
+        by_age[next(name for name, limit in AGE_BUCKETS if limit is None or age < limit)] += 1
+    # Each running preview requests its app container's CPU and memory.
+    cpu, memory = _cores(APP_REQUESTS["cpu"]), _gigabytes(APP_REQUESTS["memory"])
+    per_hour = cpu * settings.price_cpu_core_hour + memory * settings.price_memory_gb_hour
+    running = [p for p in active if p.state in (PreviewState.READY, PreviewState.FAILED, PreviewState.DEPLOYING)]
+    hours = sum(max(0.0, (now - p.created_at).total_seconds() / 3600) for p in running)
+    threshold = settings.active_alert_threshold
+    return {
+        "total": sum(by_state.values()),
+        "active": len(active),
+        "by_state": by_state,
+        "by_age": by_age,
+        "cost": {
+            "currency": settings.cost_currency,
+            "per_hour": round(per_hour * len(running), 4),
+            "so_far": round(per_hour * hours, 2),
+            "requests_per_preview": {"cpu": APP_REQUESTS["cpu"], "memory": APP_REQUESTS["memory"]},
+            "prices": {"cpu_core_hour": settings.price_cpu_core_hour, "memory_gb_hour": settings.price_memory_gb_hour},
+        },
+        "alert": {"threshold": threshold, "over": len(active) > threshold},
+    }

@@ -1,0 +1,168 @@
+"""TTL expiry, orphan collection, stuck work and capacity, on the real control plane."""
+
+from datetime import timedelta
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from app import lifecycle, pipeline
+from app.db import database, utcnow
+from app.kube import Kube
+from app.manifests import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
+from app.models import Preview, PreviewState
+from tests.kube.waiting import eventually, unique_name
+from tests.test_pipeline import deliver, run
+
+pytestmark = pytest.mark.kube
+
+
+@pytest.fixture
+def database_url(postgres_server):
+    import uuid
+
+    return postgres_server.create_database(f"lifecycle_{uuid.uuid4().hex[:8]}")
+
+
+def preview(preview_id=None):
+    with database.connection_context():
+        return Preview.get_by_id(preview_id) if preview_id else Preview.get()
+
+
+def queued(services, prefix):
+    return [job_id for job_id in services.queue.queue.job_ids if job_id.startswith(prefix)]
+
+
+def run_queued_jobs(services):
+    """Run what the scheduler queued, in a worker process, as production would."""
+    from tests.test_webhooks import run_worker
+
+    run_worker(services.settings)
+
+
+def namespace_gone(kube_api, name):
+    try:
+        k8s.CoreV1Api(kube_api).read_namespace(name)
+    except ApiException as error:
+        return error.status == 404
+    return False
+
+
+def test_a_preview_past_its_ttl_is_torn_down(client, services, kube_api):
+    run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
+    ready = preview()
+    assert ready.expires_at - ready.updated_at >= timedelta(hours=167)
+    assert lifecycle.run_pass(services, now=ready.expires_at - timedelta(seconds=1))["expired"] == []
+
+    summary = lifecycle.run_pass(services, now=ready.expires_at + timedelta(seconds=1))
+    assert summary["expired"] == [ready.id]
+    assert preview().state == PreviewState.DELETING
+    [job] = queued(services, f"teardown-{ready.id}-")
+    with database.connection_context():
+        assert pipeline.teardown(services, ready.id, "TTL expired") == "deleted"
+    eventually(lambda: namespace_gone(kube_api, ready.namespace), timeout=90, what="namespace deleted")
+
+
+def test_a_pinned_preview_does_not_expire(client, services):
+    run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
+    deliver(client, "pull_request_label_updated", "pull_request_label",
+            **{"pull_request.labels": [{"id": 1, "name": "preview:keep", "color": "00ff00"}]})
+    pinned = preview()
+    assert pinned.pinned
+    assert lifecycle.run_pass(services, now=pinned.expires_at + timedelta(days=30))["expired"] == []
+    assert preview().state == PreviewState.READY
+    deliver(client, "pull_request_label_updated", "pull_request_label", **{"pull_request.labels": []})
+    assert not preview().pinned
+
+
+def _namespace(kube_api, labels, name=None):
+    name = name or unique_name("stray")
+    k8s.CoreV1Api(kube_api).create_namespace({"metadata": {"name": name, "labels": labels}})
+    return name
+
+
+def test_orphans_with_our_label_are_collected_after_a_grace_period_and_others_never(client, services, kube_api):
+    run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
+    ours = {LABEL_MANAGED_BY: MANAGED_BY, "environment": "preview", LABEL_PREVIEW_ID: "9999"}
+    orphan = _namespace(kube_api, ours)
+    foreign = _namespace(kube_api, {"environment": "preview"})
+    try:
+        now = utcnow()
+        assert lifecycle.run_pass(services, now=now)["orphans"].deleted == []  # still in its grace period
+        dry = lifecycle.run_pass(services, now=now + timedelta(minutes=11), dry_run=True)["orphans"]
+        assert dry.deleted == [orphan]
+        assert not namespace_gone(kube_api, orphan)
+        report = lifecycle.run_pass(services, now=now + timedelta(minutes=11))["orphans"]
+        assert report.deleted == [orphan]
+        eventually(lambda: namespace_gone(kube_api, orphan), timeout=90, what="orphan deleted")
+        assert k8s.CoreV1Api(kube_api).read_namespace(foreign).status.phase == "Active"
+        assert k8s.CoreV1Api(kube_api).read_namespace(preview().namespace).status.phase == "Active"
+    finally:
+        k8s.CoreV1Api(kube_api).delete_namespace(foreign)
+
+
+def test_nothing_is_deleted_when_the_api_server_is_unreachable(client, services, kube_api):
+    from app.kube import load_configuration
+    from tests.servers import free_port
+
+    run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
+    orphan = _namespace(kube_api, {LABEL_MANAGED_BY: MANAGED_BY, "environment": "preview", LABEL_PREVIEW_ID: "9999"})
+    configuration = load_configuration(services.settings.kubeconfig)
+    configuration.host = f"https://127.0.0.1:{free_port()}"
+    services.kube = Kube(configuration, timeout=2)
+    summary = lifecycle.run_pass(services, now=utcnow() + timedelta(minutes=11))
+    assert str(summary["orphans"]).startswith("error: ")
+    assert preview().state == PreviewState.READY
+    assert k8s.CoreV1Api(kube_api).read_namespace(orphan).status.phase == "Active"
+
+
+def test_a_wrong_database_refuses_to_sweep(services, kube_api, app):
+    orphan = _namespace(kube_api, {LABEL_MANAGED_BY: MANAGED_BY, "environment": "preview", LABEL_PREVIEW_ID: "1"})
+    summary = lifecycle.run_pass(services, now=utcnow() + timedelta(minutes=11))
+    assert "the database knows no previews" in summary["orphans"]
+    assert k8s.CoreV1Api(kube_api).read_namespace(orphan).status.phase == "Active"
+
+
+def test_a_preview_whose_namespace_vanished_is_marked(client, services, kube_api):
+    run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
+    ready = preview()
+    k8s.CoreV1Api(kube_api).delete_namespace(ready.namespace)
+    eventually(lambda: namespace_gone(kube_api, ready.namespace), timeout=90, what="namespace deleted")
+    report = lifecycle.run_pass(services, now=utcnow() + timedelta(minutes=11))["orphans"]
+    assert report.vanished == [ready.id]
+    assert preview().state == PreviewState.DELETED
+
+
+def test_a_preview_stuck_mid_deploy_is_resumed(client, services):
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    stuck = preview()
+    with database.connection_context():  # as if its worker had died while deploying
+        stuck.set_state(PreviewState.DEPLOYING, utcnow() - timedelta(hours=2))
+    summary = lifecycle.run_pass(services)
+    assert summary["resumed"] == [stuck.id]
+    assert lifecycle.run_pass(services)["resumed"] == []  # once per stall
+    assert queued(services, f"deploy-{stuck.id}-")
+    run_queued_jobs(services)
+    assert preview().state == PreviewState.READY
+    assert accepted["preview_id"] == stuck.id
+
+
+def test_capacity_makes_new_previews_wait_in_order(client, services):
+    services.settings = services.settings.replace(max_active_previews=1)
+    run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
+    second = deliver(client, "pull_request_opened", "pull_request", number=13, **{"pull_request.number": 13})
+    third = deliver(client, "pull_request_opened", "pull_request", number=14, **{"pull_request.number": 14})
+    assert run(services, second["delivery_id"]) == "waiting"
+    assert run(services, third["delivery_id"]) == "waiting"
+    waiting = preview(second["preview_id"])
+    assert waiting.state == PreviewState.QUEUED and waiting.waiting_since is not None
+    with database.connection_context():
+        assert any("position 1" in e.message for e in waiting.events)
+        assert any("position 2" in e.message for e in preview(third["preview_id"]).events)
+    assert lifecycle.run_pass(services)["started"] == []  # no free slot yet
+
+    run(services, deliver(client, "pull_request_closed", "pull_request")["delivery_id"])
+    assert lifecycle.run_pass(services)["started"] == [second["preview_id"]]
+    with database.connection_context():
+        assert pipeline.deploy(services, second["preview_id"], waiting.head_sha) == "ready"
+    assert preview(third["preview_id"]).state == PreviewState.QUEUED
