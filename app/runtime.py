@@ -37,7 +37,8 @@ def bind(app: Flask, settings: Settings) -> None:
     _, queue = start(settings)
     app.extensions["preview.settings"] = settings
     app.extensions["preview.queue"] = queue
-    # Built on first use: the webhook and health routes need no Kubernetes client.
+    app.extensions["preview.gitea"] = gitea_client(settings)
+    # Built on first use: only the routes that read the cluster need a Kubernetes client.
     app.extensions["preview.services"] = functools.cache(lambda: services(settings, queue))
 
     @app.teardown_request
@@ -50,9 +51,13 @@ class ClusterNotConfigured(Exception):
     """Neither KUBECONFIG nor an in-cluster service account is available."""
 
 
+def gitea_client(settings: Settings) -> Gitea | None:
+    return Gitea(settings.gitea_url, settings.gitea_token) if settings.gitea_url else None
+
+
 def services(settings: Settings, queue: JobQueue | None) -> Services:
     """The adapters the use cases run with; Gitea only when GITEA_URL is set."""
-    gitea = Gitea(settings.gitea_url, settings.gitea_token) if settings.gitea_url else None
+    gitea = gitea_client(settings)
     try:
         configuration = load_configuration(settings.kubeconfig)
     except Exception as error:  # the kubernetes client raises its own ConfigException or OSError

@@ -47,6 +47,14 @@ def _unavailable(error: previews.Unavailable) -> ResponseReturnValue:
     return _error(503, str(error))
 
 
+def _queue() -> Any:
+    return current_app.extensions["preview.queue"]
+
+
+def _gitea() -> Any:
+    return current_app.extensions["preview.gitea"]
+
+
 def _services() -> Any:
     try:
         return current_app.extensions["preview.services"]()
@@ -95,8 +103,7 @@ def create_preview() -> ResponseReturnValue:
         raise BadInput("branch must be a non-empty string")
     if pr is not None and (not isinstance(pr, int) or isinstance(pr, bool) or pr < 1):
         raise BadInput("pr_number must be a positive whole number")
-    services = _services()
-    preview, queued = previews.request_preview(services.gitea, services.queue, repository, branch, pr)
+    preview, queued = previews.request_preview(_gitea(), _queue(), repository, branch, pr)
     return _accepted(preview, queued)
 
 
@@ -105,9 +112,7 @@ def create_task_preview(task_id: str) -> ResponseReturnValue:
     settings = current_app.extensions["preview.settings"]
     body = request.get_json(silent=True) or {}
     repository = previews.task_repository(body.get("repository") or request.args.get("repository"))
-    services = _services()
-    preview, queued = previews.request_preview(services.gitea, services.queue, repository,
-                                               previews.task_branch(settings, task_id))
+    preview, queued = previews.request_preview(_gitea(), _queue(), repository, previews.task_branch(settings, task_id))
     return _accepted(preview, queued)
 
 
@@ -134,7 +139,7 @@ def show_preview(preview_id: int) -> ResponseReturnValue:
 
 @blueprint.delete("/previews/<int:preview_id>")
 def delete_preview(preview_id: int) -> ResponseReturnValue:
-    preview = previews.delete_preview(_services().queue, previews.get_preview(preview_id))
+    preview = previews.delete_preview(_queue(), previews.get_preview(preview_id))
     return jsonify(id=preview.id, state=preview.state), 202
 
 
@@ -142,7 +147,7 @@ def delete_preview(preview_id: int) -> ResponseReturnValue:
 def delete_task_preview(task_id: str) -> ResponseReturnValue:
     settings = current_app.extensions["preview.settings"]
     preview = previews.preview_for_task(settings, task_id, request.args.get("repository"))
-    preview = previews.delete_preview(_services().queue, preview)
+    preview = previews.delete_preview(_queue(), preview)
     return jsonify(id=preview.id, state=preview.state), 202
 
 

@@ -1,0 +1,202 @@
+"""The JSON API and /metrics. Triggers ask the real Gitea for the head commit."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from app.db import database, utcnow
+from app.gitea import Gitea
+from app.models import Deployment, Event, Preview, PreviewState, Repository
+from tests.gitea_repo import create_repository
+
+TOKEN = "api-token-" + "x" * 16
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def settings(settings):
+    return settings.replace(api_tokens=(TOKEN, "another-token-" + "y" * 10))
+
+
+def _repository(name="acme/shop"):
+    return Repository.create(full_name=name, clone_url=f"http://git/{name}.git")
+
+
+def _preview(repository, number, state=PreviewState.READY, age=timedelta(), **fields):
+    created = utcnow() - age
+    return Preview.create(repository=repository, target_key=f"{repository.full_name}#{number}", pr_number=number,
+                          branch=f"feature/{number}", head_sha="a" * 40, state=state, created_at=created,
+                          updated_at=created, **fields)
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong-token-zzzzzzzzzz", f"Token {TOKEN}", "Bearer "])
+def test_without_a_valid_token_the_api_refuses_and_changes_nothing(client, db, header):
+    repository = _repository()
+    preview = _preview(repository, 1)
+    headers = {"Authorization": header} if header else {}
+    for method, path in [("GET", "/api/previews"), ("GET", f"/api/previews/{preview.id}"),
+                         ("DELETE", f"/api/previews/{preview.id}"), ("POST", "/api/previews"),
+                         ("GET", "/api/previews/stats"), ("DELETE", "/api/tasks/x/preview")]:
+        response = client.open(path, method=method, headers=headers, json={"repository": "acme/shop", "branch": "x"})
+        assert response.status_code == 401, (method, path)
+    assert Preview.get_by_id(preview.id).state == PreviewState.READY
+
+
+def test_the_api_is_closed_when_no_tokens_are_configured(settings, db):
+    from app import create_app
+
+    app = create_app(settings.replace(api_tokens=()))
+    assert app.test_client().get("/api/previews", headers=AUTH).status_code == 401
+
+
+def test_health_and_metrics_stay_open(client, db):
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/metrics").status_code == 200
+
+
+def test_list_filters_and_paginates_hundreds_of_previews(client, db):
+    shop, blog = _repository(), _repository("acme/blog")
+    with database.atomic():
+        for number in range(1, 301):
+            _preview(shop if number % 3 else blog, number,
+                     state=PreviewState.READY if number % 2 else PreviewState.FAILED)
+    page = client.get("/api/previews?per_page=50&page=2", headers=AUTH).json
+    assert page["total"] == 300 and len(page["items"]) == 50 and page["page"] == 2
+    assert [item["pr_number"] for item in page["items"]] == list(range(250, 200, -1))
+    failed_blog = client.get("/api/previews?state=failed&repository=acme/blog&per_page=200", headers=AUTH).json
+    assert failed_blog["total"] == 50
+    assert {(i["state"], i["repository"]) for i in failed_blog["items"]} == {("failed", "acme/blog")}
+
+
+@pytest.mark.parametrize("query", ["state=bogus", "page=0", "per_page=1000", "per_page=x"])
+def test_bad_list_parameters_are_400(client, db, query):
+    response = client.get(f"/api/previews?{query}", headers=AUTH)
+    assert response.status_code == 400 and response.json["error"]
+
+
+def test_show_includes_deployments_and_events(client, db):
+    preview = _preview(_repository(), 7, url="https://x.preview.localhost")
+    Deployment.create(preview=preview, head_sha="a" * 40, status="ready", digest="sha256:" + "b" * 64,
+                      timings={"build": 1.5})
+    Event.record(preview, "build", "building", progress=20, duration_ms=1500)
+    data = client.get(f"/api/previews/{preview.id}", headers=AUTH).json
+    assert data["url"] == "https://x.preview.localhost" and data["pr_number"] == 7
+    assert data["deployments"][0]["timings"] == {"build": 1.5}
+    assert data["events"][0] == {"phase": "build", "message": "building", "progress": 20, "duration_ms": 1500,
+                                 "at": data["events"][0]["at"]}
+
+
+def test_unknown_ids_are_404_and_say_which(client, db):
+    assert client.get("/api/previews/999", headers=AUTH).json == {"error": "preview 999 not found"}
+    assert client.delete("/api/previews/999", headers=AUTH).status_code == 404
+    _repository()
+    response = client.delete("/api/tasks/42/preview", headers=AUTH)
+    assert response.status_code == 404 and "task '42' has no preview" in response.json["error"]
+
+
+def test_stats_count_by_state_and_age_and_price_requested_resources(client, db, settings):
+    repository = _repository()
+    _preview(repository, 1, age=timedelta(minutes=30))
+    _preview(repository, 2, age=timedelta(hours=5))
+    _preview(repository, 3, age=timedelta(days=3), state=PreviewState.FAILED)
+    _preview(repository, 4, age=timedelta(days=9))
+    _preview(repository, 5, state=PreviewState.DELETED, age=timedelta(days=20))
+    data = client.get("/api/previews/stats", headers=AUTH).json
+    assert data["total"] == 5 and data["active"] == 4
+    assert data["by_state"]["ready"] == 3 and data["by_state"]["deleted"] == 1
+    assert data["by_age"] == {"<1h": 1, "1-24h": 1, "1-7d": 1, ">7d": 1}
+    per_preview = 0.1 * settings.price_cpu_core_hour + 0.125 * settings.price_memory_gb_hour
+    assert data["cost"]["per_hour"] == round(4 * per_preview, 4)
+    assert data["alert"] == {"threshold": 50, "over": False}
+
+
+def test_stats_alert_when_active_previews_pass_the_threshold(settings, db):
+    from app import create_app
+
+    app = create_app(settings.replace(active_alert_threshold=2))
+    repository = _repository()
+    for number in range(3):
+        _preview(repository, number)
+    assert app.test_client().get("/api/previews/stats", headers=AUTH).json["alert"] == {"threshold": 2, "over": True}
+
+
+def test_metrics_report_previews_deliveries_and_queue(client, db):
+    repository = _repository()
+    _preview(repository, 1)
+    _preview(repository, 2, state=PreviewState.FAILED)
+    Deployment.create(preview=Preview.get(), head_sha="a" * 40, timings={"build": 2.0, "rollout": 1.0})
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'previews{state="ready"} 1.0' in text
+    assert 'previews{state="failed"} 1.0' in text
+    assert 'preview_webhook_deliveries_total{outcome="accepted"} 0.0' in text
+    assert 'preview_phase_duration_seconds_sum{phase="build"} 2.0' in text
+    assert "preview_queue_depth 0.0" in text
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [(None, "the body must be a JSON object"), ({"repository": "shop", "branch": "x"}, "repository must be owner/name"),
+     ({"repository": "a/b"}, "give exactly one of branch or pr_number"),
+     ({"repository": "a/b", "branch": "x", "pr_number": 1}, "give exactly one of branch or pr_number"),
+     ({"repository": "a/b", "pr_number": "1"}, "pr_number must be a positive whole number"),
+     ({"repository": "a/b", "branch": " "}, "branch must be a non-empty string")],
+)
+def test_bad_trigger_requests_are_400_and_change_nothing(client, db, body, message):
+    response = client.post("/api/previews", headers=AUTH, json=body) if body else client.post(
+        "/api/previews", headers=AUTH, data="nope")
+    assert response.status_code == 400 and response.json == {"error": message}
+    assert Preview.select().count() == 0
+
+
+@pytest.mark.kube
+@pytest.mark.gitea
+class TestTriggersWithGitea:
+    @pytest.fixture
+    def api(self, app, services, gitea, tmp_path):
+        services.gitea = Gitea(gitea.url, gitea.bot_token)
+        app.extensions["preview.gitea"] = services.gitea
+        app.extensions["preview.services"] = lambda: services
+        repo = create_repository(gitea, f"api-{uuid.uuid4().hex[:6]}", tmp_path / "work")
+        return app.test_client(), repo, services
+
+    def test_trigger_by_branch_and_by_task_then_delete(self, api):
+        client, repo, services = api
+        sha = repo.commit("task/42", {"x.txt": "x"}, "Task 42")
+        created = client.post("/api/previews", headers=AUTH, json={"repository": repo.full_name, "branch": "task/42"})
+        assert created.status_code == 202
+        assert created.json["state"] == "queued" and created.json["head_sha"] == sha and created.json["queued"]
+        again = client.post(f"/api/tasks/42/preview?repository={repo.full_name}", headers=AUTH)
+        assert again.status_code == 202 and again.json["id"] == created.json["id"]
+        with database.connection_context():
+            from app import pipeline
+
+            assert pipeline.deploy(services, created.json["id"], sha) == "ready"
+        logs = client.get(f"/api/tasks/42/preview-logs?repository={repo.full_name}&tail=5", headers=AUTH)
+        assert logs.status_code == 200 and set(logs.json) == {"id", "tail", "app", "build"}
+        deleted = client.delete(f"/api/tasks/42/preview?repository={repo.full_name}", headers=AUTH)
+        assert deleted.status_code == 202 and deleted.json["state"] == "deleting"
+        assert any(j.startswith(f"teardown-{created.json['id']}-") for j in services.queue.queue.job_ids)
+
+    def test_trigger_by_pr(self, api):
+        client, repo, _ = api
+        sha = repo.commit("feature/api", {"y.txt": "y"}, "API PR")
+        number = repo.open_pr("feature/api")
+        created = client.post("/api/previews", headers=AUTH, json={"repository": repo.full_name, "pr_number": number})
+        assert created.status_code == 202 and created.json["head_sha"] == sha
+        with database.connection_context():
+            assert Preview.get_by_id(created.json["id"]).pr_number == number
+
+    @pytest.mark.parametrize(
+        ("body", "message"),
+        [({"repository": "nobody/nothing", "branch": "x"}, "repository 'nobody/nothing' not found"),
+         ({"branch": "task/none"}, "branch 'task/none' not found in"),
+         ({"pr_number": 999}, "pull request #999 not found in")],
+    )
+    def test_unknown_repository_branch_or_pr_is_404(self, api, body, message):
+        client, repo, _ = api
+        body = {"repository": repo.full_name, **body}
+        response = client.post("/api/previews", headers=AUTH, json=body)
+        assert response.status_code == 404 and message in response.json["error"]
+        with database.connection_context():
+            assert Preview.select().count() == 0
