@@ -10,7 +10,7 @@ DEBIAN_PACKAGES := git redis-server postgresql nginx-light util-linux procps
 run: deps venv tools
 	$(BIN)/python -m tests.devstack
 
-test: deps venv tools
+test: deps venv tools lint
 	$(BIN)/python -m pytest
 
 # Debian packages the service and its tests need; installed only when missing.

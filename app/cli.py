@@ -36,8 +36,10 @@ def register(app: Flask) -> None:
             page = previews.list_previews(state, repository, 1, 1000)
             for preview in page.items:
                 target = f"#{preview.pr_number}" if preview.pr_number is not None else preview.branch
-                click.echo(f"{preview.id}\t{preview.state}\t{preview.repository.full_name}\t{target}\t"
-                           f"{preview.head_sha[:12]}\t{preview.url or '-'}")
+                click.echo(
+                    f"{preview.id}\t{preview.state}\t{preview.repository.full_name}\t{target}\t"
+                    f"{preview.head_sha[:12]}\t{preview.url or '-'}"
+                )
             click.echo(f"{page.total} preview(s)")
 
     @app.cli.command("show")

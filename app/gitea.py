@@ -33,8 +33,9 @@ def _repo_path(repository: str) -> str:
 
 
 class Gitea:
-    def __init__(self, base_url: str, token: str | None, timeout: float = 10.0,
-                 session: requests.Session | None = None) -> None:
+    def __init__(
+        self, base_url: str, token: str | None, timeout: float = 10.0, session: requests.Session | None = None
+    ) -> None:
         self.api = base_url.rstrip("/") + "/api/v1"
         self.timeout = timeout
         self.session = session or requests.Session()
@@ -61,8 +62,15 @@ class Gitea:
             self._login = self._request("GET", "/user").json()["login"]
         return self._login
 
-    def set_status(self, repository: str, sha: str, state: str, target_url: str | None, description: str,
-                   context: str = STATUS_CONTEXT) -> dict[str, Any]:
+    def set_status(
+        self,
+        repository: str,
+        sha: str,
+        state: str,
+        target_url: str | None,
+        description: str,
+        context: str = STATUS_CONTEXT,
+    ) -> dict[str, Any]:
         if state not in STATUS_STATES:
             raise ValueError(f"unknown commit status state {state!r}")
         body = {"state": state, "description": description[:DESCRIPTION_MAX], "context": context}
@@ -91,17 +99,20 @@ class Gitea:
         existing = self.find_comment(repository, number, marker)
         if existing is not None:
             if existing.get("body") != body:
-                self._request("PATCH", f"{_repo_path(repository)}/issues/comments/{existing['id']}",
-                              json={"body": body})
+                self._request(
+                    "PATCH", f"{_repo_path(repository)}/issues/comments/{existing['id']}", json={"body": body}
+                )
             return int(existing["id"])
-        created = self._request("POST", f"{_repo_path(repository)}/issues/{number}/comments", expect=(201,),
-                                json={"body": body})
+        created = self._request(
+            "POST", f"{_repo_path(repository)}/issues/{number}/comments", expect=(201,), json={"body": body}
+        )
         return int(created.json()["id"])
 
     def branch_head(self, repository: str, branch: str) -> str | None:
         """The head commit of `branch`, or None when there is no such branch."""
-        response = self._request("GET", f"{_repo_path(repository)}/branches/{quote(branch, safe='/')}",
-                                 expect=(200, 404))
+        response = self._request(
+            "GET", f"{_repo_path(repository)}/branches/{quote(branch, safe='/')}", expect=(200, 404)
+        )
         if response.status_code == 404:
             return None
         return response.json()["commit"]["id"]

@@ -156,7 +156,8 @@ def parse_pull_request(event_type: str, payload: dict[str, Any]) -> PullRequestE
         head_repository=_get(payload, "pull_request.head.repo.full_name", str, required=False),
         base_ref=_get(payload, "pull_request.base.ref", str),
         labels=tuple(
-            str(label.get("name")) for label in (_get(payload, "pull_request.labels", list, required=False) or [])
+            str(label.get("name"))
+            for label in (_get(payload, "pull_request.labels", list, required=False) or [])
             if isinstance(label, dict) and label.get("name")
         ),
     )

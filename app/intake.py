@@ -64,9 +64,15 @@ def want_deploy(ref: RepositoryRef, wanted: Plan) -> Preview:
     preview = Preview.by_key(wanted.target_key)
     if preview is None:
         preview = Preview.create(
-            repository=repository, target_key=wanted.target_key, pr_number=wanted.pr_number,
-            branch=wanted.branch, pr_url=wanted.pr_url, head_sha=wanted.head_sha,
-            state=PreviewState.QUEUED, created_at=now, updated_at=now,
+            repository=repository,
+            target_key=wanted.target_key,
+            pr_number=wanted.pr_number,
+            branch=wanted.branch,
+            pr_url=wanted.pr_url,
+            head_sha=wanted.head_sha,
+            state=PreviewState.QUEUED,
+            created_at=now,
+            updated_at=now,
         )
     else:
         preview.branch, preview.head_sha = wanted.branch, wanted.head_sha

@@ -34,9 +34,14 @@ class JobQueue:
         """Queue `func(*args)` once under `job_id`. False when that job id is already queued or running."""
         try:
             self.queue.enqueue(
-                func, *args, job_id=job_id, unique=True, job_timeout=timeout,
+                func,
+                *args,
+                job_id=job_id,
+                unique=True,
+                job_timeout=timeout,
                 retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
-                result_ttl=86400, failure_ttl=7 * 86400,
+                result_ttl=86400,
+                failure_ttl=7 * 86400,
             )
         except DuplicateJobError:
             log.info("job already queued job_id=%s", job_id)

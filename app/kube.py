@@ -90,9 +90,10 @@ class Kube:
     def __init__(self, configuration: client.Configuration, timeout: int = REQUEST_TIMEOUT) -> None:
         self.api = client.ApiClient(configuration)
         self.timeout = timeout
-        self.core = client.CoreV1Api(self.api)
-        self.apps = client.AppsV1Api(self.api)
-        self.batch = client.BatchV1Api(self.api)
+        # Typed as Any: the client's models make every field Optional, which says nothing useful here.
+        self.core: Any = client.CoreV1Api(self.api)
+        self.apps: Any = client.AppsV1Api(self.api)
+        self.batch: Any = client.BatchV1Api(self.api)
 
     def close(self) -> None:
         self.api.close()
@@ -114,10 +115,12 @@ class Kube:
         path = self._path(obj)
         try:
             method, url, headers, body, post = self.api.param_serialize(
-                "PATCH", path,
+                "PATCH",
+                path,
                 query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
                 header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-                body=obj, auth_settings=["BearerToken"],
+                body=obj,
+                auth_settings=["BearerToken"],
             )
             response = self.api.call_api(method, url, headers, body, post, _request_timeout=self.timeout)
             data = response.read()
@@ -210,8 +213,9 @@ class Kube:
                 raise
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
         try:
-            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Foreground",
-                                             _request_timeout=self.timeout)
+            self.batch.delete_namespaced_job(
+                name, namespace, propagation_policy="Foreground", _request_timeout=self.timeout
+            )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 found = self.batch.list_namespaced_job(
@@ -220,8 +224,11 @@ class Kube:
                 if not found.items:
                     break
                 for _ in watch.Watch().stream(
-                    self.batch.list_namespaced_job, namespace, field_selector=f"metadata.name={name}",
-                    resource_version=found.metadata.resource_version, timeout_seconds=5,
+                    self.batch.list_namespaced_job,
+                    namespace,
+                    field_selector=f"metadata.name={name}",
+                    resource_version=found.metadata.resource_version,
+                    timeout_seconds=5,
                     _request_timeout=self.timeout + 10,
                 ):
                     pass
@@ -257,9 +264,12 @@ class Kube:
                 state = _job_state(jobs.items[0]) if jobs.items else "missing"
                 if state is None:
                     stream = watch.Watch().stream(
-                        self.batch.list_namespaced_job, namespace, field_selector=f"metadata.name={name}",
+                        self.batch.list_namespaced_job,
+                        namespace,
+                        field_selector=f"metadata.name={name}",
                         resource_version=jobs.metadata.resource_version,
-                        timeout_seconds=max(1, min(int(remaining), 60)), _request_timeout=self.timeout + 60,
+                        timeout_seconds=max(1, min(int(remaining), 60)),
+                        _request_timeout=self.timeout + 60,
                     )
                     for event in stream:
                         state = "missing" if event["type"] == "DELETED" else _job_state(event["object"])
@@ -310,9 +320,12 @@ class Kube:
                 if remaining <= 0:
                     return stuck if stuck else RolloutOutcome(False, "timeout", f"not available after {timeout:.0f} s")
                 stream = watch.Watch().stream(
-                    self.apps.list_namespaced_deployment, namespace, field_selector=f"metadata.name={name}",
+                    self.apps.list_namespaced_deployment,
+                    namespace,
+                    field_selector=f"metadata.name={name}",
                     resource_version=deployment.metadata.resource_version,
-                    timeout_seconds=max(1, min(int(remaining), 5)), _request_timeout=self.timeout + 10,
+                    timeout_seconds=max(1, min(int(remaining), 5)),
+                    _request_timeout=self.timeout + 10,
                 )
                 for event in stream:
                     if event["type"] != "DELETED" and _rolled_out(event["object"]):
@@ -336,10 +349,14 @@ class Kube:
                 waiting = status.state.waiting if status.state else None
                 last = status.last_state.terminated if status.last_state else None
                 if waiting and waiting.reason in _IMAGE_PULL:
-                    return RolloutOutcome(False, "image-pull", f"the image cannot be pulled: {waiting.message or waiting.reason}")
+                    return RolloutOutcome(
+                        False, "image-pull", f"the image cannot be pulled: {waiting.message or waiting.reason}"
+                    )
                 if waiting and waiting.reason == "CrashLoopBackOff":
                     if last and last.reason == "OOMKilled":
-                        return RolloutOutcome(False, "out-of-memory", "the app was killed for using more memory than its limit")
+                        return RolloutOutcome(
+                            False, "out-of-memory", "the app was killed for using more memory than its limit"
+                        )
                     code = f" (exit code {last.exit_code})" if last else ""
                     return RolloutOutcome(False, "crash-loop", f"the app keeps crashing on start{code}")
             for condition in pod.status.conditions or []:

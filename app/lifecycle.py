@@ -9,8 +9,8 @@ managed-by label are ever considered.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,9 @@ def stuck_after(settings: Settings) -> timedelta:
 
 
 def enqueue_deploy(queue: JobQueue, preview: Preview, tag: str) -> bool:
-    return queue.enqueue(DEPLOY_JOB, preview.id, preview.head_sha, job_id=f"deploy-{preview.id}-{preview.head_sha[:12]}-{tag}")
+    return queue.enqueue(
+        DEPLOY_JOB, preview.id, preview.head_sha, job_id=f"deploy-{preview.id}-{preview.head_sha[:12]}-{tag}"
+    )
 
 
 def enqueue_teardown(queue: JobQueue, preview: Preview, reason: str, tag: str) -> bool:
@@ -127,13 +129,17 @@ def collect_orphans(kube: Kube, now: datetime, dry_run: bool = False, grace: tim
             continue
         candidates.append(meta.name)
     if len(candidates) > MAX_ORPHANS_PER_PASS:
-        raise SweepRefused(f"{len(candidates)} orphan namespaces in one pass (limit {MAX_ORPHANS_PER_PASS}); not deleting")
+        raise SweepRefused(
+            f"{len(candidates)} orphan namespaces in one pass (limit {MAX_ORPHANS_PER_PASS}); not deleting"
+        )
     for name in candidates:
         report.deleted.append(name)
         if not dry_run:
             kube.delete_namespace(name)
             log.info("orphan namespace deleted namespace=%s", name)
-    holding = Preview.select().where(Preview.state.in_((PreviewState.READY, PreviewState.FAILED)) & Preview.namespace.is_null(False))
+    holding = Preview.select().where(
+        Preview.state.in_((PreviewState.READY, PreviewState.FAILED)) & Preview.namespace.is_null(False)
+    )
     for preview in holding:
         if preview.namespace in seen or now - preview.updated_at < grace:
             continue

@@ -306,7 +306,7 @@ def build_job(spec: PreviewSpec, build: BuildSpec, settings: Settings) -> dict[s
         registry_host = build.destination.split("/", 1)[0]
         args += ["--insecure", "--insecure-pull", f"--insecure-registry={registry_host}"]
     job_labels = {**labels(spec, "build"), LABEL_SHA: spec.head_sha[:12]}
-    env = [{"name": "GIT_PULL_METHOD", "value": pull_method}]
+    env: list[dict[str, Any]] = [{"name": "GIT_PULL_METHOD", "value": pull_method}]
     for variable, key in (("GIT_USERNAME", "username"), ("GIT_PASSWORD", "password")):
         env.append(
             {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
@@ -55,8 +56,9 @@ class PreviewCollector(Collector):
             states.add_metric([state], count)
         yield states
 
-        deliveries = CounterMetricFamily("preview_webhook_deliveries", "Accepted webhook deliveries by result",
-                                         labels=["outcome"])
+        deliveries = CounterMetricFamily(
+            "preview_webhook_deliveries", "Accepted webhook deliveries by result", labels=["outcome"]
+        )
         outcomes = {"accepted": 0, "duplicate": 0, "ignored": 0}
         for row in WebhookDelivery.select(WebhookDelivery.outcome):
             outcomes[row.outcome] = outcomes.get(row.outcome, 0) + 1
@@ -64,23 +66,25 @@ class PreviewCollector(Collector):
             deliveries.add_metric([outcome], count)
         yield deliveries
 
-        durations = SummaryMetricFamily("preview_phase_duration_seconds", "Time spent per pipeline phase",
-                                        labels=["phase"])
-        totals: dict[str, list[float]] = {}
+        durations = SummaryMetricFamily(
+            "preview_phase_duration_seconds", "Time spent per pipeline phase", labels=["phase"]
+        )
+        phase_counts: dict[str, int] = {}
+        sums: dict[str, float] = {}
         for row in Deployment.select(Deployment.timings):
             for phase, seconds in (row.timings or {}).items():
-                entry = totals.setdefault(phase, [0, 0.0])
-                entry[0] += 1
-                entry[1] += float(seconds)
-        for phase, (count, total) in sorted(totals.items()):
-            durations.add_metric([phase], count_value=count, sum_value=total)
+                phase_counts[phase] = phase_counts.get(phase, 0) + 1
+                sums[phase] = sums.get(phase, 0.0) + float(seconds)
+        for phase in sorted(phase_counts):
+            durations.add_metric([phase], count_value=phase_counts[phase], sum_value=sums[phase])
         yield durations
 
     def _from_redis(self) -> Iterator:
         try:
             depth = self.queue.depth()
             runs = int(self.queue.connection.get(SWEEP_RUNS_KEY) or 0)
-            removed = {k.decode(): int(v) for k, v in self.queue.connection.hgetall(SWEEP_REMOVED_KEY).items()}
+            raw: dict[Any, Any] = self.queue.connection.hgetall(SWEEP_REMOVED_KEY)  # type: ignore[assignment]
+            removed = {k.decode() if isinstance(k, bytes) else str(k): int(v) for k, v in raw.items()}
         except Exception as error:  # Redis down: the database metrics still answer
             log.warning("metrics from redis unavailable error=%s", error)
             return

@@ -48,7 +48,7 @@ class Repository(BaseModel):
     html_url = peewee.CharField(max_length=1024, null=True)
     private = peewee.BooleanField(default=False)
     # Per-repository options: image (skip the build), dockerfile, port, health_path, env, pod_labels.
-    settings = JSONField(default=dict)
+    settings: Any = JSONField(default=dict)
     created_at = peewee.DateTimeField(default=utcnow)
 
     @classmethod
@@ -113,7 +113,9 @@ class Preview(BaseModel):
     def active(cls) -> peewee.ModelSelect:
         """Previews holding (or about to hold) cluster resources: what MAX_ACTIVE_PREVIEWS counts."""
         holding = (PreviewState.BUILDING, PreviewState.DEPLOYING, PreviewState.READY, PreviewState.FAILED)
-        return cls.select().where(cls.state.in_(holding) | ((cls.state == PreviewState.QUEUED) & cls.waiting_since.is_null()))
+        return cls.select().where(
+            cls.state.in_(holding) | ((cls.state == PreviewState.QUEUED) & cls.waiting_since.is_null())
+        )
 
     @classmethod
     def expired(cls, now: datetime) -> peewee.ModelSelect:
@@ -123,8 +125,10 @@ class Preview(BaseModel):
 
     @classmethod
     def waiting(cls) -> peewee.ModelSelect:
-        return cls.select().where((cls.state == PreviewState.QUEUED) & cls.waiting_since.is_null(False)).order_by(
-            cls.waiting_since, cls.id
+        return (
+            cls.select()
+            .where((cls.state == PreviewState.QUEUED) & cls.waiting_since.is_null(False))
+            .order_by(cls.waiting_since, cls.id)
         )
 
     @classmethod
@@ -149,7 +153,7 @@ class Deployment(BaseModel):
     image = peewee.CharField(max_length=1024, null=True)
     digest = peewee.CharField(max_length=128, null=True)
     status = peewee.CharField(max_length=16, default="pending")
-    timings = JSONField(default=dict)
+    timings: Any = JSONField(default=dict)
     failure_reason = peewee.TextField(null=True)
     build_log_tail = peewee.TextField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)

@@ -55,8 +55,9 @@ class StepFailed(Exception):
 
 
 def names_for(settings: Settings, preview: Preview) -> PreviewNames:
-    return preview_names(preview.repository.full_name, preview.target_key, preview.pr_number, preview.branch,
-                         settings.preview_domain)
+    return preview_names(
+        preview.repository.full_name, preview.target_key, preview.pr_number, preview.branch, settings.preview_domain
+    )
 
 
 def _reload(preview_id: int, sha: str) -> Preview:
@@ -164,9 +165,16 @@ def _app_spec(preview: Preview, image: str) -> manifests.AppSpec:
 
 def _spec(settings: Settings, preview: Preview, names: PreviewNames, now: datetime) -> manifests.PreviewSpec:
     return manifests.PreviewSpec(
-        preview_id=preview.id, names=names, repository=preview.repository.full_name, branch=preview.branch,
-        head_sha=preview.head_sha, created_at=preview.created_at, expires_at=now + settings.preview_ttl,
-        ttl=settings.preview_ttl, pr_number=preview.pr_number, pr_url=preview.pr_url,
+        preview_id=preview.id,
+        names=names,
+        repository=preview.repository.full_name,
+        branch=preview.branch,
+        head_sha=preview.head_sha,
+        created_at=preview.created_at,
+        expires_at=now + settings.preview_ttl,
+        ttl=settings.preview_ttl,
+        pr_number=preview.pr_number,
+        pr_url=preview.pr_url,
     )
 
 
@@ -213,8 +221,12 @@ def deploy(services: Services, preview_id: int, sha: str) -> str:
         with _phase(preview, deployment, "deploy", f"applying objects in {names.namespace}"):
             password = _password(services, names)
             objects = manifests.preview_objects(
-                spec, _app_spec(preview, image), settings,
-                credentials.htpasswd_line(credentials.USERNAME, password), credentials.USERNAME, password,
+                spec,
+                _app_spec(preview, image),
+                settings,
+                credentials.htpasswd_line(credentials.USERNAME, password),
+                credentials.USERNAME,
+                password,
             )
             for obj in objects:
                 kube.apply(obj)
@@ -253,7 +265,9 @@ def _fail(services: Services, preview_id: int, sha: str, failure: StepFailed) ->
         return "superseded"
     with database.atomic():
         Deployment.update(
-            status="failed", failure_reason=f"{failure.phase}: {failure}", updated_at=utcnow(),
+            status="failed",
+            failure_reason=f"{failure.phase}: {failure}",
+            updated_at=utcnow(),
             build_log_tail=(failure.log_tail or None) and failure.log_tail[-8000:],
         ).where((Deployment.preview == preview) & (Deployment.head_sha == sha)).execute()
         Event.record(preview, failure.phase, f"failed: {failure}")
@@ -280,8 +294,12 @@ def teardown(services: Services, preview_id: int, reason: str = "teardown reques
         return "superseded"
     preview.deployed_sha, preview.waiting_since = None, None
     preview.set_state(PreviewState.DELETED)
-    Event.record(preview, "teardown", f"namespace {names.namespace} deleted ({reason})",
-                 duration_ms=int((time.monotonic() - started) * 1000))
+    Event.record(
+        preview,
+        "teardown",
+        f"namespace {names.namespace} deleted ({reason})",
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
     _report(services, preview, detail=reason)
     return "deleted"
 

@@ -44,21 +44,22 @@ def ignore(reason: str) -> Plan:
 
 
 def plan_pull_request(event: PullRequestEvent) -> Plan:
-    target = f"{event.repository.full_name}#{event.number}"
-    common = dict(
-        target_key=target,
+    if event.action in PR_DEPLOY_ACTIONS:
+        intent, reason = DEPLOY, f"pull request {event.action}"
+    elif event.action in PR_TEARDOWN_ACTIONS:
+        intent, reason = TEARDOWN, f"pull request {'merged' if event.merged else 'closed'}"
+    else:
+        return ignore(f"pull request action {event.action!r} does not change the preview")
+    return Plan(
+        intent=intent,
+        reason=reason,
+        target_key=f"{event.repository.full_name}#{event.number}",
         branch=event.head_ref,
         pr_number=event.number,
         pr_url=event.html_url,
         head_sha=event.head_sha,
         action=event.action,
     )
-    if event.action in PR_DEPLOY_ACTIONS:
-        return Plan(intent=DEPLOY, reason=f"pull request {event.action}", **common)
-    if event.action in PR_TEARDOWN_ACTIONS:
-        how = "merged" if event.merged else "closed"
-        return Plan(intent=TEARDOWN, reason=f"pull request {how}", **common)
-    return ignore(f"pull request action {event.action!r} does not change the preview")
 
 
 def plan_push(event: PushEvent, settings: Settings, open_pr_number: int | None) -> Plan:
@@ -69,12 +70,24 @@ def plan_push(event: PushEvent, settings: Settings, open_pr_number: int | None) 
         return ignore(f"branch {branch!r} matches no task-branch pattern")
     target = f"{event.repository.full_name}@{branch}"
     if event.deletes_branch:
-        return Plan(intent=TEARDOWN, reason="task branch deleted", target_key=target, branch=branch,
-                    head_sha=event.before, action="delete")
+        return Plan(
+            intent=TEARDOWN,
+            reason="task branch deleted",
+            target_key=target,
+            branch=branch,
+            head_sha=event.before,
+            action="delete",
+        )
     if open_pr_number is not None:
         return ignore(f"branch {branch!r} has open pull request #{open_pr_number}, whose sync event covers this push")
-    return Plan(intent=DEPLOY, reason="task branch pushed", target_key=target, branch=branch,
-                head_sha=event.after, action="push")
+    return Plan(
+        intent=DEPLOY,
+        reason="task branch pushed",
+        target_key=target,
+        branch=branch,
+        head_sha=event.after,
+        action="push",
+    )
 
 
 def plan_delete(event: DeleteEvent, settings: Settings) -> Plan:
@@ -83,8 +96,13 @@ def plan_delete(event: DeleteEvent, settings: Settings) -> Plan:
         return ignore(f"deleted {event.ref_type} {event.ref!r} is not a branch")
     if not settings.is_task_branch(branch):
         return ignore(f"branch {branch!r} matches no task-branch pattern")
-    return Plan(intent=TEARDOWN, reason="task branch deleted", target_key=f"{event.repository.full_name}@{branch}",
-                branch=branch, action="delete")
+    return Plan(
+        intent=TEARDOWN,
+        reason="task branch deleted",
+        target_key=f"{event.repository.full_name}@{branch}",
+        branch=branch,
+        action="delete",
+    )
 
 
 def plan(event: GiteaEvent, settings: Settings, open_pr_number: int | None = None) -> Plan:

@@ -40,12 +40,17 @@ def _repository_ref(gitea: Gitea, full_name: str) -> RepositoryRef:
         raise Unavailable(f"Gitea: {error}") from error
     if found is None:
         raise NotFound(f"repository {full_name!r} not found")
-    return RepositoryRef(full_name=found["full_name"], clone_url=found["clone_url"], html_url=found.get("html_url"),
-                         private=bool(found.get("private")))
+    return RepositoryRef(
+        full_name=found["full_name"],
+        clone_url=found["clone_url"],
+        html_url=found.get("html_url"),
+        private=bool(found.get("private")),
+    )
 
 
-def request_preview(gitea: Gitea | None, queue: JobQueue, repository: str, branch: str | None = None,
-                    pr_number: int | None = None) -> tuple[Preview, bool]:
+def request_preview(
+    gitea: Gitea | None, queue: JobQueue, repository: str, branch: str | None = None, pr_number: int | None = None
+) -> tuple[Preview, bool]:
     """Create or update a preview as a webhook would, at the head commit Gitea reports now.
 
     Returns the preview and whether its deploy job is queued (False: Redis was down,
@@ -60,16 +65,29 @@ def request_preview(gitea: Gitea | None, queue: JobQueue, repository: str, branc
                 raise NotFound(f"pull request #{pr_number} not found in {ref.full_name}")
             if pull.get("state") != "open":
                 raise NotFound(f"pull request #{pr_number} in {ref.full_name} is {pull.get('state')}")
-            wanted = Plan(intent=DEPLOY, reason="requested through the API", target_key=Preview.pr_key(ref.full_name, pr_number),
-                          branch=pull["head"]["ref"], pr_number=pr_number, pr_url=pull.get("html_url"),
-                          head_sha=pull["head"]["sha"], action="api")
+            wanted = Plan(
+                intent=DEPLOY,
+                reason="requested through the API",
+                target_key=Preview.pr_key(ref.full_name, pr_number),
+                branch=pull["head"]["ref"],
+                pr_number=pr_number,
+                pr_url=pull.get("html_url"),
+                head_sha=pull["head"]["sha"],
+                action="api",
+            )
         else:
             assert branch is not None
             sha = client.branch_head(ref.full_name, branch)
             if sha is None:
                 raise NotFound(f"branch {branch!r} not found in {ref.full_name}")
-            wanted = Plan(intent=DEPLOY, reason="requested through the API", target_key=Preview.branch_key(ref.full_name, branch),
-                          branch=branch, head_sha=sha, action="api")
+            wanted = Plan(
+                intent=DEPLOY,
+                reason="requested through the API",
+                target_key=Preview.branch_key(ref.full_name, branch),
+                branch=branch,
+                head_sha=sha,
+                action="api",
+            )
     except GiteaError as error:
         raise Unavailable(f"Gitea: {error}") from error
     with database.atomic():
@@ -126,7 +144,9 @@ def logs(settings: Settings, kube: Kube, preview: Preview, tail: int) -> dict[st
     app_log = ""
     if preview.namespace and preview.state not in (PreviewState.DELETED,):
         app_log = kube.pod_log_tail(preview.namespace, f"{LABEL_COMPONENT}=app", tail)
-    build_log = kube.pod_log_tail(settings.build_namespace, f"{LABEL_PREVIEW_ID}={preview.id},{LABEL_COMPONENT}=build", tail)
+    build_log = kube.pod_log_tail(
+        settings.build_namespace, f"{LABEL_PREVIEW_ID}={preview.id},{LABEL_COMPONENT}=build", tail
+    )
     if not build_log:
         last = preview.deployments.order_by(Deployment.id.desc()).first()
         build_log = (last.build_log_tail or "") if last else ""
@@ -160,13 +180,25 @@ def serialize(preview: Preview, full: bool = False) -> dict[str, Any]:
     }
     if full:
         data["deployments"] = [
-            {"head_sha": d.head_sha, "status": d.status, "image": d.image, "digest": d.digest, "timings": d.timings,
-             "failure_reason": d.failure_reason, "created_at": _time(d.created_at)}
+            {
+                "head_sha": d.head_sha,
+                "status": d.status,
+                "image": d.image,
+                "digest": d.digest,
+                "timings": d.timings,
+                "failure_reason": d.failure_reason,
+                "created_at": _time(d.created_at),
+            }
             for d in preview.deployments.order_by(Deployment.id)
         ]
         data["events"] = [
-            {"phase": e.phase, "message": e.message, "progress": e.progress, "duration_ms": e.duration_ms,
-             "at": _time(e.created_at)}
+            {
+                "phase": e.phase,
+                "message": e.message,
+                "progress": e.progress,
+                "duration_ms": e.duration_ms,
+                "at": _time(e.created_at),
+            }
             for e in preview.events.order_by(Event.id)
         ]
     return data
@@ -191,8 +223,7 @@ def list_previews(state: str | None, repository: str | None, page: int, per_page
     return Page(items, total, page, per_page)
 
 
-AGE_BUCKETS = (("<1h", timedelta(hours=1)), ("1-24h", timedelta(hours=24)), ("1-7d", timedelta(days=7)),
-               (">7d", None))
+AGE_BUCKETS = (("<1h", timedelta(hours=1)), ("1-24h", timedelta(hours=24)), ("1-7d", timedelta(days=7)), (">7d", None))
 
 
 def _cores(quantity: str) -> float:

@@ -64,8 +64,9 @@ def comment_body(settings: Settings, preview: Preview, password: str | None, det
     return "\n".join(lines) + "\n"
 
 
-def report(gitea: Gitea, settings: Settings, preview: Preview, password: str | None = None,
-           detail: str | None = None) -> None:
+def report(
+    gitea: Gitea, settings: Settings, preview: Preview, password: str | None = None, detail: str | None = None
+) -> None:
     """Publish the preview's state to Gitea. Raises GiteaError; the caller decides to retry."""
     repository = preview.repository.full_name
     status = status_for(settings, preview, detail)
@@ -74,5 +75,6 @@ def report(gitea: Gitea, settings: Settings, preview: Preview, password: str | N
         gitea.set_status(repository, preview.head_sha, state, target, description)
     if preview.pr_number is not None:
         shown = password if settings.comment_password and preview.repository.private else None
-        gitea.upsert_comment(repository, preview.pr_number, comment_marker(preview),
-                             comment_body(settings, preview, shown, detail))
+        gitea.upsert_comment(
+            repository, preview.pr_number, comment_marker(preview), comment_body(settings, preview, shown, detail)
+        )

@@ -53,6 +53,7 @@ def _url(*schemes: str) -> Callable[[str], str]:
         if scheme not in schemes:
             raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
         return text.rstrip("/") if scheme.startswith("http") else text
+
     return coerce
 
 
@@ -105,6 +106,7 @@ def _choice(*choices: str) -> Callable[[str], str]:
         if text not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}")
         return text
+
     return coerce
 
 

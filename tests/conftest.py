@@ -136,8 +136,9 @@ def kube_settings(settings, kube_cluster, kube_api):
     for namespace in core.list_namespace(label_selector=selector).items:
         if not namespace.metadata.deletion_timestamp:
             core.delete_namespace(namespace.metadata.name)
-    eventually(lambda: not core.list_namespace(label_selector=selector).items, timeout=120,
-               what="preview namespaces deleted")
+    eventually(
+        lambda: not core.list_namespace(label_selector=selector).items, timeout=120, what="preview namespaces deleted"
+    )
 
 
 @pytest.fixture
@@ -148,8 +149,9 @@ def services(app, kube_settings):
     from app.pipeline import Services
 
     kube = Kube(load_configuration(kube_settings.kubeconfig))
-    yield Services(settings=kube_settings, kube=kube, gitea=None,
-                   queue=JobQueue(kube_settings.redis_url, kube_settings.queue_name))
+    yield Services(
+        settings=kube_settings, kube=kube, gitea=None, queue=JobQueue(kube_settings.redis_url, kube_settings.queue_name)
+    )
     kube.close()
 
 

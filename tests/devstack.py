@@ -1,8 +1,11 @@
 """`make run`: the service with whatever it needs that the environment does not name.
 
 - no REDIS_URL: a private Redis on a free loopback port;
-- no KUBECONFIG and not inside a cluster: the local test control plane;
-- no GITEA_WEBHOOK_SECRET: a random one, printed so it can be pasted into Gitea.
+- no KUBECONFIG and not inside a cluster: the local test control plane (KWOK
+  plays the kubelet, so builds and rollouts are simulated);
+- no GITEA_URL: a local Gitea with a demo repository whose webhook points here,
+  and a task branch already pushed, so a preview appears at once;
+- no GITEA_WEBHOOK_SECRET or API_TOKENS: random ones, printed.
 
 Then the migrations, and the Procfile's web, worker and scheduler under honcho,
 until Ctrl-C; everything started here is stopped on the way out.
@@ -16,6 +19,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from tests import servers
@@ -31,29 +35,61 @@ def _exit_on_sigterm(*_: object) -> None:
     raise KeyboardInterrupt
 
 
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _local_gitea(stack: contextlib.ExitStack, env: dict[str, str], bind: str):  # -> Repo
+    from tests.gitea_repo import create_repository
+    from tests.gitea_server import ADMIN, gitea_server
+
+    gitea = stack.enter_context(gitea_server())
+    env["GITEA_URL"], env["GITEA_TOKEN"] = gitea.url, gitea.bot_token
+    workdir = Path(tempfile.mkdtemp(prefix="preview-demo-")) / "demo"
+    repo = create_repository(
+        gitea, "demo", workdir, webhook_url=f"http://{bind}/webhooks/gitea", secret=env["GITEA_WEBHOOK_SECRET"]
+    )
+    _say(f"local Gitea at {gitea.url}  (user {ADMIN}, password {gitea.admin_password})")
+    _say(f"demo repository {gitea.url}/{repo.full_name}, checked out in {workdir}")
+    _say("  push a branch there and open a pull request, or push a task/* branch, and watch the")
+    _say("  'preview' status appear on the commit; a task/welcome branch is pushed once the service is up")
+    return repo
+
+
 def main() -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     env = dict(os.environ)
+    bind = env.setdefault("BIND", "127.0.0.1:8000")
+    env.setdefault("PUBLIC_URL", f"http://{bind}")
     with contextlib.ExitStack() as stack:
         if not env.get("REDIS_URL"):
             redis = stack.enter_context(servers.redis_server())
             env["REDIS_URL"] = redis.url
-            print(f"started Redis at {redis.url}", flush=True)
+            _say(f"started Redis at {redis.url}")
         if not env.get("KUBECONFIG") and not _in_cluster():
-            from tests.kube.controlplane import control_plane
+            from tests.kube.controlplane import binary, control_plane
 
-            print("starting the local Kubernetes control plane ...", flush=True)
+            _say("starting the local Kubernetes control plane ...")
             plane = stack.enter_context(control_plane())
             env["KUBECONFIG"] = str(plane.kubeconfig)
-            print(f"control plane ready: export KUBECONFIG={plane.kubeconfig}", flush=True)
+            env.setdefault("PREVIEW_REGISTRY", "registry.preview.local:5000")
+            _say(f"control plane ready: export KUBECONFIG={plane.kubeconfig}; kubectl is {binary('kubectl')}")
         if not env.get("GITEA_WEBHOOK_SECRET"):
             env["GITEA_WEBHOOK_SECRET"] = secrets.token_urlsafe(24)
-            print(f"GITEA_WEBHOOK_SECRET was not set; this run uses: {env['GITEA_WEBHOOK_SECRET']}", flush=True)
+            _say(f"GITEA_WEBHOOK_SECRET was not set; this run uses: {env['GITEA_WEBHOOK_SECRET']}")
+        if not env.get("API_TOKENS"):
+            env["API_TOKENS"] = secrets.token_urlsafe(24)
+            _say(f"API_TOKENS was not set; use: Authorization: Bearer {env['API_TOKENS']}")
+        demo = _local_gitea(stack, env, bind) if not env.get("GITEA_URL") else None
+
         bin_dir = Path(sys.executable).parent
         subprocess.run([str(bin_dir / "flask"), "--app", "app", "migrate"], env=env, cwd=ROOT, check=True)
-        print(f"web at http://{env.get('BIND', '127.0.0.1:8000')}  (Ctrl-C stops everything)", flush=True)
+        _say(f"service at http://{bind}  (API under /api/, metrics at /metrics; Ctrl-C stops everything)")
         honcho = subprocess.Popen([str(bin_dir / "honcho"), "-f", "Procfile", "start"], env=env, cwd=ROOT)
         try:
+            if demo is not None:
+                servers.wait_for_port(int(bind.rsplit(":", 1)[1]), honcho, timeout=60)
+                demo.commit("task/welcome", {"welcome.txt": "hello\n"}, "A first preview")
             return honcho.wait()
         except KeyboardInterrupt:
             honcho.terminate()

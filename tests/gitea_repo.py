@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.gitea_server import ADMIN, BOT, GiteaServer
 
 APP_FILES = {
-    "Dockerfile": "FROM python:3.12-slim\nCOPY app.py /app.py\nEXPOSE 8080\nCMD [\"python\", \"/app.py\"]\n",
+    "Dockerfile": 'FROM python:3.12-slim\nCOPY app.py /app.py\nEXPOSE 8080\nCMD ["python", "/app.py"]\n',
     "app.py": (
         "import http.server, os\n"
         "class Hello(http.server.BaseHTTPRequestHandler):\n"
@@ -28,10 +28,17 @@ class Repo:
     workdir: Path
 
     def git(self, *args: str) -> str:
-        env = {"HOME": str(self.workdir.parent), "GIT_AUTHOR_NAME": "CI", "GIT_AUTHOR_EMAIL": "ci@example.test",
-               "GIT_COMMITTER_NAME": "CI", "GIT_COMMITTER_EMAIL": "ci@example.test", "PATH": "/usr/bin:/bin"}
-        return subprocess.run(["git", *args], cwd=self.workdir, env=env, check=True, capture_output=True,
-                              text=True, timeout=60).stdout.strip()
+        env = {
+            "HOME": str(self.workdir.parent),
+            "GIT_AUTHOR_NAME": "CI",
+            "GIT_AUTHOR_EMAIL": "ci@example.test",
+            "GIT_COMMITTER_NAME": "CI",
+            "GIT_COMMITTER_EMAIL": "ci@example.test",
+            "PATH": "/usr/bin:/bin",
+        }
+        return subprocess.run(
+            ["git", *args], cwd=self.workdir, env=env, check=True, capture_output=True, text=True, timeout=60
+        ).stdout.strip()
 
     def commit(self, branch: str, files: dict[str, str], message: str) -> str:
         """Commit `files` on `branch` (created from the current branch if new) and push it; returns the sha."""
@@ -49,8 +56,9 @@ class Repo:
         self.git("push", "origin", f":refs/heads/{branch}")
 
     def open_pr(self, head: str, title: str = "Change") -> int:
-        return self.gitea.api("POST", f"/repos/{self.full_name}/pulls",
-                              json={"head": head, "base": "main", "title": title})["number"]
+        return self.gitea.api(
+            "POST", f"/repos/{self.full_name}/pulls", json={"head": head, "base": "main", "title": title}
+        )["number"]
 
     def pr(self, number: int) -> dict:
         return self.gitea.api("GET", f"/repos/{self.full_name}/pulls/{number}")
@@ -76,17 +84,24 @@ class Repo:
         return [c for c in comments if c["user"]["login"] == BOT]
 
 
-def create_repository(gitea: GiteaServer, name: str, workdir: Path, webhook_url: str | None = None,
-                      secret: str | None = None) -> Repo:
+def create_repository(
+    gitea: GiteaServer, name: str, workdir: Path, webhook_url: str | None = None, secret: str | None = None
+) -> Repo:
     """A repository with the app on `main`, the bot as a writer, and (optionally) our webhook."""
     gitea.api("POST", "/user/repos", json={"name": name, "private": False, "default_branch": "main"})
     full_name = f"{ADMIN}/{name}"
     gitea.api("PUT", f"/repos/{full_name}/collaborators/{BOT}", json={"permission": "write"})
     if webhook_url:
-        gitea.api("POST", f"/repos/{full_name}/hooks", json={
-            "type": "gitea", "active": True, "events": ["push", "pull_request", "delete"],
-            "config": {"url": webhook_url, "content_type": "json", "secret": secret},
-        })
+        gitea.api(
+            "POST",
+            f"/repos/{full_name}/hooks",
+            json={
+                "type": "gitea",
+                "active": True,
+                "events": ["push", "pull_request", "delete"],
+                "config": {"url": webhook_url, "content_type": "json", "secret": secret},
+            },
+        )
     workdir.mkdir(parents=True)
     repo = Repo(gitea, full_name, workdir)
     repo.git("init", "-b", "main")

@@ -114,13 +114,17 @@ class GiteaServer:
         """Run the gitea CLI; returns its last line of output (as root it prints a warning first)."""
         result = subprocess.run(
             [binary("gitea"), "--work-path", str(self.folder), "--config", str(self.folder / "app.ini"), *args],
-            check=True, capture_output=True, text=True, timeout=120,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         lines = result.stdout.strip().splitlines()
         return lines[-1].strip() if lines else ""
 
-    def api(self, method: str, path: str, token: str | None = None, expect: tuple[int, ...] = (200, 201, 204),
-            **kwargs: Any) -> Any:
+    def api(
+        self, method: str, path: str, token: str | None = None, expect: tuple[int, ...] = (200, 201, 204), **kwargs: Any
+    ) -> Any:
         headers = {"Authorization": f"token {token or self.admin_token}"}
         response = self._session.request(method, f"{self.url}/api/v1{path}", headers=headers, timeout=30, **kwargs)
         if response.status_code not in expect:
@@ -153,24 +157,73 @@ def gitea_server() -> Iterator[GiteaServer]:
     environment = dict(os.environ, GITEA_WORK_DIR=str(folder), HOME=str(folder))
     process = None
     try:
-        subprocess.run([binary("gitea"), "--work-path", str(folder), "--config", str(folder / "app.ini"), "migrate"],
-                       check=True, capture_output=True, timeout=180, env=environment)
+        subprocess.run(
+            [binary("gitea"), "--work-path", str(folder), "--config", str(folder / "app.ini"), "migrate"],
+            check=True,
+            capture_output=True,
+            timeout=180,
+            env=environment,
+        )
         with open(folder / "stdout.log", "wb") as out:
             process = subprocess.Popen(
                 [binary("gitea"), "--work-path", str(folder), "--config", str(folder / "app.ini"), "web"],
-                stdout=out, stderr=subprocess.STDOUT, env=environment, preexec_fn=die_with_parent,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=environment,
+                preexec_fn=die_with_parent,
             )
         server = GiteaServer(folder, port, process, admin_password=secrets.token_urlsafe(16))
         wait_for_port(port, process, timeout=120)
         _wait_healthy(server)
-        server.gitea("admin", "user", "create", "--username", ADMIN, "--password", server.admin_password,
-                     "--email", "ci@example.test", "--admin", "--must-change-password=false")
-        server.admin_token = server.gitea("admin", "user", "generate-access-token", "--username", ADMIN,
-                                          "--token-name", "fixture", "--scopes", "all", "--raw")
-        server.gitea("admin", "user", "create", "--username", BOT, "--password", secrets.token_urlsafe(16),
-                     "--email", "bot@example.test", "--must-change-password=false")
-        server.bot_token = server.gitea("admin", "user", "generate-access-token", "--username", BOT,
-                                        "--token-name", "previews", "--scopes", BOT_SCOPES, "--raw")
+        server.gitea(
+            "admin",
+            "user",
+            "create",
+            "--username",
+            ADMIN,
+            "--password",
+            server.admin_password,
+            "--email",
+            "ci@example.test",
+            "--admin",
+            "--must-change-password=false",
+        )
+        server.admin_token = server.gitea(
+            "admin",
+            "user",
+            "generate-access-token",
+            "--username",
+            ADMIN,
+            "--token-name",
+            "fixture",
+            "--scopes",
+            "all",
+            "--raw",
+        )
+        server.gitea(
+            "admin",
+            "user",
+            "create",
+            "--username",
+            BOT,
+            "--password",
+            secrets.token_urlsafe(16),
+            "--email",
+            "bot@example.test",
+            "--must-change-password=false",
+        )
+        server.bot_token = server.gitea(
+            "admin",
+            "user",
+            "generate-access-token",
+            "--username",
+            BOT,
+            "--token-name",
+            "previews",
+            "--scopes",
+            BOT_SCOPES,
+            "--raw",
+        )
         yield server
     except BaseException:
         if process is not None:

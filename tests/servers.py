@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-
 _PR_SET_PDEATHSIG = 1
 
 
@@ -79,9 +78,23 @@ class RedisServer:
 def _spawn_redis(port: int, folder: str) -> subprocess.Popen:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     return subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", folder, "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL, preexec_fn=die_with_parent,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            folder,
+            "--loglevel",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
     )
 
 
@@ -144,12 +157,31 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         subprocess.run(
             [*sudo, _postgres_bin("initdb"), "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"],
-            check=True, stdout=subprocess.DEVNULL,
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         process = subprocess.Popen(
-            [*sudo, _postgres_bin("postgres"), "-D", data, "-p", str(port), "-h", "127.0.0.1",
-             "-k", folder, "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
+            [
+                *sudo,
+                _postgres_bin("postgres"),
+                "-D",
+                data,
+                "-p",
+                str(port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                folder,
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "synchronous_commit=off",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
         wait_for_port(port, process)
         yield PostgresServer(port, process)

@@ -28,14 +28,24 @@ def procfile() -> dict[str, str]:
 def service_processes(env: dict[str, str], folder: Path, port: int) -> Iterator[dict[str, subprocess.Popen]]:
     """Apply migrations, start web, worker and scheduler with `env`; stop them on exit. Logs go to `folder`."""
     env = {**env, "BIND": f"127.0.0.1:{port}", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "migrate"], env=env, cwd=ROOT, check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "migrate"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     processes: dict[str, subprocess.Popen] = {}
     try:
         for name, command in procfile().items():
             with open(folder / f"{name}.log", "wb") as log:
                 processes[name] = subprocess.Popen(
-                    ["sh", "-c", f"exec {command}"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                    ["sh", "-c", f"exec {command}"],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                     preexec_fn=die_with_parent,
                 )
         wait_for_port(port, processes["web"], timeout=60)

@@ -25,9 +25,17 @@ def _repository(name="acme/shop"):
 
 def _preview(repository, number, state=PreviewState.READY, age=timedelta(), **fields):
     created = utcnow() - age
-    return Preview.create(repository=repository, target_key=f"{repository.full_name}#{number}", pr_number=number,
-                          branch=f"feature/{number}", head_sha="a" * 40, state=state, created_at=created,
-                          updated_at=created, **fields)
+    return Preview.create(
+        repository=repository,
+        target_key=f"{repository.full_name}#{number}",
+        pr_number=number,
+        branch=f"feature/{number}",
+        head_sha="a" * 40,
+        state=state,
+        created_at=created,
+        updated_at=created,
+        **fields,
+    )
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token-zzzzzzzzzz", f"Token {TOKEN}", "Bearer "])
@@ -35,9 +43,14 @@ def test_without_a_valid_token_the_api_refuses_and_changes_nothing(client, db, h
     repository = _repository()
     preview = _preview(repository, 1)
     headers = {"Authorization": header} if header else {}
-    for method, path in [("GET", "/api/previews"), ("GET", f"/api/previews/{preview.id}"),
-                         ("DELETE", f"/api/previews/{preview.id}"), ("POST", "/api/previews"),
-                         ("GET", "/api/previews/stats"), ("DELETE", "/api/tasks/x/preview")]:
+    for method, path in [
+        ("GET", "/api/previews"),
+        ("GET", f"/api/previews/{preview.id}"),
+        ("DELETE", f"/api/previews/{preview.id}"),
+        ("POST", "/api/previews"),
+        ("GET", "/api/previews/stats"),
+        ("DELETE", "/api/tasks/x/preview"),
+    ]:
         response = client.open(path, method=method, headers=headers, json={"repository": "acme/shop", "branch": "x"})
         assert response.status_code == 401, (method, path)
     assert Preview.get_by_id(preview.id).state == PreviewState.READY
@@ -59,8 +72,9 @@ def test_list_filters_and_paginates_hundreds_of_previews(client, db):
     shop, blog = _repository(), _repository("acme/blog")
     with database.atomic():
         for number in range(1, 301):
-            _preview(shop if number % 3 else blog, number,
-                     state=PreviewState.READY if number % 2 else PreviewState.FAILED)
+            _preview(
+                shop if number % 3 else blog, number, state=PreviewState.READY if number % 2 else PreviewState.FAILED
+            )
     page = client.get("/api/previews?per_page=50&page=2", headers=AUTH).json
     assert page["total"] == 300 and len(page["items"]) == 50 and page["page"] == 2
     assert [item["pr_number"] for item in page["items"]] == list(range(250, 200, -1))
@@ -77,14 +91,20 @@ def test_bad_list_parameters_are_400(client, db, query):
 
 def test_show_includes_deployments_and_events(client, db):
     preview = _preview(_repository(), 7, url="https://x.preview.localhost")
-    Deployment.create(preview=preview, head_sha="a" * 40, status="ready", digest="sha256:" + "b" * 64,
-                      timings={"build": 1.5})
+    Deployment.create(
+        preview=preview, head_sha="a" * 40, status="ready", digest="sha256:" + "b" * 64, timings={"build": 1.5}
+    )
     Event.record(preview, "build", "building", progress=20, duration_ms=1500)
     data = client.get(f"/api/previews/{preview.id}", headers=AUTH).json
     assert data["url"] == "https://x.preview.localhost" and data["pr_number"] == 7
     assert data["deployments"][0]["timings"] == {"build": 1.5}
-    assert data["events"][0] == {"phase": "build", "message": "building", "progress": 20, "duration_ms": 1500,
-                                 "at": data["events"][0]["at"]}
+    assert data["events"][0] == {
+        "phase": "build",
+        "message": "building",
+        "progress": 20,
+        "duration_ms": 1500,
+        "at": data["events"][0]["at"],
+    }
 
 
 def test_unknown_ids_are_404_and_say_which(client, db):
@@ -136,15 +156,21 @@ def test_metrics_report_previews_deliveries_and_queue(client, db):
 
 @pytest.mark.parametrize(
     ("body", "message"),
-    [(None, "the body must be a JSON object"), ({"repository": "shop", "branch": "x"}, "repository must be owner/name"),
-     ({"repository": "a/b"}, "give exactly one of branch or pr_number"),
-     ({"repository": "a/b", "branch": "x", "pr_number": 1}, "give exactly one of branch or pr_number"),
-     ({"repository": "a/b", "pr_number": "1"}, "pr_number must be a positive whole number"),
-     ({"repository": "a/b", "branch": " "}, "branch must be a non-empty string")],
+    [
+        (None, "the body must be a JSON object"),
+        ({"repository": "shop", "branch": "x"}, "repository must be owner/name"),
+        ({"repository": "a/b"}, "give exactly one of branch or pr_number"),
+        ({"repository": "a/b", "branch": "x", "pr_number": 1}, "give exactly one of branch or pr_number"),
+        ({"repository": "a/b", "pr_number": "1"}, "pr_number must be a positive whole number"),
+        ({"repository": "a/b", "branch": " "}, "branch must be a non-empty string"),
+    ],
 )
 def test_bad_trigger_requests_are_400_and_change_nothing(client, db, body, message):
-    response = client.post("/api/previews", headers=AUTH, json=body) if body else client.post(
-        "/api/previews", headers=AUTH, data="nope")
+    response = (
+        client.post("/api/previews", headers=AUTH, json=body)
+        if body
+        else client.post("/api/previews", headers=AUTH, data="nope")
+    )
     assert response.status_code == 400 and response.json == {"error": message}
     assert Preview.select().count() == 0
 
@@ -189,9 +215,11 @@ class TestTriggersWithGitea:
 
     @pytest.mark.parametrize(
         ("body", "message"),
-        [({"repository": "nobody/nothing", "branch": "x"}, "repository 'nobody/nothing' not found"),
-         ({"branch": "task/none"}, "branch 'task/none' not found in"),
-         ({"pr_number": 999}, "pull request #999 not found in")],
+        [
+            ({"repository": "nobody/nothing", "branch": "x"}, "repository 'nobody/nothing' not found"),
+            ({"branch": "task/none"}, "branch 'task/none' not found in"),
+            ({"pr_number": 999}, "pull request #999 not found in"),
+        ],
     )
     def test_unknown_repository_branch_or_pr_is_404(self, api, body, message):
         client, repo, _ = api

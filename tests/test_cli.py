@@ -11,7 +11,9 @@ def test_migrate_command_applies_and_checks(settings):
     assert check.exit_code == 1 and "pending m0001_initial" in check.output
     result = runner.invoke(args=["migrate"])
     assert result.exit_code == 0, result.output
-    assert "applied 3 migration(s): m0001_initial, m0002_repository_private, m0003_preview_pin_and_wait" in result.output
+    assert (
+        "applied 3 migration(s): m0001_initial, m0002_repository_private, m0003_preview_pin_and_wait" in result.output
+    )
     assert runner.invoke(args=["migrate", "--check"]).exit_code == 0
     assert "applied 0 migration(s)" in runner.invoke(args=["migrate"]).output
     with database.connection_context():

@@ -18,7 +18,8 @@ def deployment(name, replicas=2, labels=None, resources=None):
     if resources:
         container["resources"] = resources
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": name},
         "spec": {
             "replicas": replicas,
@@ -30,14 +31,17 @@ def deployment(name, replicas=2, labels=None, resources=None):
 
 def job(name, labels=None):
     return {
-        "apiVersion": "batch/v1", "kind": "Job",
+        "apiVersion": "batch/v1",
+        "kind": "Job",
         "metadata": {"name": name},
         "spec": {
             "backoffLimit": 0,
             "template": {
                 "metadata": {"labels": labels or {}},
-                "spec": {"restartPolicy": "Never",
-                         "containers": [{"name": "build", "image": "registry.invalid/builder:1"}]},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "build", "image": "registry.invalid/builder:1"}],
+                },
             },
         },
     }
@@ -119,22 +123,40 @@ def test_failure_behaviours_show_kubelet_like_statuses(kube_api, kube_namespace,
 
 def test_a_resource_quota_is_enforced(kube_api, kube_namespace):
     core = client.CoreV1Api(kube_api)
-    core.create_namespaced_resource_quota(kube_namespace, {
-        "metadata": {"name": "quota"},
-        "spec": {"hard": {"pods": "2", "requests.cpu": "1", "requests.memory": "1Gi"}},
-    })
-    eventually(lambda: core.read_namespaced_resource_quota("quota", kube_namespace).status.used,
-               what="quota status.used")
-    pod = {"metadata": {"name": "p0"}, "spec": {"containers": [{
-        "name": "c", "image": "registry.invalid/app:1",
-        "resources": {"requests": {"cpu": "400m", "memory": "256Mi"}, "limits": {"cpu": "400m", "memory": "256Mi"}}}]}}
+    core.create_namespaced_resource_quota(
+        kube_namespace,
+        {
+            "metadata": {"name": "quota"},
+            "spec": {"hard": {"pods": "2", "requests.cpu": "1", "requests.memory": "1Gi"}},
+        },
+    )
+    eventually(
+        lambda: core.read_namespaced_resource_quota("quota", kube_namespace).status.used, what="quota status.used"
+    )
+    pod = {
+        "metadata": {"name": "p0"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "registry.invalid/app:1",
+                    "resources": {
+                        "requests": {"cpu": "400m", "memory": "256Mi"},
+                        "limits": {"cpu": "400m", "memory": "256Mi"},
+                    },
+                }
+            ]
+        },
+    }
     core.create_namespaced_pod(kube_namespace, pod)
     core.create_namespaced_pod(kube_namespace, {**pod, "metadata": {"name": "p1"}})
     with pytest.raises(ApiException) as rejected:
         core.create_namespaced_pod(kube_namespace, {**pod, "metadata": {"name": "p2"}})
     assert rejected.value.status == 403 and "exceeded quota" in rejected.value.body
-    used = eventually(lambda: (core.read_namespaced_resource_quota("quota", kube_namespace).status.used or {})
-                      .get("pods") == "2", what="quota used pods=2")
+    used = eventually(
+        lambda: (core.read_namespaced_resource_quota("quota", kube_namespace).status.used or {}).get("pods") == "2",
+        what="quota used pods=2",
+    )
     assert used
 
 
@@ -156,8 +178,10 @@ def test_a_namespace_deletion_finalizes_and_takes_its_contents(kube_api, kube_na
 
     eventually(gone, timeout=90, what="namespace finalized")
     assert core.list_pod_for_all_namespaces(field_selector=f"metadata.namespace={name}").items == []
-    assert client.AppsV1Api(kube_api).list_deployment_for_all_namespaces(
-        field_selector=f"metadata.namespace={name}").items == []
+    assert (
+        client.AppsV1Api(kube_api).list_deployment_for_all_namespaces(field_selector=f"metadata.namespace={name}").items
+        == []
+    )
 
 
 def test_a_new_namespace_gets_its_default_service_account(kube_api, kube_namespace):
@@ -180,7 +204,8 @@ def test_a_service_account_without_rbac_is_refused(kube_cluster, kube_api, kube_
     core = client.CoreV1Api(kube_api)
     core.create_namespaced_service_account(kube_namespace, {"metadata": {"name": "nobody"}})
     token = core.create_namespaced_service_account_token(
-        "nobody", kube_namespace, {"spec": {"expirationSeconds": 600}}).status.token
+        "nobody", kube_namespace, {"spec": {"expirationSeconds": 600}}
+    ).status.token
     configuration = kube_cluster.client_configuration()
     configuration.cert_file = configuration.key_file = None
     configuration.api_key = {"authorization": f"Bearer {token}"}
@@ -195,13 +220,23 @@ def test_pod_security_labels_are_enforced(kube_api, kube_namespace):
     core = client.CoreV1Api(kube_api)
     core.patch_namespace(kube_namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}})
     with pytest.raises(ApiException) as refused:
-        core.create_namespaced_pod(kube_namespace, {"metadata": {"name": "root"}, "spec": {"containers": [
-            {"name": "c", "image": "registry.invalid/kaniko:1", "securityContext": {"privileged": True}}]}})
+        core.create_namespaced_pod(
+            kube_namespace,
+            {
+                "metadata": {"name": "root"},
+                "spec": {
+                    "containers": [
+                        {"name": "c", "image": "registry.invalid/kaniko:1", "securityContext": {"privileged": True}}
+                    ]
+                },
+            },
+        )
     assert refused.value.status == 403 and "violates PodSecurity" in refused.value.body
 
 
 def test_secrets_round_trip_through_etcd(kube_api, kube_namespace):
     core = client.CoreV1Api(kube_api)
-    core.create_namespaced_secret(kube_namespace, {"metadata": {"name": "s"}, "data": {
-        "auth": base64.b64encode(b"preview:$apr1$x$y").decode()}})
+    core.create_namespaced_secret(
+        kube_namespace, {"metadata": {"name": "s"}, "data": {"auth": base64.b64encode(b"preview:$apr1$x$y").decode()}}
+    )
     assert base64.b64decode(core.read_namespaced_secret("s", kube_namespace).data["auth"]) == b"preview:$apr1$x$y"

@@ -53,8 +53,11 @@ def nginx_with_auth(tmp_path):
     port = free_port()
     user = "user root;" if os.geteuid() == 0 else ""
     (tmp_path / "nginx.conf").write_text(NGINX_CONF.format(user=user, prefix=tmp_path, port=port))
-    process = subprocess.Popen([binary, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
-                               stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    process = subprocess.Popen(
+        [binary, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+        stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+    )
     wait_for_port(port, process)
     yield f"http://127.0.0.1:{port}/", password
     stop_process(process)

@@ -43,14 +43,20 @@ def stack(gitea, kube_cluster, redis_server, postgres_server, tmp_path_factory):
 
 @pytest.fixture
 def repo(gitea, stack, tmp_path):
-    return create_repository(gitea, f"app{next(_names)}-{uuid.uuid4().hex[:4]}", tmp_path / "work",
-                             webhook_url=f"{stack['url']}/webhooks/gitea", secret=SECRET)
+    return create_repository(
+        gitea,
+        f"app{next(_names)}-{uuid.uuid4().hex[:4]}",
+        tmp_path / "work",
+        webhook_url=f"{stack['url']}/webhooks/gitea",
+        secret=SECRET,
+    )
 
 
 def success_status(repo, sha, timeout=120):
     def probe():
         status = repo.latest_status(sha)
         return status if status and status["status"] == "success" else None
+
     return eventually(probe, timeout=timeout, interval=0.5, what=f"success status on {sha[:12]}")
 
 
@@ -83,8 +89,9 @@ def test_a_pr_gets_a_preview_link_and_one_comment_then_updates_then_goes_away_on
     sha2 = repo.commit("feature/login", {"login.txt": "v2"}, "Fix login")
     second = success_status(repo, sha2)
     assert second["target_url"] == status["target_url"]
-    comments = eventually(lambda: [c for c in repo.bot_comments(number) if sha2[:12] in c["body"]],
-                          what="comment edited")
+    comments = eventually(
+        lambda: [c for c in repo.bot_comments(number) if sha2[:12] in c["body"]], what="comment edited"
+    )
     assert len(repo.bot_comments(number)) == 1 and comments[0]["id"] == comment["id"]
 
     repo.merge_pr(number)
@@ -100,10 +107,19 @@ def test_close_then_reopen_gives_a_fresh_preview(repo, kube_api):
     repo.close_pr(number)
     eventually(lambda: gone(kube_api, namespace), timeout=120, what="namespace deleted after close")
     repo.reopen_pr(number)
-    eventually(lambda: k8s.CoreV1Api(kube_api).list_namespace(field_selector=f"metadata.name={namespace}").items,
-               timeout=120, what="namespace back after reopen")
-    eventually(lambda: "Preview ready" in (repo.latest_status(sha) or {}).get("description", "")
-               and "ready" in repo.bot_comments(number)[0]["body"], timeout=120, what="ready again")
+    eventually(
+        lambda: k8s.CoreV1Api(kube_api).list_namespace(field_selector=f"metadata.name={namespace}").items,
+        timeout=120,
+        what="namespace back after reopen",
+    )
+    eventually(
+        lambda: (
+            "Preview ready" in (repo.latest_status(sha) or {}).get("description", "")
+            and "ready" in repo.bot_comments(number)[0]["body"]
+        ),
+        timeout=120,
+        what="ready again",
+    )
     assert len(repo.bot_comments(number)) == 1
 
 

@@ -66,8 +66,10 @@ def test_missing_branch_or_pr_is_none_not_an_error(gitea):
 def test_a_comment_by_someone_else_with_our_marker_is_not_ours(gitea):
     marker = "<!-- preview:acme/shop#1 -->"
     responses.get(f"{API}/user", json={"login": "bot"})
-    responses.get(f"{API}/repos/acme/shop/issues/1/comments",
-                  json=[{"id": 5, "body": f"{marker} copied", "user": {"login": "mallory"}}])
+    responses.get(
+        f"{API}/repos/acme/shop/issues/1/comments",
+        json=[{"id": 5, "body": f"{marker} copied", "user": {"login": "mallory"}}],
+    )
     responses.post(f"{API}/repos/acme/shop/issues/1/comments", status=201, json={"id": 6})
     assert gitea.upsert_comment("acme/shop", 1, marker, f"{marker}\nhello") == 6
 

@@ -65,8 +65,12 @@ def test_a_preview_past_its_ttl_is_torn_down(client, services, kube_api):
 
 def test_a_pinned_preview_does_not_expire(client, services):
     run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
-    deliver(client, "pull_request_label_updated", "pull_request_label",
-            **{"pull_request.labels": [{"id": 1, "name": "preview:keep", "color": "00ff00"}]})
+    deliver(
+        client,
+        "pull_request_label_updated",
+        "pull_request_label",
+        **{"pull_request.labels": [{"id": 1, "name": "preview:keep", "color": "00ff00"}]},
+    )
     pinned = preview()
     assert pinned.pinned
     assert lifecycle.run_pass(services, now=pinned.expires_at + timedelta(days=30))["expired"] == []

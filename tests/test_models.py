@@ -57,8 +57,9 @@ def test_deleting_a_repository_cascades(db):
     preview = _preview(repository)
     Event.record(preview, "queued", "hello")
     Deployment.create(preview=preview, head_sha="a" * 40)
-    delivery = WebhookDelivery.create(delivery_uuid="u", event="push", event_type="push", outcome="accepted",
-                                      preview=preview)
+    delivery = WebhookDelivery.create(
+        delivery_uuid="u", event="push", event_type="push", outcome="accepted", preview=preview
+    )
     repository.delete_instance()
     assert Preview.select().count() == Event.select().count() == Deployment.select().count() == 0
     assert WebhookDelivery.get_by_id(delivery.id).preview_id is None

@@ -25,6 +25,7 @@ def database_url(postgres_server):
 
     return postgres_server.create_database(f"pipeline_{uuid.uuid4().hex[:8]}")
 
+
 SHA_B = "9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b"
 
 
@@ -77,14 +78,26 @@ def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api)
     assert ns.metadata.labels["app.kubernetes.io/managed-by"] == "gitea-previews"
     assert ns.metadata.labels[LABEL_PREVIEW_ID] == str(preview.id)
     assert ns.metadata.labels["pod-security.kubernetes.io/enforce"] == "baseline"
-    for key in ("created-at", "ttl", "expires-at", "previews.gitea.io/branch", "previews.gitea.io/head-sha",
-                "previews.gitea.io/pr-url"):
+    for key in (
+        "created-at",
+        "ttl",
+        "expires-at",
+        "previews.gitea.io/branch",
+        "previews.gitea.io/head-sha",
+        "previews.gitea.io/pr-url",
+    ):
         assert ns.metadata.annotations[key]
     assert ns.metadata.annotations["ttl"] == "604800s"
 
     quota = core.read_namespaced_resource_quota("preview-quota", preview.namespace)
-    assert quota.spec.hard == {"requests.cpu": "500m", "requests.memory": "1Gi", "limits.cpu": "1",
-                               "limits.memory": "2Gi", "pods": "5", "services": "3"}
+    assert quota.spec.hard == {
+        "requests.cpu": "500m",
+        "requests.memory": "1Gi",
+        "limits.cpu": "1",
+        "limits.memory": "2Gi",
+        "pods": "5",
+        "services": "3",
+    }
     assert eventually(lambda: core.read_namespaced_resource_quota("preview-quota", preview.namespace).status.used)
     limits = core.read_namespaced_limit_range("preview-limits", preview.namespace).spec.limits[0]
     assert limits.default_request == {"cpu": "100m", "memory": "128Mi"}
@@ -113,8 +126,11 @@ def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api)
     assert annotations["nginx.ingress.kubernetes.io/auth-secret"] == "preview-basic-auth"
     assert core.read_namespaced_service("shop-preview", preview.namespace).spec.ports[0].port == 80
 
-    build = k8s.BatchV1Api(kube_api).list_namespaced_job(
-        services.settings.build_namespace, label_selector=f"{LABEL_PREVIEW_ID}={preview.id}").items
+    build = (
+        k8s.BatchV1Api(kube_api)
+        .list_namespaced_job(services.settings.build_namespace, label_selector=f"{LABEL_PREVIEW_ID}={preview.id}")
+        .items
+    )
     assert len(build) == 1
     args = build[0].spec.template.spec.containers[0].args
     assert f"--context=git://127.0.0.1:3000/acme/shop.git#refs/pull/12/head#{preview.head_sha}" in args
@@ -142,8 +158,12 @@ def test_a_push_redeploys_at_the_same_url_with_the_same_password(client, service
     with database.connection_context():
         digests = [d.digest for d in Deployment.select().order_by(Deployment.id)]
     assert len(set(digests)) == 2
-    image = k8s.AppsV1Api(kube_api).read_namespaced_deployment("shop-preview", second.namespace) \
-        .spec.template.spec.containers[0].image
+    image = (
+        k8s.AppsV1Api(kube_api)
+        .read_namespaced_deployment("shop-preview", second.namespace)
+        .spec.template.spec.containers[0]
+        .image
+    )
     assert image.endswith(digests[1])
 
 
@@ -155,8 +175,11 @@ def test_closing_the_pr_deletes_everything(client, services, kube_api):
     assert the_preview().state == PreviewState.DELETED
     core = k8s.CoreV1Api(kube_api)
     eventually(lambda: namespace_gone(core, preview.namespace), timeout=90, what="namespace deleted")
-    jobs = k8s.BatchV1Api(kube_api).list_namespaced_job(
-        services.settings.build_namespace, label_selector=f"{LABEL_PREVIEW_ID}={preview.id}").items
+    jobs = (
+        k8s.BatchV1Api(kube_api)
+        .list_namespaced_job(services.settings.build_namespace, label_selector=f"{LABEL_PREVIEW_ID}={preview.id}")
+        .items
+    )
     assert all(job.metadata.deletion_timestamp for job in jobs)
 
 
@@ -183,8 +206,12 @@ def test_a_failing_build_is_reported_with_its_reason(client, services):
 
 @pytest.mark.parametrize(
     ("behaviour", "reason"),
-    [("never-ready", "not available after 3 s"), ("crash-loop", "keeps crashing on start (exit code 1)"),
-     ("oom", "more memory than its limit"), ("image-pull", "the image cannot be pulled")],
+    [
+        ("never-ready", "not available after 3 s"),
+        ("crash-loop", "keeps crashing on start (exit code 1)"),
+        ("oom", "more memory than its limit"),
+        ("image-pull", "the image cannot be pulled"),
+    ],
 )
 def test_a_rollout_that_does_not_become_ready_says_why(client, services, behaviour, reason):
     from datetime import timedelta
@@ -219,8 +246,10 @@ def test_a_newer_push_supersedes_a_build_still_running(client, services, app):
     worker = threading.Thread(target=first_deploy)
     worker.start()
     preview_id = the_preview().id
-    eventually(lambda: services.kube.list_jobs(services.settings.build_namespace, f"{LABEL_PREVIEW_ID}={preview_id}"),
-               what="first build job")
+    eventually(
+        lambda: services.kube.list_jobs(services.settings.build_namespace, f"{LABEL_PREVIEW_ID}={preview_id}"),
+        what="first build job",
+    )
 
     configure_repository(build_pod_labels={})
     sync = deliver(client, "pull_request_synchronized", "pull_request_sync")
@@ -231,8 +260,7 @@ def test_a_newer_push_supersedes_a_build_still_running(client, services, app):
     assert (preview.state, preview.deployed_sha) == (PreviewState.READY, SHA_B)
     with database.connection_context():
         statuses = {d.head_sha: d.status for d in Deployment.select()}
-        assert statuses == {payload("pull_request_opened")["pull_request"]["head"]["sha"]: "superseded",
-                            SHA_B: "ready"}
+        assert statuses == {payload("pull_request_opened")["pull_request"]["head"]["sha"]: "superseded", SHA_B: "ready"}
         assert WebhookDelivery.get_by_id(accepted["delivery_id"]).processed_at is not None
 
 

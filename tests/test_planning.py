@@ -14,8 +14,11 @@ def planned(event_type, name, open_pr=None, **changes):
 
 @pytest.mark.parametrize(
     ("event_type", "name"),
-    [("pull_request", "pull_request_opened"), ("pull_request", "pull_request_reopened"),
-     ("pull_request_sync", "pull_request_synchronized")],
+    [
+        ("pull_request", "pull_request_opened"),
+        ("pull_request", "pull_request_reopened"),
+        ("pull_request_sync", "pull_request_synchronized"),
+    ],
 )
 def test_pr_opened_reopened_synchronized_want_a_preview_at_the_head_sha(event_type, name):
     result = plan(parse_event(event_type, payload(name)), SETTINGS)
@@ -61,7 +64,9 @@ def test_push_to_a_branch_with_an_open_pr_is_left_to_the_sync_event():
     assert "#12" in result.reason
 
 
-@pytest.mark.parametrize(("name", "why"), [("push_main", "matches no task-branch pattern"), ("push_tag", "not a branch")])
+@pytest.mark.parametrize(
+    ("name", "why"), [("push_main", "matches no task-branch pattern"), ("push_tag", "not a branch")]
+)
 def test_other_pushes_are_ignored(name, why):
     result = planned("push", name)
     assert result.intent is None and why in result.reason
@@ -77,7 +82,10 @@ def test_work_key_is_the_same_for_the_same_work_only():
     opened = planned("pull_request", "pull_request_opened")
     assert opened.work_key == planned("pull_request", "pull_request_opened", sender={"login": "bob"}).work_key
     assert opened.work_key != planned("pull_request", "pull_request_reopened").work_key
-    assert opened.work_key != planned("pull_request", "pull_request_opened", **{"pull_request.head.sha": "c" * 40}).work_key
+    assert (
+        opened.work_key
+        != planned("pull_request", "pull_request_opened", **{"pull_request.head.sha": "c" * 40}).work_key
+    )
     assert opened.work_key != planned("pull_request", "pull_request_opened", number=13).work_key
     assert planned("push", "push_main").work_key is None
 

@@ -66,8 +66,12 @@ def test_secrets_stay_out_of_repr():
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("168h", timedelta(hours=168)), ("90m", timedelta(minutes=90)), ("45", timedelta(seconds=45)),
-     ("2d", timedelta(days=2))],
+    [
+        ("168h", timedelta(hours=168)),
+        ("90m", timedelta(minutes=90)),
+        ("45", timedelta(seconds=45)),
+        ("2d", timedelta(days=2)),
+    ],
 )
 def test_parse_duration(text, expected):
     assert parse_duration(text) == expected

@@ -9,11 +9,11 @@ import time
 import pytest
 from rq import Queue
 
+from app import lifecycle
 from app.db import database
 from app.jobqueue import JobQueue
 from app.models import DeliveryOutcome, Event, Preview, PreviewState, WebhookDelivery
 from tests.factories import payload, webhook_request, with_changes
-from app import lifecycle
 
 URL = "/webhooks/gitea"
 
@@ -33,11 +33,17 @@ def deliveries():
 
 
 def run_worker(settings):
-    env = dict(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
-               PREVIEW_QUEUE=settings.queue_name, KUBECONFIG=settings.kubeconfig,
-               PREVIEW_REGISTRY=settings.preview_registry)
-    subprocess.run([sys.executable, "-m", "workers.worker", "--burst"], env=env, check=True, timeout=120,
-                   capture_output=True)
+    env = dict(
+        os.environ,
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        PREVIEW_QUEUE=settings.queue_name,
+        KUBECONFIG=settings.kubeconfig,
+        PREVIEW_REGISTRY=settings.preview_registry,
+    )
+    subprocess.run(
+        [sys.executable, "-m", "workers.worker", "--burst"], env=env, check=True, timeout=120, capture_output=True
+    )
 
 
 def test_signed_task_branch_push_is_stored_planned_and_queued(client, settings):
@@ -45,13 +51,20 @@ def test_signed_task_branch_push_is_stored_planned_and_queued(client, settings):
     assert response.status_code == 202
     assert response.json["outcome"] == DeliveryOutcome.ACCEPTED and response.json["queued"] is True
     [delivery] = deliveries()
-    assert (delivery.delivery_uuid, delivery.intent, delivery.target_key) == ("d-1", "deploy", "acme/shop@task/login-form")
+    assert (delivery.delivery_uuid, delivery.intent, delivery.target_key) == (
+        "d-1",
+        "deploy",
+        "acme/shop@task/login-form",
+    )
     assert delivery.enqueued_at is not None
     assert queued_job_ids(settings) == [delivery.job_id]
     with database.connection_context():
         preview = Preview.get()
         assert (preview.state, preview.head_sha, preview.pr_number) == (
-            PreviewState.QUEUED, payload("push_task_branch")["after"], None)
+            PreviewState.QUEUED,
+            payload("push_task_branch")["after"],
+            None,
+        )
 
 
 @pytest.mark.parametrize(
@@ -60,8 +73,9 @@ def test_signed_task_branch_push_is_stored_planned_and_queued(client, settings):
     ids=["unsigned", "wrong-secret", "empty-signature", "tampered-body"],
 )
 def test_bad_signatures_are_refused_and_nothing_is_stored(client, settings, signing):
-    request = webhook_request(payload("pull_request_opened"), "pull_request",
-                              **(signing if isinstance(signing, dict) else {}))
+    request = webhook_request(
+        payload("pull_request_opened"), "pull_request", **(signing if isinstance(signing, dict) else {})
+    )
     if signing == "empty":
         request["headers"]["X-Gitea-Signature"] = ""
     if signing == "tampered":
@@ -81,9 +95,14 @@ def test_oversized_body_is_refused(client):
 
 @pytest.mark.parametrize(
     ("raw", "message"),
-    [(b"{not json", "the body is not valid JSON"), (b"[]", "the body is not a JSON object"),
-     (json.dumps(with_changes(payload("pull_request_opened"), **{"pull_request.head": None})).encode(),
-      "missing field pull_request.head.ref")],
+    [
+        (b"{not json", "the body is not valid JSON"),
+        (b"[]", "the body is not a JSON object"),
+        (
+            json.dumps(with_changes(payload("pull_request_opened"), **{"pull_request.head": None})).encode(),
+            "missing field pull_request.head.ref",
+        ),
+    ],
 )
 def test_malformed_bodies_get_400_saying_why(client, raw, message):
     response = client.post(URL, **webhook_request(raw, "pull_request"))
@@ -193,9 +212,7 @@ def test_nothing_accepted_is_lost_while_redis_is_down(client, services, redis_se
     assert Queue(settings.queue_name, connection=queue.connection).count == 0
     with database.connection_context():
         processed_events = Event.select().where(Event.phase == "delivery").order_by(Event.id)
-        assert sorted(e.message for e in processed_events) == [
-            f"delivery {d.id} (deploy) ready" for d in deliveries()
-        ]
+        assert sorted(e.message for e in processed_events) == [f"delivery {d.id} (deploy) ready" for d in deliveries()]
         assert {p.state for p in Preview.select()} == {PreviewState.READY}
 
 

@@ -44,10 +44,10 @@ def available() -> list[tuple[int, str]]:
 
 
 def applied(db: peewee.Database) -> set[int]:
+    timestamp = "TIMESTAMP" if isinstance(db, peewee.PostgresqlDatabase) else "DATETIME"
     db.execute_sql(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR(255) NOT NULL, applied_at "
-        + ("TIMESTAMP" if isinstance(db, peewee.PostgresqlDatabase) else "DATETIME")
-        + " NOT NULL)"
+        "CREATE TABLE IF NOT EXISTS schema_migrations"
+        f" (version INTEGER PRIMARY KEY, name VARCHAR(255) NOT NULL, applied_at {timestamp} NOT NULL)"
     )
     return {row[0] for row in db.execute_sql("SELECT version FROM schema_migrations")}
 

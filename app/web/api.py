@@ -25,7 +25,7 @@ def _authorized() -> bool:
     header = request.headers.get("Authorization", "")
     if not tokens or not header.startswith("Bearer "):
         return False
-    given = header[len("Bearer "):].strip().encode()
+    given = header[len("Bearer ") :].strip().encode()
     # Compare with every token, in constant time, so timing says nothing about which matched.
     return any([hmac.compare_digest(given, token.encode()) for token in tokens])
 
@@ -121,10 +121,12 @@ def list_previews() -> ResponseReturnValue:
     state = request.args.get("state")
     if state and state not in PreviewState.ALL:
         raise BadInput(f"state must be one of {', '.join(PreviewState.ALL)}")
-    page = previews.list_previews(state, request.args.get("repository"), _int_arg("page", 1, 1, 100000),
-                                  _int_arg("per_page", 50, 1, 200))
-    return jsonify(items=[previews.serialize(p) for p in page.items], total=page.total, page=page.page,
-                   per_page=page.per_page)
+    page = previews.list_previews(
+        state, request.args.get("repository"), _int_arg("page", 1, 1, 100000), _int_arg("per_page", 50, 1, 200)
+    )
+    return jsonify(
+        items=[previews.serialize(p) for p in page.items], total=page.total, page=page.page, per_page=page.per_page
+    )
 
 
 @blueprint.get("/previews/stats")

@@ -55,7 +55,10 @@ def receive_gitea_webhook() -> ResponseReturnValue:
     delivery = intake.record_delivery(settings, headers, event)
     log.info(
         "webhook delivery=%s event_type=%s outcome=%s target=%s",
-        headers.delivery_uuid, headers.event_type, delivery.outcome, delivery.target_key,
+        headers.delivery_uuid,
+        headers.event_type,
+        delivery.outcome,
+        delivery.target_key,
     )
     queued = False
     if delivery.outcome == DeliveryOutcome.ACCEPTED:

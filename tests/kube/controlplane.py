@@ -87,14 +87,23 @@ class ControlPlane:
     def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
             [binary("kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-            check=check, capture_output=True, text=True, input=input, timeout=120,
+            check=check,
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=120,
         )
 
     def start(self, name: str, args: list[str]) -> Process:
         log = self.folder / f"{name}.log"
         with open(log, "wb") as out:
-            popen = subprocess.Popen([binary(name), *args], stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=die_with_parent)
+            popen = subprocess.Popen(
+                [binary(name), *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
         process = Process(name, popen, log)
         self.processes.append(process)
         return process
@@ -141,45 +150,71 @@ def _wait(description: str, check, plane: ControlPlane, timeout: float) -> None:
 def _start_etcd(plane: ControlPlane) -> str:
     client_port, peer_port = free_port(), free_port()
     peer = f"http://127.0.0.1:{peer_port}"
-    process = plane.start("etcd", [
-        "--name=default", f"--data-dir={plane.folder / 'etcd'}",
-        f"--listen-client-urls=http://127.0.0.1:{client_port}",
-        f"--advertise-client-urls=http://127.0.0.1:{client_port}",
-        f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-        f"--initial-cluster=default={peer}",
-        "--unsafe-no-fsync", "--log-level=warn",
-    ])
+    process = plane.start(
+        "etcd",
+        [
+            "--name=default",
+            f"--data-dir={plane.folder / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{client_port}",
+            f"--advertise-client-urls=http://127.0.0.1:{client_port}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=default={peer}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ],
+    )
     wait_for_port(client_port, process.popen)
     return f"http://127.0.0.1:{client_port}"
 
 
-def _start_apiserver(plane: ControlPlane, etcd_url: str, ca: pki.CertificateAuthority,
-                     sa_private: Path, sa_public: Path) -> None:
+def _start_apiserver(
+    plane: ControlPlane, etcd_url: str, ca: pki.CertificateAuthority, sa_private: Path, sa_public: Path
+) -> None:
     serving_cert, serving_key = ca.issue(
-        "apiserver", "kube-apiserver",
-        server_names=["127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "10.96.0.1"],
+        "apiserver",
+        "kube-apiserver",
+        server_names=[
+            "127.0.0.1",
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "10.96.0.1",
+        ],
     )
-    plane.start("kube-apiserver", [
-        f"--etcd-servers={etcd_url}",
-        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={plane.api_port}",
-        f"--cert-dir={plane.folder / 'apiserver-certs'}",
-        f"--tls-cert-file={serving_cert}", f"--tls-private-key-file={serving_key}",
-        f"--client-ca-file={ca.cert_path}",
-        f"--service-account-key-file={sa_public}", f"--service-account-signing-key-file={sa_private}",
-        "--service-account-issuer=https://kubernetes.default.svc",
-        "--authorization-mode=RBAC", f"--enable-admission-plugins={ADMISSION_PLUGINS}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
-        # Loopback is not a valid endpoint address: do not publish the `kubernetes` service endpoints.
-        "--endpoint-reconciler-type=none",
-        "--allow-privileged=true", "--profiling=false", "--v=0",
-    ])
+    plane.start(
+        "kube-apiserver",
+        [
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={plane.api_port}",
+            f"--cert-dir={plane.folder / 'apiserver-certs'}",
+            f"--tls-cert-file={serving_cert}",
+            f"--tls-private-key-file={serving_key}",
+            f"--client-ca-file={ca.cert_path}",
+            f"--service-account-key-file={sa_public}",
+            f"--service-account-signing-key-file={sa_private}",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            "--authorization-mode=RBAC",
+            f"--enable-admission-plugins={ADMISSION_PLUGINS}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # Loopback is not a valid endpoint address: do not publish the `kubernetes` service endpoints.
+            "--endpoint-reconciler-type=none",
+            "--allow-privileged=true",
+            "--profiling=false",
+            "--v=0",
+        ],
+    )
 
 
 def _register_nodes(api: k8s.ApiClient, names: tuple[str, ...]) -> None:
     core = k8s.CoreV1Api(api)
     for name in names:
         node = {
-            "apiVersion": "v1", "kind": "Node",
+            "apiVersion": "v1",
+            "kind": "Node",
             "metadata": {
                 "name": name,
                 "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
@@ -195,10 +230,7 @@ def _register_nodes(api: k8s.ApiClient, names: tuple[str, ...]) -> None:
 
 def _nodes_ready(api: k8s.ApiClient, count: int) -> bool:
     nodes = k8s.CoreV1Api(api).list_node().items
-    ready = [
-        n for n in nodes
-        if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
-    ]
+    ready = [n for n in nodes if any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))]
     return len(ready) >= count
 
 
@@ -221,9 +253,19 @@ def control_plane(nodes: int = 1, timeout: float = 180.0) -> Iterator[ControlPla
         admin_cert, admin_key = ca.issue("admin", "preview-test-admin", organization="system:masters")
         _write_kubeconfig(plane.kubeconfig, plane.server, ca.cert_path, admin_cert, admin_key, "admin")
         # verify= on the call itself: a session's verify loses to REQUESTS_CA_BUNDLE from the environment.
-        _wait("apiserver /readyz", lambda: requests.get(
-            f"{plane.server}/readyz", verify=str(ca.cert_path), cert=(str(admin_cert), str(admin_key)), timeout=2
-        ).ok, plane, timeout)
+        _wait(
+            "apiserver /readyz",
+            lambda: (
+                requests.get(
+                    f"{plane.server}/readyz",
+                    verify=str(ca.cert_path),
+                    cert=(str(admin_cert), str(admin_key)),
+                    timeout=2,
+                ).ok
+            ),
+            plane,
+            timeout,
+        )
 
         components = {
             "kube-controller-manager": ("system:kube-controller-manager", None),
@@ -233,30 +275,48 @@ def control_plane(nodes: int = 1, timeout: float = 180.0) -> Iterator[ControlPla
         kubeconfigs = {}
         for name, (user, group) in components.items():
             cert, key = ca.issue(name, user, organization=group)
-            kubeconfigs[name] = _write_kubeconfig(folder / f"{name}.kubeconfig", plane.server, ca.cert_path,
-                                                  cert, key, user)
-        plane.start("kube-controller-manager", [
-            f"--kubeconfig={kubeconfigs['kube-controller-manager']}",
-            f"--authentication-kubeconfig={kubeconfigs['kube-controller-manager']}",
-            f"--authorization-kubeconfig={kubeconfigs['kube-controller-manager']}",
-            f"--service-account-private-key-file={sa_private}", f"--root-ca-file={ca.cert_path}",
-            "--use-service-account-credentials=true", "--leader-elect=false",
-            "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
-            "--v=0",
-        ])
-        plane.start("kube-scheduler", [
-            f"--kubeconfig={kubeconfigs['kube-scheduler']}",
-            f"--authentication-kubeconfig={kubeconfigs['kube-scheduler']}",
-            f"--authorization-kubeconfig={kubeconfigs['kube-scheduler']}",
-            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={free_port()}", "--v=0",
-        ])
-        plane.start("kwok", [
-            f"--kubeconfig={kubeconfigs['kwok']}", f"--config={KWOK_CONFIG}",
-            "--server-address=127.0.0.1:" + str(free_port()),
-            "--node-ip=10.244.0.1", "--cidr=10.244.0.0/16",
-        ])
+            kubeconfigs[name] = _write_kubeconfig(
+                folder / f"{name}.kubeconfig", plane.server, ca.cert_path, cert, key, user
+            )
+        plane.start(
+            "kube-controller-manager",
+            [
+                f"--kubeconfig={kubeconfigs['kube-controller-manager']}",
+                f"--authentication-kubeconfig={kubeconfigs['kube-controller-manager']}",
+                f"--authorization-kubeconfig={kubeconfigs['kube-controller-manager']}",
+                f"--service-account-private-key-file={sa_private}",
+                f"--root-ca-file={ca.cert_path}",
+                "--use-service-account-credentials=true",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+                "--v=0",
+            ],
+        )
+        plane.start(
+            "kube-scheduler",
+            [
+                f"--kubeconfig={kubeconfigs['kube-scheduler']}",
+                f"--authentication-kubeconfig={kubeconfigs['kube-scheduler']}",
+                f"--authorization-kubeconfig={kubeconfigs['kube-scheduler']}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--v=0",
+            ],
+        )
+        plane.start(
+            "kwok",
+            [
+                f"--kubeconfig={kubeconfigs['kwok']}",
+                f"--config={KWOK_CONFIG}",
+                "--server-address=127.0.0.1:" + str(free_port()),
+                "--node-ip=10.244.0.1",
+                "--cidr=10.244.0.0/16",
+            ],
+        )
         api = plane.api_client()
         _register_nodes(api, NODE_NAMES[:nodes])
         _wait("nodes Ready", lambda: _nodes_ready(api, nodes), plane, timeout)

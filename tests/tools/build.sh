@@ -65,6 +65,10 @@ build_module() {
     fi
     touch "$out/.complete"
     echo "built $name in $((SECONDS - started)) s" >&2
+    # Older builds of this module are no longer linked from bin/.
+    for old in "$cache/$name"-*; do
+      [ "$old" = "$out" ] || rm -rf "$old"
+    done
   fi
   mkdir -p "$cache/bin"
   for bin in "$out"/*; do ln -sfn "$bin" "$cache/bin/$(basename "$bin")"; done
