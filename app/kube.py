@@ -161,6 +161,27 @@ class Kube:
             raise _error(f"delete namespace {name}", error) from error
         return True
 
+    def wait_while_terminating(self, name: str, timeout: float) -> None:
+        """If the namespace is being deleted (a PR reopened right after closing), wait until it is gone."""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                found = self.core.list_namespace(field_selector=f"metadata.name={name}", _request_timeout=self.timeout)
+                if not found.items or not found.items[0].metadata.deletion_timestamp:
+                    return
+                for event in watch.Watch().stream(
+                    self.core.list_namespace,
+                    field_selector=f"metadata.name={name}",
+                    resource_version=found.metadata.resource_version,
+                    timeout_seconds=5,
+                    _request_timeout=self.timeout + 10,
+                ):
+                    if event["type"] == "DELETED":
+                        return
+        except _CLIENT_ERRORS as error:
+            raise _error(f"watch namespace {name}", error) from error
+        raise KubeError(f"namespace {name} is still being deleted after {timeout:.0f} s")
+
     def namespace_exists(self, name: str) -> bool:
         try:
             self.core.read_namespace(name, _request_timeout=self.timeout)

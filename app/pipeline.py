@@ -219,6 +219,7 @@ def deploy(services: Services, preview_id: int, sha: str) -> str:
         preview = _reload(preview_id, sha)
         _set_state(services, preview, PreviewState.DEPLOYING)
         with _phase(preview, deployment, "deploy", f"applying objects in {names.namespace}"):
+            kube.wait_while_terminating(names.namespace, timeout=180)
             password = _password(services, names)
             objects = manifests.preview_objects(
                 spec,
@@ -309,7 +310,11 @@ def report_again(services: Services, preview_id: int) -> None:
     if services.gitea is None:
         return
     preview = Preview.get_by_id(preview_id)
-    reporting.report(services.gitea, services.settings, preview)
+    password = None
+    if services.settings.comment_password and preview.repository.private and preview.state == PreviewState.READY:
+        names = names_for(services.settings, preview)
+        password = (services.kube.read_secret_data(names.namespace, names.auth_secret) or {}).get("password")
+    reporting.report(services.gitea, services.settings, preview, password)
 
 
 __all__ = ["Services", "deploy", "teardown", "report_again", "KubeError"]

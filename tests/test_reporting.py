@@ -1,0 +1,77 @@
+"""What Gitea is told: status per state, and the password only where allowed."""
+
+import pytest
+import responses
+
+from app import reporting
+from app.gitea import Gitea
+from app.models import Preview, PreviewState, Repository
+from app.settings import Settings
+
+SETTINGS = Settings(public_url="https://previews.example.com")
+
+
+def preview(state, private=False, url="https://shop-pr-1-abc.preview.example.com"):
+    repository = Repository(full_name="acme/shop", clone_url="x", private=private)
+    return Preview(
+        id=7,
+        repository=repository,
+        target_key="acme/shop#1",
+        pr_number=1,
+        branch="f",
+        head_sha="a" * 40,
+        state=state,
+        url=url,
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (PreviewState.QUEUED, "pending"),
+        (PreviewState.BUILDING, "pending"),
+        (PreviewState.DEPLOYING, "pending"),
+        (PreviewState.READY, "success"),
+        (PreviewState.FAILED, "failure"),
+    ],
+)
+def test_status_state_per_preview_state(state, expected):
+    status, _, target = reporting.status_for(SETTINGS, preview(state))
+    assert status == expected
+    if state == PreviewState.READY:
+        assert target == "https://shop-pr-1-abc.preview.example.com"
+    else:
+        assert target == "https://previews.example.com/previews/7"
+
+
+def test_no_status_once_deleted():
+    assert reporting.status_for(SETTINGS, preview(PreviewState.DELETED)) is None
+
+
+def test_failure_detail_reaches_the_description():
+    _, description, _ = reporting.status_for(SETTINGS, preview(PreviewState.FAILED), "the app keeps crashing")
+    assert description == "Preview failed: the app keeps crashing"
+
+
+def test_comment_carries_marker_url_and_no_password_by_default():
+    body = reporting.comment_body(SETTINGS, preview(PreviewState.READY), None)
+    assert body.startswith("<!-- preview:acme/shop#1 -->")
+    assert "https://shop-pr-1-abc.preview.example.com" in body and "`preview`" in body
+    assert "preview page" in body
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("configured", "private", "shown"), [(True, True, True), (True, False, False), (False, True, False)]
+)
+def test_password_only_when_configured_and_the_repository_is_private(configured, private, shown):
+    api = "http://gitea.test/api/v1"
+    responses.post(f"{api}/repos/acme/shop/statuses/{'a' * 40}", status=201, json={})
+    responses.get(f"{api}/user", json={"login": "bot"})
+    responses.get(f"{api}/repos/acme/shop/issues/1/comments", json=[])
+    created = responses.post(f"{api}/repos/acme/shop/issues/1/comments", status=201, json={"id": 1})
+    settings = SETTINGS.replace(comment_password=configured)
+    reporting.report(
+        Gitea("http://gitea.test", "t"), settings, preview(PreviewState.READY, private=private), password="s3cret-pass"
+    )
+    assert ("s3cret-pass" in created.calls[0].request.body.decode()) is shown
