@@ -100,6 +100,24 @@ class Kube:
 
     # --- generic -----------------------------------------------------------------
 
+    def _list_named(self, list_call: Any, name: str, namespace: str | None = None) -> Any:
+        """List the one object called `name` (empty when it does not exist), for its resourceVersion."""
+        scope = (namespace,) if namespace else ()
+        return list_call(*scope, field_selector=f"metadata.name={name}", _request_timeout=self.timeout)
+
+    def _watch_named(self, list_call: Any, name: str, listed: Any, seconds: float, namespace: str | None = None) -> Any:
+        """Watch the object called `name` from where `listed` left off, for at most `seconds`."""
+        scope = (namespace,) if namespace else ()
+        seconds = max(1, int(seconds))
+        return watch.Watch().stream(
+            list_call,
+            *scope,
+            field_selector=f"metadata.name={name}",
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=seconds,
+            _request_timeout=self.timeout + seconds,
+        )
+
     def _path(self, obj: dict[str, Any]) -> str:
         key = (obj["apiVersion"], obj["kind"])
         if key not in _RESOURCES:
@@ -166,16 +184,10 @@ class Kube:
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
-                found = self.core.list_namespace(field_selector=f"metadata.name={name}", _request_timeout=self.timeout)
+                found = self._list_named(self.core.list_namespace, name)
                 if not found.items or not found.items[0].metadata.deletion_timestamp:
                     return
-                for event in watch.Watch().stream(
-                    self.core.list_namespace,
-                    field_selector=f"metadata.name={name}",
-                    resource_version=found.metadata.resource_version,
-                    timeout_seconds=5,
-                    _request_timeout=self.timeout + 10,
-                ):
+                for event in self._watch_named(self.core.list_namespace, name, found, 5):
                     if event["type"] == "DELETED":
                         return
         except _CLIENT_ERRORS as error:
@@ -239,19 +251,10 @@ class Kube:
             )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                found = self.batch.list_namespaced_job(
-                    namespace, field_selector=f"metadata.name={name}", _request_timeout=self.timeout
-                )
+                found = self._list_named(self.batch.list_namespaced_job, name, namespace)
                 if not found.items:
                     break
-                for _ in watch.Watch().stream(
-                    self.batch.list_namespaced_job,
-                    namespace,
-                    field_selector=f"metadata.name={name}",
-                    resource_version=found.metadata.resource_version,
-                    timeout_seconds=5,
-                    _request_timeout=self.timeout + 10,
-                ):
+                for _ in self._watch_named(self.batch.list_namespaced_job, name, found, 5, namespace):
                     pass
         except _CLIENT_ERRORS as error:
             raise _error(f"replace job {namespace}/{name}", error) from error
@@ -279,19 +282,11 @@ class Kube:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return JobOutcome("timeout", reason="timeout")
-                jobs = self.batch.list_namespaced_job(
-                    namespace, field_selector=f"metadata.name={name}", _request_timeout=self.timeout
-                )
+                jobs = self._list_named(self.batch.list_namespaced_job, name, namespace)
                 state = _job_state(jobs.items[0]) if jobs.items else "missing"
                 if state is None:
-                    stream = watch.Watch().stream(
-                        self.batch.list_namespaced_job,
-                        namespace,
-                        field_selector=f"metadata.name={name}",
-                        resource_version=jobs.metadata.resource_version,
-                        timeout_seconds=max(1, min(int(remaining), 60)),
-                        _request_timeout=self.timeout + 60,
-                    )
+                    window = min(remaining, 60)
+                    stream = self._watch_named(self.batch.list_namespaced_job, name, jobs, window, namespace)
                     for event in stream:
                         state = "missing" if event["type"] == "DELETED" else _job_state(event["object"])
                         if state:
@@ -340,14 +335,9 @@ class Kube:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return stuck if stuck else RolloutOutcome(False, "timeout", f"not available after {timeout:.0f} s")
-                stream = watch.Watch().stream(
-                    self.apps.list_namespaced_deployment,
-                    namespace,
-                    field_selector=f"metadata.name={name}",
-                    resource_version=deployment.metadata.resource_version,
-                    timeout_seconds=max(1, min(int(remaining), 5)),
-                    _request_timeout=self.timeout + 10,
-                )
+                # Short windows: the pods are diagnosed between them.
+                window = min(remaining, 5)
+                stream = self._watch_named(self.apps.list_namespaced_deployment, name, deployment, window, namespace)
                 for event in stream:
                     if event["type"] != "DELETED" and _rolled_out(event["object"]):
                         return RolloutOutcome(True)

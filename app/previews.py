@@ -15,6 +15,7 @@ from app.jobqueue import JobQueue, QueueUnavailable
 from app.kube import Kube
 from app.manifests import APP_REQUESTS, LABEL_COMPONENT, LABEL_PREVIEW_ID
 from app.models import Deployment, Event, Preview, PreviewState, Repository
+from app.naming import AUTH_SECRET
 from app.planning import DEPLOY, Plan
 from app.settings import Settings
 
@@ -138,6 +139,21 @@ def delete_preview(queue: JobQueue, preview: Preview, now: datetime | None = Non
         return preview
     lifecycle.request_teardown(queue, preview, "deleted through the API", now or utcnow())
     return preview
+
+
+def require_deployed(preview: Preview) -> Preview:
+    if preview.state == PreviewState.DELETED or not preview.namespace:
+        raise NotFound(f"preview {preview.id} has no credentials (state {preview.state})")
+    return preview
+
+
+def credentials(settings: Settings, kube: Kube, preview: Preview) -> dict[str, str | None]:
+    """The basic-auth user and password of a live preview, read from its Secret."""
+    require_deployed(preview)
+    data = kube.read_secret_data(preview.namespace, AUTH_SECRET)
+    if not data or "password" not in data:
+        raise NotFound(f"preview {preview.id} has no credentials yet")
+    return {"url": preview.url, "username": data.get("username", "preview"), "password": data["password"]}
 
 
 def logs(settings: Settings, kube: Kube, preview: Preview, tail: int) -> dict[str, str]:

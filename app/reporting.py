@@ -56,7 +56,10 @@ def comment_body(settings: Settings, preview: Preview, password: str | None, det
     if password:
         lines.append(f"| Password | `{password}` |")
     else:
-        lines.append(f"| Password | from the [preview page]({service_page(settings, preview)}) or the API |")
+        lines.append(
+            f"| Password | `GET /api/previews/{preview.id}/credentials` on {settings.public_url}"
+            f" ([details]({service_page(settings, preview)})) |"
+        )
     if preview.expires_at:
         lines.append(f"| Expires | {preview.expires_at.replace(microsecond=0).isoformat()} UTC |")
     lines.append("")

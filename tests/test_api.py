@@ -228,3 +228,28 @@ class TestTriggersWithGitea:
         assert response.status_code == 404 and message in response.json["error"]
         with database.connection_context():
             assert Preview.select().count() == 0
+
+
+def test_the_public_preview_page_says_why_it_failed_and_shows_no_secret(client, db):
+    preview = _preview(_repository(), 3, state=PreviewState.FAILED, namespace="preview-shop-pr-3-x")
+    Deployment.create(
+        preview=preview,
+        head_sha="a" * 40,
+        status="failed",
+        failure_reason="rollout: the app keeps crashing on start (exit code 1)",
+        build_log_tail="GIT_PASSWORD=should-never-show",
+    )
+    Event.record(preview, "rollout", "failed: the app keeps crashing on start (exit code 1)")
+    page = client.get(f"/previews/{preview.id}")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "the app keeps crashing on start (exit code 1)" in text and "failed" in text
+    assert "should-never-show" not in text
+    assert client.get("/previews/999").status_code == 404
+
+
+def test_credentials_of_a_deleted_preview_are_404(client, db):
+    preview = _preview(_repository(), 4, state=PreviewState.DELETED)
+    response = client.get(f"/api/previews/{preview.id}/credentials", headers=AUTH)
+    assert response.status_code == 404
+    assert response.json == {"error": f"preview {preview.id} has no credentials (state deleted)"}

@@ -7,7 +7,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.kube.controlplane import BEHAVIOUR_LABEL
-from tests.kube.waiting import eventually
+from tests.kube.waiting import eventually, namespace_gone
 
 pytestmark = pytest.mark.kube
 
@@ -168,15 +168,7 @@ def test_a_namespace_deletion_finalizes_and_takes_its_contents(kube_api, kube_na
     core.create_namespaced_config_map(name, {"metadata": {"name": "settings"}, "data": {"a": "b"}})
     eventually(lambda: core.list_namespaced_pod(name).items, what="pod created")
     core.delete_namespace(name)
-
-    def gone():
-        try:
-            core.read_namespace(name)
-        except ApiException as error:
-            return error.status == 404
-        return False
-
-    eventually(gone, timeout=90, what="namespace finalized")
+    eventually(lambda: namespace_gone(kube_api, name), timeout=90, what="namespace finalized")
     assert core.list_pod_for_all_namespaces(field_selector=f"metadata.namespace={name}").items == []
     assert (
         client.AppsV1Api(kube_api).list_deployment_for_all_namespaces(field_selector=f"metadata.namespace={name}").items

@@ -6,11 +6,10 @@ import uuid
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from tests.gitea_repo import create_repository
 from tests.gitea_server import BOT
-from tests.kube.waiting import eventually
+from tests.kube.waiting import eventually, namespace_gone
 from tests.servers import free_port
 from tests.service_processes import service_processes
 
@@ -66,14 +65,6 @@ def namespace_of(status):
     return "preview-" + host.split(".", 1)[0]
 
 
-def gone(kube_api, namespace):
-    try:
-        k8s.CoreV1Api(kube_api).read_namespace(namespace)
-    except ApiException as error:
-        return error.status == 404
-    return False
-
-
 def test_a_pr_gets_a_preview_link_and_one_comment_then_updates_then_goes_away_on_merge(repo, kube_api):
     sha1 = repo.commit("feature/login", {"login.txt": "v1"}, "Add login")
     number = repo.open_pr("feature/login")
@@ -95,7 +86,7 @@ def test_a_pr_gets_a_preview_link_and_one_comment_then_updates_then_goes_away_on
     assert len(repo.bot_comments(number)) == 1 and comments[0]["id"] == comment["id"]
 
     repo.merge_pr(number)
-    eventually(lambda: gone(kube_api, namespace), timeout=120, what="namespace deleted after merge")
+    eventually(lambda: namespace_gone(kube_api, namespace), timeout=120, what="namespace deleted after merge")
     eventually(lambda: "removed" in repo.bot_comments(number)[0]["body"], what="comment says removed")
     assert len(repo.bot_comments(number)) == 1
 
@@ -105,7 +96,7 @@ def test_close_then_reopen_gives_a_fresh_preview(repo, kube_api):
     number = repo.open_pr("feature/close")
     namespace = namespace_of(success_status(repo, sha))
     repo.close_pr(number)
-    eventually(lambda: gone(kube_api, namespace), timeout=120, what="namespace deleted after close")
+    eventually(lambda: namespace_gone(kube_api, namespace), timeout=120, what="namespace deleted after close")
     repo.reopen_pr(number)
     eventually(
         lambda: k8s.CoreV1Api(kube_api).list_namespace(field_selector=f"metadata.name={namespace}").items,
@@ -128,7 +119,7 @@ def test_a_task_branch_without_a_pr_gets_a_preview_until_deleted(repo, kube_api)
     namespace = namespace_of(success_status(repo, sha))
     assert namespace.startswith("preview-")
     repo.delete_branch("task/add-search")
-    eventually(lambda: gone(kube_api, namespace), timeout=120, what="namespace deleted with the branch")
+    eventually(lambda: namespace_gone(kube_api, namespace), timeout=120, what="namespace deleted with the branch")
 
 
 def test_branch_names_with_slashes_and_unicode_and_clashing_slugs(repo, kube_api):

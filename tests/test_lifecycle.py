@@ -4,14 +4,13 @@ from datetime import timedelta
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from app import lifecycle, pipeline
 from app.db import database, utcnow
 from app.kube import Kube
 from app.manifests import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
 from app.models import Preview, PreviewState
-from tests.kube.waiting import eventually, unique_name
+from tests.kube.waiting import eventually, namespace_gone, unique_name
 from tests.test_pipeline import deliver, run
 
 pytestmark = pytest.mark.kube
@@ -38,14 +37,6 @@ def run_queued_jobs(services):
     from tests.test_webhooks import run_worker
 
     run_worker(services.settings)
-
-
-def namespace_gone(kube_api, name):
-    try:
-        k8s.CoreV1Api(kube_api).read_namespace(name)
-    except ApiException as error:
-        return error.status == 404
-    return False
 
 
 def test_a_preview_past_its_ttl_is_torn_down(client, services, kube_api):

@@ -4,7 +4,6 @@ import threading
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 from passlib.hash import apr_md5_crypt
 
 from app import pipeline, processing
@@ -13,7 +12,7 @@ from app.manifests import LABEL_PREVIEW_ID
 from app.models import Deployment, Event, Preview, PreviewState, Repository, WebhookDelivery
 from tests.factories import payload, webhook_request, with_changes
 from tests.kube.controlplane import BEHAVIOUR_LABEL
-from tests.kube.waiting import eventually
+from tests.kube.waiting import eventually, namespace_gone
 
 pytestmark = pytest.mark.kube
 
@@ -51,14 +50,6 @@ def configure_repository(**options):
 def the_preview():
     with database.connection_context():
         return Preview.get()
-
-
-def namespace_gone(core, name):
-    try:
-        core.read_namespace(name)
-    except ApiException as error:
-        return error.status == 404
-    return False
 
 
 def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api):
@@ -145,6 +136,19 @@ def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api)
         assert progress == [0, 20, 40, 60, 70, 90, 100]
 
 
+def test_the_api_hands_out_the_credentials_of_a_live_preview(client, app, services):
+    from tests.test_api import AUTH, TOKEN
+
+    app.extensions["preview.services"] = lambda: services
+    app.extensions["preview.settings"] = app.extensions["preview.settings"].replace(api_tokens=(TOKEN,))
+    run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
+    preview = the_preview()
+    answer = client.get(f"/api/previews/{preview.id}/credentials", headers=AUTH)
+    assert answer.status_code == 200
+    stored = services.kube.read_secret_data(preview.namespace, "preview-basic-auth")
+    assert answer.json == {"url": preview.url, "username": "preview", "password": stored["password"]}
+
+
 def test_a_push_redeploys_at_the_same_url_with_the_same_password(client, services, kube_api):
     run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
     first = the_preview()
@@ -173,8 +177,7 @@ def test_closing_the_pr_deletes_everything(client, services, kube_api):
     closed = deliver(client, "pull_request_closed_merged", "pull_request")
     assert run(services, closed["delivery_id"]) == "deleted"
     assert the_preview().state == PreviewState.DELETED
-    core = k8s.CoreV1Api(kube_api)
-    eventually(lambda: namespace_gone(core, preview.namespace), timeout=90, what="namespace deleted")
+    eventually(lambda: namespace_gone(kube_api, preview.namespace), timeout=90, what="namespace deleted")
     jobs = (
         k8s.BatchV1Api(kube_api)
         .list_namespaced_job(services.settings.build_namespace, label_selector=f"{LABEL_PREVIEW_ID}={preview.id}")

@@ -57,7 +57,7 @@ def test_comment_carries_marker_url_and_no_password_by_default():
     body = reporting.comment_body(SETTINGS, preview(PreviewState.READY), None)
     assert body.startswith("<!-- preview:acme/shop#1 -->")
     assert "https://shop-pr-1-abc.preview.example.com" in body and "`preview`" in body
-    assert "preview page" in body
+    assert "/api/previews/7/credentials" in body
 
 
 @responses.activate

@@ -153,6 +153,13 @@ def delete_task_preview(task_id: str) -> ResponseReturnValue:
     return jsonify(id=preview.id, state=preview.state), 202
 
 
+@blueprint.get("/previews/<int:preview_id>/credentials")
+def preview_credentials(preview_id: int) -> ResponseReturnValue:
+    preview = previews.require_deployed(previews.get_preview(preview_id))
+    services = _services()
+    return jsonify(previews.credentials(services.settings, services.kube, preview))
+
+
 @blueprint.get("/previews/<int:preview_id>/logs")
 def preview_logs(preview_id: int) -> ResponseReturnValue:
     tail = _int_arg("tail", 100, 1, 5000)

@@ -26,3 +26,15 @@ def eventually(probe: Callable[[], T | None], timeout: float = 60.0, interval: f
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what or probe} (last value: {last!r})")
+
+
+def namespace_gone(kube_api, name: str) -> bool:
+    """True once the namespace no longer exists (its deletion has finalized)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        client.CoreV1Api(kube_api).read_namespace(name)
+    except ApiException as error:
+        return error.status == 404
+    return False
