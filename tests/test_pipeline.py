@@ -1,6 +1,7 @@
 """The preview pipeline against the real test control plane (KWOK plays the kubelet)."""
 
 import threading
+from datetime import timedelta
 
 import pytest
 from kubernetes import client as k8s
@@ -293,3 +294,60 @@ def test_a_gitea_outage_delays_the_report_but_never_fails_the_deploy(client, ser
     assert the_preview().state == PreviewState.READY
     retries = [job_id for job_id in services.queue.queue.job_ids if job_id.startswith("report-")]
     assert retries, "a report job is queued to retry once Gitea is back"
+
+
+def test_a_repository_that_names_an_image_skips_the_build(client, services, kube_api):
+    image = "registry.example.test/acme/shop@sha256:" + "c" * 64
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    configure_repository(image=image)
+    assert run(services, accepted["delivery_id"]) == "ready"
+    preview = the_preview()
+    assert services.kube.list_jobs(services.settings.build_namespace, f"{LABEL_PREVIEW_ID}={preview.id}") == []
+    deployed = k8s.AppsV1Api(kube_api).read_namespaced_deployment("shop-preview", preview.namespace)
+    assert deployed.spec.template.spec.containers[0].image == image
+
+
+def test_a_worker_killed_mid_deploy_and_started_again_ends_ready_without_duplicates(client, services, kube_api):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from app import lifecycle
+    from app.db import utcnow
+    from tests.test_webhooks import run_worker, worker_env
+
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    configure_repository(build_pod_labels={BEHAVIOUR_LABEL: "never-ready"})  # the build hangs until we intervene
+    settings = services.settings
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "workers.worker"],
+        env=worker_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        preview_id = accepted["preview_id"]
+        eventually(
+            lambda: services.kube.list_jobs(settings.build_namespace, f"{LABEL_PREVIEW_ID}={preview_id}"),
+            timeout=60,
+            what="the build job",
+        )
+        assert the_preview().state == PreviewState.BUILDING
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)  # the worker and the work horse it forked, as a crash would
+        worker.wait()
+
+    configure_repository(build_pod_labels={})
+    resumed = lifecycle.run_pass(services, now=utcnow() + timedelta(hours=1))["resumed"]
+    assert resumed == [preview_id]
+    run_worker(settings)
+    preview = the_preview()
+    assert preview.state == PreviewState.READY
+    apps = k8s.AppsV1Api(kube_api)
+    assert len(apps.list_namespaced_deployment(preview.namespace).items) == 1
+    assert len(k8s.CoreV1Api(kube_api).list_namespace(label_selector=f"{LABEL_PREVIEW_ID}={preview.id}").items) == 1
+    assert len(services.kube.list_jobs(settings.build_namespace, f"{LABEL_PREVIEW_ID}={preview.id}")) == 1
+    with database.connection_context():
+        assert Deployment.select().count() == 1 and Deployment.get().status == "ready"

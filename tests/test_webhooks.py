@@ -32,17 +32,26 @@ def deliveries():
         return list(WebhookDelivery.select().order_by(WebhookDelivery.id))
 
 
-def run_worker(settings):
-    env = dict(
+def worker_env(settings):
+    """The environment a worker process needs to run against the test's settings."""
+    return dict(
         os.environ,
         DATABASE_URL=settings.database_url,
         REDIS_URL=settings.redis_url,
         PREVIEW_QUEUE=settings.queue_name,
         KUBECONFIG=settings.kubeconfig,
         PREVIEW_REGISTRY=settings.preview_registry,
+        BUILD_NAMESPACE=settings.build_namespace,
     )
+
+
+def run_worker(settings):
     subprocess.run(
-        [sys.executable, "-m", "workers.worker", "--burst"], env=env, check=True, timeout=120, capture_output=True
+        [sys.executable, "-m", "workers.worker", "--burst"],
+        env=worker_env(settings),
+        check=True,
+        timeout=120,
+        capture_output=True,
     )
 
 
