@@ -19,7 +19,7 @@ from app import credentials, manifests, reporting
 from app.db import database, utcnow
 from app.gitea import Gitea, GiteaError
 from app.jobqueue import JobQueue, QueueUnavailable
-from app.kube import Kube, KubeError
+from app.kube import Kube
 from app.models import Deployment, Event, Preview, PreviewState
 from app.naming import PreviewNames, image_repository, preview_names
 from app.settings import Settings
@@ -316,5 +316,3 @@ def report_again(services: Services, preview_id: int) -> None:
         password = (services.kube.read_secret_data(names.namespace, names.auth_secret) or {}).get("password")
     reporting.report(services.gitea, services.settings, preview, password)
 
-
-__all__ = ["Services", "deploy", "teardown", "report_again", "KubeError"]
