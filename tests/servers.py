@@ -144,6 +144,21 @@ class PostgresServer:
         return self.url(name)
 
 
+def _wait_accepting_queries(server: PostgresServer, timeout: float = 60.0) -> None:
+    """The port opens before recovery ends ("the database system is starting up"): wait for a real login."""
+    import psycopg2
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg2.connect(server.url(), connect_timeout=2).close()
+            return
+        except psycopg2.OperationalError:
+            if time.monotonic() > deadline or server.process.poll() is not None:
+                raise
+            time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def postgres_server() -> Iterator[PostgresServer]:
     folder = tempfile.mkdtemp(prefix="preview-pg-")
@@ -184,7 +199,9 @@ def postgres_server() -> Iterator[PostgresServer]:
             preexec_fn=die_with_parent,
         )
         wait_for_port(port, process)
-        yield PostgresServer(port, process)
+        server = PostgresServer(port, process)
+        _wait_accepting_queries(server)
+        yield server
     finally:
         if process is not None:
             stop_process(process)
