@@ -236,19 +236,27 @@ class Kube:
             raise _error(f"delete job {namespace}/{name}", error) from error
         return True
 
-    def replace_job(self, job: dict[str, Any], timeout: float = 60.0) -> None:
-        """Apply a Job; when an older one with the same name differs (its template is immutable), replace it."""
-        try:
-            self.apply(job)
-            return
-        except KubeError as error:
-            if error.status != 422:
-                raise
+    def replace_job(self, job: dict[str, Any], recreate: bool = False, timeout: float = 60.0) -> None:
+        """Apply a Job. With `recreate`, or when an older Job of that name differs (a Job's template
+        is immutable), delete the old one first and wait until it is gone."""
+        if not recreate:
+            try:
+                self.apply(job)
+                return
+            except KubeError as error:
+                if error.status != 422:
+                    raise
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
         try:
             self.batch.delete_namespaced_job(
                 name, namespace, propagation_policy="Foreground", _request_timeout=self.timeout
             )
+        except ApiException as error:
+            if error.status != 404:
+                raise _error(f"delete job {namespace}/{name}", error) from error
+        except _CLIENT_ERRORS as error:
+            raise _error(f"delete job {namespace}/{name}", error) from error
+        try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 found = self._list_named(self.batch.list_namespaced_job, name, namespace)
@@ -257,7 +265,7 @@ class Kube:
                 for _ in self._watch_named(self.batch.list_namespaced_job, name, found, 5, namespace):
                     pass
         except _CLIENT_ERRORS as error:
-            raise _error(f"replace job {namespace}/{name}", error) from error
+            raise _error(f"wait for job {namespace}/{name} to go", error) from error
         self.apply(job)
 
     def _job_pod(self, namespace: str, job_name: str) -> Any | None:
@@ -283,12 +291,12 @@ class Kube:
                 if remaining <= 0:
                     return JobOutcome("timeout", reason="timeout")
                 jobs = self._list_named(self.batch.list_namespaced_job, name, namespace)
-                state = _job_state(jobs.items[0]) if jobs.items else "missing"
+                state = job_state(jobs.items[0]) if jobs.items else "missing"
                 if state is None:
                     window = min(remaining, 60)
                     stream = self._watch_named(self.batch.list_namespaced_job, name, jobs, window, namespace)
                     for event in stream:
-                        state = "missing" if event["type"] == "DELETED" else _job_state(event["object"])
+                        state = "missing" if event["type"] == "DELETED" else job_state(event["object"])
                         if state:
                             break
                 if state == "missing":
@@ -382,7 +390,7 @@ def _conditions(obj: Any) -> list[Any]:
     return list((obj.status.conditions if obj.status else None) or [])
 
 
-def _job_state(job: Any) -> str | None:
+def job_state(job: Any) -> str | None:
     for condition in _conditions(job):
         if condition.status == "True" and condition.type in ("Complete", "SuccessCriteriaMet"):
             return "complete"

@@ -19,7 +19,7 @@ from app import credentials, manifests, reporting
 from app.db import database, utcnow
 from app.gitea import Gitea, GiteaError
 from app.jobqueue import JobQueue, QueueUnavailable
-from app.kube import Kube
+from app.kube import Kube, job_state
 from app.models import Deployment, Event, Preview, PreviewState
 from app.naming import PreviewNames, image_repository, preview_names
 from app.settings import Settings
@@ -110,10 +110,14 @@ def _build(services: Services, preview: Preview, deployment: Deployment, spec: m
         raise StepFailed("build", "PREVIEW_REGISTRY is not set and the repository names no image to deploy")
     names = spec.names
     selector = f"{manifests.LABEL_PREVIEW_ID}={preview.id},{manifests.LABEL_COMPONENT}=build"
+    failed_before = False
     for job in kube.list_jobs(settings.build_namespace, selector):
         if job.metadata.name != names.build_job(spec.head_sha):
             # An older commit's build: superseded, never reported as this PR's result.
             kube.delete_job(settings.build_namespace, job.metadata.name)
+        elif job_state(job) == "failed":
+            failed_before = True  # asked again for this commit: build it again
+
     repository = image_repository(settings.preview_registry, preview.repository.full_name)
     git_ref = f"refs/pull/{preview.pr_number}/head" if preview.pr_number is not None else f"refs/heads/{preview.branch}"
     build = manifests.BuildSpec(
@@ -127,7 +131,7 @@ def _build(services: Services, preview: Preview, deployment: Deployment, spec: m
         pod_labels=dict(repo_settings.get("build_pod_labels", {})),
     )
     kube.apply(manifests.build_namespace(settings))
-    kube.replace_job(manifests.build_job(spec, build, settings))
+    kube.replace_job(manifests.build_job(spec, build, settings), recreate=failed_before)
     outcome = kube.wait_for_job(settings.build_namespace, build.job_name, settings.build_timeout.total_seconds())
     _reload(preview.id, spec.head_sha)
     if outcome.state == "missing":
@@ -315,4 +319,3 @@ def report_again(services: Services, preview_id: int) -> None:
         names = names_for(services.settings, preview)
         password = (services.kube.read_secret_data(names.namespace, names.auth_secret) or {}).get("password")
     reporting.report(services.gitea, services.settings, preview, password)
-
