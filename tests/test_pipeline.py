@@ -219,6 +219,15 @@ def test_a_failing_build_is_reported_with_its_reason(client, services):
     assert second_job.metadata.uid != first_job.metadata.uid
 
 
+@pytest.mark.parametrize(
+    ("behaviour", "reason"),
+    [
+        ("never-ready", "not available after 3 s"),
+        ("crash-loop", "keeps crashing on start (exit code 1)"),
+        ("oom", "more memory than its limit"),
+        ("image-pull", "the image cannot be pulled"),
+    ],
+)
 def test_a_rollout_that_does_not_become_ready_says_why(client, services, behaviour, reason):
     from datetime import timedelta
 
