@@ -72,8 +72,11 @@ def test_a_pr_gets_a_preview_link_and_one_comment_then_updates_then_goes_away_on
     status = success_status(repo, sha1)
     assert status["target_url"].startswith("https://") and status["target_url"].endswith(".preview.test")
     assert status["creator"]["login"] == BOT
-    [comment] = eventually(lambda: repo.bot_comments(number), what="PR comment")
-    assert status["target_url"] in comment["body"] and sha1[:12] in comment["body"]
+    # The status is posted just before the comment is edited: wait for the comment to catch up.
+    [comment] = eventually(
+        lambda: [c for c in repo.bot_comments(number) if status["target_url"] in c["body"]], what="PR comment"
+    )
+    assert sha1[:12] in comment["body"] and len(repo.bot_comments(number)) == 1
     namespace = namespace_of(status)
     assert k8s.CoreV1Api(kube_api).read_namespace(namespace).metadata.labels["environment"] == "preview"
 
