@@ -78,9 +78,6 @@ class Gitea:
             body["target_url"] = target_url
         return self._request("POST", f"{_repo_path(repository)}/statuses/{sha}", expect=(200, 201), json=body).json()
 
-    def statuses(self, repository: str, sha: str) -> list[dict[str, Any]]:
-        return self._request("GET", f"{_repo_path(repository)}/statuses/{sha}").json()
-
     def comments(self, repository: str, number: int) -> list[dict[str, Any]]:
         return self._request("GET", f"{_repo_path(repository)}/issues/{number}/comments").json()
 

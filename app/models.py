@@ -208,15 +208,6 @@ class WebhookDelivery(BaseModel):
         return f"delivery-{self.id}"
 
     @classmethod
-    def latest_for_target(cls, target_key: str) -> WebhookDelivery | None:
-        return (
-            cls.select()
-            .where((cls.target_key == target_key) & (cls.outcome == DeliveryOutcome.ACCEPTED))
-            .order_by(cls.id.desc())
-            .first()
-        )
-
-    @classmethod
     def unqueued(cls, limit: int = 100) -> list[WebhookDelivery]:
         """Accepted deliveries that never reached the queue (Redis was down)."""
         return list(

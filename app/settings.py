@@ -135,7 +135,6 @@ class Settings:
     task_branch_patterns: tuple[str, ...] = ("task/*",)
     queue_name: str = "previews"
     max_webhook_bytes: int = 5 * 1024 * 1024
-    testing: bool = False
     # Where this service is reachable: links to its own page for a preview.
     public_url: str = "http://127.0.0.1:8000"
     # Build: kaniko Jobs run here (not PodSecurity "restricted": kaniko runs as root).
@@ -192,7 +191,6 @@ class Settings:
         maybe_set("api_tokens", "API_TOKENS", _token_list)
         maybe_set("task_branch_patterns", "TASK_BRANCH_PATTERNS", _patterns)
         maybe_set("queue_name", "PREVIEW_QUEUE")
-        maybe_set("testing", "PREVIEW_TESTING", _bool)
         maybe_set("public_url", "PUBLIC_URL", _url("http", "https"))
         maybe_set("build_namespace", "BUILD_NAMESPACE", _dns_label)
         maybe_set("builder_image", "BUILDER_IMAGE")

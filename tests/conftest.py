@@ -56,7 +56,6 @@ def settings(database_url: str, redis_url: str) -> Settings:
         redis_url=redis_url,
         gitea_webhook_secret=SECRET,
         queue_name="previews-test",
-        testing=True,
     )
 
 
