@@ -2,7 +2,8 @@
 
 - no REDIS_URL: a private Redis on a free loopback port;
 - no KUBECONFIG and not inside a cluster: the local test control plane (KWOK
-  plays the kubelet, so builds and rollouts are simulated);
+  plays the kubelet, so builds and rollouts are simulated), and then, with no
+  DATABASE_URL, a fresh SQLite file: the cluster is new on every run;
 - no GITEA_URL: a local Gitea with a demo repository whose webhook points here,
   and a task branch already pushed, so a preview appears at once;
 - no GITEA_WEBHOOK_SECRET or API_TOKENS: random ones, printed.
@@ -74,6 +75,10 @@ def main() -> int:
             env["KUBECONFIG"] = str(plane.kubeconfig)
             env.setdefault("PREVIEW_REGISTRY", "registry.preview.local:5000")
             _say(f"control plane ready: export KUBECONFIG={plane.kubeconfig}; kubectl is {binary('kubectl')}")
+            if not env.get("DATABASE_URL"):
+                # The cluster is new on every run, so is the database that describes it.
+                env["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='preview-db-')}/preview.db"
+                _say(f"DATABASE_URL was not set; this run uses {env['DATABASE_URL']}")
         if not env.get("GITEA_WEBHOOK_SECRET"):
             env["GITEA_WEBHOOK_SECRET"] = secrets.token_urlsafe(24)
             _say(f"GITEA_WEBHOOK_SECRET was not set; this run uses: {env['GITEA_WEBHOOK_SECRET']}")
@@ -82,7 +87,10 @@ def main() -> int:
             _say(f"API_TOKENS was not set; use: Authorization: Bearer {env['API_TOKENS']}")
         demo = _local_gitea(stack, env, bind) if not env.get("GITEA_URL") else None
 
+        # The Procfile's commands (gunicorn, python) are looked up on PATH: put this
+        # virtualenv first, so they are found from a plain login shell too.
         bin_dir = Path(sys.executable).parent
+        env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}"
         subprocess.run([str(bin_dir / "flask"), "--app", "app", "migrate"], env=env, cwd=ROOT, check=True)
         _say(f"service at http://{bind}  (API under /api/, metrics at /metrics; Ctrl-C stops everything)")
         honcho = subprocess.Popen([str(bin_dir / "honcho"), "-f", "Procfile", "start"], env=env, cwd=ROOT)

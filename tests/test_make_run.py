@@ -1,0 +1,113 @@
+"""The README's run command, as a newcomer types it: `make run` from a plain login shell.
+
+No virtualenv on PATH, nothing configured: it must start Redis, the control
+plane, Gitea with the demo repository and the service, get the demo's task
+branch to a `success` status, and leave no process behind after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.kube.waiting import eventually
+from tests.servers import free_port
+
+pytestmark = [pytest.mark.kube, pytest.mark.gitea, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAIN_PATH = "/usr/local/bin:/usr/bin:/bin"
+GITEA_LINE = re.compile(r"local Gitea at (http://\S+)\s+\(user (\S+), password (\S+)\)")
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time) of a live process, or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), int(fields[19])
+
+
+def _descendants(root: int) -> dict[int, int]:
+    """Every process below `root`, as pid -> start time (so a reused pid is not mistaken for it)."""
+    table = {int(p): _stat(int(p)) for p in os.listdir("/proc") if p.isdigit()}
+    found: dict[int, int] = {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, stat in table.items():
+            if stat and stat[0] == parent and pid not in found:
+                found[pid] = stat[1]
+                frontier.append(pid)
+    return found
+
+
+def _alive(processes: dict[int, int]) -> list[str]:
+    left = []
+    for pid, started in processes.items():
+        stat = _stat(pid)
+        if stat and stat[1] == started:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            left.append(f"{pid} {command[:120]!r}")
+    return left
+
+
+def test_make_run_from_a_plain_shell_reaches_a_ready_preview_and_ctrl_c_stops_everything():
+    env = {"PATH": PLAIN_PATH, "HOME": os.environ["HOME"], "LANG": "C.UTF-8", "BIND": f"127.0.0.1:{free_port()}"}
+    if "PREVIEW_TOOLS_CACHE" in os.environ:
+        env["PREVIEW_TOOLS_CACHE"] = os.environ["PREVIEW_TOOLS_CACHE"]
+    make = subprocess.Popen(
+        ["make", "run"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job has
+    )
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(make.stdout), daemon=True)
+    reader.start()
+    try:
+
+        def gitea_announced():
+            assert make.poll() is None, "make run exited early:\n" + "".join(output[-40:])
+            return next((m for m in map(GITEA_LINE.search, output) if m), None)
+
+        url, user, password = eventually(gitea_announced, timeout=600, interval=0.5, what="Gitea announced").groups()
+
+        def demo_status():
+            assert make.poll() is None, "make run exited early:\n" + "".join(output[-40:])
+            answer = requests.get(
+                f"{url}/api/v1/repos/{user}/demo/commits/task%2Fwelcome/status", auth=(user, password), timeout=10
+            )
+            statuses = answer.json().get("statuses") or [] if answer.ok else []
+            preview = next((s for s in statuses if s["context"] == "preview"), None)
+            return preview if preview and preview["status"] == "success" else None
+
+        status = eventually(demo_status, timeout=180, interval=1, what="the demo preview's success status")
+        assert status["target_url"].startswith("http")
+
+        started = _descendants(make.pid)
+        assert any(b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in started)
+        os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        make.wait(timeout=90)
+        left = eventually(lambda: not _alive(started), timeout=30, what="every started process gone", interval=0.5)
+        assert left, _alive(started)
+    finally:
+        if make.poll() is None:
+            os.killpg(make.pid, signal.SIGKILL)
+            make.wait()
+        reader.join(timeout=5)
+    text = "".join(output)
+    assert "not found" not in text, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
