@@ -7,10 +7,10 @@ import json
 import click
 from flask import Flask, current_app
 
-from app import lifecycle, previews
 from app.db import database, utcnow
 from app.migrations import apply_migrations, pending
 from app.models import PreviewState
+from app.usecases import lifecycle, previews
 
 
 def register(app: Flask) -> None:

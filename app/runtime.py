@@ -9,12 +9,12 @@ import os
 import peewee
 from flask import Flask
 
+from app.adapters.gitea import Gitea
+from app.adapters.jobqueue import JobQueue
+from app.adapters.kube import Kube, load_configuration
 from app.db import database, open_database
-from app.gitea import Gitea
-from app.jobqueue import JobQueue
-from app.kube import Kube, load_configuration
-from app.pipeline import Services
 from app.settings import Settings
+from app.usecases.pipeline import Services
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 

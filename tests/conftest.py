@@ -143,9 +143,9 @@ def kube_settings(settings, kube_cluster, kube_api):
 @pytest.fixture
 def services(app, kube_settings):
     """The pipeline's adapters, on the real control plane; Gitea is left out unless a test adds it."""
-    from app.jobqueue import JobQueue
-    from app.kube import Kube, load_configuration
-    from app.pipeline import Services
+    from app.adapters.jobqueue import JobQueue
+    from app.adapters.kube import Kube, load_configuration
+    from app.usecases.pipeline import Services
 
     kube = Kube(load_configuration(kube_settings.kubeconfig))
     yield Services(

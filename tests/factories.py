@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from app.signature import sign
+from app.domain.signature import sign
 
 PAYLOADS = Path(__file__).parent / "payloads"
 SECRET = "test-webhook-secret"

@@ -5,8 +5,8 @@ from datetime import timedelta
 
 import pytest
 
+from app.adapters.gitea import Gitea
 from app.db import database, utcnow
-from app.gitea import Gitea
 from app.models import Deployment, Event, Preview, PreviewState, Repository
 from tests.gitea_repo import create_repository
 
@@ -195,7 +195,7 @@ class TestTriggersWithGitea:
         again = client.post(f"/api/tasks/42/preview?repository={repo.full_name}", headers=AUTH)
         assert again.status_code == 202 and again.json["id"] == created.json["id"]
         with database.connection_context():
-            from app import pipeline
+            from app.usecases import pipeline
 
             assert pipeline.deploy(services, created.json["id"], sha) == "ready"
         logs = client.get(f"/api/tasks/42/preview-logs?repository={repo.full_name}&tail=5", headers=AUTH)

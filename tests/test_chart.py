@@ -7,7 +7,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from app.kube import Kube
+from app.adapters.kube import Kube
 from app.models import PreviewState
 from tests.kube.controlplane import binary
 from tests.kube.waiting import unique_name

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import requests
 
-from app.credentials import USERNAME, htpasswd_line, new_password
+from app.domain.credentials import USERNAME, htpasswd_line, new_password
 from tests.servers import die_with_parent, free_port, stop_process, wait_for_port
 
 NGINX_CONF = """

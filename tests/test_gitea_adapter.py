@@ -5,7 +5,7 @@ import pytest
 import requests
 import responses
 
-from app.gitea import Gitea, GiteaError
+from app.adapters.gitea import Gitea, GiteaError
 
 BASE = "http://gitea.test"
 API = f"{BASE}/api/v1"

@@ -1,6 +1,6 @@
 import pytest
 
-from app.gitea_events import PayloadError, PullRequestEvent, PushEvent, parse_event
+from app.domain.gitea_events import PayloadError, PullRequestEvent, PushEvent, parse_event
 from tests.factories import payload, with_changes
 
 

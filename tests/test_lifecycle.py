@@ -5,11 +5,11 @@ from datetime import timedelta
 import pytest
 from kubernetes import client as k8s
 
-from app import lifecycle, pipeline
+from app.adapters.kube import Kube
 from app.db import database, utcnow
-from app.kube import Kube
-from app.manifests import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
+from app.domain.manifests import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
 from app.models import Preview, PreviewState
+from app.usecases import lifecycle, pipeline
 from tests.kube.waiting import eventually, namespace_gone, unique_name
 from tests.test_pipeline import deliver, run
 
@@ -97,7 +97,7 @@ def test_orphans_with_our_label_are_collected_after_a_grace_period_and_others_ne
 
 
 def test_nothing_is_deleted_when_the_api_server_is_unreachable(client, services, kube_api):
-    from app.kube import load_configuration
+    from app.adapters.kube import load_configuration
     from tests.servers import free_port
 
     run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])

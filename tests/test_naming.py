@@ -3,7 +3,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.naming import (
+from app.domain.naming import (
     DNS1035_LABEL,
     DNS1123_LABEL,
     IMAGE_TAG,

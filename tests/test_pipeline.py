@@ -7,10 +7,10 @@ import pytest
 from kubernetes import client as k8s
 from passlib.hash import apr_md5_crypt
 
-from app import pipeline, processing
 from app.db import database
-from app.manifests import LABEL_PREVIEW_ID
+from app.domain.manifests import LABEL_PREVIEW_ID
 from app.models import Deployment, Event, Preview, PreviewState, Repository, WebhookDelivery
+from app.usecases import deliveries, pipeline
 from tests.factories import payload, webhook_request, with_changes
 from tests.kube.controlplane import BEHAVIOUR_LABEL
 from tests.kube.waiting import eventually, namespace_gone
@@ -38,7 +38,7 @@ def deliver(client_, name, kind, **changes):
 
 def run(services, delivery_id):
     with database.connection_context():
-        return processing.process_delivery(services, delivery_id)
+        return deliveries.process_delivery(services, delivery_id)
 
 
 def configure_repository(**options):
@@ -296,7 +296,7 @@ def test_a_redeploy_after_a_crash_creates_no_duplicates(client, services, kube_a
 
 
 def test_a_gitea_outage_delays_the_report_but_never_fails_the_deploy(client, services):
-    from app.gitea import Gitea
+    from app.adapters.gitea import Gitea
     from tests.servers import free_port
 
     services.gitea = Gitea(f"http://127.0.0.1:{free_port()}", "token", timeout=2)  # nothing listens there
@@ -324,8 +324,8 @@ def test_a_worker_killed_mid_deploy_and_started_again_ends_ready_without_duplica
     import subprocess
     import sys
 
-    from app import lifecycle
     from app.db import utcnow
+    from app.usecases import lifecycle
     from tests.test_webhooks import run_worker, worker_env
 
     accepted = deliver(client, "pull_request_opened", "pull_request")

@@ -1,7 +1,7 @@
 import pytest
 
-from app.gitea_events import parse_event
-from app.planning import DEPLOY, TEARDOWN, plan
+from app.domain.gitea_events import parse_event
+from app.domain.planning import DEPLOY, TEARDOWN, plan
 from app.settings import Settings
 from tests.factories import payload, with_changes
 

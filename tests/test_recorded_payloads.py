@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from app.gitea_events import parse_event
-from app.planning import DEPLOY, TEARDOWN, plan
+from app.domain.gitea_events import parse_event
+from app.domain.planning import DEPLOY, TEARDOWN, plan
 from app.settings import Settings
 
 RECORDED = Path(__file__).parent / "payloads" / "gitea-1.26"

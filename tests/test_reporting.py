@@ -3,10 +3,10 @@
 import pytest
 import responses
 
-from app import reporting
-from app.gitea import Gitea
+from app.adapters.gitea import Gitea
 from app.models import Preview, PreviewState, Repository
 from app.settings import Settings
+from app.usecases import reporting
 
 SETTINGS = Settings(public_url="https://previews.example.com")
 

@@ -1,7 +1,7 @@
 import hashlib
 import hmac
 
-from app.signature import sign, signature_matches
+from app.domain.signature import sign, signature_matches
 
 BODY = b'{"ref":"refs/heads/task/x"}'
 

@@ -9,10 +9,10 @@ import time
 import pytest
 from rq import Queue
 
-from app import lifecycle
+from app.adapters.jobqueue import JobQueue
 from app.db import database
-from app.jobqueue import JobQueue
 from app.models import DeliveryOutcome, Event, Preview, PreviewState, WebhookDelivery
+from app.usecases import lifecycle
 from tests.factories import payload, webhook_request, with_changes
 
 URL = "/webhooks/gitea"
@@ -227,13 +227,13 @@ def test_nothing_accepted_is_lost_while_redis_is_down(client, services, redis_se
 
 @pytest.mark.kube
 def test_a_job_run_twice_processes_its_delivery_once(client, services):
-    from app import processing
+    from app.usecases import deliveries
 
     post(client, "push_task_branch", "push")
     [delivery] = deliveries()
     with database.connection_context():
-        assert processing.process_delivery(services, delivery.id) == "ready"
-        assert processing.process_delivery(services, delivery.id) == "skipped"
+        assert deliveries.process_delivery(services, delivery.id) == "ready"
+        assert deliveries.process_delivery(services, delivery.id) == "skipped"
         assert Event.select().where(Event.phase == "delivery").count() == 1
         assert Event.select().where(Event.phase == "build").count() == 1
 

@@ -7,9 +7,9 @@ from functools import cache
 import peewee
 
 from app import runtime
-from app.jobqueue import JobQueue
-from app.pipeline import Services
+from app.adapters.jobqueue import JobQueue
 from app.settings import Settings
+from app.usecases.pipeline import Services
 
 
 @cache

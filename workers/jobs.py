@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from app import pipeline, processing
 from app.db import database
+from app.usecases import deliveries, pipeline
 from workers.context import services
 
 
 def process_delivery(delivery_id: int) -> str:
     context = services()
     with database.connection_context():
-        return processing.process_delivery(context, delivery_id)
+        return deliveries.process_delivery(context, delivery_id)
 
 
 def deploy_preview(preview_id: int, sha: str) -> str:

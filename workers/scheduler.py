@@ -13,7 +13,8 @@ import signal
 import threading
 from typing import Any
 
-from app import lifecycle, metrics, runtime
+from app import runtime
+from app.usecases import lifecycle, metrics
 from workers.context import services, started
 
 log = logging.getLogger(__name__)

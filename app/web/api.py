@@ -8,10 +8,10 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from app import previews
 from app.db import utcnow
 from app.models import PreviewState
 from app.runtime import ClusterNotConfigured
+from app.usecases import previews
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app import metrics
+from app.usecases import metrics
 
 blueprint = Blueprint("metrics", __name__)
 

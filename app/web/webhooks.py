@@ -8,10 +8,10 @@ import logging
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from app import intake
-from app.gitea_events import PayloadError, parse_event
+from app.domain.gitea_events import PayloadError, parse_event
+from app.domain.signature import signature_matches
 from app.models import DeliveryOutcome
-from app.signature import signature_matches
+from app.usecases import intake
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("webhooks", __name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from app.adapters.gitea import Gitea
 from app.db import utcnow
-from app.gitea import Gitea
 from app.models import Preview, PreviewState
 from app.settings import Settings
 

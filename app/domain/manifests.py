@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
-from app.naming import PreviewNames
+from app.domain.naming import PreviewNames
 from app.settings import Settings
 
 MANAGED_BY = "gitea-previews"

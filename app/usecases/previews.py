@@ -7,17 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from app import intake, lifecycle
+from app.adapters.gitea import Gitea, GiteaError
+from app.adapters.jobqueue import JobQueue, QueueUnavailable
+from app.adapters.kube import Kube
 from app.db import database, utcnow
-from app.gitea import Gitea, GiteaError
-from app.gitea_events import RepositoryRef
-from app.jobqueue import JobQueue, QueueUnavailable
-from app.kube import Kube
-from app.manifests import APP_REQUESTS, LABEL_COMPONENT, LABEL_PREVIEW_ID
+from app.domain.gitea_events import RepositoryRef
+from app.domain.manifests import APP_REQUESTS, LABEL_COMPONENT, LABEL_PREVIEW_ID
+from app.domain.naming import AUTH_SECRET
+from app.domain.planning import DEPLOY, Plan
 from app.models import Deployment, Event, Preview, PreviewState, Repository
-from app.naming import AUTH_SECRET
-from app.planning import DEPLOY, Plan
 from app.settings import Settings
+from app.usecases import intake, lifecycle
 
 
 class NotFound(Exception):

@@ -15,14 +15,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from app import credentials, manifests, reporting
+from app.adapters.gitea import Gitea, GiteaError
+from app.adapters.jobqueue import JobQueue, QueueUnavailable
+from app.adapters.kube import Kube, job_state
 from app.db import database, utcnow
-from app.gitea import Gitea, GiteaError
-from app.jobqueue import JobQueue, QueueUnavailable
-from app.kube import Kube, job_state
+from app.domain import credentials, manifests
+from app.domain.naming import PreviewNames, image_repository, preview_names
 from app.models import Deployment, Event, Preview, PreviewState
-from app.naming import PreviewNames, image_repository, preview_names
 from app.settings import Settings
+from app.usecases import reporting
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from app.adapters.jobqueue import JobQueue, QueueUnavailable
 from app.db import database, utcnow
-from app.gitea_events import GiteaEvent, PullRequestEvent, PushEvent, RepositoryRef
-from app.jobqueue import JobQueue, QueueUnavailable
+from app.domain.gitea_events import GiteaEvent, PullRequestEvent, PushEvent, RepositoryRef
+from app.domain.planning import DEPLOY, TEARDOWN, Plan, ignore, plan
 from app.models import DeliveryOutcome, Event, Preview, PreviewState, Repository, WebhookDelivery
-from app.planning import DEPLOY, TEARDOWN, Plan, ignore, plan
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

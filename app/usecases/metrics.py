@@ -14,8 +14,8 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from app.adapters.jobqueue import JobQueue
 from app.db import database
-from app.jobqueue import JobQueue
 from app.models import Deployment, PreviewState, WebhookDelivery
 from app.models import Preview as PreviewModel
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from app import pipeline
 from app.db import database, utcnow
+from app.domain.planning import DEPLOY, TEARDOWN
 from app.models import DeliveryOutcome, Event, WebhookDelivery
-from app.planning import DEPLOY, TEARDOWN
+from app.usecases import pipeline
 
 log = logging.getLogger(__name__)
 

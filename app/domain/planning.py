@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from app.gitea_events import DeleteEvent, GiteaEvent, PullRequestEvent, PushEvent
+from app.domain.gitea_events import DeleteEvent, GiteaEvent, PullRequestEvent, PushEvent
 from app.settings import Settings
 
 DEPLOY = "deploy"

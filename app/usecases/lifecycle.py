@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from app import intake
+from app.adapters.jobqueue import JobQueue
+from app.adapters.kube import Kube
 from app.db import database, utcnow
-from app.jobqueue import JobQueue
-from app.kube import Kube
-from app.manifests import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
+from app.domain.manifests import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
 from app.models import Event, Preview, PreviewState
 from app.settings import Settings
+from app.usecases import intake
 
 if TYPE_CHECKING:
-    from app.pipeline import Services
+    from app.usecases.pipeline import Services
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Adapters: one small module per external system (Kubernetes, Gitea, the job queue)."""

@@ -1,0 +1,1 @@
+"""The domain: pure functions and types, no I/O (events, plans, names, manifests, credentials)."""

@@ -1,0 +1,1 @@
+"""Use cases: what the service does, called by the HTTP handlers, the jobs and the CLI."""
