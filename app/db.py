@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import urlparse
 
@@ -33,3 +36,22 @@ def open_database(url: str) -> peewee.Database:
         db = connect(url.replace("postgres://", "postgresql://", 1))
     database.initialize(db)
     return db
+
+
+@contextlib.contextmanager
+def exclusive(lock_name: str) -> Iterator[None]:
+    """A transaction that no other process runs at the same time under the same `lock_name`.
+
+    PostgreSQL: a transaction-scoped advisory lock, keyed by the name. SQLite: the
+    database's write lock taken up front (BEGIN IMMEDIATE), which serialises every
+    writer anyway. Either way the lock goes with the transaction's end, whatever happens.
+    """
+    db = database.obj
+    if isinstance(db, peewee.PostgresqlDatabase):
+        key = int.from_bytes(hashlib.sha256(lock_name.encode()).digest()[:8], "big", signed=True)
+        with db.atomic():
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (key,))
+            yield
+    else:
+        with db.atomic(lock_type="IMMEDIATE"):
+            yield

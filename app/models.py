@@ -26,6 +26,8 @@ class BaseModel(peewee.Model):
     class Meta:
         database = database
         legacy_table_names = False
+        # A save writes only the fields this copy changed, never stale values of the others.
+        only_save_dirty = True
 
 
 class PreviewState:
@@ -40,6 +42,9 @@ class PreviewState:
     ALL = (QUEUED, BUILDING, DEPLOYING, READY, FAILED, DELETING, DELETED)
     # States in which the preview holds (or is about to hold) cluster resources.
     ACTIVE = (QUEUED, BUILDING, DEPLOYING, READY, FAILED)
+    # A deploy is wanted and has not concluded yet.
+    DEPLOYING_STATES = (QUEUED, BUILDING, DEPLOYING)
+    GONE = (DELETING, DELETED)
 
 
 class Repository(BaseModel):
@@ -74,7 +79,10 @@ class Preview(BaseModel):
     state = peewee.CharField(max_length=16, default=PreviewState.QUEUED, index=True)
     approved = peewee.BooleanField(default=False)
     pinned = peewee.BooleanField(default=False)  # PR label preview:keep: never expires
-    waiting_since = peewee.DateTimeField(null=True, index=True)  # waiting for a free slot
+    waiting_since = peewee.DateTimeField(null=True, index=True)  # in line for a slot since
+    holds_slot = peewee.BooleanField(default=False, index=True)  # counts against MAX_ACTIVE_PREVIEWS
+    lease_owner = peewee.CharField(max_length=128, null=True)  # the worker acting on it now
+    lease_expires_at = peewee.DateTimeField(null=True)
     slug = peewee.CharField(max_length=63, null=True)
     namespace = peewee.CharField(max_length=63, null=True)
     url = peewee.CharField(max_length=1024, null=True)
@@ -111,11 +119,8 @@ class Preview(BaseModel):
 
     @classmethod
     def active(cls) -> peewee.ModelSelect:
-        """Previews holding (or about to hold) cluster resources: what MAX_ACTIVE_PREVIEWS counts."""
-        holding = (PreviewState.BUILDING, PreviewState.DEPLOYING, PreviewState.READY, PreviewState.FAILED)
-        return cls.select().where(
-            cls.state.in_(holding) | ((cls.state == PreviewState.QUEUED) & cls.waiting_since.is_null())
-        )
+        """Previews holding a slot: what MAX_ACTIVE_PREVIEWS counts."""
+        return cls.select().where(cls.holds_slot == True)  # noqa: E712
 
     @classmethod
     def expired(cls, now: datetime) -> peewee.ModelSelect:
@@ -125,24 +130,69 @@ class Preview(BaseModel):
 
     @classmethod
     def waiting(cls) -> peewee.ModelSelect:
+        """Previews in line for a slot, first come first served."""
         return (
             cls.select()
-            .where((cls.state == PreviewState.QUEUED) & cls.waiting_since.is_null(False))
+            .where((cls.state == PreviewState.QUEUED) & (cls.holds_slot == False) & cls.waiting_since.is_null(False))  # noqa: E712
             .order_by(cls.waiting_since, cls.id)
         )
 
     @classmethod
-    def stuck(cls, before: datetime) -> peewee.ModelSelect:
-        """In a transitional state, untouched since `before`: its worker probably died."""
+    def stuck(cls, before: datetime, now: datetime) -> peewee.ModelSelect:
+        """In a transitional state with nobody working on it: its worker's lease expired,
+        or (no lease at all: the job was lost) untouched since `before`. Not those in line."""
         transitional = (PreviewState.QUEUED, PreviewState.BUILDING, PreviewState.DEPLOYING, PreviewState.DELETING)
-        return cls.select().where(cls.state.in_(transitional) & (cls.updated_at < before) & cls.waiting_since.is_null())
+        lease_expired = cls.lease_owner.is_null(False) & (cls.lease_expires_at < now)
+        forgotten = cls.lease_owner.is_null() & (cls.updated_at < before)
+        in_line = (cls.state == PreviewState.QUEUED) & (cls.holds_slot == False)  # noqa: E712
+        return cls.select().where(cls.state.in_(transitional) & (lease_expired | forgotten) & ~in_line)
 
-    def set_state(self, state: str, now: datetime | None = None) -> None:
-        if state not in PreviewState.ALL:
-            raise ValueError(f"unknown preview state {state!r}")
-        self.state = state
-        self.updated_at = now or utcnow()
-        self.save()
+    @classmethod
+    def change(
+        cls,
+        preview_id: int,
+        *,
+        sha: str | None = None,
+        states: tuple[str, ...] | None = None,
+        owner: str | None = None,
+        also: peewee.Expression | None = None,
+        now: datetime | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Compare-and-set: write `fields` only if the row still wants `sha`, is in one of
+        `states` and is leased by `owner`, as the writer believed. True when it took; False
+        means someone else moved it. `also` adds a condition of the caller's."""
+        if "state" in fields and fields["state"] not in PreviewState.ALL:
+            raise ValueError(f"unknown preview state {fields['state']!r}")
+        query = cls.update(updated_at=now or utcnow(), **fields).where(cls.id == preview_id)
+        if sha is not None:
+            query = query.where(cls.head_sha == sha)
+        if states is not None:
+            query = query.where(cls.state.in_(states))
+        if owner is not None:
+            query = query.where(cls.lease_owner == owner)
+        if also is not None:
+            query = query.where(also)
+        return query.execute() == 1
+
+    # --- the lease: one worker acts on a preview at a time ---------------------------
+
+    @classmethod
+    def take_lease(cls, preview_id: int, owner: str, until: datetime, now: datetime) -> bool:
+        free = cls.lease_owner.is_null() | (cls.lease_expires_at < now) | (cls.lease_owner == owner)
+        taken = cls.update(lease_owner=owner, lease_expires_at=until).where((cls.id == preview_id) & free)
+        return taken.execute() == 1
+
+    @classmethod
+    def renew_lease(cls, preview_id: int, owner: str, until: datetime) -> bool:
+        renewed = cls.update(lease_expires_at=until).where((cls.id == preview_id) & (cls.lease_owner == owner))
+        return renewed.execute() == 1
+
+    @classmethod
+    def release_lease(cls, preview_id: int, owner: str) -> None:
+        cls.update(lease_owner=None, lease_expires_at=None).where(
+            (cls.id == preview_id) & (cls.lease_owner == owner)
+        ).execute()
 
 
 class Deployment(BaseModel):

@@ -1,22 +1,40 @@
-"""Shared start-up for web, worker and scheduler: logging, database, queue."""
+"""What every process shares: the adapters the use cases run with (`Services`), the
+names of the jobs they queue, and the start-up of logging, database and queue."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import peewee
-from flask import Flask
 
 from app.adapters.gitea import Gitea
 from app.adapters.jobqueue import JobQueue
 from app.adapters.kube import Kube, load_configuration
 from app.db import database, open_database
 from app.settings import Settings
-from app.usecases.pipeline import Services
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+# The jobs, by dotted path (the app does not import the workers package).
+PROCESS_DELIVERY_JOB = "workers.jobs.process_delivery"
+DEPLOY_JOB = "workers.jobs.deploy_preview"
+TEARDOWN_JOB = "workers.jobs.teardown_preview"
+REPORT_JOB = "workers.jobs.report_preview"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    kube: Kube
+    gitea: Gitea | None = None
+    queue: JobQueue | None = None
 
 
 def configure_logging() -> None:

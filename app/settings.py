@@ -29,6 +29,8 @@ def parse_duration(text: str) -> timedelta:
     """Parse durations such as `168h`, `90m`, `1d12h` or a bare number of seconds."""
     text = text.strip().lower()
     if text.isdigit():
+        if int(text) == 0:
+            raise ValueError("a duration must be positive")
         return timedelta(seconds=int(text))
     parts = _DURATION_PART.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
@@ -128,12 +130,18 @@ class Settings:
     gitea_webhook_secret: str | None = dataclasses.field(default=None, repr=False)
     preview_domain: str = "preview.localhost"
     preview_ttl: timedelta = timedelta(hours=168)
+    # A preview whose deploy failed still holds a namespace and a slot: it goes sooner.
+    failed_preview_ttl: timedelta = timedelta(hours=24)
     preview_registry: str | None = None
     kubeconfig: str | None = None
     max_active_previews: int | None = None
     api_tokens: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     task_branch_patterns: tuple[str, ...] = ("task/*",)
     queue_name: str = "previews"
+    # One worker acts on a preview at a time: it holds a lease this long, renewed while it works,
+    # so the work of a worker that died resumes about this long after.
+    lease_ttl: timedelta = timedelta(seconds=60)
+    scheduler_interval: timedelta = timedelta(seconds=15)
     max_webhook_bytes: int = 5 * 1024 * 1024
     # Where this service is reachable: links to its own page for a preview.
     public_url: str = "http://127.0.0.1:8000"
@@ -185,6 +193,9 @@ class Settings:
         maybe_set("gitea_webhook_secret", "GITEA_WEBHOOK_SECRET")
         maybe_set("preview_domain", "PREVIEW_DOMAIN", _domain)
         maybe_set("preview_ttl", "PREVIEW_TTL", parse_duration)
+        maybe_set("failed_preview_ttl", "FAILED_PREVIEW_TTL", parse_duration)
+        maybe_set("lease_ttl", "PREVIEW_LEASE_TTL", parse_duration)
+        maybe_set("scheduler_interval", "SCHEDULER_INTERVAL", parse_duration)
         maybe_set("preview_registry", "PREVIEW_REGISTRY")
         maybe_set("kubeconfig", "KUBECONFIG")
         maybe_set("max_active_previews", "MAX_ACTIVE_PREVIEWS", _positive_int)

@@ -145,7 +145,7 @@ def services(app, kube_settings):
     """The pipeline's adapters, on the real control plane; Gitea is left out unless a test adds it."""
     from app.adapters.jobqueue import JobQueue
     from app.adapters.kube import Kube, load_configuration
-    from app.usecases.pipeline import Services
+    from app.runtime import Services
 
     kube = Kube(load_configuration(kube_settings.kubeconfig))
     yield Services(

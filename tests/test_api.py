@@ -9,9 +9,7 @@ from app.adapters.gitea import Gitea
 from app.db import database, utcnow
 from app.models import Deployment, Event, Preview, PreviewState, Repository
 from tests.gitea_repo import create_repository
-
-TOKEN = "api-token-" + "x" * 16
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from tests.helpers import AUTH, TOKEN
 
 
 @pytest.fixture
@@ -157,7 +155,9 @@ def test_metrics_report_previews_deliveries_and_queue(client, db):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (None, "the body must be a JSON object"),
+        ("nope", "the body is not valid JSON"),
+        ("[1, 2]", "the body must be a JSON object"),
+        ("[" * 100_000 + "]" * 100_000, "the body is not valid JSON"),  # nested past the parser's recursion limit
         ({"repository": "shop", "branch": "x"}, "repository must be owner/name"),
         ({"repository": "a/b"}, "give exactly one of branch or pr_number"),
         ({"repository": "a/b", "branch": "x", "pr_number": 1}, "give exactly one of branch or pr_number"),
@@ -167,10 +167,24 @@ def test_metrics_report_previews_deliveries_and_queue(client, db):
 )
 def test_bad_trigger_requests_are_400_and_change_nothing(client, db, body, message):
     response = (
-        client.post("/api/previews", headers=AUTH, json=body)
-        if body
-        else client.post("/api/previews", headers=AUTH, data="nope")
+        client.post("/api/previews", headers=AUTH, data=body, content_type="application/json")
+        if isinstance(body, str)
+        else client.post("/api/previews", headers=AUTH, json=body)
     )
+    assert response.status_code == 400 and response.json == {"error": message}
+    assert Preview.select().count() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[1]", "the body must be a JSON object"),
+        ('{"repository": 5}', "repository must be owner/name"),
+        ("{" * 10, "the body is not valid JSON"),
+    ],
+)
+def test_bad_task_trigger_bodies_are_400_and_change_nothing(client, db, body, message):
+    response = client.post("/api/tasks/t1/preview", headers=AUTH, data=body, content_type="application/json")
     assert response.status_code == 400 and response.json == {"error": message}
     assert Preview.select().count() == 0
 

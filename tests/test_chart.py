@@ -9,10 +9,10 @@ from kubernetes import client as k8s
 
 from app.adapters.kube import Kube
 from app.models import PreviewState
+from tests.helpers import deliver, run, the_preview
 from tests.kube.controlplane import binary
 from tests.kube.waiting import unique_name
 from tests.service_processes import ROOT
-from tests.test_pipeline import deliver, run, the_preview
 
 pytestmark = pytest.mark.kube
 CHART = ROOT / "charts" / "gitea-previews"

@@ -120,7 +120,10 @@ def test_close_then_reopen_gives_a_fresh_preview(repo, kube_api):
 def test_a_task_branch_without_a_pr_gets_a_preview_until_deleted(repo, kube_api):
     sha = repo.commit("task/add-search", {"search.txt": "s"}, "Search")
     namespace = namespace_of(success_status(repo, sha))
-    assert namespace.startswith("preview-")
+    # The link leads to the namespace the service made for this branch at this commit.
+    annotations = k8s.CoreV1Api(kube_api).read_namespace(namespace).metadata.annotations
+    assert annotations["previews.gitea.io/branch"] == "task/add-search"
+    assert annotations["previews.gitea.io/head-sha"] == sha
     repo.delete_branch("task/add-search")
     eventually(lambda: namespace_gone(kube_api, namespace), timeout=120, what="namespace deleted with the branch")
 

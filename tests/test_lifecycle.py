@@ -10,8 +10,8 @@ from app.db import database, utcnow
 from app.domain.manifests import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
 from app.models import Preview, PreviewState
 from app.usecases import lifecycle, pipeline
+from tests.helpers import deliver, run, run_worker
 from tests.kube.waiting import eventually, namespace_gone, unique_name
-from tests.test_pipeline import deliver, run
 
 pytestmark = pytest.mark.kube
 
@@ -34,7 +34,6 @@ def queued(services, prefix):
 
 def run_queued_jobs(services):
     """Run what the scheduler queued, in a worker process, as production would."""
-    from tests.test_webhooks import run_worker
 
     run_worker(services.settings)
 
@@ -128,11 +127,22 @@ def test_a_preview_whose_namespace_vanished_is_marked(client, services, kube_api
     assert preview().state == PreviewState.DELETED
 
 
-def test_a_preview_stuck_mid_deploy_is_resumed(client, services):
+@pytest.mark.parametrize("how", ["lease expired", "job lost"])
+def test_a_preview_stuck_mid_deploy_is_resumed(client, services, how):
     accepted = deliver(client, "pull_request_opened", "pull_request")
     stuck = preview()
-    with database.connection_context():  # as if its worker had died while deploying
-        stuck.set_state(PreviewState.DEPLOYING, utcnow() - timedelta(hours=2))
+    with database.connection_context():
+        if how == "lease expired":  # its worker died while deploying: it stopped renewing
+            Preview.change(
+                stuck.id,
+                state=PreviewState.DEPLOYING,
+                holds_slot=True,
+                lease_owner="a-dead-worker",
+                lease_expires_at=utcnow() - timedelta(seconds=1),
+            )
+        else:  # no lease and no progress for longer than any run: its job never ran
+            Preview.change(stuck.id, now=utcnow() - timedelta(hours=2), state=PreviewState.DEPLOYING, holds_slot=True)
+        assert lifecycle.run_pass(services, dry_run=True)["resumed"] == [stuck.id]
     summary = lifecycle.run_pass(services)
     assert summary["resumed"] == [stuck.id]
     assert lifecycle.run_pass(services)["resumed"] == []  # once per stall

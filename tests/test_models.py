@@ -71,11 +71,11 @@ def test_open_pr_for_branch_ignores_deleted_previews_and_branch_previews(db):
     assert Preview.open_pr_for_branch(repository, "task/x") is None
     pr = _preview(repository, key="acme/shop#5", pr_number=5, branch="task/x")
     assert Preview.open_pr_for_branch(repository, "task/x") == pr
-    pr.set_state(PreviewState.DELETED)
+    Preview.change(pr.id, state=PreviewState.DELETED)
     assert Preview.open_pr_for_branch(repository, "task/x") is None
 
 
-def test_set_state_rejects_unknown_states(db):
+def test_change_rejects_unknown_states(db):
     preview = _preview(_repository())
     with pytest.raises(ValueError):
-        preview.set_state("bogus")
+        Preview.change(preview.id, state="bogus")

@@ -9,9 +9,10 @@ from passlib.hash import apr_md5_crypt
 
 from app.db import database
 from app.domain.manifests import LABEL_PREVIEW_ID
-from app.models import Deployment, Event, Preview, PreviewState, Repository, WebhookDelivery
-from app.usecases import deliveries, pipeline
-from tests.factories import payload, webhook_request, with_changes
+from app.models import Deployment, Event, Preview, PreviewState, WebhookDelivery
+from app.usecases import pipeline
+from tests.factories import payload
+from tests.helpers import AUTH, TOKEN, configure_repository, deliver, run, run_worker, the_preview, worker_env
 from tests.kube.controlplane import BEHAVIOUR_LABEL
 from tests.kube.waiting import eventually, namespace_gone
 
@@ -27,30 +28,6 @@ def database_url(postgres_server):
 
 
 SHA_B = "9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b"
-
-
-def deliver(client_, name, kind, **changes):
-    body = with_changes(payload(name), **changes) if changes else payload(name)
-    response = client_.post("/webhooks/gitea", **webhook_request(body, kind))
-    assert response.status_code == 202, response.json
-    return response.json
-
-
-def run(services, delivery_id):
-    with database.connection_context():
-        return deliveries.process_delivery(services, delivery_id)
-
-
-def configure_repository(**options):
-    with database.connection_context():
-        repository = Repository.get()
-        repository.settings = {**(repository.settings or {}), **options}
-        repository.save()
-
-
-def the_preview():
-    with database.connection_context():
-        return Preview.get()
 
 
 def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api):
@@ -138,7 +115,6 @@ def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api)
 
 
 def test_the_api_hands_out_the_credentials_of_a_live_preview(client, app, services):
-    from tests.test_api import AUTH, TOKEN
 
     app.extensions["preview.services"] = lambda: services
     app.extensions["preview.settings"] = app.extensions["preview.settings"].replace(api_tokens=(TOKEN,))
@@ -213,10 +189,10 @@ def test_a_failing_build_is_reported_with_its_reason(client, services):
     selector = f"{LABEL_PREVIEW_ID}={preview.id}"
     [first_job] = services.kube.list_jobs(services.settings.build_namespace, selector)
     with database.connection_context():
-        preview.set_state(PreviewState.QUEUED)
+        Preview.change(preview.id, state=PreviewState.QUEUED)
         assert pipeline.deploy(services, preview.id, preview.head_sha) == "failed"
     [second_job] = services.kube.list_jobs(services.settings.build_namespace, selector)
-    assert second_job.metadata.uid != first_job.metadata.uid
+    assert second_job.uid != first_job.uid
 
 
 @pytest.mark.parametrize(
@@ -285,7 +261,7 @@ def test_a_redeploy_after_a_crash_creates_no_duplicates(client, services, kube_a
     preview = the_preview()
     # As if the worker had died after applying everything but before recording it.
     with database.connection_context():
-        preview.set_state(PreviewState.DEPLOYING)
+        Preview.change(preview.id, state=PreviewState.DEPLOYING)
     assert pipeline.deploy(services, preview.id, preview.head_sha) == "ready"
     apps = k8s.AppsV1Api(kube_api)
     assert len(apps.list_namespaced_deployment(preview.namespace).items) == 1
@@ -326,7 +302,6 @@ def test_a_worker_killed_mid_deploy_and_started_again_ends_ready_without_duplica
 
     from app.db import utcnow
     from app.usecases import lifecycle
-    from tests.test_webhooks import run_worker, worker_env
 
     accepted = deliver(client, "pull_request_opened", "pull_request")
     configure_repository(build_pod_labels={BEHAVIOUR_LABEL: "never-ready"})  # the build hangs until we intervene

@@ -46,6 +46,14 @@ def test_values_are_coerced():
         ("PREVIEW_DOMAIN", "under_score.example"),
         ("PREVIEW_TTL", "a week"),
         ("PREVIEW_TTL", "0h"),
+        ("PREVIEW_TTL", "0"),
+        ("PREVIEW_TTL", "-5"),
+        ("FAILED_PREVIEW_TTL", "0"),
+        ("FAILED_PREVIEW_TTL", "-1h"),
+        ("PREVIEW_LEASE_TTL", "0s"),
+        ("SCHEDULER_INTERVAL", "0"),
+        ("BUILD_TIMEOUT", "0m"),
+        ("ROLLOUT_TIMEOUT", "0"),
         ("MAX_ACTIVE_PREVIEWS", "0"),
         ("MAX_ACTIVE_PREVIEWS", "many"),
         ("API_TOKENS", "short"),
@@ -77,7 +85,7 @@ def test_parse_duration(text, expected):
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "h", "1h30", "-1h", "1w"])
+@pytest.mark.parametrize("text", ["", "h", "1h30", "-1h", "1w", "0", "0s", "0d0h"])
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError):
         parse_duration(text)

@@ -1,9 +1,6 @@
 """POST /webhooks/gitea against real Redis and each database."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -14,6 +11,7 @@ from app.db import database
 from app.models import DeliveryOutcome, Event, Preview, PreviewState, WebhookDelivery
 from app.usecases import lifecycle
 from tests.factories import payload, webhook_request, with_changes
+from tests.helpers import run_worker
 
 URL = "/webhooks/gitea"
 
@@ -30,29 +28,6 @@ def queued_job_ids(settings):
 def deliveries():
     with database.connection_context():
         return list(WebhookDelivery.select().order_by(WebhookDelivery.id))
-
-
-def worker_env(settings):
-    """The environment a worker process needs to run against the test's settings."""
-    return dict(
-        os.environ,
-        DATABASE_URL=settings.database_url,
-        REDIS_URL=settings.redis_url,
-        PREVIEW_QUEUE=settings.queue_name,
-        KUBECONFIG=settings.kubeconfig,
-        PREVIEW_REGISTRY=settings.preview_registry,
-        BUILD_NAMESPACE=settings.build_namespace,
-    )
-
-
-def run_worker(settings):
-    subprocess.run(
-        [sys.executable, "-m", "workers.worker", "--burst"],
-        env=worker_env(settings),
-        check=True,
-        timeout=120,
-        capture_output=True,
-    )
 
 
 def test_signed_task_branch_push_is_stored_planned_and_queued(client, settings):
@@ -78,8 +53,8 @@ def test_signed_task_branch_push_is_stored_planned_and_queued(client, settings):
 
 @pytest.mark.parametrize(
     "signing",
-    [{"secret": None}, {"secret": "wrong-secret"}, "empty", "tampered"],
-    ids=["unsigned", "wrong-secret", "empty-signature", "tampered-body"],
+    [{"secret": None}, {"secret": "wrong-secret"}, "empty", "tampered", "non-ascii"],
+    ids=["unsigned", "wrong-secret", "empty-signature", "tampered-body", "non-ascii-signature"],
 )
 def test_bad_signatures_are_refused_and_nothing_is_stored(client, settings, signing):
     request = webhook_request(
@@ -87,6 +62,8 @@ def test_bad_signatures_are_refused_and_nothing_is_stored(client, settings, sign
     )
     if signing == "empty":
         request["headers"]["X-Gitea-Signature"] = ""
+    if signing == "non-ascii":
+        request["headers"]["X-Gitea-Signature"] = "é" * 64
     if signing == "tampered":
         request["data"] = request["data"].replace(b'"number": 12', b'"number": 13')
     response = client.post(URL, **request)
@@ -107,6 +84,7 @@ def test_oversized_body_is_refused(client):
     [
         (b"{not json", "the body is not valid JSON"),
         (b"[]", "the body is not a JSON object"),
+        (b"[" * 100_000 + b"]" * 100_000, "the body is not valid JSON"),  # past the parser's recursion limit
         (
             json.dumps(with_changes(payload("pull_request_opened"), **{"pull_request.head": None})).encode(),
             "missing field pull_request.head.ref",

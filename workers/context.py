@@ -8,8 +8,8 @@ import peewee
 
 from app import runtime
 from app.adapters.jobqueue import JobQueue
+from app.runtime import Services
 from app.settings import Settings
-from app.usecases.pipeline import Services
 
 
 @cache

@@ -19,8 +19,6 @@ from workers.context import services, started
 
 log = logging.getLogger(__name__)
 
-INTERVAL_SECONDS = 15  # a TTL is acted on within this, well inside a minute
-
 
 def _count(value: Any) -> str:
     if isinstance(value, lifecycle.OrphanReport):
@@ -30,7 +28,7 @@ def _count(value: Any) -> str:
 
 def main(stop: threading.Event | None = None) -> None:
     runtime.configure_logging()
-    started()
+    settings, _, _ = started()
     context = services()
     stop = stop or threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -39,7 +37,7 @@ def main(stop: threading.Event | None = None) -> None:
         assert context.queue is not None
         metrics.record_sweep(context.queue, lifecycle.removed_counts(summary))
         log.info("scheduler pass %s", " ".join(f"{k}={_count(v)}" for k, v in summary.items()))
-        stop.wait(INTERVAL_SECONDS)
+        stop.wait(settings.scheduler_interval.total_seconds())
 
 
 if __name__ == "__main__":

@@ -32,6 +32,12 @@ def _repo_path(repository: str) -> str:
     return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
 
 
+def _field(answer: Any, name: str) -> Any:
+    if not isinstance(answer, dict) or name not in answer:
+        raise GiteaError(f"Gitea's answer has no {name!r}")
+    return answer[name]
+
+
 class Gitea:
     def __init__(
         self, base_url: str, token: str | None, timeout: float = 10.0, session: requests.Session | None = None
@@ -57,9 +63,17 @@ class Gitea:
             raise GiteaError(f"{method} {path}: {response.status_code} {message}".strip(), response.status_code)
         return response
 
+    def _json(self, method: str, path: str, expect: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
+        """The answer's JSON; an answer that is not JSON is a GiteaError like any other failure."""
+        response = self._request(method, path, expect=expect, **kwargs)
+        try:
+            return response.json()
+        except ValueError as error:
+            raise GiteaError(f"{method} {path}: the answer is not JSON", response.status_code) from error
+
     def current_login(self) -> str:
         if self._login is None:
-            self._login = self._request("GET", "/user").json()["login"]
+            self._login = str(_field(self._json("GET", "/user"), "login"))
         return self._login
 
     def set_status(
@@ -76,10 +90,13 @@ class Gitea:
         body = {"state": state, "description": description[:DESCRIPTION_MAX], "context": context}
         if target_url:
             body["target_url"] = target_url
-        return self._request("POST", f"{_repo_path(repository)}/statuses/{sha}", expect=(200, 201), json=body).json()
+        return self._json("POST", f"{_repo_path(repository)}/statuses/{sha}", expect=(200, 201), json=body)
 
     def comments(self, repository: str, number: int) -> list[dict[str, Any]]:
-        return self._request("GET", f"{_repo_path(repository)}/issues/{number}/comments").json()
+        comments = self._json("GET", f"{_repo_path(repository)}/issues/{number}/comments")
+        if not isinstance(comments, list):
+            raise GiteaError(f"GET comments of {repository}#{number}: expected a list")
+        return comments
 
     def find_comment(self, repository: str, number: int, marker: str) -> dict[str, Any] | None:
         """Our comment on the PR: it carries `marker` and was written by the token's user."""
@@ -100,10 +117,10 @@ class Gitea:
                     "PATCH", f"{_repo_path(repository)}/issues/comments/{existing['id']}", json={"body": body}
                 )
             return int(existing["id"])
-        created = self._request(
+        created = self._json(
             "POST", f"{_repo_path(repository)}/issues/{number}/comments", expect=(201,), json={"body": body}
         )
-        return int(created.json()["id"])
+        return int(_field(created, "id"))
 
     def branch_head(self, repository: str, branch: str) -> str | None:
         """The head commit of `branch`, or None when there is no such branch."""
@@ -112,12 +129,26 @@ class Gitea:
         )
         if response.status_code == 404:
             return None
-        return response.json()["commit"]["id"]
+        try:
+            return str(response.json()["commit"]["id"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise GiteaError(f"GET branch {branch!r} of {repository}: unexpected answer") from error
 
     def pull_request(self, repository: str, number: int) -> dict[str, Any] | None:
-        response = self._request("GET", f"{_repo_path(repository)}/pulls/{number}", expect=(200, 404))
-        return None if response.status_code == 404 else response.json()
+        return self._json_or_none(f"{_repo_path(repository)}/pulls/{number}")
 
     def repository(self, repository: str) -> dict[str, Any] | None:
-        response = self._request("GET", _repo_path(repository), expect=(200, 404))
-        return None if response.status_code == 404 else response.json()
+        return self._json_or_none(_repo_path(repository))
+
+    def _json_or_none(self, path: str) -> dict[str, Any] | None:
+        """GET an object; None when Gitea says 404."""
+        response = self._request("GET", path, expect=(200, 404))
+        if response.status_code == 404:
+            return None
+        try:
+            found = response.json()
+        except ValueError as error:
+            raise GiteaError(f"GET {path}: the answer is not JSON", response.status_code) from error
+        if not isinstance(found, dict):
+            raise GiteaError(f"GET {path}: expected an object")
+        return found

@@ -7,6 +7,7 @@ app does not import the workers package.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import redis
 from rq import Queue, Retry
@@ -45,6 +46,27 @@ class JobQueue:
             )
         except DuplicateJobError:
             log.info("job already queued job_id=%s", job_id)
+            return False
+        except redis.RedisError as error:
+            raise QueueUnavailable(str(error)) from error
+        return True
+
+    def enqueue_in(self, seconds: float, func: str, *args: object, job_id: str, timeout: int = 3600) -> bool:
+        """Queue `func(*args)` to run in `seconds` (the workers' scheduler moves it onto the queue).
+        False when that job id exists already."""
+        try:
+            self.queue.enqueue_in(
+                timedelta(seconds=seconds),
+                func,
+                *args,
+                job_id=job_id,
+                unique=True,
+                job_timeout=timeout,
+                retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
+                result_ttl=86400,
+                failure_ttl=7 * 86400,
+            )
+        except DuplicateJobError:
             return False
         except redis.RedisError as error:
             raise QueueUnavailable(str(error)) from error

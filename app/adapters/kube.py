@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
@@ -59,8 +61,23 @@ _CLIENT_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
 
 
 @dataclass(frozen=True)
+class JobInfo:
+    name: str
+    uid: str
+    state: str | None  # complete | failed | None while running
+
+
+@dataclass(frozen=True)
+class NamespaceInfo:
+    name: str
+    labels: dict[str, str]
+    created_at: datetime | None  # naive UTC, like the database's
+    terminating: bool
+
+
+@dataclass(frozen=True)
 class JobOutcome:
-    state: str  # complete | failed | missing | timeout
+    state: str  # complete | failed | missing | timeout | stopped
     message: str = ""  # the pod's termination message (kaniko writes the digest there)
     reason: str = ""
 
@@ -68,9 +85,12 @@ class JobOutcome:
 @dataclass(frozen=True)
 class RolloutOutcome:
     ready: bool
-    reason: str = ""  # image-pull | crash-loop | out-of-memory | unschedulable | quota | timeout
+    reason: str = ""  # image-pull | crash-loop | out-of-memory | unschedulable | quota | timeout | stopped
     message: str = ""
 
+
+# How often a wait asks its caller whether to stop (a newer commit, a lost lease).
+STOP_CHECK_SECONDS = 5
 
 # Container waiting reasons that will not fix themselves while we wait.
 _IMAGE_PULL = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
@@ -205,17 +225,27 @@ class Kube:
             raise _error(f"read namespace {name}", error) from error
         return True
 
-    def list_namespaces(self, label_selector: str) -> list[Any]:
+    def list_namespaces(self, label_selector: str) -> list[NamespaceInfo]:
         try:
-            return self.core.list_namespace(label_selector=label_selector, _request_timeout=self.timeout).items
+            found = self.core.list_namespace(label_selector=label_selector, _request_timeout=self.timeout).items
         except _CLIENT_ERRORS as error:
             raise _error("list namespaces", error) from error
+        return [
+            NamespaceInfo(
+                name=ns.metadata.name,
+                labels=dict(ns.metadata.labels or {}),
+                created_at=_naive_utc(ns.metadata.creation_timestamp),
+                terminating=ns.metadata.deletion_timestamp is not None,
+            )
+            for ns in found
+        ]
 
-    def list_jobs(self, namespace: str, label_selector: str) -> list[Any]:
+    def list_jobs(self, namespace: str, label_selector: str) -> list[JobInfo]:
         try:
-            return self.batch.list_namespaced_job(
+            found = self.batch.list_namespaced_job(
                 namespace, label_selector=label_selector, _request_timeout=self.timeout
             ).items
+            return [JobInfo(job.metadata.name, job.metadata.uid, job_state(job)) for job in found]
         except ApiException as error:
             if error.status == 404:
                 return []
@@ -282,18 +312,23 @@ class Kube:
                 return (terminated.message or "").strip(), terminated.reason or ""
         return "", ""
 
-    def wait_for_job(self, namespace: str, name: str, timeout: float) -> JobOutcome:
-        """Watch a Job until it completes or fails, disappears, or `timeout` seconds pass."""
+    def wait_for_job(
+        self, namespace: str, name: str, timeout: float, should_stop: Callable[[], bool] | None = None
+    ) -> JobOutcome:
+        """Watch a Job until it completes or fails, disappears, `timeout` seconds pass, or
+        `should_stop()` (asked every few seconds) says the result is no longer wanted."""
         deadline = time.monotonic() + timeout
         try:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return JobOutcome("timeout", reason="timeout")
+                if should_stop is not None and should_stop():
+                    return JobOutcome("stopped", reason="stopped")
                 jobs = self._list_named(self.batch.list_namespaced_job, name, namespace)
                 state = job_state(jobs.items[0]) if jobs.items else "missing"
                 if state is None:
-                    window = min(remaining, 60)
+                    window = min(remaining, STOP_CHECK_SECONDS if should_stop else 60)
                     stream = self._watch_named(self.batch.list_namespaced_job, name, jobs, window, namespace)
                     for event in stream:
                         state = "missing" if event["type"] == "DELETED" else job_state(event["object"])
@@ -325,15 +360,20 @@ class Kube:
 
     # --- rollout -----------------------------------------------------------------
 
-    def wait_for_rollout(self, namespace: str, name: str, timeout: float) -> RolloutOutcome:
+    def wait_for_rollout(
+        self, namespace: str, name: str, timeout: float, should_stop: Callable[[], bool] | None = None
+    ) -> RolloutOutcome:
         """Watch a Deployment until its newest revision is available, or say why it is not.
 
         Between watch windows the pods are checked, so an image that cannot be
-        pulled or a crash loop ends the wait early instead of at the deadline.
+        pulled or a crash loop ends the wait early instead of at the deadline, and
+        `should_stop()` is asked whether the rollout still matters.
         """
         deadline = time.monotonic() + timeout
         try:
             while True:
+                if should_stop is not None and should_stop():
+                    return RolloutOutcome(False, "stopped", "no longer wanted")
                 deployment = self.apps.read_namespaced_deployment(name, namespace, _request_timeout=self.timeout)
                 if _rolled_out(deployment):
                     return RolloutOutcome(True)
@@ -344,7 +384,7 @@ class Kube:
                 if remaining <= 0:
                     return stuck if stuck else RolloutOutcome(False, "timeout", f"not available after {timeout:.0f} s")
                 # Short windows: the pods are diagnosed between them.
-                window = min(remaining, 5)
+                window = min(remaining, STOP_CHECK_SECONDS)
                 stream = self._watch_named(self.apps.list_namespaced_deployment, name, deployment, window, namespace)
                 for event in stream:
                     if event["type"] != "DELETED" and _rolled_out(event["object"]):
@@ -384,6 +424,12 @@ class Kube:
         if not pods:
             return RolloutOutcome(False, "pending", "no pods yet")
         return None
+
+
+def _naive_utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def _conditions(obj: Any) -> list[Any]:

@@ -14,4 +14,6 @@ def signature_matches(secret: str, body: bytes, signature: str | None) -> bool:
     """Compare in constant time; an empty or missing signature never matches."""
     if not signature:
         return False
-    return hmac.compare_digest(sign(secret, body), signature.strip().lower())
+    # Bytes, so that a header with non-ASCII characters is simply a mismatch.
+    given = signature.strip().lower().encode("utf-8", errors="replace")
+    return hmac.compare_digest(sign(secret, body).encode(), given)

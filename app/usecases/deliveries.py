@@ -7,6 +7,7 @@ import logging
 from app.db import database, utcnow
 from app.domain.planning import DEPLOY, TEARDOWN
 from app.models import DeliveryOutcome, Event, WebhookDelivery
+from app.runtime import Services
 from app.usecases import pipeline
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ def _newer_delivery_exists(delivery: WebhookDelivery) -> bool:
     )
 
 
-def process_delivery(services: pipeline.Services, delivery_id: int) -> str:
+def process_delivery(services: Services, delivery_id: int) -> str:
     """Carry out one delivery's intent. Safe to re-run: a processed delivery is skipped.
 
     Returns a short word for the job's result: ready, failed, deleted, superseded, skipped.

@@ -15,11 +15,11 @@ from app.db import database, utcnow
 from app.domain.gitea_events import GiteaEvent, PullRequestEvent, PushEvent, RepositoryRef
 from app.domain.planning import DEPLOY, TEARDOWN, Plan, ignore, plan
 from app.models import DeliveryOutcome, Event, Preview, PreviewState, Repository, WebhookDelivery
+from app.runtime import PROCESS_DELIVERY_JOB
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PROCESS_DELIVERY_JOB = "workers.jobs.process_delivery"
 PIN_LABEL = "preview:keep"
 
 
@@ -57,38 +57,50 @@ def _is_duplicate(target_key: str, intent: str, work_key: str) -> bool:
 
 
 def want_deploy(ref: RepositoryRef, wanted: Plan) -> Preview:
-    """Record that `wanted.target_key` should run `wanted.head_sha`: the desired state the worker reconciles."""
+    """Record that `wanted.target_key` should run `wanted.head_sha`: the desired state the worker reconciles.
+
+    Written with single-row updates of the desired fields only, never a save of a
+    copy, so it cannot undo a worker's change and a worker cannot undo it.
+    """
     repository = Repository.upsert(ref.full_name, ref.clone_url, ref.html_url, ref.private)
     assert wanted.target_key and wanted.head_sha and wanted.branch
     now = utcnow()
-    preview = Preview.by_key(wanted.target_key)
-    if preview is None:
-        preview = Preview.create(
-            repository=repository,
-            target_key=wanted.target_key,
-            pr_number=wanted.pr_number,
-            branch=wanted.branch,
-            pr_url=wanted.pr_url,
-            head_sha=wanted.head_sha,
-            state=PreviewState.QUEUED,
-            created_at=now,
-            updated_at=now,
-        )
-    else:
-        preview.branch, preview.head_sha = wanted.branch, wanted.head_sha
-        preview.pr_url = wanted.pr_url or preview.pr_url
-        preview.waiting_since = None
-        preview.set_state(PreviewState.QUEUED, now)
+    # Two deliveries for a new target at once: one inserts, both then update.
+    Preview.insert(
+        repository=repository,
+        target_key=wanted.target_key,
+        pr_number=wanted.pr_number,
+        branch=wanted.branch,
+        pr_url=wanted.pr_url,
+        head_sha=wanted.head_sha,
+        state=PreviewState.QUEUED,
+        created_at=now,
+        updated_at=now,
+    ).on_conflict_ignore().execute()
+    desired = {"branch": wanted.branch, "head_sha": wanted.head_sha, "state": PreviewState.QUEUED, "updated_at": now}
+    if wanted.pr_url:
+        desired["pr_url"] = wanted.pr_url
+    Preview.update(**desired).where(Preview.target_key == wanted.target_key).execute()
+    # Without a slot it is in line from now on (keeping its place if it was in line already).
+    Preview.update(waiting_since=now).where(
+        (Preview.target_key == wanted.target_key) & (Preview.holds_slot == False) & Preview.waiting_since.is_null()  # noqa: E712
+    ).execute()
+    preview = Preview.get(Preview.target_key == wanted.target_key)
     Event.record(preview, "queued", f"{wanted.reason} at {wanted.head_sha[:12]}", progress=0)
     return preview
 
 
 def want_teardown(wanted: Plan) -> Preview | None:
     assert wanted.target_key
-    preview = Preview.by_key(wanted.target_key)
-    if preview is None or preview.state in (PreviewState.DELETING, PreviewState.DELETED):
+    now = utcnow()
+    asked = (
+        Preview.update(state=PreviewState.DELETING, waiting_since=None, updated_at=now)
+        .where((Preview.target_key == wanted.target_key) & Preview.state.not_in(PreviewState.GONE))
+        .execute()
+    )
+    if not asked:
         return None
-    preview.set_state(PreviewState.DELETING)
+    preview = Preview.get(Preview.target_key == wanted.target_key)
     Event.record(preview, "teardown", f"{wanted.reason}: teardown requested")
     return preview
 

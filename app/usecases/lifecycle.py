@@ -1,6 +1,9 @@
 """What the scheduler does each pass: expire TTLs, start previews waiting for a slot,
 resume work a dead worker left behind, collect namespaces nobody owns.
 
+Every write is a conditional update on what the pass read, so it never undoes
+what a webhook or a worker wrote in between.
+
 Time is a parameter. Nothing here deletes on an error or an empty answer: a
 Kubernetes failure raises before any deletion, and only namespaces carrying our
 managed-by label are ever considered.
@@ -12,23 +15,22 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import peewee
 
 from app.adapters.jobqueue import JobQueue
 from app.adapters.kube import Kube
 from app.db import database, utcnow
 from app.domain.manifests import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
 from app.models import Event, Preview, PreviewState
+from app.runtime import Services
 from app.settings import Settings
-from app.usecases import intake
-
-if TYPE_CHECKING:
-    from app.usecases.pipeline import Services
+from app.usecases import capacity, intake
+from app.usecases.jobs import enqueue_deploy, enqueue_teardown
 
 log = logging.getLogger(__name__)
 
-DEPLOY_JOB = "workers.jobs.deploy_preview"
-TEARDOWN_JOB = "workers.jobs.teardown_preview"
 ORPHAN_GRACE = timedelta(minutes=10)
 # A circuit breaker: more orphans than this in one pass smells like a wrong database, not like drift.
 MAX_ORPHANS_PER_PASS = 10
@@ -39,66 +41,77 @@ class SweepRefused(Exception):
 
 
 def stuck_after(settings: Settings) -> timedelta:
-    """Longer than any healthy run: a build, a rollout and some margin."""
+    """For work with no lease at all (its job was lost): longer than any healthy run."""
     return settings.build_timeout + settings.rollout_timeout + timedelta(minutes=5)
 
 
-def enqueue_deploy(queue: JobQueue, preview: Preview, tag: str) -> bool:
-    return queue.enqueue(
-        DEPLOY_JOB, preview.id, preview.head_sha, job_id=f"deploy-{preview.id}-{preview.head_sha[:12]}-{tag}"
-    )
-
-
-def enqueue_teardown(queue: JobQueue, preview: Preview, reason: str, tag: str) -> bool:
-    return queue.enqueue(TEARDOWN_JOB, preview.id, reason, job_id=f"teardown-{preview.id}-{tag}")
-
-
-def request_teardown(queue: JobQueue, preview: Preview, reason: str, now: datetime) -> None:
+def request_teardown(
+    queue: JobQueue, preview: Preview, reason: str, now: datetime, only_if: peewee.Expression | None = None
+) -> bool:
+    """Mark the preview for teardown and queue it; False when it was already going (or `only_if` no longer holds)."""
     with database.atomic():
-        preview.set_state(PreviewState.DELETING, now)
+        marked = Preview.change(
+            preview.id, states=PreviewState.ACTIVE, also=only_if, now=now, state=PreviewState.DELETING
+        )
+        if not marked:
+            return False
+        Preview.update(waiting_since=None).where(Preview.id == preview.id).execute()
         Event.record(preview, "teardown", f"{reason}: teardown requested")
-    enqueue_teardown(queue, preview, reason, str(int(now.timestamp())))
+    enqueue_teardown(queue, preview.id, reason, str(int(now.timestamp())))
+    return True
 
 
-def expire(queue: JobQueue, now: datetime, dry_run: bool = False) -> list[int]:
+def expire(queue: JobQueue, settings: Settings, now: datetime, dry_run: bool = False) -> list[int]:
     """Previews past their TTL (and not pinned) are torn down."""
-    expired = list(Preview.expired(now))
     if not dry_run:
-        for preview in expired:
-            request_teardown(queue, preview, "TTL expired", now)
-    return [p.id for p in expired]
-
-
-def start_waiting(queue: JobQueue, settings: Settings, now: datetime, dry_run: bool = False) -> list[int]:
-    """Start previews waiting for a slot, oldest first, as slots free up."""
-    waiting = list(Preview.waiting())
-    if not waiting:
-        return []
-    limit = settings.max_active_previews
-    free = len(waiting) if limit is None else max(0, limit - Preview.active().count())
-    started = waiting[:free]
-    if not dry_run:
-        for preview in started:
-            preview.waiting_since = None
-            preview.set_state(PreviewState.QUEUED, now)
-            enqueue_deploy(queue, preview, f"slot-{int(now.timestamp())}")
-    return [p.id for p in started]
+        # Every preview holding resources has an expiry, whatever wrote it (older versions did not).
+        for state, ttl in ((PreviewState.FAILED, settings.failed_preview_ttl), (None, settings.preview_ttl)):
+            missing = Preview.update(expires_at=now + ttl).where(
+                (Preview.holds_slot == True) & Preview.expires_at.is_null()  # noqa: E712
+            )
+            (missing.where(Preview.state == state) if state else missing).execute()
+    expired = []
+    # Conditional on the expiry still being past: a redeploy or a pin may have come in between.
+    still_expired = (Preview.expires_at <= now) & (Preview.pinned == False)  # noqa: E712
+    for preview in Preview.expired(now):
+        if dry_run or request_teardown(queue, preview, "TTL expired", now, only_if=still_expired):
+            expired.append(preview.id)
+    return expired
 
 
 def resume_stuck(queue: JobQueue, settings: Settings, now: datetime, dry_run: bool = False) -> list[int]:
-    """Re-enqueue previews left in a transitional state by a worker that died."""
-    stuck = list(Preview.stuck(now - stuck_after(settings)))
-    if not dry_run:
-        for preview in stuck:
-            tag = f"resume-{int(now.timestamp())}"
-            if preview.state == PreviewState.DELETING:
-                enqueue_teardown(queue, preview, "resumed after a stalled teardown", tag)
-            else:
-                enqueue_deploy(queue, preview, tag)
-            preview.updated_at = now  # one resume per stall
-            preview.save()
-            Event.record(preview, "resume", f"resumed: no progress since {preview.updated_at:%Y-%m-%d %H:%M} UTC")
-    return [p.id for p in stuck]
+    """Re-queue work that nobody is doing: a worker died (its lease expired) or its job was lost.
+
+    Each stall is resumed once: the expired lease is cleared, or the row touched, by a
+    conditional update that only one scheduler can win.
+    """
+    resumed = []
+    for preview in Preview.stuck(now - stuck_after(settings), now):
+        if dry_run:
+            resumed.append(preview.id)
+            continue
+        last_progress = preview.updated_at
+        claim = Preview.update(lease_owner=None, lease_expires_at=None, updated_at=now).where(
+            (Preview.id == preview.id)
+            & (Preview.state == preview.state)
+            & (Preview.updated_at == preview.updated_at)
+            & (
+                Preview.lease_owner.is_null()
+                if preview.lease_owner is None
+                else (Preview.lease_owner == preview.lease_owner)
+            )
+        )
+        if claim.execute() != 1:
+            continue
+        tag = f"resume-{int(now.timestamp())}"
+        if preview.state == PreviewState.DELETING:
+            enqueue_teardown(queue, preview.id, "resumed after a stalled teardown", tag)
+        else:
+            enqueue_deploy(queue, preview.id, preview.head_sha, tag)
+        Event.record(preview, "resume", f"resumed: no progress since {last_progress:%Y-%m-%d %H:%M:%S} UTC")
+        log.info("resumed stuck preview preview_id=%s state=%s", preview.id, preview.state)
+        resumed.append(preview.id)
+    return resumed
 
 
 @dataclass
@@ -116,18 +129,16 @@ def collect_orphans(kube: Kube, now: datetime, dry_run: bool = False, grace: tim
     seen = set()
     candidates = []
     for namespace in namespaces:
-        meta = namespace.metadata
-        seen.add(meta.name)
-        if meta.deletion_timestamp:
+        seen.add(namespace.name)
+        if namespace.terminating:
             continue
-        raw_id = (meta.labels or {}).get(LABEL_PREVIEW_ID, "")
+        raw_id = namespace.labels.get(LABEL_PREVIEW_ID, "")
         owner = Preview.get_or_none(Preview.id == int(raw_id)) if raw_id.isdigit() else None
-        if owner is not None and owner.state != PreviewState.DELETED and owner.namespace == meta.name:
+        if owner is not None and owner.state != PreviewState.DELETED and owner.namespace == namespace.name:
             continue
-        created = meta.creation_timestamp.replace(tzinfo=None) if meta.creation_timestamp else now
-        if now - created < grace:
+        if now - (namespace.created_at or now) < grace:
             continue
-        candidates.append(meta.name)
+        candidates.append(namespace.name)
     if len(candidates) > MAX_ORPHANS_PER_PASS:
         raise SweepRefused(
             f"{len(candidates)} orphan namespaces in one pass (limit {MAX_ORPHANS_PER_PASS}); not deleting"
@@ -145,10 +156,17 @@ def collect_orphans(kube: Kube, now: datetime, dry_run: bool = False, grace: tim
             continue
         if kube.namespace_exists(preview.namespace):  # listed between our two reads
             continue
-        report.vanished.append(preview.id)
-        if not dry_run:
-            preview.deployed_sha = None
-            preview.set_state(PreviewState.DELETED, now)
+        if dry_run:
+            report.vanished.append(preview.id)
+            continue
+        marked = Preview.update(state=PreviewState.DELETED, deployed_sha=None, holds_slot=False, updated_at=now).where(
+            (Preview.id == preview.id)
+            & (Preview.state == preview.state)
+            & (Preview.updated_at == preview.updated_at)
+            & Preview.lease_owner.is_null()
+        )
+        if marked.execute() == 1:
+            report.vanished.append(preview.id)
             Event.record(preview, "drift", f"namespace {preview.namespace} vanished; marked deleted")
     return report
 
@@ -159,8 +177,8 @@ def run_pass(context: Services, now: datetime | None = None, dry_run: bool = Fal
     queue, settings = context.queue, context.settings
     assert queue is not None
     steps: dict[str, Callable[[], Any]] = {
-        "expired": lambda: expire(queue, now, dry_run),
-        "started": lambda: start_waiting(queue, settings, now, dry_run),
+        "expired": lambda: expire(queue, settings, now, dry_run),
+        "started": lambda: capacity.start_waiting(queue, settings, now, dry_run),
         "resumed": lambda: resume_stuck(queue, settings, now, dry_run),
         "orphans": lambda: collect_orphans(context.kube, now, dry_run),
     }

@@ -1,8 +1,12 @@
 """The preview use cases run by the worker: deploy a preview at a commit, tear it down.
 
-Each step reloads state and checks that its commit is still the wanted one, so
-a newer push supersedes an older run instead of racing it; everything applied
-is idempotent, so a run killed half-way can simply run again.
+One worker acts on a preview at a time: each run holds the preview's lease
+(app/usecases/lease.py), and a job that finds it held comes back later. Every
+change of the preview's row is conditional on what the run believed (its
+commit, its state, its lease), so a webhook that recorded a newer commit
+meanwhile is never undone: the run notices at its next check and stops as
+superseded. Everything applied is idempotent, so a run killed half-way can
+simply run again.
 """
 
 from __future__ import annotations
@@ -14,36 +18,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from app.adapters.gitea import Gitea, GiteaError
-from app.adapters.jobqueue import JobQueue, QueueUnavailable
-from app.adapters.kube import Kube, job_state
+from app.adapters.gitea import GiteaError
 from app.db import database, utcnow
 from app.domain import credentials, manifests
 from app.domain.naming import PreviewNames, image_repository, preview_names
 from app.models import Deployment, Event, Preview, PreviewState
+from app.runtime import DEPLOY_JOB, REPORT_JOB, TEARDOWN_JOB, Services
 from app.settings import Settings
-from app.usecases import reporting
+from app.usecases import capacity, jobs, lease, reporting
 
 log = logging.getLogger(__name__)
 
-REPORT_JOB = "workers.jobs.report_preview"
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 # The seed's progress steps.
 PROGRESS = {"queued": 0, "build": 20, "deploy": 40, "configure": 60, "rollout": 70, "report": 90, "ready": 100}
 
 
-@dataclass
-class Services:
-    settings: Settings
-    kube: Kube
-    gitea: Gitea | None = None
-    queue: JobQueue | None = None
-
-
 class Superseded(Exception):
-    """A newer commit (or a teardown) took over this preview; stop quietly."""
+    """A newer commit (or a teardown) took over this preview, or the lease was lost; stop quietly."""
 
 
 class StepFailed(Exception):
@@ -61,11 +56,44 @@ def names_for(settings: Settings, preview: Preview) -> PreviewNames:
     )
 
 
-def _reload(preview_id: int, sha: str) -> Preview:
-    preview = Preview.get_by_id(preview_id)
-    if preview.head_sha != sha or preview.state in (PreviewState.DELETING, PreviewState.DELETED):
-        raise Superseded(f"preview {preview_id} now wants {preview.head_sha[:12]} ({preview.state})")
-    return preview
+def _wants(preview: Preview | None, sha: str) -> bool:
+    """The preview still asks for a deploy of `sha` that has not concluded."""
+    return preview is not None and preview.head_sha == sha and preview.state in PreviewState.DEPLOYING_STATES
+
+
+@dataclass
+class _Run:
+    """One worker's deploy of one preview at one commit, under the preview's lease."""
+
+    services: Services
+    lease: lease.Lease
+    preview_id: int
+    sha: str
+
+    def stopped(self) -> bool:
+        """Asked between waits: is this run's work still wanted, by the lease's holder?"""
+        return self.lease.lost or not _wants(Preview.get_or_none(Preview.id == self.preview_id), self.sha)
+
+    def check(self) -> Preview:
+        """The preview as it is now; Superseded when this run should stop."""
+        preview = Preview.get_or_none(Preview.id == self.preview_id)
+        if self.lease.lost or preview is None or not _wants(preview, self.sha):
+            raise Superseded(f"preview {self.preview_id} no longer wants {self.sha[:12]} from this worker")
+        return preview
+
+    def move(self, state: str, **fields: Any) -> Preview:
+        """Change the preview's state, only if it is still this run's to change."""
+        changed = Preview.change(
+            self.preview_id,
+            sha=self.sha,
+            states=PreviewState.DEPLOYING_STATES,
+            owner=self.lease.owner,
+            state=state,
+            **fields,
+        )
+        if not changed:
+            raise Superseded(f"preview {self.preview_id} moved on before it could become {state}")
+        return Preview.get_by_id(self.preview_id)
 
 
 @contextmanager
@@ -90,20 +118,12 @@ def _report(services: Services, preview: Preview, password: str | None = None, d
     except GiteaError as error:
         log.warning("gitea report failed, will retry preview_id=%s error=%s", preview.id, error)
         if services.queue is not None:
-            try:
-                services.queue.enqueue(REPORT_JOB, preview.id, job_id=f"report-{preview.id}-{int(time.time())}")
-            except QueueUnavailable:
-                log.warning("could not queue the report retry preview_id=%s", preview.id)
+            jobs.enqueue_report(services.queue, preview.id)
 
 
-def _set_state(services: Services, preview: Preview, state: str, detail: str | None = None) -> None:
-    preview.set_state(state)
-    _report(services, preview, detail=detail)
-
-
-def _build(services: Services, preview: Preview, deployment: Deployment, spec: manifests.PreviewSpec) -> str:
+def _build(run: _Run, preview: Preview, deployment: Deployment, spec: manifests.PreviewSpec) -> str:
     """Build the image at the preview's commit with kaniko; return it pinned by digest."""
-    settings, kube = services.settings, services.kube
+    settings, kube = run.services.settings, run.services.kube
     repo_settings = preview.repository.settings or {}
     if repo_settings.get("image"):
         return str(repo_settings["image"])
@@ -113,10 +133,10 @@ def _build(services: Services, preview: Preview, deployment: Deployment, spec: m
     selector = f"{manifests.LABEL_PREVIEW_ID}={preview.id},{manifests.LABEL_COMPONENT}=build"
     failed_before = False
     for job in kube.list_jobs(settings.build_namespace, selector):
-        if job.metadata.name != names.build_job(spec.head_sha):
+        if job.name != names.build_job(spec.head_sha):
             # An older commit's build: superseded, never reported as this PR's result.
-            kube.delete_job(settings.build_namespace, job.metadata.name)
-        elif job_state(job) == "failed":
+            kube.delete_job(settings.build_namespace, job.name)
+        elif job.state == "failed":
             failed_before = True  # asked again for this commit: build it again
 
     repository = image_repository(settings.preview_registry, preview.repository.full_name)
@@ -133,9 +153,11 @@ def _build(services: Services, preview: Preview, deployment: Deployment, spec: m
     )
     kube.apply(manifests.build_namespace(settings))
     kube.replace_job(manifests.build_job(spec, build, settings), recreate=failed_before)
-    outcome = kube.wait_for_job(settings.build_namespace, build.job_name, settings.build_timeout.total_seconds())
-    _reload(preview.id, spec.head_sha)
-    if outcome.state == "missing":
+    outcome = kube.wait_for_job(
+        settings.build_namespace, build.job_name, settings.build_timeout.total_seconds(), should_stop=run.stopped
+    )
+    run.check()
+    if outcome.state in ("missing", "stopped"):
         raise Superseded(f"build job {build.job_name} was deleted")
     if outcome.state != "complete":
         tail = kube.pod_log_tail(settings.build_namespace, f"job-name={build.job_name}") or outcome.message
@@ -183,46 +205,47 @@ def _spec(settings: Settings, preview: Preview, names: PreviewNames, now: dateti
     )
 
 
-def _wait_for_a_slot(services: Services, preview: Preview) -> bool:
-    """Under MAX_ACTIVE_PREVIEWS, a preview that holds nothing yet waits in line. True when it must wait."""
-    limit = services.settings.max_active_previews
-    if limit is None or preview.deployed_sha is not None:
-        return False
-    others = Preview.active().where(Preview.id != preview.id).count()
-    if others < limit:
-        return False
-    preview.waiting_since = preview.waiting_since or utcnow()
-    preview.set_state(PreviewState.QUEUED)
-    position = Preview.waiting().where(Preview.waiting_since <= preview.waiting_since).count()
-    detail = f"waiting for a free slot ({limit} previews running), position {position}"
-    Event.record(preview, "queued", detail, progress=0)
-    _report(services, preview, detail=detail)
-    return True
-
-
 def deploy(services: Services, preview_id: int, sha: str) -> str:
-    """Make the preview ready at `sha`. Returns ready, failed, waiting or superseded."""
-    settings, kube = services.settings, services.kube
+    """Make the preview ready at `sha`. Returns ready, failed, waiting, deferred or superseded."""
+    if not _wants(Preview.get_or_none(Preview.id == preview_id), sha):
+        return "superseded"
     try:
-        preview = _reload(preview_id, sha)
-        if _wait_for_a_slot(services, preview):
+        with lease.hold(preview_id, services.settings.lease_ttl) as held:
+            return _deploy(_Run(services, held, preview_id, sha))
+    except lease.LeaseHeld:
+        jobs.defer(services.queue, DEPLOY_JOB, preview_id, sha)
+        return "deferred"
+
+
+def _deploy(run: _Run) -> str:
+    settings, kube, services = run.services.settings, run.services.kube, run.services
+    try:
+        preview = run.check()
+        position = capacity.claim_slot(settings, run.preview_id, utcnow())
+        if position is not None:
+            detail = f"waiting for a free slot ({settings.max_active_previews} previews running), position {position}"
+            Event.record(preview, "queued", detail, progress=0)
+            _report(services, run.check(), detail=detail)
             return "waiting"
         names = names_for(settings, preview)
         now = utcnow()
         spec = _spec(settings, preview, names, now)
-        preview.slug, preview.namespace, preview.url = names.slug, names.namespace, spec.url
-        preview.credentials_ref = f"{names.namespace}/{names.auth_secret}"
-        preview.save()
-        deployment, _ = Deployment.get_or_create(preview=preview, head_sha=sha)
+        preview = run.move(
+            PreviewState.BUILDING,
+            slug=names.slug,
+            namespace=names.namespace,
+            url=spec.url,
+            credentials_ref=f"{names.namespace}/{names.auth_secret}",
+        )
+        deployment, _ = Deployment.get_or_create(preview=preview, head_sha=run.sha)
         deployment.status, deployment.failure_reason = "running", None
         deployment.save()
+        _report(services, preview)
+        with _phase(preview, deployment, "build", f"building {run.sha[:12]}"):
+            image = _build(run, preview, deployment, spec)
 
-        _set_state(services, preview, PreviewState.BUILDING)
-        with _phase(preview, deployment, "build", f"building {sha[:12]}"):
-            image = _build(services, preview, deployment, spec)
-
-        preview = _reload(preview_id, sha)
-        _set_state(services, preview, PreviewState.DEPLOYING)
+        preview = run.move(PreviewState.DEPLOYING)
+        _report(services, preview)
         with _phase(preview, deployment, "deploy", f"applying objects in {names.namespace}"):
             kube.wait_while_terminating(names.namespace, timeout=180)
             password = _password(services, names)
@@ -234,20 +257,21 @@ def deploy(services: Services, preview_id: int, sha: str) -> str:
                 credentials.USERNAME,
                 password,
             )
+            run.check()
             for obj in objects:
                 kube.apply(obj)
         Event.record(preview, "configure", "objects applied", progress=PROGRESS["configure"])
 
         with _phase(preview, deployment, "rollout", "waiting for the app to become available"):
-            outcome = kube.wait_for_rollout(names.namespace, names.app, settings.rollout_timeout.total_seconds())
-        preview = _reload(preview_id, sha)
+            outcome = kube.wait_for_rollout(
+                names.namespace, names.app, settings.rollout_timeout.total_seconds(), should_stop=run.stopped
+            )
+        run.check()
         if not outcome.ready:
             raise StepFailed("rollout", outcome.message or outcome.reason)
 
         with database.atomic():
-            preview.deployed_sha = sha
-            preview.expires_at = now + settings.preview_ttl
-            preview.set_state(PreviewState.READY)
+            preview = run.move(PreviewState.READY, deployed_sha=run.sha, expires_at=now + settings.preview_ttl)
             deployment.status = "ready"
             deployment.save()
         with _phase(preview, deployment, "report", "reporting to Gitea"):
@@ -255,51 +279,71 @@ def deploy(services: Services, preview_id: int, sha: str) -> str:
         Event.record(preview, "ready", f"ready at {preview.url}", progress=PROGRESS["ready"])
         return "ready"
     except Superseded as why:
-        log.info("deploy superseded preview_id=%s sha=%s why=%s", preview_id, sha[:12], why)
+        log.info("deploy superseded preview_id=%s sha=%s why=%s", run.preview_id, run.sha[:12], why)
         Deployment.update(status="superseded", updated_at=utcnow()).where(
-            (Deployment.preview == preview_id) & (Deployment.head_sha == sha) & (Deployment.status == "running")
+            (Deployment.preview == run.preview_id) & (Deployment.head_sha == run.sha) & (Deployment.status == "running")
         ).execute()
         return "superseded"
     except StepFailed as failure:
-        return _fail(services, preview_id, sha, failure)
+        return _fail(run, failure)
 
 
-def _fail(services: Services, preview_id: int, sha: str, failure: StepFailed) -> str:
-    try:
-        preview = _reload(preview_id, sha)
-    except Superseded:
-        return "superseded"
+def _fail(run: _Run, failure: StepFailed) -> str:
+    settings = run.services.settings
     with database.atomic():
+        try:
+            # A failed preview still holds its namespace: it expires sooner than a ready one.
+            preview = run.move(PreviewState.FAILED, expires_at=utcnow() + settings.failed_preview_ttl)
+        except Superseded:
+            return "superseded"
         Deployment.update(
             status="failed",
             failure_reason=f"{failure.phase}: {failure}",
             updated_at=utcnow(),
             build_log_tail=(failure.log_tail or None) and failure.log_tail[-8000:],
-        ).where((Deployment.preview == preview) & (Deployment.head_sha == sha)).execute()
+        ).where((Deployment.preview == preview) & (Deployment.head_sha == run.sha)).execute()
         Event.record(preview, failure.phase, f"failed: {failure}")
-        preview.set_state(PreviewState.FAILED)
-    log.info("deploy failed preview_id=%s sha=%s phase=%s why=%s", preview_id, sha[:12], failure.phase, failure)
-    _report(services, preview, detail=str(failure))
+    log.info("deploy failed preview_id=%s sha=%s phase=%s why=%s", run.preview_id, run.sha[:12], failure.phase, failure)
+    _report(run.services, preview, detail=str(failure))
     return "failed"
 
 
 def teardown(services: Services, preview_id: int, reason: str = "teardown requested") -> str:
     """Delete everything the preview used. Only on positive evidence: callers decide that."""
+    preview = Preview.get_or_none(Preview.id == preview_id)
+    if preview is None or preview.state != PreviewState.DELETING:
+        return "superseded"  # reopened or pushed again since the teardown was asked for
+    try:
+        with lease.hold(preview_id, services.settings.lease_ttl) as held:
+            return _teardown(services, held, preview_id, reason)
+    except lease.LeaseHeld:
+        jobs.defer(services.queue, TEARDOWN_JOB, preview_id, reason)
+        return "deferred"
+
+
+def _teardown(services: Services, held: lease.Lease, preview_id: int, reason: str) -> str:
     settings, kube = services.settings, services.kube
     preview = Preview.get_by_id(preview_id)
     if preview.state != PreviewState.DELETING:
-        return "superseded"  # reopened or pushed again since the teardown was asked for
+        return "superseded"
     names = names_for(settings, preview)
     started = time.monotonic()
     selector = f"{manifests.LABEL_PREVIEW_ID}={preview.id},{manifests.LABEL_COMPONENT}=build"
     for job in kube.list_jobs(settings.build_namespace, selector):
-        kube.delete_job(settings.build_namespace, job.metadata.name)
+        kube.delete_job(settings.build_namespace, job.name)
     kube.delete_namespace(preview.namespace or names.namespace)
-    preview = Preview.get_by_id(preview_id)
-    if preview.state != PreviewState.DELETING:
+    gone = Preview.change(
+        preview_id,
+        states=(PreviewState.DELETING,),
+        owner=held.owner,
+        state=PreviewState.DELETED,
+        deployed_sha=None,
+        waiting_since=None,
+        holds_slot=False,
+    )
+    if not gone:
         return "superseded"
-    preview.deployed_sha, preview.waiting_since = None, None
-    preview.set_state(PreviewState.DELETED)
+    preview = Preview.get_by_id(preview_id)
     Event.record(
         preview,
         "teardown",
@@ -307,16 +351,29 @@ def teardown(services: Services, preview_id: int, reason: str = "teardown reques
         duration_ms=int((time.monotonic() - started) * 1000),
     )
     _report(services, preview, detail=reason)
+    if services.queue is not None:
+        # A slot is free: the next preview in line starts now, not at the scheduler's next pass.
+        capacity.start_waiting(services.queue, settings, utcnow())
     return "deleted"
 
 
 def report_again(services: Services, preview_id: int) -> None:
-    """The retried report job: publish the current state; a GiteaError makes RQ retry it."""
+    """The retried report job: publish the current state; a GiteaError makes RQ retry it.
+
+    It holds the lease too, so a report never overtakes the deploy of a newer commit."""
     if services.gitea is None:
         return
-    preview = Preview.get_by_id(preview_id)
-    password = None
-    if services.settings.comment_password and preview.repository.private and preview.state == PreviewState.READY:
-        names = names_for(services.settings, preview)
-        password = (services.kube.read_secret_data(names.namespace, names.auth_secret) or {}).get("password")
-    reporting.report(services.gitea, services.settings, preview, password)
+    try:
+        with lease.hold(preview_id, services.settings.lease_ttl):
+            preview = Preview.get_by_id(preview_id)
+            password = None
+            if (
+                services.settings.comment_password
+                and preview.repository.private
+                and preview.state == PreviewState.READY
+            ):
+                names = names_for(services.settings, preview)
+                password = (services.kube.read_secret_data(names.namespace, names.auth_secret) or {}).get("password")
+            reporting.report(services.gitea, services.settings, preview, password)
+    except lease.LeaseHeld:
+        jobs.defer(services.queue, REPORT_JOB, preview_id)

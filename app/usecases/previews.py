@@ -17,7 +17,7 @@ from app.domain.naming import AUTH_SECRET
 from app.domain.planning import DEPLOY, Plan
 from app.models import Deployment, Event, Preview, PreviewState, Repository
 from app.settings import Settings
-from app.usecases import intake, lifecycle
+from app.usecases import intake, jobs, lifecycle
 
 
 class NotFound(Exception):
@@ -91,10 +91,12 @@ def request_preview(
             )
     except GiteaError as error:
         raise Unavailable(f"Gitea: {error}") from error
+    except (KeyError, TypeError) as error:
+        raise Unavailable(f"Gitea answered without {error}") from error
     with database.atomic():
         preview = intake.want_deploy(ref, wanted)
     try:
-        lifecycle.enqueue_deploy(queue, preview, f"api-{int(utcnow().timestamp())}")
+        jobs.enqueue_deploy(queue, preview.id, preview.head_sha, f"api-{int(utcnow().timestamp())}")
         return preview, True
     except QueueUnavailable:
         return preview, False

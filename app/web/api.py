@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
@@ -62,8 +63,15 @@ def _services() -> Any:
         raise previews.Unavailable(str(error)) from error
 
 
-def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+def _json_body(optional: bool = False) -> dict[str, Any]:
+    """The request's JSON object; BadInput for anything else (an array, bad JSON, absurd nesting)."""
+    raw = request.get_data(cache=True)
+    if optional and not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadInput("the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadInput("the body must be a JSON object")
     return body
@@ -110,8 +118,11 @@ def create_preview() -> ResponseReturnValue:
 @blueprint.post("/tasks/<task_id>/preview")
 def create_task_preview(task_id: str) -> ResponseReturnValue:
     settings = current_app.extensions["preview.settings"]
-    body = request.get_json(silent=True) or {}
-    repository = previews.task_repository(body.get("repository") or request.args.get("repository"))
+    body = _json_body(optional=True)
+    named = body.get("repository") or request.args.get("repository")
+    if named is not None and (not isinstance(named, str) or named.count("/") != 1):
+        raise BadInput("repository must be owner/name")
+    repository = previews.task_repository(named)
     preview, queued = previews.request_preview(_gitea(), _queue(), repository, previews.task_branch(settings, task_id))
     return _accepted(preview, queued)
 

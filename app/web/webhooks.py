@@ -45,7 +45,7 @@ def receive_gitea_webhook() -> ResponseReturnValue:
         return _error(400, "missing X-Gitea-Delivery or X-Gitea-Event header")
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply to parse
         return _error(400, "the body is not valid JSON")
     try:
         event = parse_event(headers.event_type, payload)

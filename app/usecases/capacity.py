@@ -1,0 +1,70 @@
+"""MAX_ACTIVE_PREVIEWS, exactly: slots are claimed atomically, first come first served.
+
+A preview asked to deploy that holds no slot is in line (`waiting_since`). Its
+deploy claims a slot inside one exclusive transaction: the count of holders
+and of those ahead in line cannot change between reading and claiming, whatever
+the number of workers. A slot is held until the preview is torn down.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import peewee
+
+from app.adapters.jobqueue import JobQueue
+from app.db import exclusive
+from app.models import Preview
+from app.settings import Settings
+from app.usecases.jobs import enqueue_deploy
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "preview-capacity"
+
+
+def claim_slot(settings: Settings, preview_id: int, now: datetime) -> int | None:
+    """Take a slot for the preview. None when it holds one (now or already); else its
+    position in line (1 = next), and it stays in line."""
+    with exclusive(LOCK_NAME):
+        preview = Preview.get_by_id(preview_id)
+        if preview.holds_slot:
+            return None
+        limit = settings.max_active_previews
+        since = preview.waiting_since or now
+        if limit is not None:
+            holders = Preview.active().count()
+            ahead = (
+                Preview.waiting()
+                .where(
+                    (Preview.id != preview_id)
+                    & ((Preview.waiting_since < since) | ((Preview.waiting_since == since) & (Preview.id < preview_id)))
+                )
+                .count()
+            )
+            if holders + ahead >= limit:
+                if preview.waiting_since is None:
+                    Preview.update(waiting_since=since).where(Preview.id == preview_id).execute()
+                return ahead + 1
+        # Every preview that holds cluster resources has an expiry.
+        Preview.update(
+            holds_slot=True,
+            waiting_since=None,
+            expires_at=peewee.fn.COALESCE(Preview.expires_at, now + settings.preview_ttl),
+        ).where(Preview.id == preview_id).execute()
+        return None
+
+
+def start_waiting(queue: JobQueue, settings: Settings, now: datetime, dry_run: bool = False) -> list[int]:
+    """Queue the deploys of the previews first in line, as many as there are free slots.
+    Each claims its slot itself when it runs."""
+    limit = settings.max_active_previews
+    line = Preview.waiting()
+    if limit is not None:
+        line = line.limit(max(0, limit - Preview.active().count()))
+    started = list(line)
+    if not dry_run:
+        for preview in started:
+            enqueue_deploy(queue, preview.id, preview.head_sha, f"slot-{int(now.timestamp())}")
+    return [p.id for p in started]

@@ -1,0 +1,52 @@
+"""Queueing the preview jobs, with ids that say what they are for.
+
+RQ refuses a second job under an id it still knows, so the ids carry what makes
+two requests different work (the commit, a time window, a reason).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from app.adapters.jobqueue import JobQueue, QueueUnavailable
+from app.db import utcnow
+from app.runtime import DEPLOY_JOB, REPORT_JOB, TEARDOWN_JOB
+
+log = logging.getLogger(__name__)
+
+# A job that finds another worker acting on its preview comes back after this long.
+DEFER_SECONDS = 2
+
+
+def enqueue_deploy(queue: JobQueue, preview_id: int, sha: str, tag: str) -> bool:
+    return queue.enqueue(DEPLOY_JOB, preview_id, sha, job_id=f"deploy-{preview_id}-{sha[:12]}-{tag}")
+
+
+def enqueue_teardown(queue: JobQueue, preview_id: int, reason: str, tag: str) -> bool:
+    return queue.enqueue(TEARDOWN_JOB, preview_id, reason, job_id=f"teardown-{preview_id}-{tag}")
+
+
+def enqueue_report(queue: JobQueue, preview_id: int) -> None:
+    try:
+        queue.enqueue(REPORT_JOB, preview_id, job_id=f"report-{preview_id}-{utcnow().timestamp():.0f}")
+    except QueueUnavailable:
+        log.warning("could not queue the report retry preview_id=%s", preview_id)
+
+
+def defer(queue: JobQueue | None, func: str, preview_id: int, *args: str) -> None:
+    """Run the job again shortly: its preview's lease is held by another worker.
+
+    Deferrals of the same work in the same few seconds share one id, so waiting
+    jobs collapse into one instead of multiplying.
+    """
+    if queue is None:
+        return
+    window = int(utcnow().timestamp() // DEFER_SECONDS)
+    kind = func.rsplit(".", 1)[-1]
+    key = re.sub(r"[^A-Za-z0-9_-]", "_", "-".join(str(a)[:12] for a in args))
+    job_id = f"{kind}-{preview_id}-{key}-deferred-{window}"
+    try:
+        queue.enqueue_in(DEFER_SECONDS, func, preview_id, *args, job_id=job_id)
+    except QueueUnavailable:
+        log.warning("could not defer job=%s preview_id=%s; the scheduler resumes it", kind, preview_id)

@@ -1,0 +1,88 @@
+"""One actor per preview: a lease row-lock with an owner and an expiry, renewed while working.
+
+It lives in the preview's row, so it works the same on SQLite and PostgreSQL and
+across machines. A worker that dies stops renewing; after `ttl` the lease is
+free again and the scheduler resumes the work. A worker whose renewal fails
+(someone took over after it stalled) learns it at its next checkpoint and stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+from app.db import database, utcnow
+from app.models import Preview
+
+log = logging.getLogger(__name__)
+
+
+class LeaseHeld(Exception):
+    """Another worker is acting on this preview; come back later."""
+
+
+class Lease:
+    def __init__(self, preview_id: int, ttl: timedelta, owner: str | None = None) -> None:
+        self.preview_id = preview_id
+        self.ttl = ttl
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lost = threading.Event()
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    @property
+    def lost(self) -> bool:
+        return self._lost.is_set()
+
+    def acquire(self) -> bool:
+        now = utcnow()
+        return Preview.take_lease(self.preview_id, self.owner, now + self.ttl, now)
+
+    def renew(self) -> bool:
+        if not Preview.renew_lease(self.preview_id, self.owner, utcnow() + self.ttl):
+            self._lost.set()
+        return not self.lost
+
+    def release(self) -> None:
+        Preview.release_lease(self.preview_id, self.owner)
+
+    def _keep_renewing(self) -> None:
+        # Its own connection: peewee's are per thread.
+        interval = self.ttl.total_seconds() / 3
+        while not self._stop.wait(interval):
+            try:
+                with database.connection_context():
+                    if not self.renew():
+                        log.warning("lease lost preview_id=%s owner=%s", self.preview_id, self.owner)
+                        return
+            except Exception:  # a database hiccup: try again next time, the lease has slack
+                log.exception("lease renewal failed preview_id=%s", self.preview_id)
+
+    def start_renewing(self) -> None:
+        self._renewer = threading.Thread(target=self._keep_renewing, name=f"lease-{self.preview_id}", daemon=True)
+        self._renewer.start()
+
+    def stop_renewing(self) -> None:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join()
+
+
+@contextlib.contextmanager
+def hold(preview_id: int, ttl: timedelta) -> Iterator[Lease]:
+    """Hold the preview's lease for the block, renewed in the background; raise LeaseHeld if taken."""
+    lease = Lease(preview_id, ttl)
+    if not lease.acquire():
+        raise LeaseHeld(f"preview {preview_id} is being worked on by another worker")
+    lease.start_renewing()
+    try:
+        yield lease
+    finally:
+        lease.stop_renewing()
+        lease.release()

@@ -1,0 +1,62 @@
+"""Helpers shared by several test modules: deliver a webhook, run its job, run a worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from app.db import database
+from app.models import Preview, Repository
+from app.usecases import deliveries
+from tests.factories import payload, webhook_request, with_changes
+
+TOKEN = "api-token-" + "x" * 16
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def deliver(client_, name, kind, **changes):
+    body = with_changes(payload(name), **changes) if changes else payload(name)
+    response = client_.post("/webhooks/gitea", **webhook_request(body, kind))
+    assert response.status_code == 202, response.json
+    return response.json
+
+
+def run(services, delivery_id):
+    with database.connection_context():
+        return deliveries.process_delivery(services, delivery_id)
+
+
+def configure_repository(**options):
+    with database.connection_context():
+        repository = Repository.get()
+        repository.settings = {**(repository.settings or {}), **options}
+        repository.save()
+
+
+def the_preview():
+    with database.connection_context():
+        return Preview.get()
+
+
+def worker_env(settings):
+    """The environment a worker process needs to run against the test's settings."""
+    return dict(
+        os.environ,
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        PREVIEW_QUEUE=settings.queue_name,
+        KUBECONFIG=settings.kubeconfig,
+        PREVIEW_REGISTRY=settings.preview_registry,
+        BUILD_NAMESPACE=settings.build_namespace,
+    )
+
+
+def run_worker(settings):
+    subprocess.run(
+        [sys.executable, "-m", "workers.worker", "--burst"],
+        env=worker_env(settings),
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
