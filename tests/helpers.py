@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from app.db import database
 from app.models import Preview, Repository
@@ -60,3 +61,26 @@ def run_worker(settings):
         timeout=120,
         capture_output=True,
     )
+
+
+def process_stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time) of a live process, or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), int(fields[19])
+
+
+def descendants(root: int) -> dict[int, int]:
+    """Every process below `root`, as pid -> start time (so a reused pid is not mistaken for it)."""
+    table = {int(p): process_stat(int(p)) for p in os.listdir("/proc") if p.isdigit()}
+    found: dict[int, int] = {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, stat in table.items():
+            if stat and stat[0] == parent and pid not in found:
+                found[pid] = stat[1]
+                frontier.append(pid)
+    return found

@@ -25,8 +25,13 @@ def procfile() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def service_processes(env: dict[str, str], folder: Path, port: int) -> Iterator[dict[str, subprocess.Popen]]:
-    """Apply migrations, start web, worker and scheduler with `env`; stop them on exit. Logs go to `folder`."""
+def service_processes(
+    env: dict[str, str], folder: Path, port: int, workers: int = 1
+) -> Iterator[dict[str, subprocess.Popen]]:
+    """Apply migrations, start web, `workers` workers and the scheduler with `env`; stop them on exit.
+
+    Processes are named as in the Procfile (a second worker is `worker.2`). Logs go to `folder`.
+    """
     env = {**env, "BIND": f"127.0.0.1:{port}", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     subprocess.run(
         [sys.executable, "-m", "flask", "--app", "app", "migrate"],
@@ -38,7 +43,12 @@ def service_processes(env: dict[str, str], folder: Path, port: int) -> Iterator[
     )
     processes: dict[str, subprocess.Popen] = {}
     try:
-        for name, command in procfile().items():
+        commands = procfile()
+        if workers == 0:
+            del commands["worker"]  # the test runs its own
+        for copy in range(2, workers + 1):
+            commands[f"worker.{copy}"] = commands["worker"]
+        for name, command in commands.items():
             with open(folder / f"{name}.log", "wb") as log:
                 processes[name] = subprocess.Popen(
                     ["sh", "-c", f"exec {command}"],

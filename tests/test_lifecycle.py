@@ -10,7 +10,8 @@ from app.db import database, utcnow
 from app.domain.manifests import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
 from app.models import Preview, PreviewState
 from app.usecases import lifecycle, pipeline
-from tests.helpers import deliver, run, run_worker
+from tests.helpers import configure_repository, deliver, run, run_worker
+from tests.kube.controlplane import BEHAVIOUR_LABEL
 from tests.kube.waiting import eventually, namespace_gone, unique_name
 
 pytestmark = pytest.mark.kube
@@ -171,3 +172,24 @@ def test_capacity_makes_new_previews_wait_in_order(client, services):
     with database.connection_context():
         assert pipeline.deploy(services, second["preview_id"], waiting.head_sha) == "ready"
     assert preview(third["preview_id"]).state == PreviewState.QUEUED
+
+
+def test_a_preview_whose_first_rollout_fails_is_gone_after_the_failed_ttl(client, services, kube_api):
+    services.settings = services.settings.replace(
+        failed_preview_ttl=timedelta(hours=2), rollout_timeout=timedelta(seconds=20)
+    )
+    opened = deliver(client, "pull_request_opened", "pull_request")
+    configure_repository(pod_labels={BEHAVIOUR_LABEL: "crash-loop"})
+    started = utcnow()
+    assert run(services, opened["delivery_id"]) == "failed"
+    failed = preview()
+    assert failed.state == PreviewState.FAILED and failed.holds_slot
+    # It holds a namespace, so it has an expiry: the failed TTL, not the week a ready preview gets.
+    assert started + timedelta(hours=2) <= failed.expires_at <= utcnow() + timedelta(hours=2)
+    assert lifecycle.run_pass(services, now=failed.expires_at - timedelta(seconds=1))["expired"] == []
+
+    assert lifecycle.run_pass(services, now=failed.expires_at + timedelta(seconds=1))["expired"] == [failed.id]
+    run_queued_jobs(services)
+    eventually(lambda: namespace_gone(kube_api, failed.namespace), timeout=90, what="the failed preview's namespace")
+    gone = preview()
+    assert gone.state == PreviewState.DELETED and not gone.holds_slot

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.helpers import descendants, process_stat
 from tests.kube.waiting import eventually
 from tests.servers import free_port
 
@@ -27,33 +28,10 @@ PLAIN_PATH = "/usr/local/bin:/usr/bin:/bin"
 GITEA_LINE = re.compile(r"local Gitea at (http://\S+)\s+\(user (\S+), password (\S+)\)")
 
 
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, start time) of a live process, or None."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[1]), int(fields[19])
-
-
-def _descendants(root: int) -> dict[int, int]:
-    """Every process below `root`, as pid -> start time (so a reused pid is not mistaken for it)."""
-    table = {int(p): _stat(int(p)) for p in os.listdir("/proc") if p.isdigit()}
-    found: dict[int, int] = {}
-    frontier = [root]
-    while frontier:
-        parent = frontier.pop()
-        for pid, stat in table.items():
-            if stat and stat[0] == parent and pid not in found:
-                found[pid] = stat[1]
-                frontier.append(pid)
-    return found
-
-
 def _alive(processes: dict[int, int]) -> list[str]:
     left = []
     for pid, started in processes.items():
-        stat = _stat(pid)
+        stat = process_stat(pid)
         if stat and stat[1] == started:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
             left.append(f"{pid} {command[:120]!r}")
@@ -97,7 +75,7 @@ def test_make_run_from_a_plain_shell_reaches_a_ready_preview_and_ctrl_c_stops_ev
         status = eventually(demo_status, timeout=180, interval=1, what="the demo preview's success status")
         assert status["target_url"].startswith("http")
 
-        started = _descendants(make.pid)
+        started = descendants(make.pid)
         assert any(b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in started)
         os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         make.wait(timeout=90)

@@ -26,7 +26,7 @@ LOCK_NAME = "preview-capacity"
 
 def claim_slot(settings: Settings, preview_id: int, now: datetime) -> int | None:
     """Take a slot for the preview. None when it holds one (now or already); else its
-    position in line (1 = next), and it stays in line."""
+    position in line (1 = the next slot that frees is its), and it stays in line."""
     with exclusive(LOCK_NAME):
         preview = Preview.get_by_id(preview_id)
         if preview.holds_slot:
@@ -46,7 +46,8 @@ def claim_slot(settings: Settings, preview_id: int, now: datetime) -> int | None
             if holders + ahead >= limit:
                 if preview.waiting_since is None:
                     Preview.update(waiting_since=since).where(Preview.id == preview_id).execute()
-                return ahead + 1
+                # How many slots must free up before it is its turn.
+                return holders + ahead - limit + 1
         # Every preview that holds cluster resources has an expiry.
         Preview.update(
             holds_slot=True,

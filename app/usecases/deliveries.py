@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from app.adapters.gitea import GiteaError
 from app.db import database, utcnow
 from app.domain.planning import DEPLOY, TEARDOWN
-from app.models import DeliveryOutcome, Event, WebhookDelivery
+from app.models import DeliveryOutcome, Event, Preview, PreviewState, WebhookDelivery
 from app.runtime import Services
 from app.usecases import pipeline
 
@@ -25,6 +26,38 @@ def _newer_delivery_exists(delivery: WebhookDelivery) -> bool:
     )
 
 
+def _head_now(services: Services, preview: Preview) -> str | None:
+    """The commit Gitea says the PR or branch is at now; None when Gitea cannot say."""
+    if services.gitea is None:
+        return None
+    repository = preview.repository.full_name
+    try:
+        if preview.pr_number is not None:
+            pull = services.gitea.pull_request(repository, preview.pr_number)
+            return str(pull["head"]["sha"]) if pull and pull.get("state") == "open" else None
+        return services.gitea.branch_head(repository, preview.branch)
+    except (GiteaError, KeyError, TypeError) as error:
+        log.warning("could not confirm the head with Gitea preview_id=%s error=%s", preview.id, error)
+        return None
+
+
+def _confirmed_sha(services: Services, delivery: WebhookDelivery) -> str:
+    """The commit to deploy: Gitea's head when it moved on since this delivery.
+
+    Gitea may deliver the webhooks of quick successive pushes out of order; the
+    newest delivery is then an older commit. Following Gitea's answer makes the
+    preview end at the real head whatever the order.
+    """
+    sha = delivery.head_sha
+    head = _head_now(services, delivery.preview)
+    if head and head != sha:
+        moved = Preview.change(delivery.preview_id, sha=sha, states=PreviewState.DEPLOYING_STATES, head_sha=head)
+        if moved:
+            Event.record(delivery.preview, "queued", f"Gitea's head is {head[:12]}, not {sha[:12]}: following it")
+            return head
+    return sha
+
+
 def process_delivery(services: Services, delivery_id: int) -> str:
     """Carry out one delivery's intent. Safe to re-run: a processed delivery is skipped.
 
@@ -38,7 +71,7 @@ def process_delivery(services: Services, delivery_id: int) -> str:
         # A later push or close for the same preview already owns its desired state.
         result = "superseded"
     elif delivery.intent == DEPLOY:
-        result = pipeline.deploy(services, delivery.preview_id, delivery.head_sha)
+        result = pipeline.deploy(services, delivery.preview_id, _confirmed_sha(services, delivery))
     elif delivery.intent == TEARDOWN:
         result = pipeline.teardown(services, delivery.preview_id, delivery.reason or "teardown requested")
     else:

@@ -1,0 +1,125 @@
+"""One writer per preview, on SQLite and PostgreSQL: conditional changes, the lease, exact capacity."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from app.db import database, utcnow
+from app.domain.gitea_events import RepositoryRef
+from app.domain.planning import DEPLOY, TEARDOWN, Plan
+from app.models import Preview, PreviewState
+from app.usecases import capacity, intake, lease, lifecycle
+
+SHA_A, SHA_B = "a" * 40, "b" * 40
+REF = RepositoryRef(full_name="acme/shop", clone_url="http://git/acme/shop.git", html_url=None, private=False)
+
+
+def want(sha, number=12):
+    plan = Plan(
+        intent=DEPLOY,
+        reason="pull request synchronized",
+        target_key=f"acme/shop#{number}",
+        branch=f"feature/{number}",
+        pr_number=number,
+        head_sha=sha,
+        action="synchronized",
+    )
+    return intake.want_deploy(REF, plan)
+
+
+def test_a_worker_holding_an_old_copy_cannot_undo_a_newer_commit(db):
+    preview = want(SHA_A)
+    worker = lease.Lease(preview.id, timedelta(seconds=30))
+    assert worker.acquire()
+    stale = Preview.get_by_id(preview.id)  # what the worker loaded, for sha A
+
+    want(SHA_B)  # a webhook records the newer commit while the worker holds the preview
+
+    moved = Preview.change(
+        preview.id, sha=SHA_A, states=PreviewState.DEPLOYING_STATES, owner=worker.owner, state=PreviewState.BUILDING
+    )
+    assert moved is False
+    stale.url = "https://stale.example"
+    stale.save()  # even a save of the stale copy writes only what it changed
+    now = Preview.get_by_id(preview.id)
+    assert (now.head_sha, now.state, now.url) == (SHA_B, PreviewState.QUEUED, "https://stale.example")
+
+
+def test_a_teardown_request_wins_over_a_worker_mid_deploy(db):
+    preview = want(SHA_A)
+    worker = lease.Lease(preview.id, timedelta(seconds=30))
+    assert worker.acquire()
+    assert Preview.change(preview.id, sha=SHA_A, owner=worker.owner, state=PreviewState.DEPLOYING)
+    closed = Plan(intent=TEARDOWN, reason="pull request closed", target_key="acme/shop#12", action="closed")
+    assert intake.want_teardown(closed) is not None
+    ready = Preview.change(
+        preview.id, sha=SHA_A, states=PreviewState.DEPLOYING_STATES, owner=worker.owner, state=PreviewState.READY
+    )
+    assert ready is False and Preview.get_by_id(preview.id).state == PreviewState.DELETING
+
+
+def test_the_lease_has_one_owner_until_it_expires(db):
+    preview = want(SHA_A)
+    first, second = lease.Lease(preview.id, timedelta(seconds=30)), lease.Lease(preview.id, timedelta(seconds=30))
+    assert first.acquire() and not second.acquire()
+    second.release()  # not its lease: nothing happens
+    assert not second.acquire()
+    with pytest.raises(lease.LeaseHeld):
+        with lease.hold(preview.id, timedelta(seconds=30)):
+            pass
+
+    # The first owner stalls past its expiry; another takes over, and the first learns it lost.
+    later = utcnow() + timedelta(seconds=31)
+    assert Preview.take_lease(preview.id, second.owner, later + second.ttl, later)
+    assert first.renew() is False and first.lost
+    first.release()
+    assert Preview.get_by_id(preview.id).lease_owner == second.owner
+
+
+def test_hold_renews_in_the_background_and_releases(db):
+    preview = want(SHA_A)
+    with lease.hold(preview.id, timedelta(seconds=0.6)) as held:
+        first_expiry = Preview.get_by_id(preview.id).lease_expires_at
+        threading.Event().wait(0.9)  # longer than the lease: only renewal keeps it
+        row = Preview.get_by_id(preview.id)
+        assert row.lease_owner == held.owner and row.lease_expires_at > first_expiry and not held.lost
+    assert Preview.get_by_id(preview.id).lease_owner is None
+
+
+def test_slots_are_claimed_exactly_and_in_line_order_by_concurrent_workers(db, settings):
+    limit, contenders = 3, 12
+    settings = settings.replace(max_active_previews=limit)
+    ids = [want(f"{n:040x}", number=n).id for n in range(1, contenders + 1)]
+    results: dict[int, int | None] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(contenders)
+
+    def worker(preview_id):
+        try:
+            with database.connection_context():
+                start.wait()
+                results[preview_id] = capacity.claim_slot(settings, preview_id, utcnow())
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    holders = [p.id for p in Preview.active().order_by(Preview.id)]
+    assert holders == ids[:limit]  # exactly the cap, and the first in line
+    assert sorted(position for position in results.values() if position) == list(range(1, contenders - limit + 1))
+    assert all(p.expires_at is not None for p in Preview.active())
+
+
+def test_every_preview_holding_resources_gets_an_expiry_failed_ones_sooner(db, settings):
+    ready, failed = want(SHA_A, number=1), want(SHA_B, number=2)
+    for preview, state in ((ready, PreviewState.READY), (failed, PreviewState.FAILED)):
+        Preview.change(preview.id, state=state, holds_slot=True, expires_at=None)
+    now = utcnow()
+    lifecycle.expire(None, settings, now)
+    assert Preview.get_by_id(ready.id).expires_at == now + settings.preview_ttl
+    assert Preview.get_by_id(failed.id).expires_at == now + settings.failed_preview_ttl

@@ -1,0 +1,284 @@
+"""Several worker processes at once against the real control plane, Redis, PostgreSQL and
+Gitea: one writer per preview, exact capacity, and work that survives a killed worker."""
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+from kubernetes import client as k8s
+from kubernetes import watch
+
+from app.db import database
+from app.models import Deployment, Event, Preview, PreviewState, Repository
+from tests.factories import SECRET, payload, webhook_request, with_changes
+from tests.gitea_repo import create_repository
+from tests.helpers import descendants, worker_env
+from tests.kube.controlplane import BEHAVIOUR_LABEL
+from tests.kube.waiting import eventually
+from tests.servers import free_port
+from tests.service_processes import ROOT, service_processes
+
+pytestmark = [pytest.mark.kube, pytest.mark.slow]
+
+LEASE_TTL = 3  # seconds: short, so that a killed worker's work resumes quickly here
+
+
+@pytest.fixture
+def database_url(postgres_server):
+    """Several processes share the database: PostgreSQL, as in production."""
+    return postgres_server.create_database(f"workers_{uuid.uuid4().hex[:8]}")
+
+
+def service_env(settings, port, **extra):
+    return {
+        **worker_env(settings),
+        "GITEA_WEBHOOK_SECRET": SECRET,
+        "PREVIEW_DOMAIN": "preview.test",
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "PREVIEW_LEASE_TTL": f"{LEASE_TTL}s",
+        "SCHEDULER_INTERVAL": "1s",
+        "WEB_CONCURRENCY": "2",
+        **extra,
+    }
+
+
+def register(full_name, **options):
+    """The repository row with its options, as an operator would set them, before its first delivery."""
+    with database.connection_context():
+        Repository.create(full_name=full_name, clone_url=f"http://git.test/{full_name}.git", settings=options)
+
+
+def post_delivery(port, body, kind):
+    response = requests.post(f"http://127.0.0.1:{port}/webhooks/gitea", timeout=10, **webhook_request(body, kind))
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def rows(*where):
+    with database.connection_context():
+        return list(Preview.select().where(*where) if where else Preview.select())
+
+
+def test_thirty_quick_pushes_to_one_pr_with_four_workers_end_at_the_last_commit(
+    app, kube_settings, gitea, kube_api, tmp_path
+):
+    port = free_port()
+    env = service_env(kube_settings, port, GITEA_URL=gitea.url, GITEA_TOKEN=gitea.bot_token)
+    with service_processes(env, tmp_path, port, workers=4):
+        repo = create_repository(
+            gitea, f"race-{uuid.uuid4().hex[:6]}", tmp_path / "work", f"http://127.0.0.1:{port}/webhooks/gitea", SECRET
+        )
+        register(repo.full_name, build_pod_labels={BEHAVIOUR_LABEL: "slow"})  # builds take 1.5-3 s
+        shas = [repo.commit("feature/race", {"n.txt": "0"}, "push 0")]
+        for n in range(1, 30):  # the next 29 commits, pushed one at a time below
+            (repo.workdir / "n.txt").write_text(str(n))
+            repo.git("commit", "-am", f"push {n}")
+            shas.append(repo.git("rev-parse", "HEAD"))
+        position = {sha[:12]: n for n, sha in enumerate(shas)}
+
+        builds: dict[str, set[str]] = {}  # build Job name -> uids it was created with
+        comments_seen: list[int] = []
+        done = threading.Event()
+
+        def watch_builds():
+            batch = k8s.BatchV1Api(kube_api)
+            while not done.is_set():
+                for event in watch.Watch().stream(
+                    batch.list_namespaced_job, kube_settings.build_namespace, timeout_seconds=2
+                ):
+                    job = event["object"].metadata
+                    builds.setdefault(job.name, set()).add(job.uid)
+
+        def sample_comment(number):
+            while not done.is_set():
+                for comment in repo.bot_comments(number):
+                    found = re.search(r"\| Commit \| `([0-9a-f]{12})`", comment["body"])
+                    if found and (not comments_seen or comments_seen[-1] != position[found.group(1)]):
+                        comments_seen.append(position[found.group(1)])
+                time.sleep(0.1)
+
+        watcher = threading.Thread(target=watch_builds, daemon=True)
+        watcher.start()
+        number = repo.open_pr("feature/race")
+        sampler = threading.Thread(target=sample_comment, args=(number,), daemon=True)
+        sampler.start()
+        for sha in shas[1:]:
+            time.sleep(random.uniform(0.05, 0.2))
+            repo.git("push", "origin", f"{sha}:refs/heads/feature/race")
+
+        def ready_at_last():
+            status = repo.latest_status(shas[-1])
+            preview = rows(Preview.pr_number == number)
+            return status if status and status["status"] == "success" and preview[0].state == "ready" else None
+
+        status = eventually(ready_at_last, timeout=300, interval=0.5, what="success status on the last commit")
+        time.sleep(3)  # let anything still running show itself before looking
+        done.set()
+        watcher.join(10)
+        sampler.join(10)
+
+    [preview] = rows(Preview.pr_number == number)
+    assert preview.deployed_sha == shas[-1] and status["target_url"] == preview.url
+    # The cluster runs the last commit, in exactly one namespace.
+    namespaces = [
+        ns
+        for ns in k8s.CoreV1Api(kube_api).list_namespace().items
+        if (ns.metadata.annotations or {}).get("previews.gitea.io/repository") == repo.full_name
+    ]
+    assert [ns.metadata.name for ns in namespaces] == [preview.namespace]
+    assert namespaces[0].metadata.annotations["previews.gitea.io/head-sha"] == shas[-1]
+    [app_deployment] = k8s.AppsV1Api(kube_api).list_namespaced_deployment(preview.namespace).items
+    with database.connection_context():
+        digest = Deployment.get((Deployment.preview == preview.id) & (Deployment.head_sha == shas[-1])).digest
+    assert app_deployment.spec.template.spec.containers[0].image.endswith(f"@{digest}")
+    # One build Job per commit that was built: never two for one commit.
+    assert builds and all(len(uids) == 1 for uids in builds.values()), builds
+    # Gitea heard about commits in push order only: no status or comment for a commit after a newer one's.
+    posted = sorted(
+        (status["id"], n)
+        for n, sha in enumerate(shas)
+        for status in repo.statuses(sha)
+        if status["context"] == "preview"
+    )
+    order = [n for _, n in posted]
+    assert order == sorted(order), order
+    assert order[-1] == len(shas) - 1
+    assert comments_seen == sorted(comments_seen) and comments_seen[-1] == len(shas) - 1, comments_seen
+    assert len(repo.bot_comments(number)) == 1
+
+
+def test_four_workers_never_run_more_previews_than_the_cap_and_start_them_in_order(
+    app, kube_settings, kube_api, tmp_path
+):
+    cap, opened = 3, 20
+    port = free_port()
+    env = service_env(kube_settings, port, MAX_ACTIVE_PREVIEWS=str(cap))
+    core = k8s.CoreV1Api(kube_api)
+    most = {"database": 0, "cluster": 0}
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            with database.connection_context():
+                most["database"] = max(most["database"], Preview.active().count())
+            live = core.list_namespace(label_selector="app.kubernetes.io/managed-by=gitea-previews").items
+            most["cluster"] = max(most["cluster"], sum(1 for ns in live if not ns.metadata.deletion_timestamp))
+            time.sleep(0.05)
+
+    with service_processes(env, tmp_path, port, workers=4):
+        register("acme/shop", image="registry.preview.test/shop@sha256:" + "c" * 64)  # no build: quicker
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        numbers = list(range(100, 100 + opened))
+        for number in numbers:
+            body = with_changes(
+                payload("pull_request_opened"),
+                number=number,
+                **{"pull_request.number": number, "pull_request.head.sha": f"{number:040x}"},
+            )
+            post_delivery(port, body, "pull_request")
+
+        ready_order: list[int] = []
+        deadline = time.monotonic() + 300
+        while len(ready_order) < opened and time.monotonic() < deadline:
+            for preview in rows(Preview.state == PreviewState.READY):
+                if preview.pr_number not in ready_order:
+                    ready_order.append(preview.pr_number)
+                    # Done reviewing: closing it frees its slot for the next in line.
+                    closed = with_changes(
+                        payload("pull_request_closed"),
+                        number=preview.pr_number,
+                        **{"pull_request.number": preview.pr_number, "pull_request.head.sha": preview.head_sha},
+                    )
+                    post_delivery(port, closed, "pull_request")
+            time.sleep(0.1)
+        done.set()
+        sampler.join(10)
+
+    assert sorted(ready_order) == numbers, f"ready: {ready_order}"
+    assert most["database"] <= cap and most["cluster"] <= cap, most
+    assert most["database"] == cap  # the cap was reached, so the test did test it
+    with database.connection_context():
+        builds = Event.select(Event.preview).where(Event.phase == "build").order_by(Event.id)
+        first_started = list(dict.fromkeys(Preview.get_by_id(e.preview_id).pr_number for e in builds))
+    assert first_started == numbers  # slots went first come, first served
+
+
+def start_worker(env, folder):
+    log = open(folder / f"worker-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 (closed with the process)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workers.worker"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+    )
+    log.close()
+    return process
+
+
+def kill_with_horse(worker):
+    """SIGKILL the worker and the work horse it forked (which sits in a process group of its own)."""
+    for pid in [worker.pid, *descendants(worker.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    worker.wait()
+
+
+def test_a_worker_killed_at_any_moment_of_a_deploy_twenty_times_every_time_ends_ready(
+    app, kube_settings, kube_api, tmp_path
+):
+    port = free_port()
+    env = service_env(kube_settings, port)
+    rounds = 20
+    with service_processes(env, tmp_path, port, workers=0) as processes:
+        register("acme/shop")
+        worker = start_worker(env, tmp_path)
+        try:
+            for round_number in range(rounds):
+                sha = f"{round_number + 1:040x}"
+                kind = "pull_request" if round_number == 0 else "pull_request_sync"
+                name = "pull_request_opened" if round_number == 0 else "pull_request_synchronized"
+                post_delivery(port, with_changes(payload(name), **{"pull_request.head.sha": sha}), kind)
+                time.sleep(random.uniform(0.0, 2.5))  # somewhere in intake, build, apply, rollout or report
+                [before] = rows()
+                kill_with_horse(worker)
+                killed_at = time.monotonic()
+                worker = start_worker(env, tmp_path)
+                if before.lease_owner:
+                    # The dead worker's lease stops counting within its bound, and the work goes on.
+                    eventually(
+                        lambda owner=before.lease_owner: rows()[0].lease_owner != owner,
+                        timeout=LEASE_TTL + 5,
+                        interval=0.1,
+                        what="the dead worker's lease to lapse",
+                    )
+                    assert time.monotonic() - killed_at <= LEASE_TTL + 3
+                ready = eventually(
+                    lambda sha=sha: rows()[0].state == PreviewState.READY and rows()[0].deployed_sha == sha,
+                    timeout=90,
+                    interval=0.2,
+                    what=f"round {round_number}: ready at {sha[:12]}",
+                )
+                assert ready
+                eventually(lambda: rows()[0].lease_owner is None, timeout=LEASE_TTL + 5, what="lease released")
+                [preview] = rows()
+                namespaces = k8s.CoreV1Api(kube_api).list_namespace(
+                    label_selector=f"previews.gitea.io/preview-id={preview.id}"
+                )
+                assert [ns.metadata.name for ns in namespaces.items] == [preview.namespace]
+                jobs = k8s.BatchV1Api(kube_api).list_namespaced_job(
+                    kube_settings.build_namespace, label_selector=f"previews.gitea.io/preview-id={preview.id}"
+                )
+                # Older commits' builds are deleted when superseded: only this commit's, and only once.
+                assert [job.metadata.name for job in jobs.items] == [f"build-{preview.slug}-{sha[:12]}"]
+                assert len(k8s.AppsV1Api(kube_api).list_namespaced_deployment(preview.namespace).items) == 1
+        finally:
+            kill_with_horse(worker)
+        assert processes["web"].poll() is None
