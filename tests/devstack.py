@@ -100,8 +100,10 @@ def main() -> int:
                 demo.commit("task/welcome", {"welcome.txt": "hello\n"}, "A first preview")
             return honcho.wait()
         except KeyboardInterrupt:
+            # Ctrl-C: the service stops first, then what it used (the ExitStack); a normal end.
             honcho.terminate()
-            return honcho.wait()
+            honcho.wait()
+            return 0
 
 
 if __name__ == "__main__":

@@ -170,6 +170,7 @@ def gitea_server() -> Iterator[GiteaServer]:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=environment,
+                start_new_session=True,  # stopped by whoever started it, after the service that uses it
                 preexec_fn=die_with_parent,
             )
         server = GiteaServer(folder, port, process, admin_password=secrets.token_urlsafe(16))

@@ -94,6 +94,7 @@ def _spawn_redis(port: int, folder: str) -> subprocess.Popen:
             "warning",
         ],
         stdout=subprocess.DEVNULL,
+        start_new_session=True,  # a terminal's Ctrl-C is for whoever started it, who stops it last
         preexec_fn=die_with_parent,
     )
 
@@ -196,6 +197,7 @@ def postgres_server() -> Iterator[PostgresServer]:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
             preexec_fn=die_with_parent,
         )
         wait_for_port(port, process)

@@ -86,6 +86,7 @@ def test_make_run_from_a_plain_shell_reaches_a_ready_preview_and_ctrl_c_stops_ev
             os.killpg(make.pid, signal.SIGKILL)
             make.wait()
         reader.join(timeout=5)
+        make.stdout.close()
     text = "".join(output)
     assert "not found" not in text, text[-3000:]
     assert "Traceback" not in text, text[-3000:]

@@ -244,9 +244,14 @@ def test_a_newer_push_supersedes_a_build_still_running(client, services, app):
 
     configure_repository(build_pod_labels={})
     sync = deliver(client, "pull_request_synchronized", "pull_request_sync")
-    assert run(services, sync["delivery_id"]) == "ready"
-    worker.join(timeout=60)
+    # The first run holds the preview: the newer commit's job comes back later instead of racing it...
+    assert run(services, sync["delivery_id"]) == "deferred"
+    assert [job for job in services.queue.queue.scheduled_job_registry.get_job_ids() if "-deferred-" in job]
+    # ...and the first run sees within seconds that its commit is no longer wanted, and lets go.
+    worker.join(timeout=30)
     assert results["first"] == "superseded"
+    with database.connection_context():
+        assert pipeline.deploy(services, preview_id, SHA_B) == "ready"  # what the deferred job does
     preview = the_preview()
     assert (preview.state, preview.deployed_sha) == (PreviewState.READY, SHA_B)
     with database.connection_context():
