@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from app.db import database
 from app.usecases import deliveries, pipeline
 from workers.context import services
+
+log = logging.getLogger(__name__)
 
 
 def process_delivery(delivery_id: int) -> str:
@@ -16,13 +20,17 @@ def process_delivery(delivery_id: int) -> str:
 def deploy_preview(preview_id: int, sha: str) -> str:
     context = services()
     with database.connection_context():
-        return pipeline.deploy(context, preview_id, sha)
+        result = pipeline.deploy(context, preview_id, sha)
+    log.info("deploy job done preview_id=%s sha=%s result=%s", preview_id, sha[:12], result)
+    return result
 
 
 def teardown_preview(preview_id: int, reason: str) -> str:
     context = services()
     with database.connection_context():
-        return pipeline.teardown(context, preview_id, reason)
+        result = pipeline.teardown(context, preview_id, reason)
+    log.info("teardown job done preview_id=%s result=%s", preview_id, result)
+    return result
 
 
 def report_preview(preview_id: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 
 from rq import Worker
 
@@ -16,6 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     runtime.configure_logging()
     _, _, queue = started()
+    # Import the jobs (and the Kubernetes client) once here: each job runs in a forked work
+    # horse, which then starts with them loaded instead of importing them again.
+    importlib.import_module("workers.jobs")
     worker = Worker([queue.queue], connection=queue.connection)
     # The built-in scheduler moves retries with backoff back onto the queue.
     worker.work(burst=args.burst, with_scheduler=not args.burst)

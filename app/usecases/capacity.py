@@ -15,13 +15,14 @@ import peewee
 
 from app.adapters.jobqueue import JobQueue
 from app.db import exclusive
-from app.models import Preview
+from app.models import Event, Preview
 from app.settings import Settings
 from app.usecases.jobs import enqueue_deploy
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "preview-capacity"
+START_WINDOW_SECONDS = 5
 
 
 def claim_slot(settings: Settings, preview_id: int, now: datetime) -> int | None:
@@ -54,6 +55,8 @@ def claim_slot(settings: Settings, preview_id: int, now: datetime) -> int | None
             waiting_since=None,
             expires_at=peewee.fn.COALESCE(Preview.expires_at, now + settings.preview_ttl),
         ).where(Preview.id == preview_id).execute()
+        if limit is not None:
+            Event.record(preview, "slot", f"took one of {limit} slots")
         return None
 
 
@@ -66,6 +69,8 @@ def start_waiting(queue: JobQueue, settings: Settings, now: datetime, dry_run: b
         line = line.limit(max(0, limit - Preview.active().count()))
     started = list(line)
     if not dry_run:
+        # One start per preview and commit in a window: passes and teardowns in between do not pile up jobs.
+        window = int(now.timestamp()) // START_WINDOW_SECONDS
         for preview in started:
-            enqueue_deploy(queue, preview.id, preview.head_sha, f"slot-{int(now.timestamp())}")
+            enqueue_deploy(queue, preview.id, preview.head_sha, f"slot-{window}")
     return [p.id for p in started]
