@@ -141,6 +141,9 @@ class Settings:
     # One worker acts on a preview at a time: it holds a lease this long, renewed while it works,
     # so the work of a worker that died resumes about this long after.
     lease_ttl: timedelta = timedelta(seconds=60)
+    # Work nobody holds a lease on (its job was lost, or its worker died before taking the
+    # lease) is queued again after this long without progress; a duplicate job is harmless.
+    stalled_after: timedelta = timedelta(minutes=2)
     scheduler_interval: timedelta = timedelta(seconds=15)
     max_webhook_bytes: int = 5 * 1024 * 1024
     # Where this service is reachable: links to its own page for a preview.
@@ -196,6 +199,7 @@ class Settings:
         maybe_set("failed_preview_ttl", "FAILED_PREVIEW_TTL", parse_duration)
         maybe_set("lease_ttl", "PREVIEW_LEASE_TTL", parse_duration)
         maybe_set("scheduler_interval", "SCHEDULER_INTERVAL", parse_duration)
+        maybe_set("stalled_after", "STALLED_AFTER", parse_duration)
         maybe_set("preview_registry", "PREVIEW_REGISTRY")
         maybe_set("kubeconfig", "KUBECONFIG")
         maybe_set("max_active_previews", "MAX_ACTIVE_PREVIEWS", _positive_int)

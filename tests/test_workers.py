@@ -45,6 +45,7 @@ def service_env(settings, port, **extra):
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "PREVIEW_LEASE_TTL": f"{LEASE_TTL}s",
         "SCHEDULER_INTERVAL": "1s",
+        "STALLED_AFTER": "5s",
         "WEB_CONCURRENCY": "2",
         **extra,
     }

@@ -40,11 +40,6 @@ class SweepRefused(Exception):
     """The sweep saw something that makes deleting unsafe; nothing was deleted."""
 
 
-def stuck_after(settings: Settings) -> timedelta:
-    """For work with no lease at all (its job was lost): longer than any healthy run."""
-    return settings.build_timeout + settings.rollout_timeout + timedelta(minutes=5)
-
-
 def request_teardown(
     queue: JobQueue, preview: Preview, reason: str, now: datetime, only_if: peewee.Expression | None = None
 ) -> bool:
@@ -86,7 +81,7 @@ def resume_stuck(queue: JobQueue, settings: Settings, now: datetime, dry_run: bo
     conditional update that only one scheduler can win.
     """
     resumed = []
-    for preview in Preview.stuck(now - stuck_after(settings), now):
+    for preview in Preview.stuck(now - settings.stalled_after, now):
         if dry_run:
             resumed.append(preview.id)
             continue
