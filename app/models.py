@@ -138,14 +138,18 @@ class Preview(BaseModel):
         )
 
     @classmethod
-    def stuck(cls, before: datetime, now: datetime) -> peewee.ModelSelect:
+    def stuck(cls, before: datetime, now: datetime, capped: bool) -> peewee.ModelSelect:
         """In a transitional state with nobody working on it: its worker's lease expired,
-        or (no lease at all: the job was lost) untouched since `before`. Not those in line."""
+        or (no lease at all: the job was lost) untouched since `before`. Under a cap, those
+        in line for a slot are not stuck: they wait, and are started as slots free."""
         transitional = (PreviewState.QUEUED, PreviewState.BUILDING, PreviewState.DEPLOYING, PreviewState.DELETING)
         lease_expired = cls.lease_owner.is_null(False) & (cls.lease_expires_at < now)
         forgotten = cls.lease_owner.is_null() & (cls.updated_at < before)
-        in_line = (cls.state == PreviewState.QUEUED) & (cls.holds_slot == False)  # noqa: E712
-        return cls.select().where(cls.state.in_(transitional) & (lease_expired | forgotten) & ~in_line)
+        query = cls.select().where(cls.state.in_(transitional) & (lease_expired | forgotten))
+        if capped:
+            in_line = (cls.state == PreviewState.QUEUED) & (cls.holds_slot == False)  # noqa: E712
+            query = query.where(~in_line)
+        return query
 
     @classmethod
     def change(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 import redis
 from rq import Queue, Retry
@@ -17,6 +18,18 @@ log = logging.getLogger(__name__)
 
 # Backoff between attempts of a failed job, in seconds.
 RETRY_INTERVALS = [10, 30, 60, 120, 300]
+
+
+def _job_options(job_id: str, timeout: int) -> dict[str, Any]:
+    """Every job: one per id, retried with backoff, its result kept a day and a failure a week."""
+    return {
+        "job_id": job_id,
+        "unique": True,
+        "job_timeout": timeout,
+        "retry": Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
+        "result_ttl": 86400,
+        "failure_ttl": 7 * 86400,
+    }
 
 
 class QueueUnavailable(Exception):
@@ -34,16 +47,7 @@ class JobQueue:
     def enqueue(self, func: str, *args: object, job_id: str, timeout: int = 3600) -> bool:
         """Queue `func(*args)` once under `job_id`. False when that job id is already queued or running."""
         try:
-            self.queue.enqueue(
-                func,
-                *args,
-                job_id=job_id,
-                unique=True,
-                job_timeout=timeout,
-                retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
-                result_ttl=86400,
-                failure_ttl=7 * 86400,
-            )
+            self.queue.enqueue(func, *args, **_job_options(job_id, timeout))
         except DuplicateJobError:
             log.info("job already queued job_id=%s", job_id)
             return False
@@ -55,17 +59,7 @@ class JobQueue:
         """Queue `func(*args)` to run in `seconds` (the workers' scheduler moves it onto the queue).
         False when that job id exists already."""
         try:
-            self.queue.enqueue_in(
-                timedelta(seconds=seconds),
-                func,
-                *args,
-                job_id=job_id,
-                unique=True,
-                job_timeout=timeout,
-                retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
-                result_ttl=86400,
-                failure_ttl=7 * 86400,
-            )
+            self.queue.enqueue_in(timedelta(seconds=seconds), func, *args, **_job_options(job_id, timeout))
         except DuplicateJobError:
             return False
         except redis.RedisError as error:

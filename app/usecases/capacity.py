@@ -64,10 +64,9 @@ def start_waiting(queue: JobQueue, settings: Settings, now: datetime, dry_run: b
     """Queue the deploys of the previews first in line, as many as there are free slots.
     Each claims its slot itself when it runs."""
     limit = settings.max_active_previews
-    line = Preview.waiting()
-    if limit is not None:
-        line = line.limit(max(0, limit - Preview.active().count()))
-    started = list(line)
+    if limit is None:
+        return []  # nothing waits for a slot: each deploy takes one when it runs
+    started = list(Preview.waiting().limit(max(0, limit - Preview.active().count())))
     if not dry_run:
         # One start per preview and commit in a window: passes and teardowns in between do not pile up jobs.
         window = int(now.timestamp()) // START_WINDOW_SECONDS

@@ -81,7 +81,8 @@ def resume_stuck(queue: JobQueue, settings: Settings, now: datetime, dry_run: bo
     conditional update that only one scheduler can win.
     """
     resumed = []
-    for preview in Preview.stuck(now - settings.stalled_after, now):
+    capped = settings.max_active_previews is not None
+    for preview in Preview.stuck(now - settings.stalled_after, now, capped):
         if dry_run:
             resumed.append(preview.id)
             continue

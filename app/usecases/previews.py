@@ -140,7 +140,7 @@ def delete_preview(queue: JobQueue, preview: Preview, now: datetime | None = Non
     if preview.state in (PreviewState.DELETING, PreviewState.DELETED):
         return preview
     lifecycle.request_teardown(queue, preview, "deleted through the API", now or utcnow())
-    return preview
+    return Preview.get_by_id(preview.id)
 
 
 def require_deployed(preview: Preview) -> Preview:
