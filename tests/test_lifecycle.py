@@ -79,8 +79,9 @@ def _namespace(kube_api, labels, name=None):
 def test_orphans_with_our_label_are_collected_after_a_grace_period_and_others_never(client, services, kube_api):
     run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
     ours = {LABEL_MANAGED_BY: MANAGED_BY, "environment": "preview", LABEL_PREVIEW_ID: "9999"}
-    orphan = _namespace(kube_api, ours)
+    orphan = _namespace(kube_api, ours, unique_name("preview-stray"))
     foreign = _namespace(kube_api, {"environment": "preview"})
+    not_our_name = _namespace(kube_api, ours)  # our labels on a name we never give: not ours to delete
     try:
         now = utcnow()
         assert lifecycle.run_pass(services, now=now)["orphans"].deleted == []  # still in its grace period
@@ -90,8 +91,8 @@ def test_orphans_with_our_label_are_collected_after_a_grace_period_and_others_ne
         report = lifecycle.run_pass(services, now=now + timedelta(minutes=11))["orphans"]
         assert report.deleted == [orphan]
         eventually(lambda: namespace_gone(kube_api, orphan), timeout=90, what="orphan deleted")
-        assert k8s.CoreV1Api(kube_api).read_namespace(foreign).status.phase == "Active"
-        assert k8s.CoreV1Api(kube_api).read_namespace(preview().namespace).status.phase == "Active"
+        for kept in (foreign, not_our_name, preview().namespace):
+            assert k8s.CoreV1Api(kube_api).read_namespace(kept).status.phase == "Active"
     finally:
         k8s.CoreV1Api(kube_api).delete_namespace(foreign)
 

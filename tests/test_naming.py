@@ -46,7 +46,7 @@ def test_names_differing_only_in_case_or_punctuation_differ():
 def test_unicode_is_folded_and_non_latin_falls_back_to_the_hash():
     assert slug("task/café-ünïcode").startswith("task-cafe-unicode-")
     only_hash = slug("日本語")
-    assert re.fullmatch(r"[0-9a-f]{8}", only_hash)
+    assert re.fullmatch(r"[0-9a-f]{16}", only_hash)
 
 
 def test_leading_digits_and_dashes():
@@ -98,3 +98,12 @@ def test_two_prs_whose_branches_slug_the_same_get_distinct_names():
 
 def test_image_repository_is_lowercase():
     assert image_repository("registry.local:5000/", "Acme/Shop_App") == "registry.local:5000/acme/shop-app"
+
+
+def test_targets_that_share_the_readable_part_never_share_names():
+    # Same readable text ("shop-feature-a-b"), different raw branch names: the 64-bit hash tells them apart.
+    first = preview_names("acme/shop", "acme/shop@feature/a-b", None, "feature/a-b", "preview.test")
+    second = preview_names("acme/shop", "acme/shop@feature/a_b", None, "feature/a_b", "preview.test")
+    assert first.slug.rsplit("-", 1)[0] == second.slug.rsplit("-", 1)[0]
+    assert first.namespace != second.namespace and first.host != second.host
+    assert len(first.slug.rsplit("-", 1)[1]) == 16  # 64 bits of sha256

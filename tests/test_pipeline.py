@@ -342,3 +342,29 @@ def test_a_worker_killed_mid_deploy_and_started_again_ends_ready_without_duplica
     assert len(services.kube.list_jobs(settings.build_namespace, f"{LABEL_PREVIEW_ID}={preview.id}")) == 1
     with database.connection_context():
         assert Deployment.select().count() == 1 and Deployment.get().status == "ready"
+
+
+def test_a_namespace_that_is_not_this_previews_is_never_written_or_deleted(client, services, kube_api):
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    preview = the_preview()
+    with database.connection_context():
+        names = pipeline.names_for(services.settings, Preview.get_by_id(preview.id))
+    core = k8s.CoreV1Api(kube_api)
+    # Another preview's namespace under this preview's name (say, from a crafted branch name).
+    squatter = {"app.kubernetes.io/managed-by": "gitea-previews", LABEL_PREVIEW_ID: str(preview.id + 1000)}
+    core.create_namespace({"metadata": {"name": names.namespace, "labels": squatter}})
+
+    assert run(services, accepted["delivery_id"]) == "failed"
+    with database.connection_context():
+        assert "is not this preview's" in Deployment.get().failure_reason
+    assert core.read_namespace(names.namespace).metadata.labels == {
+        **squatter,
+        "kubernetes.io/metadata.name": names.namespace,  # the API server's own
+    }
+    assert k8s.AppsV1Api(kube_api).list_namespaced_deployment(names.namespace).items == []
+    assert core.list_namespaced_secret(names.namespace, label_selector=LABEL_PREVIEW_ID).items == []
+
+    closed = deliver(client, "pull_request_closed", "pull_request")
+    assert run(services, closed["delivery_id"]) == "deleted"
+    assert core.read_namespace(names.namespace).status.phase == "Active"  # left alone
+    assert the_preview().state == PreviewState.DELETED

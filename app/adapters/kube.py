@@ -214,16 +214,17 @@ class Kube:
             raise _error(f"watch namespace {name}", error) from error
         raise KubeError(f"namespace {name} is still being deleted after {timeout:.0f} s")
 
-    def namespace_exists(self, name: str) -> bool:
+    def namespace_labels(self, name: str) -> dict[str, str] | None:
+        """The namespace's labels; None when there is no such namespace."""
         try:
-            self.core.read_namespace(name, _request_timeout=self.timeout)
+            found = self.core.read_namespace(name, _request_timeout=self.timeout)
         except ApiException as error:
             if error.status == 404:
-                return False
+                return None
             raise _error(f"read namespace {name}", error) from error
         except _CLIENT_ERRORS as error:
             raise _error(f"read namespace {name}", error) from error
-        return True
+        return dict(found.metadata.labels or {})
 
     def list_namespaces(self, label_selector: str) -> list[NamespaceInfo]:
         try:

@@ -13,8 +13,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-HASH_LENGTH = 8
-SLUG_MAX = 40  # leaves room for "preview-" (namespace) and "build-...-<sha12>" (Job) within 63
+# 64 bits: no one can craft a second branch name that lands on another preview's names.
+HASH_LENGTH = 16
+SLUG_MAX = 44  # leaves room for "preview-" (namespace) and "build-...-<sha12>" (Job) within 63
 NAMESPACE_PREFIX = "preview-"
 AUTH_SECRET = "preview-basic-auth"
 SHORT_SHA = 12

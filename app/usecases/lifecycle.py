@@ -23,6 +23,7 @@ from app.adapters.jobqueue import JobQueue
 from app.adapters.kube import Kube
 from app.db import database, utcnow
 from app.domain.manifests import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
+from app.domain.naming import NAMESPACE_PREFIX
 from app.models import Event, Preview, PreviewState
 from app.runtime import Services
 from app.settings import Settings
@@ -126,8 +127,8 @@ def collect_orphans(kube: Kube, now: datetime, dry_run: bool = False, grace: tim
     candidates = []
     for namespace in namespaces:
         seen.add(namespace.name)
-        if namespace.terminating:
-            continue
+        if namespace.terminating or not namespace.name.startswith(NAMESPACE_PREFIX):
+            continue  # only names we give: two labels alone do not make a namespace ours
         raw_id = namespace.labels.get(LABEL_PREVIEW_ID, "")
         owner = Preview.get_or_none(Preview.id == int(raw_id)) if raw_id.isdigit() else None
         if owner is not None and owner.state != PreviewState.DELETED and owner.namespace == namespace.name:
@@ -150,7 +151,7 @@ def collect_orphans(kube: Kube, now: datetime, dry_run: bool = False, grace: tim
     for preview in holding:
         if preview.namespace in seen or now - preview.updated_at < grace:
             continue
-        if kube.namespace_exists(preview.namespace):  # listed between our two reads
+        if kube.namespace_labels(preview.namespace) is not None:  # listed between our two reads
             continue
         if dry_run:
             report.vanished.append(preview.id)

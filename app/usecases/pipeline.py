@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from app.adapters.gitea import GiteaError
+from app.adapters.kube import Kube
 from app.db import database, utcnow
 from app.domain import credentials, manifests
 from app.domain.naming import PreviewNames, image_repository, preview_names
@@ -205,6 +206,12 @@ def _spec(settings: Settings, preview: Preview, names: PreviewNames, now: dateti
     )
 
 
+def _ours_or_free(kube: Kube, namespace: str, preview_id: int) -> bool:
+    """Before writing into or deleting a namespace: it does not exist, or it carries this preview's id."""
+    labels = kube.namespace_labels(namespace)
+    return labels is None or labels.get(manifests.LABEL_PREVIEW_ID) == str(preview_id)
+
+
 def deploy(services: Services, preview_id: int, sha: str) -> str:
     """Make the preview ready at `sha`. Returns ready, failed, waiting, deferred or superseded."""
     if not _wants(Preview.get_or_none(Preview.id == preview_id), sha):
@@ -248,6 +255,8 @@ def _deploy(run: _Run) -> str:
         _report(services, preview)
         with _phase(preview, deployment, "deploy", f"applying objects in {names.namespace}"):
             kube.wait_while_terminating(names.namespace, timeout=180)
+            if not _ours_or_free(kube, names.namespace, run.preview_id):
+                raise StepFailed("deploy", f"namespace {names.namespace} exists and is not this preview's: not touched")
             password = _password(services, names)
             objects = manifests.preview_objects(
                 spec,
@@ -331,7 +340,14 @@ def _teardown(services: Services, held: lease.Lease, preview_id: int, reason: st
     selector = f"{manifests.LABEL_PREVIEW_ID}={preview.id},{manifests.LABEL_COMPONENT}=build"
     for job in kube.list_jobs(settings.build_namespace, selector):
         kube.delete_job(settings.build_namespace, job.name)
-    kube.delete_namespace(preview.namespace or names.namespace)
+    namespace = preview.namespace or names.namespace
+    if _ours_or_free(kube, namespace, preview_id):
+        kube.delete_namespace(namespace)
+    else:
+        log.warning(
+            "teardown left a namespace that is not this preview's preview_id=%s namespace=%s", preview_id, namespace
+        )
+        Event.record(preview, "teardown", f"namespace {namespace} is not this preview's: left alone")
     gone = Preview.change(
         preview_id,
         states=(PreviewState.DELETING,),
