@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -79,6 +80,18 @@ def _patterns(text: str) -> tuple[str, ...]:
     if not patterns:
         raise ValueError("must name at least one branch pattern, such as task/*")
     return patterns
+
+
+def _cidrs(text: str) -> tuple[str, ...]:
+    found = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(part, strict=True)))
+        except ValueError:
+            raise ValueError(f"{part!r} is not a CIDR such as 10.0.0.0/8") from None
+    return tuple(found)
 
 
 def _price(text: str) -> float:
@@ -160,6 +173,19 @@ class Settings:
     cert_manager_issuer: str | None = None
     ingress_controller_namespace: str = "ingress-nginx"
     pod_security_level: str = "baseline"
+    # Egress from previews and builds: the internet and DNS, not these (the metadata address,
+    # private ranges where pod and service CIDRs and the API server usually live).
+    egress_denied_cidrs: tuple[str, ...] = (
+        "169.254.0.0/16",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "fc00::/7",
+        "fe80::/10",
+    )
+    # What builds may reach beyond that: the registry and Gitea, when they are inside.
+    build_egress_allowed_cidrs: tuple[str, ...] = ()
     # Per-namespace ResourceQuota (the seed's defaults).
     quota_requests_cpu: str = "500m"
     quota_requests_memory: str = "1Gi"
@@ -217,6 +243,8 @@ class Settings:
         maybe_set("cert_manager_issuer", "CERT_MANAGER_CLUSTER_ISSUER")
         maybe_set("ingress_controller_namespace", "INGRESS_CONTROLLER_NAMESPACE", _dns_label)
         maybe_set("pod_security_level", "PREVIEW_POD_SECURITY", _choice("privileged", "baseline", "restricted"))
+        maybe_set("egress_denied_cidrs", "EGRESS_DENIED_CIDRS", _cidrs)
+        maybe_set("build_egress_allowed_cidrs", "BUILD_EGRESS_ALLOWED_CIDRS", _cidrs)
         maybe_set("quota_requests_cpu", "QUOTA_REQUESTS_CPU", _quantity)
         maybe_set("quota_requests_memory", "QUOTA_REQUESTS_MEMORY", _quantity)
         maybe_set("quota_limits_cpu", "QUOTA_LIMITS_CPU", _quantity)

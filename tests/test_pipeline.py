@@ -71,7 +71,23 @@ def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api)
     limits = core.read_namespaced_limit_range("preview-limits", preview.namespace).spec.limits[0]
     assert limits.default_request == {"cpu": "100m", "memory": "128Mi"}
     policy = networking.read_namespaced_network_policy("preview-isolation", preview.namespace)
-    assert policy.spec.policy_types == ["Ingress"]
+    assert policy.spec.policy_types == ["Ingress", "Egress"]
+    build_policy = networking.read_namespaced_network_policy("build-isolation", services.settings.build_namespace)
+    for egress in (policy.spec.egress, build_policy.spec.egress):
+        # As the API server stored them: DNS, the namespace itself, and anywhere but the denied ranges.
+        dns, own_namespace, anywhere = egress[:3]
+        assert {(p.protocol, p.port) for p in dns.ports} == {("UDP", 53), ("TCP", 53)}
+        assert own_namespace.to[0].pod_selector is not None
+        blocks = {peer.ip_block.cidr: peer.ip_block._except for peer in anywhere.to}
+        assert blocks == {
+            "0.0.0.0/0": ["169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"],
+            "::/0": ["fc00::/7", "fe80::/10"],
+        }
+    assert build_policy.spec.ingress is None  # builds take no connections
+    pod_spec = k8s.AppsV1Api(kube_api).list_namespaced_deployment(preview.namespace).items[0].spec.template.spec
+    assert pod_spec.security_context.seccomp_profile.type == "RuntimeDefault"
+    assert pod_spec.containers[0].security_context.allow_privilege_escalation is False
+    assert pod_spec.automount_service_account_token is False
 
     auth = services.kube.read_secret_data(preview.namespace, "preview-basic-auth")
     user, hashed = auth["auth"].strip().split(":", 1)

@@ -58,6 +58,8 @@ def test_values_are_coerced():
         ("MAX_ACTIVE_PREVIEWS", "many"),
         ("API_TOKENS", "short"),
         ("TASK_BRANCH_PATTERNS", " , "),
+        ("EGRESS_DENIED_CIDRS", "10.0.0.1/8"),
+        ("BUILD_EGRESS_ALLOWED_CIDRS", "gitea.internal"),
     ],
 )
 def test_invalid_values_name_the_variable(variable, value):
@@ -89,3 +91,11 @@ def test_parse_duration(text, expected):
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_egress_cidr_lists_are_parsed_and_normalised():
+    settings = Settings.from_env(
+        {"EGRESS_DENIED_CIDRS": "169.254.0.0/16, 10.96.0.0/12", "BUILD_EGRESS_ALLOWED_CIDRS": ""}
+    )
+    assert settings.egress_denied_cidrs == ("169.254.0.0/16", "10.96.0.0/12")
+    assert settings.build_egress_allowed_cidrs == ()

@@ -205,13 +205,13 @@ def test_nothing_accepted_is_lost_while_redis_is_down(client, services, redis_se
 
 @pytest.mark.kube
 def test_a_job_run_twice_processes_its_delivery_once(client, services):
-    from app.usecases import deliveries
+    from app.usecases.deliveries import process_delivery
 
     post(client, "push_task_branch", "push")
     [delivery] = deliveries()
     with database.connection_context():
-        assert deliveries.process_delivery(services, delivery.id) == "ready"
-        assert deliveries.process_delivery(services, delivery.id) == "skipped"
+        assert process_delivery(services, delivery.id) == "ready"
+        assert process_delivery(services, delivery.id) == "skipped"
         assert Event.select().where(Event.phase == "delivery").count() == 1
         assert Event.select().where(Event.phase == "build").count() == 1
 

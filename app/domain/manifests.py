@@ -6,6 +6,7 @@ apply. Tests compare the dicts.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -143,15 +144,36 @@ def limit_range(spec: PreviewSpec) -> dict[str, Any]:
     }
 
 
+def egress_rules(settings: Settings, also_allowed: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """DNS, the namespace itself and the internet; not the denied ranges (metadata address, cluster, API server)."""
+    anywhere = []
+    for everything in ("0.0.0.0/0", "::/0"):
+        version = ipaddress.ip_network(everything).version
+        denied = [c for c in settings.egress_denied_cidrs if ipaddress.ip_network(c).version == version]
+        anywhere.append({"ipBlock": {"cidr": everything, "except": denied} if denied else {"cidr": everything}})
+    rules: list[dict[str, Any]] = [
+        {
+            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        },
+        {"to": [{"podSelector": {}}]},
+        {"to": anywhere},
+    ]
+    if also_allowed:
+        rules.append({"to": [{"ipBlock": {"cidr": cidr}} for cidr in also_allowed]})
+    return rules
+
+
 def network_policy(spec: PreviewSpec, settings: Settings) -> dict[str, Any]:
-    """Admit traffic only from this namespace and from the ingress controller's."""
+    """Admit traffic only from this namespace and from the ingress controller's; let out only what egress_rules says."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": _meta(spec, "preview-isolation"),
         "spec": {
             "podSelector": {},
-            "policyTypes": ["Ingress"],
+            "policyTypes": ["Ingress", "Egress"],
+            "egress": egress_rules(settings),
             "ingress": [
                 {
                     "from": [
@@ -198,10 +220,12 @@ def deployment(spec: PreviewSpec, app: AppSpec) -> dict[str, Any]:
                 },
                 "spec": {
                     "automountServiceAccountToken": False,
+                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [
                         {
                             "name": "app",
                             "image": app.image,
+                            "securityContext": {"allowPrivilegeEscalation": False},
                             "ports": [{"name": "http", "containerPort": app.port}],
                             "env": env,
                             "resources": {"requests": APP_REQUESTS, "limits": APP_LIMITS},
@@ -349,6 +373,25 @@ def build_job(spec: PreviewSpec, build: BuildSpec, settings: Settings) -> dict[s
                     ],
                 },
             },
+        },
+    }
+
+
+def build_network_policy(settings: Settings) -> dict[str, Any]:
+    """Builds take no connections, and reach out only like previews do, plus the registry and Gitea."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": "build-isolation",
+            "namespace": settings.build_namespace,
+            "labels": {LABEL_MANAGED_BY: MANAGED_BY},
+        },
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": egress_rules(settings, settings.build_egress_allowed_cidrs),
         },
     }
 

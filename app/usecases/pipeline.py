@@ -153,6 +153,7 @@ def _build(run: _Run, preview: Preview, deployment: Deployment, spec: manifests.
         pod_labels=dict(repo_settings.get("build_pod_labels", {})),
     )
     kube.apply(manifests.build_namespace(settings))
+    kube.apply(manifests.build_network_policy(settings))
     kube.replace_job(manifests.build_job(spec, build, settings), recreate=failed_before)
     outcome = kube.wait_for_job(
         settings.build_namespace, build.job_name, settings.build_timeout.total_seconds(), should_stop=run.stopped
