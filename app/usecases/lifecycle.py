@@ -95,7 +95,8 @@ def resume_stuck(queue: JobQueue, settings: Settings, now: datetime, dry_run: bo
             & (
                 Preview.lease_owner.is_null()
                 if preview.lease_owner is None
-                else (Preview.lease_owner == preview.lease_owner)
+                # Still the same lease, and still expired: never take a lease its worker just renewed.
+                else (Preview.lease_owner == preview.lease_owner) & (Preview.lease_expires_at < now)
             )
         )
         if claim.execute() != 1:
