@@ -166,6 +166,7 @@ class Settings:
     builder_image: str = "ghcr.io/osscontainertools/kaniko:v1.27.6"
     registry_insecure: bool = False
     build_timeout: timedelta = timedelta(minutes=30)
+    build_concurrency: int = 4  # builds at once: the build namespace's ResourceQuota
     rollout_timeout: timedelta = timedelta(seconds=300)
     # Ingress and isolation.
     ingress_class: str = "nginx"
@@ -237,6 +238,7 @@ class Settings:
         maybe_set("builder_image", "BUILDER_IMAGE")
         maybe_set("registry_insecure", "PREVIEW_REGISTRY_INSECURE", _bool)
         maybe_set("build_timeout", "BUILD_TIMEOUT", parse_duration)
+        maybe_set("build_concurrency", "BUILD_CONCURRENCY", _positive_int)
         maybe_set("rollout_timeout", "ROLLOUT_TIMEOUT", parse_duration)
         maybe_set("ingress_class", "INGRESS_CLASS")
         maybe_set("ingress_tls_secret", "INGRESS_TLS_SECRET", _dns_label)

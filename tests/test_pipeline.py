@@ -84,6 +84,19 @@ def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api)
             "::/0": ["fc00::/7", "fe80::/10"],
         }
     assert build_policy.spec.ingress is None  # builds take no connections
+    # Builds have bounds: each its requests and limits, all of them a quota (4 builds at once by default).
+    build_quota = core.read_namespaced_resource_quota("build-quota", services.settings.build_namespace)
+    assert build_quota.spec.hard == {
+        "pods": "4",
+        "requests.cpu": "2",
+        "requests.memory": "4Gi",
+        "limits.cpu": "8",
+        "limits.memory": "16Gi",
+    }
+    [build] = k8s.BatchV1Api(kube_api).list_namespaced_job(services.settings.build_namespace).items
+    kaniko = build.spec.template.spec.containers[0]
+    assert kaniko.resources.requests == {"cpu": "500m", "memory": "1Gi"}
+    assert kaniko.resources.limits == {"cpu": "2", "memory": "4Gi"}
     pod_spec = k8s.AppsV1Api(kube_api).list_namespaced_deployment(preview.namespace).items[0].spec.template.spec
     assert pod_spec.security_context.seccomp_profile.type == "RuntimeDefault"
     assert pod_spec.containers[0].security_context.allow_privilege_escalation is False

@@ -31,6 +31,11 @@ AUTH_REALM = "Preview environment"
 # Container defaults (the seed's): a small web app.
 APP_REQUESTS = {"cpu": "100m", "memory": "128Mi"}
 APP_LIMITS = {"cpu": "500m", "memory": "512Mi"}
+# One kaniko build: millicores and GiB it requests, and its limits.
+BUILD_CPU_REQUEST_M, BUILD_MEMORY_REQUEST_GI = 500, 1
+BUILD_CPU_LIMIT_M, BUILD_MEMORY_LIMIT_GI = 2000, 4
+BUILD_REQUESTS = {"cpu": f"{BUILD_CPU_REQUEST_M}m", "memory": f"{BUILD_MEMORY_REQUEST_GI}Gi"}
+BUILD_LIMITS = {"cpu": f"{BUILD_CPU_LIMIT_M}m", "memory": f"{BUILD_MEMORY_LIMIT_GI}Gi"}
 
 
 def _time(moment: datetime) -> str:
@@ -357,6 +362,7 @@ def build_job(spec: PreviewSpec, build: BuildSpec, settings: Settings) -> dict[s
                             "image": settings.builder_image,
                             "args": args,
                             "env": env,
+                            "resources": {"requests": BUILD_REQUESTS, "limits": BUILD_LIMITS},
                             "terminationMessagePolicy": "File",
                             "volumeMounts": [{"name": "docker-config", "mountPath": "/kaniko/.docker"}],
                         }
@@ -392,6 +398,29 @@ def build_network_policy(settings: Settings) -> dict[str, Any]:
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [],
             "egress": egress_rules(settings, settings.build_egress_allowed_cidrs),
+        },
+    }
+
+
+def build_quota(settings: Settings) -> dict[str, Any]:
+    """Room for BUILD_CONCURRENCY builds at once; a build beyond that waits for a pod to finish."""
+    builds = settings.build_concurrency
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {
+            "name": "build-quota",
+            "namespace": settings.build_namespace,
+            "labels": {LABEL_MANAGED_BY: MANAGED_BY},
+        },
+        "spec": {
+            "hard": {
+                "pods": str(builds),
+                "requests.cpu": f"{BUILD_CPU_REQUEST_M * builds}m",
+                "requests.memory": f"{BUILD_MEMORY_REQUEST_GI * builds}Gi",
+                "limits.cpu": f"{BUILD_CPU_LIMIT_M * builds}m",
+                "limits.memory": f"{BUILD_MEMORY_LIMIT_GI * builds}Gi",
+            }
         },
     }
 

@@ -152,8 +152,8 @@ def _build(run: _Run, preview: Preview, deployment: Deployment, spec: manifests.
         dockerfile=str(repo_settings.get("dockerfile", "Dockerfile")),
         pod_labels=dict(repo_settings.get("build_pod_labels", {})),
     )
-    kube.apply(manifests.build_namespace(settings))
-    kube.apply(manifests.build_network_policy(settings))
+    for build_object in (manifests.build_namespace, manifests.build_quota, manifests.build_network_policy):
+        kube.apply(build_object(settings))
     kube.replace_job(manifests.build_job(spec, build, settings), recreate=failed_before)
     outcome = kube.wait_for_job(
         settings.build_namespace, build.job_name, settings.build_timeout.total_seconds(), should_stop=run.stopped
