@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +76,19 @@ class Repo:
 
     def statuses(self, sha: str) -> list[dict]:
         return self.gitea.api("GET", f"/repos/{self.full_name}/statuses/{sha}")
+
+    def statuses_in_order(self, context: str = "preview") -> list[str]:
+        """The commits of every status in `context`, in the order Gitea stored them.
+
+        The API cannot say it: a status's `id` there is its index among its commit's statuses.
+        """
+        repo_id = self.gitea.api("GET", f"/repos/{self.full_name}")["id"]
+        uri = f"file:{self.gitea.folder / 'data' / 'gitea.db'}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
+            found = db.execute(
+                "SELECT sha FROM commit_status WHERE repo_id = ? AND context = ? ORDER BY id", (repo_id, context)
+            )
+            return [sha for (sha,) in found]
 
     def latest_status(self, sha: str, context: str = "preview") -> dict | None:
         combined = self.gitea.api("GET", f"/repos/{self.full_name}/commits/{sha}/status")

@@ -143,13 +143,7 @@ def test_thirty_quick_pushes_to_one_pr_with_four_workers_end_at_the_last_commit(
     # One build Job per commit that was built: never two for one commit.
     assert builds and all(len(uids) == 1 for uids in builds.values()), builds
     # Gitea heard about commits in push order only: no status or comment for a commit after a newer one's.
-    posted = sorted(
-        (status["id"], n)
-        for n, sha in enumerate(shas)
-        for status in repo.statuses(sha)
-        if status["context"] == "preview"
-    )
-    order = [n for _, n in posted]
+    order = [position[sha[:12]] for sha in repo.statuses_in_order("preview")]
     assert order == sorted(order), order
     assert order[-1] == len(shas) - 1
     assert comments_seen == sorted(comments_seen) and comments_seen[-1] == len(shas) - 1, comments_seen

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 
 from rq import Worker
 
 from app import runtime
-from workers.context import started
+from workers.context import services, started
+
+log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,6 +23,13 @@ def main(argv: list[str] | None = None) -> None:
     # Import the jobs (and the Kubernetes client) once here: each job runs in a forked work
     # horse, which then starts with them loaded instead of importing them again.
     importlib.import_module("workers.jobs")
+    # Build the adapters here too: the Kubernetes client imports its API classes and their
+    # models lazily, several seconds of CPU that every job would otherwise pay again.
+    # Nothing is connected yet, so each work horse starts with fresh, unused pools.
+    try:
+        services()
+    except runtime.ClusterNotConfigured as error:
+        log.warning("%s; jobs will fail until the cluster is configured", error)
     worker = Worker([queue.queue], connection=queue.connection)
     # The built-in scheduler moves retries with backoff back onto the queue.
     worker.work(burst=args.burst, with_scheduler=not args.burst)
