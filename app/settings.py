@@ -164,6 +164,8 @@ class Settings:
     # Build: kaniko Jobs run here (not PodSecurity "restricted": kaniko runs as root).
     build_namespace: str = "preview-builds"
     builder_image: str = "ghcr.io/osscontainertools/kaniko:v1.27.6"
+    # Fetches the source at the commit before the build, holding the git credentials kaniko never sees.
+    source_image: str = "alpine/git:2.47.2"
     registry_insecure: bool = False
     build_timeout: timedelta = timedelta(minutes=30)
     build_concurrency: int = 4  # builds at once: the build namespace's ResourceQuota
@@ -236,6 +238,7 @@ class Settings:
         maybe_set("public_url", "PUBLIC_URL", _url("http", "https"))
         maybe_set("build_namespace", "BUILD_NAMESPACE", _dns_label)
         maybe_set("builder_image", "BUILDER_IMAGE")
+        maybe_set("source_image", "SOURCE_IMAGE")
         maybe_set("registry_insecure", "PREVIEW_REGISTRY_INSECURE", _bool)
         maybe_set("build_timeout", "BUILD_TIMEOUT", parse_duration)
         maybe_set("build_concurrency", "BUILD_CONCURRENCY", _positive_int)

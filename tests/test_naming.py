@@ -8,10 +8,13 @@ from app.domain.naming import (
     DNS1123_LABEL,
     IMAGE_TAG,
     LABEL_VALUE,
+    SLUG_MAX,
     dns1035,
     image_repository,
     label_value,
     preview_names,
+    registry_secret,
+    short_hash,
     slug,
 )
 
@@ -23,7 +26,7 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 def test_slug_is_a_dns_label_within_the_cap(branch):
     result = slug(branch)
     assert DNS1123_LABEL.fullmatch(result), result
-    assert len(result) <= 40
+    assert len(result) <= SLUG_MAX
 
 
 @given(branches)
@@ -96,8 +99,18 @@ def test_two_prs_whose_branches_slug_the_same_get_distinct_names():
     assert one.namespace != two.namespace and one.host != two.host
 
 
-def test_image_repository_is_lowercase():
-    assert image_repository("registry.local:5000/", "Acme/Shop_App") == "registry.local:5000/acme/shop-app"
+def test_image_repository_is_lowercase_and_its_own():
+    path = image_repository("registry.local:5000/", "Acme/Shop_App")
+    assert path == f"registry.local:5000/acme/shop-app-{short_hash('acme/shop_app')}"
+    assert image_repository("r", "acme/shop") == image_repository("r", "ACME/Shop")  # Gitea ignores case
+    # Readable forms that agree still push to different paths (and caches).
+    assert image_repository("r", "a.b/c") != image_repository("r", "a-b/c")
+
+
+def test_each_repository_names_its_own_registry_secret():
+    assert registry_secret("Acme/Shop") == f"registry-credentials-acme-shop-{short_hash('acme/shop')}"
+    assert registry_secret("a.b/c") != registry_secret("a-b/c")
+    assert DNS1123_LABEL.fullmatch(registry_secret("o/" + "n" * 100))
 
 
 def test_targets_that_share_the_readable_part_never_share_names():

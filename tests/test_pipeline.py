@@ -8,7 +8,9 @@ from kubernetes import client as k8s
 from passlib.hash import apr_md5_crypt
 
 from app.db import database
+from app.domain import manifests
 from app.domain.manifests import LABEL_PREVIEW_ID
+from app.domain.naming import image_repository, registry_secret
 from app.models import Deployment, Event, Preview, PreviewState, WebhookDelivery
 from app.usecases import pipeline
 from tests.factories import payload
@@ -110,7 +112,7 @@ def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api)
 
     deployment = apps.read_namespaced_deployment("shop-preview", preview.namespace)
     container = deployment.spec.template.spec.containers[0]
-    assert container.image.startswith("registry.preview.test:5000/acme/shop@sha256:")
+    assert container.image.startswith(f"{image_repository('registry.preview.test:5000', 'acme/shop')}@sha256:")
     env = {e.name: e.value for e in container.env}
     assert env["PREVIEW_MODE"] == "true" and env["PREVIEW_URL"] == preview.url
     assert container.readiness_probe.http_get.path == "/"
@@ -131,9 +133,7 @@ def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api)
     )
     assert len(build) == 1
     args = build[0].spec.template.spec.containers[0].args
-    assert f"--context=git://127.0.0.1:3000/acme/shop.git#refs/pull/12/head#{preview.head_sha}" in args
-    assert "--digest-file=/dev/termination-log" in args
-    assert not any("@" in arg and "git://" in arg for arg in args)  # no credentials in the URL
+    assert "--context=dir:///workspace" in args and "--digest-file=/dev/termination-log" in args
 
     with database.connection_context():
         [row] = Deployment.select()
@@ -141,6 +141,59 @@ def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api)
         assert set(row.timings) >= {"build", "deploy", "rollout", "report"}
         progress = [e.progress for e in Event.select().order_by(Event.id) if e.progress is not None]
         assert progress == [0, 20, 40, 60, 70, 90, 100]
+
+
+def _secrets_of(container, volumes):
+    """The Secrets a container can read: through its env and through its mounts."""
+    from_env = {
+        e.value_from.secret_key_ref.name for e in container.env or [] if e.value_from and e.value_from.secret_key_ref
+    }
+    from_env |= {source.secret_ref.name for source in container.env_from or [] if source.secret_ref}
+    mounted = {m.name for m in container.volume_mounts or []}
+    return from_env | {v.secret.secret_name for v in volumes if v.name in mounted and v.secret}
+
+
+def test_the_container_that_runs_the_dockerfile_holds_no_git_credential(client, services, kube_api):
+    """A fork's `RUN` step runs in the kaniko container: it must find nothing to read the repositories with."""
+    build_namespace = services.settings.build_namespace
+    core = k8s.CoreV1Api(kube_api)
+    own = registry_secret("acme/shop")
+    services.kube.apply(manifests.build_namespace(services.settings))  # the operator's Secret lives there
+    core.create_namespaced_secret(
+        build_namespace,
+        k8s.V1Secret(
+            metadata=k8s.V1ObjectMeta(name=own),
+            type="kubernetes.io/dockerconfigjson",
+            string_data={".dockerconfigjson": '{"auths": {}}'},
+        ),
+    )
+    try:
+        assert run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"]) == "ready"
+    finally:
+        core.delete_namespaced_secret(own, build_namespace)
+    preview = the_preview()
+    [job] = k8s.BatchV1Api(kube_api).list_namespaced_job(build_namespace).items
+    pod = job.spec.template.spec
+    [kaniko] = pod.containers
+    [fetch] = pod.init_containers
+    # The source is fetched by the init container, at the exact commit, into a volume kaniko builds.
+    fetch_env = {e.name: e.value for e in fetch.env}
+    assert fetch_env["SOURCE_SHA"] == preview.head_sha and fetch_env["SOURCE_REF"] == "refs/pull/12/head"
+    assert _secrets_of(fetch, pod.volumes) == {"git-credentials"}
+    assert fetch.security_context.run_as_non_root and not fetch.security_context.allow_privilege_escalation
+    # kaniko: the source directory and this repository's own push credentials, nothing else.
+    assert _secrets_of(kaniko, pod.volumes) == {own}
+    assert not kaniko.env and not kaniko.env_from
+    assert not any("git" in arg.lower() for arg in kaniko.args)
+    assert {m.mount_path for m in kaniko.volume_mounts} == {"/workspace", "/kaniko/.docker"}
+    assert pod.automount_service_account_token is False and pod.enable_service_links is False
+
+
+def test_a_repository_without_its_own_registry_secret_pushes_with_the_shared_one(client, services, kube_api):
+    assert run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"]) == "ready"
+    [job] = k8s.BatchV1Api(kube_api).list_namespaced_job(services.settings.build_namespace).items
+    pod = job.spec.template.spec
+    assert _secrets_of(pod.containers[0], pod.volumes) == {"registry-credentials"}
 
 
 def test_the_api_hands_out_the_credentials_of_a_live_preview(client, app, services):

@@ -106,6 +106,15 @@ def load_configuration(kubeconfig: str | None) -> client.Configuration:
     return configuration
 
 
+def _telling_container(pod: Any) -> str:
+    """The container whose log explains the pod: a failed init container, else the main one."""
+    for status in pod.status.init_container_statuses or [] if pod.status else []:
+        terminated = status.state.terminated if status.state else None
+        if terminated and terminated.exit_code:
+            return str(status.name)
+    return str(pod.spec.containers[0].name)
+
+
 class Kube:
     def __init__(self, configuration: client.Configuration, timeout: int = REQUEST_TIMEOUT) -> None:
         self.api = client.ApiClient(configuration)
@@ -353,7 +362,11 @@ class Kube:
                 return ""
             newest = max(pods, key=lambda p: p.metadata.creation_timestamp)
             return self.core.read_namespaced_pod_log(
-                newest.metadata.name, namespace, tail_lines=lines, _request_timeout=self.timeout
+                newest.metadata.name,
+                namespace,
+                container=_telling_container(newest),
+                tail_lines=lines,
+                _request_timeout=self.timeout,
             )
         except _CLIENT_ERRORS as error:
             log.info("pod log unavailable namespace=%s selector=%s error=%s", namespace, label_selector, error)

@@ -10,7 +10,6 @@ import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlparse
 
 from app.domain.naming import PreviewNames
 from app.settings import Settings
@@ -297,16 +296,21 @@ def ingress(spec: PreviewSpec, settings: Settings) -> dict[str, Any]:
     }
 
 
-def git_context(clone_url: str, ref: str, sha: str) -> tuple[str, str]:
-    """kaniko's git context for `clone_url` at `sha`, and its GIT_PULL_METHOD.
-
-    kaniko prepends GIT_PULL_METHOD (http or https) to `git://host/path`.
-    """
-    parsed = urlparse(clone_url)
-    host = parsed.hostname or ""
-    if parsed.port:
-        host = f"{host}:{parsed.port}"
-    return f"git://{host}{parsed.path}#{ref}#{sha}", parsed.scheme or "https"
+# The fetch-source init container: the exact commit into the shared volume, then no
+# trace of git (nor of the credentials, which only ever live in this container's env).
+FETCH_SOURCE_SCRIPT = """set -eu
+cd "$WORKSPACE"
+git init -q .
+fetch() {
+  git -c 'credential.helper=!f() { echo "username=${GIT_USERNAME:-}"; echo "password=${GIT_PASSWORD:-}"; }; f' \\
+    fetch -q --no-tags --depth="$1" "$SOURCE_URL" "$2"
+}
+# The commit itself; servers that refuse a bare sha get the ref, deep enough to hold it.
+fetch 1 "$SOURCE_SHA" || fetch 50 "$SOURCE_REF"
+git -c advice.detachedHead=false checkout -q "$SOURCE_SHA"
+rm -rf .git
+"""
+SOURCE_DIR = "/workspace"
 
 
 @dataclass(frozen=True)
@@ -319,12 +323,48 @@ class BuildSpec:
     cache_repository: str
     dockerfile: str = "Dockerfile"
     pod_labels: dict[str, str] = field(default_factory=dict)
+    registry_secret: str = REGISTRY_CREDENTIALS_SECRET  # the repository's own when the operator made one
+
+
+_UNPRIVILEGED = {
+    "runAsNonRoot": True,
+    "runAsUser": 65532,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def _fetch_source_container(spec: PreviewSpec, build: BuildSpec, settings: Settings) -> dict[str, Any]:
+    env: list[dict[str, Any]] = [
+        {"name": "SOURCE_URL", "value": build.clone_url},
+        {"name": "SOURCE_REF", "value": build.git_ref},
+        {"name": "SOURCE_SHA", "value": spec.head_sha},
+        {"name": "WORKSPACE", "value": SOURCE_DIR},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "GIT_TERMINAL_PROMPT", "value": "0"},
+    ]
+    for variable, key in (("GIT_USERNAME", "username"), ("GIT_PASSWORD", "password")):
+        secret = {"name": GIT_CREDENTIALS_SECRET, "key": key, "optional": True}
+        env.append({"name": variable, "valueFrom": {"secretKeyRef": secret}})
+    return {
+        "name": "fetch-source",
+        "image": settings.source_image,
+        "command": ["/bin/sh", "-c", FETCH_SOURCE_SCRIPT],
+        "env": env,
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        "securityContext": _UNPRIVILEGED,
+        "volumeMounts": [{"name": "source", "mountPath": SOURCE_DIR}],
+    }
 
 
 def build_job(spec: PreviewSpec, build: BuildSpec, settings: Settings) -> dict[str, Any]:
-    context, pull_method = git_context(build.clone_url, build.git_ref, spec.head_sha)
+    """A kaniko Job that builds what the fetch-source init container checked out.
+
+    The container that runs the Dockerfile holds no git credential: only the
+    source directory and the registry push configuration (which `RUN` can read).
+    """
     args = [
-        f"--context={context}",
+        f"--context=dir://{SOURCE_DIR}",
         f"--dockerfile={build.dockerfile}",
         f"--destination={build.destination}",
         "--cache=true",
@@ -335,14 +375,6 @@ def build_job(spec: PreviewSpec, build: BuildSpec, settings: Settings) -> dict[s
         registry_host = build.destination.split("/", 1)[0]
         args += ["--insecure", "--insecure-pull", f"--insecure-registry={registry_host}"]
     job_labels = {**labels(spec, "build"), LABEL_SHA: spec.head_sha[:12]}
-    env: list[dict[str, Any]] = [{"name": "GIT_PULL_METHOD", "value": pull_method}]
-    for variable, key in (("GIT_USERNAME", "username"), ("GIT_PASSWORD", "password")):
-        env.append(
-            {
-                "name": variable,
-                "valueFrom": {"secretKeyRef": {"name": GIT_CREDENTIALS_SECRET, "key": key, "optional": True}},
-            }
-        )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -356,26 +388,31 @@ def build_job(spec: PreviewSpec, build: BuildSpec, settings: Settings) -> dict[s
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "initContainers": [_fetch_source_container(spec, build, settings)],
                     "containers": [
                         {
                             "name": "kaniko",
                             "image": settings.builder_image,
                             "args": args,
-                            "env": env,
                             "resources": {"requests": BUILD_REQUESTS, "limits": BUILD_LIMITS},
                             "terminationMessagePolicy": "File",
-                            "volumeMounts": [{"name": "docker-config", "mountPath": "/kaniko/.docker"}],
+                            "volumeMounts": [
+                                {"name": "source", "mountPath": SOURCE_DIR},
+                                {"name": "docker-config", "mountPath": "/kaniko/.docker", "readOnly": True},
+                            ],
                         }
                     ],
                     "volumes": [
+                        {"name": "source", "emptyDir": {"sizeLimit": "2Gi"}},
                         {
                             "name": "docker-config",
                             "secret": {
-                                "secretName": REGISTRY_CREDENTIALS_SECRET,
+                                "secretName": build.registry_secret,
                                 "optional": True,
                                 "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
                             },
-                        }
+                        },
                     ],
                 },
             },

@@ -18,6 +18,7 @@ HASH_LENGTH = 16
 SLUG_MAX = 44  # leaves room for "preview-" (namespace) and "build-...-<sha12>" (Job) within 63
 NAMESPACE_PREFIX = "preview-"
 AUTH_SECRET = "preview-basic-auth"
+REGISTRY_SECRET_PREFIX = "registry-credentials-"
 SHORT_SHA = 12
 
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
@@ -91,6 +92,17 @@ def preview_names(repository: str, target_key: str, pr_number: int | None, branc
 
 
 def image_repository(registry: str, repository: str) -> str:
-    """`<registry>/<owner>/<name>`, lowercase as image repositories must be."""
-    path = "/".join(_readable(part) or short_hash(part) for part in repository.split("/"))
-    return f"{registry.rstrip('/')}/{path}"
+    """`<registry>/<owner>/<name>-<hash>`, lowercase as image repositories must be.
+
+    The hash of the whole name keeps repositories apart whose readable forms
+    agree (`a.b/c` and `a-b/c`): each pushes only to its own path, cache included.
+    """
+    owner, _, name = repository.lower().partition("/")
+    readable_owner = _readable(owner) or "x"
+    readable_name = _readable(name)[: SLUG_MAX - HASH_LENGTH - 1].rstrip("-") or "x"
+    return f"{registry.rstrip('/')}/{readable_owner}/{readable_name}-{short_hash(repository.lower())}"
+
+
+def registry_secret(repository: str) -> str:
+    """The Secret in the build namespace holding this repository's own registry push credentials."""
+    return f"{REGISTRY_SECRET_PREFIX}{slug(repository.lower())}"

@@ -23,7 +23,7 @@ from typing import Any
 from app.adapters.gitea import GiteaError
 from app.adapters.kube import Kube
 from app.db import database, utcnow
-from app.domain import credentials, manifests
+from app.domain import credentials, manifests, naming
 from app.domain.naming import PreviewNames, image_repository, preview_names
 from app.models import Deployment, Event, Preview, PreviewState
 from app.runtime import DEPLOY_JOB, REPORT_JOB, TEARDOWN_JOB, Services
@@ -141,6 +141,12 @@ def _build(run: _Run, preview: Preview, deployment: Deployment, spec: manifests.
             failed_before = True  # asked again for this commit: build it again
 
     repository = image_repository(settings.preview_registry, preview.repository.full_name)
+    own_secret = naming.registry_secret(preview.repository.full_name)
+    registry_secret = (
+        own_secret
+        if kube.read_secret_data(settings.build_namespace, own_secret) is not None
+        else manifests.REGISTRY_CREDENTIALS_SECRET
+    )
     git_ref = f"refs/pull/{preview.pr_number}/head" if preview.pr_number is not None else f"refs/heads/{preview.branch}"
     build = manifests.BuildSpec(
         job_name=names.build_job(spec.head_sha),
@@ -151,7 +157,9 @@ def _build(run: _Run, preview: Preview, deployment: Deployment, spec: manifests.
         cache_repository=f"{repository}/cache",
         dockerfile=str(repo_settings.get("dockerfile", "Dockerfile")),
         pod_labels=dict(repo_settings.get("build_pod_labels", {})),
+        registry_secret=registry_secret,
     )
+    Event.record(preview, "build", f"pushing to {repository} with the Secret {registry_secret}")
     for build_object in (manifests.build_namespace, manifests.build_quota, manifests.build_network_policy):
         kube.apply(build_object(settings))
     kube.replace_job(manifests.build_job(spec, build, settings), recreate=failed_before)

@@ -1,0 +1,65 @@
+"""The build's fetch-source step, run with real git against the real test Gitea.
+
+In the cluster the script runs in the build Job's init container; here it runs
+in a shell with the same environment, so what it fetches and leaves behind can
+be checked file by file.
+"""
+
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from app.domain.manifests import FETCH_SOURCE_SCRIPT
+from tests.gitea_repo import create_repository
+from tests.gitea_server import BOT
+
+pytestmark = pytest.mark.gitea
+
+
+@pytest.fixture
+def private_repo(gitea, tmp_path):
+    repo = create_repository(gitea, f"src-{uuid.uuid4().hex[:6]}", tmp_path / "work")
+    gitea.api("PATCH", f"/repos/{repo.full_name}", json={"private": True})
+    return repo
+
+
+def fetch_source(gitea, repo, workspace, sha, ref, password):
+    workspace.mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(workspace.parent),
+        "GIT_TERMINAL_PROMPT": "0",
+        "WORKSPACE": str(workspace),
+        "SOURCE_URL": f"{gitea.url}/{repo.full_name}.git",
+        "SOURCE_REF": ref,
+        "SOURCE_SHA": sha,
+        "GIT_USERNAME": BOT,
+        "GIT_PASSWORD": password,
+    }
+    return subprocess.run(["sh", "-c", FETCH_SOURCE_SCRIPT], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_it_checks_out_the_exact_commit_and_leaves_no_git_behind(gitea, private_repo, tmp_path):
+    first = private_repo.commit("feature/x", {"version.txt": "one"}, "one")
+    private_repo.commit("feature/x", {"version.txt": "two"}, "two")  # the branch has moved on since
+    result = fetch_source(gitea, private_repo, tmp_path / "ws", first, "refs/heads/feature/x", gitea.bot_token)
+    assert result.returncode == 0, result.stderr
+    workspace = tmp_path / "ws"
+    assert (workspace / "version.txt").read_text() == "one"
+    assert (workspace / "Dockerfile").exists()
+    assert not (workspace / ".git").exists()  # nothing of the fetch (its URL, its config) reaches the build
+
+
+def test_a_private_repository_is_not_fetched_without_the_credentials(gitea, private_repo, tmp_path):
+    sha = private_repo.commit("feature/y", {"a.txt": "a"}, "a")
+    result = fetch_source(gitea, private_repo, tmp_path / "ws", sha, "refs/heads/feature/y", "not-the-token")
+    assert result.returncode != 0
+    assert not (tmp_path / "ws" / "a.txt").exists()
+
+
+def test_a_commit_the_ref_does_not_hold_fails(gitea, private_repo, tmp_path):
+    private_repo.commit("feature/z", {"a.txt": "a"}, "a")
+    result = fetch_source(gitea, private_repo, tmp_path / "ws", "f" * 40, "refs/heads/feature/z", gitea.bot_token)
+    assert result.returncode != 0
