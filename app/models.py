@@ -38,10 +38,12 @@ class PreviewState:
     FAILED = "failed"
     DELETING = "deleting"
     DELETED = "deleted"
+    # An untrusted PR's commit, not built until a maintainer approves it.
+    PENDING_APPROVAL = "pending_approval"  # 16 characters: the column's width
 
-    ALL = (QUEUED, BUILDING, DEPLOYING, READY, FAILED, DELETING, DELETED)
-    # States in which the preview holds (or is about to hold) cluster resources.
-    ACTIVE = (QUEUED, BUILDING, DEPLOYING, READY, FAILED)
+    ALL = (QUEUED, PENDING_APPROVAL, BUILDING, DEPLOYING, READY, FAILED, DELETING, DELETED)
+    # States in which the preview is live: it holds (or may come to hold) cluster resources.
+    ACTIVE = (QUEUED, PENDING_APPROVAL, BUILDING, DEPLOYING, READY, FAILED)
     # A deploy is wanted and has not concluded yet.
     DEPLOYING_STATES = (QUEUED, BUILDING, DEPLOYING)
     GONE = (DELETING, DELETED)
@@ -77,7 +79,10 @@ class Preview(BaseModel):
     head_sha = peewee.CharField(max_length=64)
     deployed_sha = peewee.CharField(max_length=64, null=True)
     state = peewee.CharField(max_length=16, default=PreviewState.QUEUED, index=True)
-    approved = peewee.BooleanField(default=False)
+    approved = peewee.BooleanField(default=False)  # unused since m0005: see approved_sha
+    from_fork = peewee.BooleanField(default=False)
+    approved_sha = peewee.CharField(max_length=64, null=True)  # the commit a maintainer approved
+    approved_by = peewee.CharField(max_length=255, null=True)
     pinned = peewee.BooleanField(default=False)  # PR label preview:keep: never expires
     waiting_since = peewee.DateTimeField(null=True, index=True)  # in line for a slot since
     holds_slot = peewee.BooleanField(default=False, index=True)  # counts against MAX_ACTIVE_PREVIEWS
@@ -252,6 +257,7 @@ class WebhookDelivery(BaseModel):
     work_key = peewee.CharField(max_length=64, null=True, index=True)
     outcome = peewee.CharField(max_length=16)
     reason = peewee.TextField(null=True)
+    actor = peewee.CharField(max_length=255, null=True)  # who sent it (an approval's approver)
     preview = peewee.ForeignKeyField(Preview, null=True, backref="deliveries", on_delete="SET NULL")
     received_at = peewee.DateTimeField(default=utcnow)
     enqueued_at = peewee.DateTimeField(null=True)

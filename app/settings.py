@@ -198,6 +198,9 @@ class Settings:
     quota_services: int = 3
     # Show the preview password in the PR comment (never for public repositories).
     comment_password: bool = False
+    # PRs from forks or from authors without write access: wait for a maintainer's
+    # approval of each commit (approve), are never built (never), or build at once (build).
+    untrusted_prs: str = "approve"
     # Cost estimate (stats): prices per requested core-hour and GiB-hour, and the alert threshold.
     price_cpu_core_hour: float = 0.04
     price_memory_gb_hour: float = 0.005
@@ -257,6 +260,7 @@ class Settings:
         maybe_set("quota_pods", "QUOTA_PODS", _positive_int)
         maybe_set("quota_services", "QUOTA_SERVICES", _positive_int)
         maybe_set("comment_password", "COMMENT_PASSWORD", _bool)
+        maybe_set("untrusted_prs", "UNTRUSTED_PRS", _choice("approve", "never", "build"))
         maybe_set("price_cpu_core_hour", "PRICE_CPU_CORE_HOUR", _price)
         maybe_set("price_memory_gb_hour", "PRICE_MEMORY_GB_HOUR", _price)
         maybe_set("cost_currency", "COST_CURRENCY")

@@ -19,6 +19,8 @@ EVENT_TYPES = {
     "pull_request_sync": ("pull_request", "pull_request_sync"),
     "pull_request_label": ("pull_request", "pull_request_label"),
     "issue_comment": ("issue_comment", "issue_comment"),
+    "pull_request_comment": ("issue_comment", "pull_request_comment"),
+    "release": ("release", "release"),
     "delete": ("delete", "delete"),
 }
 

@@ -62,6 +62,39 @@ class Repo:
             "POST", f"/repos/{self.full_name}/pulls", json={"head": head, "base": "main", "title": title}
         )["number"]
 
+    def fork_pr(self, user: str, password: str, branch: str, files: dict[str, str]) -> tuple[int, str]:
+        """`user` forks the repository, pushes `files` on `branch` of the fork and opens a PR
+        from it; returns the PR number and the commit."""
+        fork = self.gitea.api("POST", f"/repos/{self.full_name}/forks", sudo=user, json={}, expect=(202,))["full_name"]
+        sha = self.push_to_fork(fork, user, password, branch, files)
+        title = f"Change from {user}"
+        pull = {"head": f"{user}:{branch}", "base": "main", "title": title}
+        return self.gitea.api("POST", f"/repos/{self.full_name}/pulls", sudo=user, json=pull)["number"], sha
+
+    def push_to_fork(self, fork: str, user: str, password: str, branch: str, files: dict[str, str]) -> str:
+        branches = self.git("branch", "--list", branch)
+        self.git("checkout", branch) if branches else self.git("checkout", "-b", branch, "main")
+        for name, content in files.items():
+            (self.workdir / name).write_text(content)
+        self.git("add", "-A")
+        self.git("commit", "-m", f"{user} changes {', '.join(files)}")
+        self.git("push", self.gitea.git_url(fork, user, password), f"HEAD:refs/heads/{branch}")
+        return self.git("rev-parse", "HEAD")
+
+    def add_label(self, number: int, name: str) -> None:
+        """Put the label `name` on the PR as the admin (creating the label when the repository lacks it)."""
+        labels = {label["name"]: label["id"] for label in self.gitea.api("GET", f"/repos/{self.full_name}/labels")}
+        if name not in labels:
+            created = self.gitea.api("POST", f"/repos/{self.full_name}/labels", json={"name": name, "color": "#2e7d32"})
+            labels[name] = created["id"]
+        self.gitea.api("POST", f"/repos/{self.full_name}/issues/{number}/labels", json={"labels": [labels[name]]})
+
+    def labels_on(self, number: int) -> list[str]:
+        return [label["name"] for label in self.gitea.api("GET", f"/repos/{self.full_name}/issues/{number}/labels")]
+
+    def comment(self, number: int, body: str, user: str | None = None) -> None:
+        self.gitea.api("POST", f"/repos/{self.full_name}/issues/{number}/comments", sudo=user, json={"body": body})
+
     def pr(self, number: int) -> dict:
         return self.gitea.api("GET", f"/repos/{self.full_name}/pulls/{number}")
 

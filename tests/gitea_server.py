@@ -123,17 +123,41 @@ class GiteaServer:
         return lines[-1].strip() if lines else ""
 
     def api(
-        self, method: str, path: str, token: str | None = None, expect: tuple[int, ...] = (200, 201, 204), **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        expect: tuple[int, ...] = (200, 201, 204),
+        sudo: str | None = None,
+        **kwargs: Any,
     ) -> Any:
+        """Call the API as the admin, or as the user `sudo` (an admin token may act for anyone)."""
         headers = {"Authorization": f"token {token or self.admin_token}"}
+        if sudo:
+            headers["Sudo"] = sudo
         response = self._session.request(method, f"{self.url}/api/v1{path}", headers=headers, timeout=30, **kwargs)
         if response.status_code not in expect:
             raise AssertionError(f"{method} {path}: {response.status_code} {response.text[:300]}")
         return response.json() if response.content and "json" in response.headers.get("content-type", "") else None
 
-    def git_url(self, repository: str, user: str = ADMIN) -> str:
-        """A clone URL with the admin's credentials, for test pushes only."""
-        return f"http://{user}:{self.admin_password}@127.0.0.1:{self.port}/{repository}.git"
+    def git_url(self, repository: str, user: str = ADMIN, password: str | None = None) -> str:
+        """A clone URL with a user's credentials (the admin's by default), for test pushes only."""
+        return f"http://{user}:{password or self.admin_password}@127.0.0.1:{self.port}/{repository}.git"
+
+    def create_user(self, login: str) -> str:
+        """A plain user (no access to anything yet); returns its password."""
+        password = secrets.token_urlsafe(16)
+        self.api(
+            "POST",
+            "/admin/users",
+            json={
+                "username": login,
+                "password": password,
+                "email": f"{login}@example.test",
+                "must_change_password": False,
+            },
+        )
+        return password
 
     def log_tail(self, lines: int = 40) -> str:
         log = self.folder / "log" / "gitea.log"

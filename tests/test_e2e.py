@@ -2,6 +2,7 @@
 scheduler processes, which deploy on the test control plane and report back to Gitea."""
 
 import itertools
+import time
 import uuid
 
 import pytest
@@ -154,3 +155,55 @@ def test_the_pr_page_links_to_the_preview_and_is_styled(repo, gitea):
     for asset in assets:
         absolute = asset if asset.startswith("http") else gitea.url + asset
         assert requests.get(absolute, timeout=30).status_code == 200, asset
+
+
+def pending_status(repo, sha, containing, timeout=60):
+    def probe():
+        status = repo.latest_status(sha)
+        return status if status and status["status"] == "pending" and containing in status["description"] else None
+
+    return eventually(probe, timeout=timeout, interval=0.5, what=f"pending status on {sha[:12]} saying {containing!r}")
+
+
+def builds_of(kube_api, sha):
+    jobs = k8s.BatchV1Api(kube_api).list_namespaced_job(
+        "preview-builds", label_selector=f"previews.gitea.io/sha={sha[:12]}"
+    )
+    return jobs.items
+
+
+def test_a_strangers_fork_pr_is_built_only_once_a_maintainer_approves_each_commit(gitea, repo, kube_api):
+    # As the README asks: the bot administers the repository, so it may ask Gitea who can write.
+    gitea.api("PUT", f"/repos/{repo.full_name}/collaborators/{BOT}", json={"permission": "admin"})
+    stranger = f"stranger{uuid.uuid4().hex[:6]}"
+    password = gitea.create_user(stranger)
+    number, sha1 = repo.fork_pr(stranger, password, "fork/idea", {"idea.txt": "v1"})
+
+    status = pending_status(repo, sha1, "preview:approved")
+    assert "/preview" in status["description"] and not builds_of(kube_api, sha1)
+    # The PR comment says why.
+    eventually(
+        lambda: [c for c in repo.bot_comments(number) if f"by {stranger}, who cannot write to" in c["body"]],
+        what="the reason in the PR comment",
+    )
+
+    # A maintainer (the repository's owner) approves with the label: this commit is built.
+    repo.add_label(number, "preview:approved")
+    success_status(repo, sha1)
+    assert len(builds_of(kube_api, sha1)) == 1
+
+    # A new push to the fork is not approved by the old approval: it waits again, and the
+    # label comes off so that adding it again approves the new commit.
+    fork = f"{stranger}/{repo.full_name.split('/')[1]}"
+    sha2 = repo.push_to_fork(fork, stranger, password, "fork/idea", {"idea.txt": "v2"})
+    pending_status(repo, sha2, "preview:approved")
+    eventually(lambda: "preview:approved" not in repo.labels_on(number), what="approval label removed")
+
+    # The stranger's own "/preview" does nothing; a maintainer's approves the commit.
+    repo.comment(number, "/preview", user=stranger)
+    time.sleep(5)  # time for its delivery to be processed (and refused)
+    assert repo.latest_status(sha2)["status"] == "pending" and not builds_of(kube_api, sha2)
+
+    repo.comment(number, "/preview")  # the owner's
+    success_status(repo, sha2)
+    assert len(builds_of(kube_api, sha2)) == 1

@@ -55,7 +55,14 @@ def test_fork_pull_request_is_recognised():
 
 
 def test_other_event_types_are_not_parsed():
-    assert parse_event("issue_comment", payload("issue_comment")) is None
+    assert parse_event("release", payload("issue_comment")) is None
+
+
+def test_a_comment_on_an_issue_is_not_a_pull_request_comment():
+    on_issue = with_changes(payload("issue_comment"), is_pull=False)
+    assert parse_event("issue_comment", on_issue) is None
+    comment = parse_event("pull_request_comment", payload("issue_comment"))
+    assert (comment.number, comment.author, comment.body) == (12, "reviewer", "lgtm")
 
 
 @pytest.mark.parametrize(

@@ -450,3 +450,35 @@ def test_a_namespace_that_is_not_this_previews_is_never_written_or_deleted(clien
     assert run(services, closed["delivery_id"]) == "deleted"
     assert core.read_namespace(names.namespace).status.phase == "Active"  # left alone
     assert the_preview().state == PreviewState.DELETED
+
+
+FORK = {"pull_request.head.repo.full_name": "stranger/shop"}
+
+
+def test_a_fork_pr_is_not_built_until_approved_and_then_only_at_that_commit(client, services, kube_api):
+    # No Gitea here: the payload's fork flag is all there is to go on, and it is enough to hold back.
+    delivery = deliver(client, "pull_request_opened", "pull_request", **FORK)
+    assert run(services, delivery["delivery_id"]) == "pending approval"
+    preview = the_preview()
+    assert preview.state == PreviewState.PENDING_APPROVAL and preview.from_fork
+    assert preview.waiting_since is None and not preview.holds_slot  # not in line for a slot either
+    assert not k8s.BatchV1Api(kube_api).list_namespaced_job(services.settings.build_namespace).items
+    with database.connection_context():
+        hint = Event.get(Event.phase == "approval").message
+        assert "it comes from a fork" in hint and "approves this commit with the label preview:approved" in hint
+        # A maintainer's approval of this commit (recorded as trust.approve does once Gitea confirms it).
+        assert Preview.change(
+            preview.id, sha=preview.head_sha, state=PreviewState.QUEUED, approved_sha=preview.head_sha
+        )
+        assert pipeline.deploy(services, preview.id, preview.head_sha) == "ready"
+    # The next push to the fork waits again.
+    pushed = deliver(client, "pull_request_synchronized", "pull_request", **FORK, **{"pull_request.head.sha": SHA_B})
+    assert run(services, pushed["delivery_id"]) == "pending approval"
+    assert the_preview().state == PreviewState.PENDING_APPROVAL and the_preview().deployed_sha == preview.head_sha
+
+
+@pytest.mark.parametrize(("policy", "result"), [("build", "ready"), ("never", "pending approval")])
+def test_untrusted_prs_setting(client, app, services, policy, result):
+    services.settings = services.settings.replace(untrusted_prs=policy)
+    delivery = deliver(client, "pull_request_opened", "pull_request", **FORK)
+    assert run(services, delivery["delivery_id"]) == result

@@ -1,7 +1,7 @@
 import pytest
 
 from app.domain.gitea_events import parse_event
-from app.domain.planning import DEPLOY, TEARDOWN, plan
+from app.domain.planning import APPROVE, DEPLOY, TEARDOWN, plan
 from app.settings import Settings
 from tests.factories import payload, with_changes
 
@@ -100,3 +100,32 @@ def test_gitea_delete_event_of_a_tag_or_other_branch_is_ignored():
     assert plan(parse_event("delete", tag), SETTINGS).intent is None
     other = with_changes(payload("delete_task_branch"), ref="feature/x")
     assert plan(parse_event("delete", other), SETTINGS).intent is None
+
+
+def test_the_approval_label_asks_to_approve_the_prs_head_for_its_sender():
+    labelled = with_changes(
+        payload("pull_request_label_updated"), **{"pull_request.labels": [{"name": "preview:approved"}]}
+    )
+    wanted = plan(parse_event("pull_request_label", labelled), SETTINGS)
+    assert (wanted.intent, wanted.actor, wanted.pr_number) == (APPROVE, "alice", labelled["number"])
+    assert wanted.head_sha == labelled["pull_request"]["head"]["sha"]
+    # Any other label change is no approval.
+    assert plan(parse_event("pull_request_label", payload("pull_request_label_updated")), SETTINGS).intent is None
+
+
+@pytest.mark.parametrize(
+    ("body", "action", "approves"),
+    [
+        ("/preview", "created", True),
+        ("  /preview\nplease", "created", True),
+        ("/preview", "edited", False),
+        ("lgtm /preview", "created", False),
+        ("/previews", "created", False),
+    ],
+)
+def test_a_preview_comment_asks_to_approve_for_its_author(body, action, approves):
+    comment = with_changes(payload("issue_comment"), action=action, **{"comment.body": body})
+    wanted = plan(parse_event("pull_request_comment", comment), SETTINGS)
+    assert (wanted.intent == APPROVE) is approves
+    if approves:
+        assert wanted.actor == "reviewer" and wanted.target_key.endswith("#12")

@@ -105,11 +105,17 @@ def test_missing_delivery_header_is_a_400(client):
 
 
 def test_unknown_events_are_recorded_as_ignored(client, settings):
-    response = post(client, "issue_comment", "issue_comment")
+    response = post(client, "issue_comment", "release")
     assert response.status_code == 202 and response.json["outcome"] == DeliveryOutcome.IGNORED
     [delivery] = deliveries()
-    assert delivery.event_type == "issue_comment" and "not acted on" in delivery.reason
+    assert delivery.event_type == "release" and "not acted on" in delivery.reason
     assert queued_job_ids(settings) == []
+
+
+def test_a_pr_comment_that_is_no_command_is_recorded_as_ignored(client, settings):
+    response = post(client, "issue_comment", "pull_request_comment")
+    assert response.status_code == 202 and response.json["outcome"] == DeliveryOutcome.IGNORED
+    assert "asks nothing" in deliveries()[0].reason and queued_job_ids(settings) == []
 
 
 def test_redelivery_with_a_new_uuid_enqueues_nothing_new(client, settings):

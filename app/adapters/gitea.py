@@ -137,6 +137,33 @@ class Gitea:
     def pull_request(self, repository: str, number: int) -> dict[str, Any] | None:
         return self._json_or_none(f"{_repo_path(repository)}/pulls/{number}")
 
+    def permission(self, repository: str, login: str) -> str | None:
+        """`login`'s access to the repository (none, read, write, admin, owner); None when
+        this token may not ask (Gitea answers others' permissions to repository admins only)."""
+        path = f"{_repo_path(repository)}/collaborators/{quote(login, safe='')}/permission"
+        response = self._request("GET", path, expect=(200, 403, 404))
+        if response.status_code == 403:
+            return None
+        if response.status_code == 404:
+            return "none"  # no such user
+        try:
+            return str(response.json()["permission"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise GiteaError(f"GET permission of {login} on {repository}: unexpected answer") from error
+
+    def issue_labels(self, repository: str, number: int) -> list[dict[str, Any]]:
+        found = self._json("GET", f"{_repo_path(repository)}/issues/{number}/labels")
+        return [label for label in found if isinstance(label, dict)] if isinstance(found, list) else []
+
+    def remove_label(self, repository: str, number: int, name: str) -> bool:
+        """Take the label called `name` off the issue or PR; False when it was not on it."""
+        for label in self.issue_labels(repository, number):
+            if label.get("name") == name:
+                path = f"{_repo_path(repository)}/issues/{number}/labels/{int(label['id'])}"
+                self._request("DELETE", path, expect=(204, 404))
+                return True
+        return False
+
     def repository(self, repository: str) -> dict[str, Any] | None:
         return self._json_or_none(_repo_path(repository))
 

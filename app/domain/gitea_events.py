@@ -21,7 +21,6 @@ PULL_REQUEST_EVENT_TYPES = frozenset(
         "pull_request_label",
         "pull_request_assign",
         "pull_request_milestone",
-        "pull_request_comment",
         "pull_request_review_approved",
         "pull_request_review_rejected",
         "pull_request_review_comment",
@@ -77,6 +76,7 @@ class PullRequestEvent:
     head_repository: str | None
     base_ref: str
     labels: tuple[str, ...] = ()
+    sender: str | None = None  # who did this: for a label event, who changed the labels
 
     @property
     def from_fork(self) -> bool:
@@ -96,7 +96,19 @@ class DeleteEvent:
         return self.ref if self.ref_type == "branch" else None
 
 
-GiteaEvent = PushEvent | PullRequestEvent | DeleteEvent
+@dataclass(frozen=True)
+class CommentEvent:
+    """A comment on a pull request (`X-Gitea-Event-Type: pull_request_comment`)."""
+
+    repository: RepositoryRef
+    action: str  # created, edited, deleted
+    number: int
+    body: str
+    author: str
+    head_sha: str | None  # the PR's head when the comment was made
+
+
+GiteaEvent = PushEvent | PullRequestEvent | DeleteEvent | CommentEvent
 
 
 def _get(payload: Any, path: str, kind: type | tuple[type, ...], required: bool = True) -> Any:
@@ -160,6 +172,23 @@ def parse_pull_request(event_type: str, payload: dict[str, Any]) -> PullRequestE
             for label in (_get(payload, "pull_request.labels", list, required=False) or [])
             if isinstance(label, dict) and label.get("name")
         ),
+        sender=_get(payload, "sender.login", str, required=False),
+    )
+
+
+def parse_comment(payload: dict[str, Any]) -> CommentEvent | None:
+    """The comment on a pull request; None for a comment on an issue."""
+    on_pull = _get(payload, "is_pull", bool, required=False) or _get(payload, "pull_request", dict, required=False)
+    if not on_pull:
+        return None
+    head_sha = _get(payload, "pull_request.head.sha", str, required=False)
+    return CommentEvent(
+        repository=_repository(payload),
+        action=_get(payload, "action", str),
+        number=_get(payload, "issue.number", int),
+        body=_get(payload, "comment.body", str, required=False) or "",
+        author=_get(payload, "comment.user.login", str),
+        head_sha=head_sha if head_sha and _SHA.fullmatch(head_sha) else None,
     )
 
 
@@ -182,4 +211,6 @@ def parse_event(event_type: str, payload: Any) -> GiteaEvent | None:
         return parse_pull_request(event_type, payload)
     if event_type == "delete":
         return parse_delete(payload)
+    if event_type in ("pull_request_comment", "issue_comment"):
+        return parse_comment(payload)
     return None

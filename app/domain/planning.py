@@ -9,11 +9,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from app.domain.gitea_events import DeleteEvent, GiteaEvent, PullRequestEvent, PushEvent
+from app.domain.gitea_events import CommentEvent, DeleteEvent, GiteaEvent, PullRequestEvent, PushEvent
 from app.settings import Settings
 
 DEPLOY = "deploy"
 TEARDOWN = "teardown"
+APPROVE = "approve"  # a maintainer approves an untrusted PR's commit for building
+
+APPROVAL_LABEL = "preview:approved"
+APPROVAL_COMMAND = "/preview"
 
 PR_DEPLOY_ACTIONS = frozenset({"opened", "reopened", "synchronized"})
 PR_TEARDOWN_ACTIONS = frozenset({"closed"})
@@ -29,6 +33,8 @@ class Plan:
     pr_url: str | None = None
     head_sha: str | None = None
     action: str | None = None
+    actor: str | None = None  # an approval's approver
+    from_fork: bool = False
 
     @property
     def work_key(self) -> str | None:
@@ -43,7 +49,34 @@ def ignore(reason: str) -> Plan:
     return Plan(intent=None, reason=reason)
 
 
+def plan_approval(event: PullRequestEvent | CommentEvent) -> Plan:
+    """A maintainer's approval: the `preview:approved` label on the PR, or a `/preview` comment.
+
+    It names the PR's head when it was given; the worker confirms with Gitea that
+    this is still the head and that the approver may write, before building.
+    """
+    if isinstance(event, CommentEvent):
+        first_line = event.body.strip().splitlines()[0].strip() if event.body.strip() else ""
+        if event.action != "created" or first_line != APPROVAL_COMMAND:
+            return ignore("the comment asks nothing of the preview")
+        actor: str | None = event.author
+        how = f"{APPROVAL_COMMAND} comment"
+    else:
+        actor, how = event.sender, f"{APPROVAL_LABEL} label"
+    return Plan(
+        intent=APPROVE,
+        reason=f"approved with the {how} by {actor}",
+        target_key=f"{event.repository.full_name}#{event.number}",
+        pr_number=event.number,
+        head_sha=event.head_sha,
+        action="approve",
+        actor=actor,
+    )
+
+
 def plan_pull_request(event: PullRequestEvent) -> Plan:
+    if event.event_type == "pull_request_label" and event.action == "label_updated" and APPROVAL_LABEL in event.labels:
+        return plan_approval(event)
     if event.action in PR_DEPLOY_ACTIONS:
         intent, reason = DEPLOY, f"pull request {event.action}"
     elif event.action in PR_TEARDOWN_ACTIONS:
@@ -59,6 +92,7 @@ def plan_pull_request(event: PullRequestEvent) -> Plan:
         pr_url=event.html_url,
         head_sha=event.head_sha,
         action=event.action,
+        from_fork=event.from_fork,
     )
 
 
@@ -108,6 +142,8 @@ def plan_delete(event: DeleteEvent, settings: Settings) -> Plan:
 def plan(event: GiteaEvent, settings: Settings, open_pr_number: int | None = None) -> Plan:
     if isinstance(event, PullRequestEvent):
         return plan_pull_request(event)
+    if isinstance(event, CommentEvent):
+        return plan_approval(event)
     if isinstance(event, DeleteEvent):
         return plan_delete(event, settings)
     return plan_push(event, settings, open_pr_number)

@@ -6,10 +6,10 @@ import logging
 
 from app.adapters.gitea import GiteaError
 from app.db import database, utcnow
-from app.domain.planning import DEPLOY, TEARDOWN
+from app.domain.planning import APPROVE, DEPLOY, TEARDOWN
 from app.models import DeliveryOutcome, Event, Preview, PreviewState, WebhookDelivery
 from app.runtime import Services
-from app.usecases import pipeline
+from app.usecases import jobs, pipeline, trust
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +20,7 @@ def _newer_delivery_exists(delivery: WebhookDelivery) -> bool:
         .where(
             (WebhookDelivery.target_key == delivery.target_key)
             & (WebhookDelivery.outcome == DeliveryOutcome.ACCEPTED)
+            & (WebhookDelivery.intent.in_((DEPLOY, TEARDOWN)))  # an approval changes no desired commit
             & (WebhookDelivery.id > delivery.id)
         )
         .exists()
@@ -72,6 +73,10 @@ def process_delivery(services: Services, delivery_id: int) -> str:
         result = "superseded"
     elif delivery.intent == DEPLOY:
         result = pipeline.deploy(services, delivery.preview_id, _confirmed_sha(services, delivery))
+    elif delivery.intent == APPROVE:
+        result = trust.approve(services, delivery)
+        if result == "approved" and services.queue is not None:
+            jobs.enqueue_deploy(services.queue, delivery.preview_id, delivery.head_sha, f"approved-{delivery.id}")
     elif delivery.intent == TEARDOWN:
         result = pipeline.teardown(services, delivery.preview_id, delivery.reason or "teardown requested")
     else:

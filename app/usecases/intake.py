@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from app.adapters.jobqueue import JobQueue, QueueUnavailable
 from app.db import database, utcnow
-from app.domain.gitea_events import GiteaEvent, PullRequestEvent, PushEvent, RepositoryRef
-from app.domain.planning import DEPLOY, TEARDOWN, Plan, ignore, plan
+from app.domain.gitea_events import CommentEvent, GiteaEvent, PullRequestEvent, PushEvent, RepositoryRef
+from app.domain.planning import APPROVE, DEPLOY, TEARDOWN, Plan, ignore, plan
 from app.models import DeliveryOutcome, Event, Preview, PreviewState, Repository, WebhookDelivery
 from app.runtime import PROCESS_DELIVERY_JOB
 from app.settings import Settings
@@ -73,11 +73,14 @@ def want_deploy(ref: RepositoryRef, wanted: Plan) -> Preview:
         branch=wanted.branch,
         pr_url=wanted.pr_url,
         head_sha=wanted.head_sha,
+        from_fork=wanted.from_fork,
         state=PreviewState.QUEUED,
         created_at=now,
         updated_at=now,
     ).on_conflict_ignore().execute()
     desired = {"branch": wanted.branch, "head_sha": wanted.head_sha, "state": PreviewState.QUEUED, "updated_at": now}
+    if wanted.pr_number is not None:
+        desired["from_fork"] = wanted.from_fork
     if wanted.pr_url:
         desired["pr_url"] = wanted.pr_url
     Preview.update(**desired).where(Preview.target_key == wanted.target_key).execute()
@@ -118,7 +121,16 @@ def record_delivery(settings: Settings, headers: DeliveryHeaders, event: GiteaEv
             open_pr = _open_pr_number(event) if isinstance(event, PushEvent) else None
             wanted = plan(event, settings, open_pr)
         outcome, reason, preview = DeliveryOutcome.IGNORED, wanted.reason, None
-        if wanted.intent is not None and wanted.target_key and wanted.work_key:
+        if wanted.intent == APPROVE:
+            # Checked with Gitea by the worker (the head, the approver's access) before it counts.
+            preview = Preview.get_or_none(
+                (Preview.target_key == wanted.target_key) & Preview.state.in_(PreviewState.ACTIVE)
+            )
+            if preview is None:
+                reason = f"{wanted.reason}, but there is no live preview to approve"
+            else:
+                outcome = DeliveryOutcome.ACCEPTED
+        elif wanted.intent is not None and wanted.target_key and wanted.work_key:
             if _is_duplicate(wanted.target_key, wanted.intent, wanted.work_key):
                 outcome, reason = DeliveryOutcome.DUPLICATE, "the same work was already accepted"
             elif wanted.intent == DEPLOY:
@@ -136,7 +148,7 @@ def record_delivery(settings: Settings, headers: DeliveryHeaders, event: GiteaEv
             delivery_uuid=headers.delivery_uuid,
             event=headers.event,
             event_type=headers.event_type,
-            action=wanted.action or (event.action if isinstance(event, PullRequestEvent) else None),
+            action=wanted.action or (event.action if isinstance(event, PullRequestEvent | CommentEvent) else None),
             repository_full_name=event.repository.full_name if event else None,
             target_key=wanted.target_key,
             head_sha=wanted.head_sha,
@@ -145,6 +157,7 @@ def record_delivery(settings: Settings, headers: DeliveryHeaders, event: GiteaEv
             outcome=outcome,
             reason=reason,
             preview=preview,
+            actor=wanted.actor,
         )
 
 

@@ -28,7 +28,7 @@ from app.domain.naming import PreviewNames, image_repository, preview_names
 from app.models import Deployment, Event, Preview, PreviewState
 from app.runtime import DEPLOY_JOB, REPORT_JOB, TEARDOWN_JOB, Services
 from app.settings import Settings
-from app.usecases import capacity, jobs, lease, reporting
+from app.usecases import capacity, jobs, lease, reporting, trust
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +237,10 @@ def _deploy(run: _Run) -> str:
     settings, kube, services = run.services.settings, run.services.kube, run.services
     try:
         preview = run.check()
+        if preview.approved_sha != run.sha:
+            why = trust.untrusted_because(services, preview)
+            if why is not None:
+                return _await_approval(run, preview, why)
         position = capacity.claim_slot(settings, run.preview_id, utcnow())
         if position is not None:
             detail = f"waiting for a free slot ({settings.max_active_previews} previews running), position {position}"
@@ -304,6 +308,31 @@ def _deploy(run: _Run) -> str:
         return "superseded"
     except StepFailed as failure:
         return _fail(run, failure)
+
+
+def _await_approval(run: _Run, preview: Preview, why: str) -> str:
+    """Build nothing; tell Gitea why and how to approve. Unless an approval came in meanwhile."""
+    hint = trust.approval_hint(run.services, why)
+    not_approved = Preview.approved_sha.is_null() | (Preview.approved_sha != run.sha)
+    moved = Preview.change(
+        run.preview_id,
+        sha=run.sha,
+        states=PreviewState.DEPLOYING_STATES,
+        owner=run.lease.owner,
+        also=not_approved,
+        state=PreviewState.PENDING_APPROVAL,
+        waiting_since=None,  # not in line for a slot until approved
+    )
+    if not moved:
+        if run.check().approved_sha == run.sha:
+            return _deploy(run)  # approved while we were asking Gitea
+        raise Superseded(f"preview {run.preview_id} moved on before it could wait for approval")
+    preview = Preview.get_by_id(run.preview_id)
+    Event.record(preview, "approval", hint)
+    log.info("deploy waits for approval preview_id=%s sha=%s why=%s", run.preview_id, run.sha[:12], why)
+    trust.forget_stale_label(run.services, preview)
+    _report(run.services, preview, detail=hint)
+    return "pending approval"
 
 
 def _fail(run: _Run, failure: StepFailed) -> str:

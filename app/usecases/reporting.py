@@ -6,6 +6,7 @@ import logging
 
 from app.adapters.gitea import Gitea
 from app.db import utcnow
+from app.domain.planning import APPROVAL_COMMAND, APPROVAL_LABEL
 from app.models import Preview, PreviewState
 from app.settings import Settings
 
@@ -13,6 +14,7 @@ log = logging.getLogger(__name__)
 
 _STATUS = {
     PreviewState.QUEUED: ("pending", "Preview queued"),
+    PreviewState.PENDING_APPROVAL: ("pending", "Preview waiting for approval"),
     PreviewState.BUILDING: ("pending", "Preview building"),
     PreviewState.DEPLOYING: ("pending", "Preview deploying"),
     PreviewState.READY: ("success", "Preview ready"),
@@ -33,7 +35,13 @@ def status_for(settings: Settings, preview: Preview, detail: str | None = None) 
     if preview.state not in _STATUS:
         return None
     state, description = _STATUS[preview.state]
-    if detail:
+    if preview.state == PreviewState.PENDING_APPROVAL:
+        # The why is in the PR comment; a status description holds 140 characters: say how.
+        if settings.untrusted_prs == "never":
+            description = "Preview not built: untrusted pull requests are not previewed here"
+        else:
+            description = f"Preview waiting for approval: label {APPROVAL_LABEL} or comment {APPROVAL_COMMAND}"
+    elif detail:
         description = f"{description}: {detail}"
     target = preview.url if preview.state == PreviewState.READY else service_page(settings, preview)
     return state, description, target

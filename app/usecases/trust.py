@@ -1,0 +1,109 @@
+"""Whose code gets built: untrusted pull requests wait for a maintainer's approval of each commit.
+
+A PR from a fork is code from a stranger unless its author can write to the
+base repository; a PR from a branch of the base repository is not (pushing
+that branch took write access). `UNTRUSTED_PRS` says what happens to the
+others: `approve` (the default) builds a commit once a maintainer approves
+it, `never` builds none, `build` builds all.
+
+What the webhook says is only a hint: the PR's repositories and author, the
+approver's access and the head being approved are confirmed with Gitea.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from app.adapters.gitea import GiteaError
+from app.domain.planning import APPROVAL_COMMAND, APPROVAL_LABEL
+from app.models import Event, Preview, PreviewState, WebhookDelivery
+from app.runtime import Services
+
+log = logging.getLogger(__name__)
+
+WRITERS = frozenset({"write", "admin", "owner"})
+
+
+def _repo_id(side: Any) -> Any:
+    side = side if isinstance(side, dict) else {}
+    return side.get("repo_id") or (side.get("repo") or {}).get("id")
+
+
+def untrusted_because(services: Services, preview: Preview) -> str | None:
+    """Why the preview's code may not be built without approval; None when it may.
+
+    A GiteaError propagates: the job is retried rather than guessing either way.
+    """
+    if preview.pr_number is None or services.settings.untrusted_prs == "build":
+        return None
+    gitea, repository = services.gitea, preview.repository.full_name
+    if gitea is None:  # nothing to ask: the payload's word, which only ever makes it stricter
+        return "it comes from a fork" if preview.from_fork else None
+    pull = gitea.pull_request(repository, preview.pr_number)
+    if pull is None:
+        return "Gitea does not know this pull request"
+    head, base = pull.get("head") or {}, pull.get("base") or {}
+    if _repo_id(head) is not None and _repo_id(head) == _repo_id(base):
+        return None
+    author = str((pull.get("user") or {}).get("login") or "")
+    fork = str(((head.get("repo") or {}).get("full_name")) or "a deleted fork")
+    access = gitea.permission(repository, author) if author else "none"
+    if access in WRITERS:
+        return None  # a maintainer's own fork
+    if access is None:
+        return f"it comes from {fork}, and this service may not ask Gitea whether {author} can write here"
+    return f"it comes from {fork} by {author}, who cannot write to {repository}"
+
+
+def approval_hint(services: Services, why: str) -> str:
+    if services.settings.untrusted_prs == "never":
+        return f"not built: {why}; this service does not build such pull requests"
+    return (
+        f"not built: {why}; someone who can write to the repository approves this commit"
+        f" with the label {APPROVAL_LABEL} or a comment {APPROVAL_COMMAND}"
+    )
+
+
+def forget_stale_label(services: Services, preview: Preview) -> None:
+    """After a new push, take off the label that approved an earlier commit, so that
+    adding it again is the approval of this one."""
+    if services.gitea is None or preview.pr_number is None or preview.approved_sha in (None, preview.head_sha):
+        return
+    try:
+        services.gitea.remove_label(preview.repository.full_name, preview.pr_number, APPROVAL_LABEL)
+    except GiteaError as error:
+        log.warning("could not remove the approval label preview_id=%s error=%s", preview.id, error)
+
+
+def approve(services: Services, delivery: WebhookDelivery) -> str:
+    """Record a maintainer's approval of the PR's head commit, once Gitea confirms it.
+
+    Returns approved (a deploy should run), stale (the PR moved on since), or refused.
+    """
+    preview, sha, actor = delivery.preview, delivery.head_sha, delivery.actor or ""
+    gitea = services.gitea
+    if services.settings.untrusted_prs != "approve" or gitea is None:
+        Event.record(preview, "approval", f"approval by {actor} ignored: UNTRUSTED_PRS is not approve")
+        return "refused"
+    repository = preview.repository.full_name
+    pull = gitea.pull_request(repository, preview.pr_number) if preview.pr_number is not None else None
+    head = str(((pull or {}).get("head") or {}).get("sha") or "")
+    if not sha or head != sha or preview.head_sha != sha or (pull or {}).get("state") != "open":
+        Event.record(preview, "approval", f"approval by {actor} ignored: it was given for another commit")
+        return "stale"
+    access = gitea.permission(repository, actor) if actor else "none"
+    # Only writers can change a PR's labels, so Gitea itself vouches for a label's sender.
+    label_by_writer = access is None and delivery.event_type == "pull_request_label"
+    if access not in WRITERS and not label_by_writer:
+        Event.record(preview, "approval", f"approval by {actor} ignored: they cannot write to {repository}")
+        return "refused"
+    approved = {"approved_sha": sha, "approved_by": actor}
+    waiting = (PreviewState.PENDING_APPROVAL,)
+    if Preview.change(preview.id, sha=sha, states=waiting, state=PreviewState.QUEUED, **approved):
+        Event.record(preview, "approval", f"{sha[:12]} approved by {actor}")
+        return "approved"
+    if Preview.change(preview.id, sha=sha, states=PreviewState.DEPLOYING_STATES, **approved):
+        Event.record(preview, "approval", f"{sha[:12]} approved by {actor} (its deploy is under way)")
+        return "approved"
+    return "stale"
