@@ -125,6 +125,15 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return coerce
 
 
+def _service_account(text: str) -> str:
+    namespace, _, name = text.partition("/")
+    try:
+        _dns_label(namespace), _dns_label(name)
+    except ValueError:
+        raise ValueError("must be namespace/name, both lowercase DNS labels") from None
+    return text
+
+
 def _bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -198,6 +207,13 @@ class Settings:
     quota_services: int = 3
     # Show the preview password in the PR comment (never for public repositories).
     comment_password: bool = False
+    # Least privilege (the chart sets these): in each preview namespace the worker binds
+    # PREVIEW_CLUSTER_ROLE to its own ServiceAccount and PREVIEW_READER_CLUSTER_ROLE to the
+    # web's ("namespace/name"); it holds no rights in other namespaces. Unset: no bindings.
+    controller_service_account: str | None = None
+    web_service_account: str | None = None
+    preview_cluster_role: str | None = None
+    preview_reader_cluster_role: str | None = None
     # PRs from forks or from authors without write access: wait for a maintainer's
     # approval of each commit (approve), are never built (never), or build at once (build).
     untrusted_prs: str = "approve"
@@ -261,10 +277,20 @@ class Settings:
         maybe_set("quota_services", "QUOTA_SERVICES", _positive_int)
         maybe_set("comment_password", "COMMENT_PASSWORD", _bool)
         maybe_set("untrusted_prs", "UNTRUSTED_PRS", _choice("approve", "never", "build"))
+        maybe_set("controller_service_account", "CONTROLLER_SERVICE_ACCOUNT", _service_account)
+        maybe_set("web_service_account", "WEB_SERVICE_ACCOUNT", _service_account)
+        maybe_set("preview_cluster_role", "PREVIEW_CLUSTER_ROLE")
+        maybe_set("preview_reader_cluster_role", "PREVIEW_READER_CLUSTER_ROLE")
         maybe_set("price_cpu_core_hour", "PRICE_CPU_CORE_HOUR", _price)
         maybe_set("price_memory_gb_hour", "PRICE_MEMORY_GB_HOUR", _price)
         maybe_set("cost_currency", "COST_CURRENCY")
         maybe_set("active_alert_threshold", "ACTIVE_ALERT_THRESHOLD", _positive_int)
+        for account, role in (
+            ("CONTROLLER_SERVICE_ACCOUNT", "PREVIEW_CLUSTER_ROLE"),
+            ("WEB_SERVICE_ACCOUNT", "PREVIEW_READER_CLUSTER_ROLE"),
+        ):
+            if bool(env.get(account, "").strip()) != bool(env.get(role, "").strip()):
+                raise SettingsError(f"{account} and {role} go together: set both or neither")
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:

@@ -99,3 +99,16 @@ def test_egress_cidr_lists_are_parsed_and_normalised():
     )
     assert settings.egress_denied_cidrs == ("169.254.0.0/16", "10.96.0.0/12")
     assert settings.build_egress_allowed_cidrs == ()
+
+
+def test_a_service_account_and_its_role_go_together():
+    both = Settings.from_env(
+        {"CONTROLLER_SERVICE_ACCOUNT": "previews/previews", "PREVIEW_CLUSTER_ROLE": "previews-preview"}
+    )
+    assert both.controller_service_account == "previews/previews"
+    with pytest.raises(SettingsError, match="CONTROLLER_SERVICE_ACCOUNT and PREVIEW_CLUSTER_ROLE go together"):
+        Settings.from_env({"CONTROLLER_SERVICE_ACCOUNT": "previews/previews"})
+    with pytest.raises(SettingsError, match="WEB_SERVICE_ACCOUNT: must be namespace/name"):
+        Settings.from_env({"WEB_SERVICE_ACCOUNT": "previews", "PREVIEW_READER_CLUSTER_ROLE": "r"})
+    with pytest.raises(SettingsError, match="UNTRUSTED_PRS"):
+        Settings.from_env({"UNTRUSTED_PRS": "sometimes"})

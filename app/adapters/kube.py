@@ -35,6 +35,7 @@ _RESOURCES = {
     ("batch/v1", "Job"): ("/apis/batch/v1", "jobs", True),
     ("networking.k8s.io/v1", "NetworkPolicy"): ("/apis/networking.k8s.io/v1", "networkpolicies", True),
     ("networking.k8s.io/v1", "Ingress"): ("/apis/networking.k8s.io/v1", "ingresses", True),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
 }
 
 
@@ -180,6 +181,31 @@ class Kube:
                 message = data[:200].decode(errors="replace")
             raise KubeError(f"apply {obj['kind']} {path}: {message}", response.status)
         return json.loads(data)
+
+    def wait_until_allowed(
+        self, namespace: str, verb: str, resource: str, group: str = "", timeout: float = 15
+    ) -> bool:
+        """Wait until this client may `verb` `resource` in `namespace`: a RoleBinding just
+        created takes a moment to reach the API server's authorizer."""
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {
+                "resourceAttributes": {"namespace": namespace, "verb": verb, "resource": resource, "group": group}
+            },
+        }
+        authorization: Any = client.AuthorizationV1Api(self.api)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                answer = authorization.create_self_subject_access_review(review, _request_timeout=self.timeout)
+            except _CLIENT_ERRORS as error:
+                raise _error(f"access review in {namespace}", error) from error
+            if answer.status.allowed:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
 
     # --- namespaces, secrets, jobs -----------------------------------------------
 

@@ -121,6 +121,30 @@ def namespace(spec: PreviewSpec, settings: Settings) -> dict[str, Any]:
     }
 
 
+def role_bindings(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]]:
+    """The service's own rights in this namespace: its worker's (to make the preview) and its
+    web's (to read the password and the pods). Granted here and nowhere else."""
+    grants = (
+        ("gitea-previews-worker", settings.preview_cluster_role, settings.controller_service_account),
+        ("gitea-previews-web", settings.preview_reader_cluster_role, settings.web_service_account),
+    )
+    bindings = []
+    for name, role, account in grants:
+        if not (role and account):
+            continue
+        account_namespace, _, account_name = account.partition("/")
+        bindings.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": name, "namespace": spec.names.namespace, "labels": labels(spec)},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                "subjects": [{"kind": "ServiceAccount", "name": account_name, "namespace": account_namespace}],
+            }
+        )
+    return bindings
+
+
 def resource_quota(spec: PreviewSpec, settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -474,12 +498,16 @@ def build_namespace(settings: Settings) -> dict[str, Any]:
     }
 
 
+def access_objects(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]]:
+    """The namespace and the service's rights in it: applied first, everything else needs them."""
+    return [namespace(spec, settings), *role_bindings(spec, settings)]
+
+
 def preview_objects(
     spec: PreviewSpec, app: AppSpec, settings: Settings, htpasswd_line: str, username: str, password: str
 ) -> list[dict[str, Any]]:
-    """Everything a preview needs, in the order to apply it."""
+    """What the preview is made of, inside its namespace, in the order to apply it."""
     return [
-        namespace(spec, settings),
         resource_quota(spec, settings),
         limit_range(spec),
         network_policy(spec, settings),

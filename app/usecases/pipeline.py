@@ -270,6 +270,13 @@ def _deploy(run: _Run) -> str:
             kube.wait_while_terminating(names.namespace, timeout=180)
             if not _ours_or_free(kube, names.namespace, run.preview_id):
                 raise StepFailed("deploy", f"namespace {names.namespace} exists and is not this preview's: not touched")
+            run.check()
+            for obj in manifests.access_objects(spec, settings):
+                kube.apply(obj)
+            # With the chart's roles our rights here come from the binding just made: wait until
+            # the API server's authorizer knows it.
+            if not kube.wait_until_allowed(names.namespace, "patch", "deployments", "apps"):
+                raise StepFailed("deploy", f"no rights in {names.namespace}: is PREVIEW_CLUSTER_ROLE bound?")
             password = _password(services, names)
             objects = manifests.preview_objects(
                 spec,

@@ -10,10 +10,21 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{- define "previews.env" -}}
-{{- range $name, $value := .Values.env }}
-- name: {{ $name }}
+{{- $name := include "previews.name" . -}}
+{{- range $key, $value := .Values.env }}
+- name: {{ $key }}
   value: {{ $value | quote }}
 {{- end }}
+- name: BUILD_NAMESPACE
+  value: {{ .Values.buildNamespace | quote }}
+- name: CONTROLLER_SERVICE_ACCOUNT
+  value: {{ printf "%s/%s" .Release.Namespace $name | quote }}
+- name: PREVIEW_CLUSTER_ROLE
+  value: {{ printf "%s-preview" $name | quote }}
+- name: WEB_SERVICE_ACCOUNT
+  value: {{ printf "%s/%s-web" .Release.Namespace $name | quote }}
+- name: PREVIEW_READER_CLUSTER_ROLE
+  value: {{ printf "%s-preview-reader" $name | quote }}
 {{- end -}}
 
 {{- define "previews.container" -}}
