@@ -125,6 +125,15 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return coerce
 
 
+SECRET_MIN_LENGTH = 16
+
+
+def _secret(text: str) -> str:
+    if len(text) < SECRET_MIN_LENGTH:
+        raise ValueError(f"must be at least {SECRET_MIN_LENGTH} characters (try: openssl rand -hex 24)")
+    return text
+
+
 def _service_account(text: str) -> str:
     namespace, _, name = text.partition("/")
     try:
@@ -150,6 +159,8 @@ class Settings:
     gitea_url: str | None = None
     gitea_token: str | None = dataclasses.field(default=None, repr=False)
     gitea_webhook_secret: str | None = dataclasses.field(default=None, repr=False)
+    # When set, GET /metrics wants `Authorization: Bearer <METRICS_TOKEN>`.
+    metrics_token: str | None = dataclasses.field(default=None, repr=False)
     preview_domain: str = "preview.localhost"
     preview_ttl: timedelta = timedelta(hours=168)
     # A preview whose deploy failed still holds a namespace and a slot: it goes sooner.
@@ -241,7 +252,8 @@ class Settings:
         maybe_set("redis_url", "REDIS_URL", _url("redis", "rediss", "unix"))
         maybe_set("gitea_url", "GITEA_URL", _url("http", "https"))
         maybe_set("gitea_token", "GITEA_TOKEN")
-        maybe_set("gitea_webhook_secret", "GITEA_WEBHOOK_SECRET")
+        maybe_set("gitea_webhook_secret", "GITEA_WEBHOOK_SECRET", _secret)
+        maybe_set("metrics_token", "METRICS_TOKEN", _secret)
         maybe_set("preview_domain", "PREVIEW_DOMAIN", _domain)
         maybe_set("preview_ttl", "PREVIEW_TTL", parse_duration)
         maybe_set("failed_preview_ttl", "FAILED_PREVIEW_TTL", parse_duration)

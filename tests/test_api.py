@@ -267,3 +267,20 @@ def test_credentials_of_a_deleted_preview_are_404(client, db):
     response = client.get(f"/api/previews/{preview.id}/credentials", headers=AUTH)
     assert response.status_code == 404
     assert response.json == {"error": f"preview {preview.id} has no credentials (state deleted)"}
+
+
+def test_metrics_can_require_a_token(settings, db):
+    from app import create_app
+
+    guarded = create_app(settings.replace(metrics_token="metrics-token-0123456789")).test_client()
+    assert guarded.get("/metrics").status_code == 401
+    assert guarded.get("/metrics", headers={"Authorization": "Bearer wrong-token-0123456789"}).status_code == 401
+    scraped = guarded.get("/metrics", headers={"Authorization": "Bearer metrics-token-0123456789"})
+    assert scraped.status_code == 200 and b"previews" in scraped.data
+
+
+@pytest.mark.parametrize("branch", ["../../admin/users", "task/../../x", "a b", "task/x\n", ".git"])
+def test_a_branch_that_git_would_refuse_is_400_and_changes_nothing(client, db, branch):
+    response = client.post("/api/previews", headers=AUTH, json={"repository": "acme/shop", "branch": branch})
+    assert response.status_code == 400 and "not a valid git branch name" in response.json["error"]
+    assert Preview.select().count() == 0

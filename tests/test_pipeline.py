@@ -363,11 +363,23 @@ def test_a_gitea_outage_delays_the_report_but_never_fails_the_deploy(client, ser
     from tests.servers import free_port
 
     services.gitea = Gitea(f"http://127.0.0.1:{free_port()}", "token", timeout=2)  # nothing listens there
-    accepted = deliver(client, "pull_request_opened", "pull_request")
+    accepted = deliver(client, "push_task_branch", "push")  # a task branch: nobody's trust to confirm
     assert run(services, accepted["delivery_id"]) == "ready"
     assert the_preview().state == PreviewState.READY
     retries = [job_id for job_id in services.queue.queue.job_ids if job_id.startswith("report-")]
     assert retries, "a report job is queued to retry once Gitea is back"
+
+
+def test_a_pr_is_not_built_while_gitea_cannot_say_whose_code_it_is(client, services, kube_api):
+    from app.adapters.gitea import Gitea, GiteaError
+    from tests.servers import free_port
+
+    services.gitea = Gitea(f"http://127.0.0.1:{free_port()}", "token", timeout=2)  # nothing listens there
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    with pytest.raises(GiteaError):  # the job fails, and the queue retries it later
+        run(services, accepted["delivery_id"])
+    assert the_preview().state == PreviewState.QUEUED
+    assert not k8s.BatchV1Api(kube_api).list_namespaced_job(services.settings.build_namespace).items
 
 
 def test_a_repository_that_names_an_image_skips_the_build(client, services, kube_api):

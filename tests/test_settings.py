@@ -69,9 +69,10 @@ def test_invalid_values_name_the_variable(variable, value):
 
 
 def test_secrets_stay_out_of_repr():
-    settings = Settings.from_env({"GITEA_TOKEN": "tok-123456", "GITEA_WEBHOOK_SECRET": "hook-secret"})
+    settings = Settings.from_env({"GITEA_TOKEN": "tok-123456", "GITEA_WEBHOOK_SECRET": "hook-secret-0123456789"})
     assert "tok-123456" not in repr(settings)
-    assert "hook-secret" not in repr(settings)
+    assert "hook-secret-0123456789" not in repr(settings)
+    assert "metrics-token-0123456789" not in repr(Settings(metrics_token="metrics-token-0123456789"))
 
 
 @pytest.mark.parametrize(
@@ -112,3 +113,10 @@ def test_a_service_account_and_its_role_go_together():
         Settings.from_env({"WEB_SERVICE_ACCOUNT": "previews", "PREVIEW_READER_CLUSTER_ROLE": "r"})
     with pytest.raises(SettingsError, match="UNTRUSTED_PRS"):
         Settings.from_env({"UNTRUSTED_PRS": "sometimes"})
+
+
+@pytest.mark.parametrize("variable", ["GITEA_WEBHOOK_SECRET", "METRICS_TOKEN"])
+def test_short_secrets_are_refused_at_start_up(variable):
+    with pytest.raises(SettingsError, match=f"{variable}: must be at least 16 characters"):
+        Settings.from_env({variable: "short-secret"})
+    assert Settings.from_env({variable: "x" * 16})

@@ -11,6 +11,8 @@ from urllib.parse import quote
 
 import requests
 
+from app.domain.git_refs import branch_name_problem
+
 log = logging.getLogger(__name__)
 
 STATUS_CONTEXT = "preview"
@@ -124,6 +126,8 @@ class Gitea:
 
     def branch_head(self, repository: str, branch: str) -> str | None:
         """The head commit of `branch`, or None when there is no such branch."""
+        if problem := branch_name_problem(branch):
+            raise GiteaError(f"refusing to ask for branch {branch!r}: it {problem}")
         response = self._request(
             "GET", f"{_repo_path(repository)}/branches/{quote(branch, safe='/')}", expect=(200, 404)
         )

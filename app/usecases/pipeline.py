@@ -159,7 +159,7 @@ def _build(run: _Run, preview: Preview, deployment: Deployment, spec: manifests.
         pod_labels=dict(repo_settings.get("build_pod_labels", {})),
         registry_secret=registry_secret,
     )
-    Event.record(preview, "build", f"pushing to {repository} with the Secret {registry_secret}")
+    Event.record(preview, "registry", f"pushing to {repository} with the Secret {registry_secret}")
     for build_object in (manifests.build_namespace, manifests.build_quota, manifests.build_network_policy):
         kube.apply(build_object(settings))
     kube.replace_job(manifests.build_job(spec, build, settings), recreate=failed_before)
@@ -308,7 +308,7 @@ def _deploy(run: _Run) -> str:
         Event.record(preview, "ready", f"ready at {preview.url}", progress=PROGRESS["ready"])
         return "ready"
     except Superseded as why:
-        log.info("deploy superseded preview_id=%s sha=%s why=%s", run.preview_id, run.sha[:12], why)
+        log.info("deploy superseded preview_id=%s sha=%s why=%r", run.preview_id, run.sha[:12], why)
         Deployment.update(status="superseded", updated_at=utcnow()).where(
             (Deployment.preview == run.preview_id) & (Deployment.head_sha == run.sha) & (Deployment.status == "running")
         ).execute()
@@ -336,7 +336,7 @@ def _await_approval(run: _Run, preview: Preview, why: str) -> str:
         raise Superseded(f"preview {run.preview_id} moved on before it could wait for approval")
     preview = Preview.get_by_id(run.preview_id)
     Event.record(preview, "approval", hint)
-    log.info("deploy waits for approval preview_id=%s sha=%s why=%s", run.preview_id, run.sha[:12], why)
+    log.info("deploy waits for approval preview_id=%s sha=%s why=%r", run.preview_id, run.sha[:12], why)
     trust.forget_stale_label(run.services, preview)
     _report(run.services, preview, detail=hint)
     return "pending approval"
@@ -357,7 +357,9 @@ def _fail(run: _Run, failure: StepFailed) -> str:
             build_log_tail=(failure.log_tail or None) and failure.log_tail[-8000:],
         ).where((Deployment.preview == preview) & (Deployment.head_sha == run.sha)).execute()
         Event.record(preview, failure.phase, f"failed: {failure}")
-    log.info("deploy failed preview_id=%s sha=%s phase=%s why=%s", run.preview_id, run.sha[:12], failure.phase, failure)
+    log.info(
+        "deploy failed preview_id=%s sha=%s phase=%s why=%r", run.preview_id, run.sha[:12], failure.phase, str(failure)
+    )
     _report(run.services, preview, detail=str(failure))
     return "failed"
 

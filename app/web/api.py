@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from app.db import utcnow
+from app.domain.git_refs import branch_name_problem
 from app.models import PreviewState
 from app.runtime import ClusterNotConfigured
 from app.usecases import previews
@@ -109,6 +110,8 @@ def create_preview() -> ResponseReturnValue:
         raise BadInput("give exactly one of branch or pr_number")
     if branch is not None and (not isinstance(branch, str) or not branch.strip()):
         raise BadInput("branch must be a non-empty string")
+    if branch is not None and (problem := branch_name_problem(branch)):
+        raise BadInput(f"branch is not a valid git branch name: it {problem}")
     if pr is not None and (not isinstance(pr, int) or isinstance(pr, bool) or pr < 1):
         raise BadInput("pr_number must be a positive whole number")
     preview, queued = previews.request_preview(_gitea(), _queue(), repository, branch, pr)
@@ -123,7 +126,12 @@ def create_task_preview(task_id: str) -> ResponseReturnValue:
     if named is not None and (not isinstance(named, str) or named.count("/") != 1):
         raise BadInput("repository must be owner/name")
     repository = previews.task_repository(named)
-    preview, queued = previews.request_preview(_gitea(), _queue(), repository, previews.task_branch(settings, task_id))
+    branch = previews.task_branch(settings, task_id)
+    if problem := branch_name_problem(branch):
+        raise BadInput(
+            f"task id {task_id!r} makes the branch {branch!r}, which is not a valid git branch name: it {problem}"
+        )
+    preview, queued = previews.request_preview(_gitea(), _queue(), repository, branch)
     return _accepted(preview, queued)
 
 

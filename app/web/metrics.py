@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+import hmac
+
+from flask import Blueprint, Response, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.usecases import metrics
@@ -12,6 +14,10 @@ blueprint = Blueprint("metrics", __name__)
 
 @blueprint.get("/metrics")
 def scrape() -> Response:
+    token = current_app.extensions["preview.settings"].metrics_token
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if token and not hmac.compare_digest(given.encode(), token.encode()):
+        return Response("metrics need Authorization: Bearer <METRICS_TOKEN>\n", status=401, mimetype="text/plain")
     registry = current_app.extensions.setdefault(
         "preview.metrics", metrics.registry(current_app.extensions["preview.queue"])
     )

@@ -54,7 +54,8 @@ def receive_gitea_webhook() -> ResponseReturnValue:
 
     delivery = intake.record_delivery(settings, headers, event)
     log.info(
-        "webhook delivery=%s event_type=%s outcome=%s target=%s",
+        # Quoted (%r): these come from the payload, and a newline in them must not forge a log line.
+        "webhook delivery=%r event_type=%r outcome=%s target=%r",
         headers.delivery_uuid,
         headers.event_type,
         delivery.outcome,
