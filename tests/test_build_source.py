@@ -63,3 +63,11 @@ def test_a_commit_the_ref_does_not_hold_fails(gitea, private_repo, tmp_path):
     private_repo.commit("feature/z", {"a.txt": "a"}, "a")
     result = fetch_source(gitea, private_repo, tmp_path / "ws", "f" * 40, "refs/heads/feature/z", gitea.bot_token)
     assert result.returncode != 0
+
+
+def test_a_hash_in_the_branch_name_changes_nothing_that_is_built(gitea, private_repo, tmp_path):
+    """kaniko's git context once split on '#': the ref now travels as a value of its own."""
+    sha = private_repo.commit("fix#1", {"version.txt": "hash"}, "hash")
+    result = fetch_source(gitea, private_repo, tmp_path / "ws", sha, "refs/heads/fix#1", gitea.bot_token)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "ws" / "version.txt").read_text() == "hash"

@@ -6,8 +6,10 @@ import time
 import uuid
 
 import pytest
+import requests
 from kubernetes import client as k8s
 
+from tests.factories import payload, webhook_request, with_changes
 from tests.gitea_repo import create_repository
 from tests.gitea_server import BOT
 from tests.kube.waiting import eventually, namespace_gone
@@ -116,6 +118,34 @@ def test_close_then_reopen_gives_a_fresh_preview(repo, kube_api):
         what="ready again",
     )
     assert len(repo.bot_comments(number)) == 1
+
+
+def test_a_replayed_close_of_a_reopened_pr_tears_nothing_down(repo, stack, kube_api):
+    """A correctly signed but old `closed` delivery: Gitea says the PR is open, so the preview stays."""
+    sha = repo.commit("feature/replay", {"r.txt": "r"}, "A change")
+    number = repo.open_pr("feature/replay")
+    namespace = namespace_of(success_status(repo, sha))
+    uid = k8s.CoreV1Api(kube_api).read_namespace(namespace).metadata.uid
+    old_close = with_changes(
+        payload("pull_request_closed"),
+        number=number,
+        **{
+            "repository.full_name": repo.full_name,
+            "pull_request.number": number,
+            "pull_request.head.sha": sha,
+            "pull_request.head.ref": "feature/replay",
+        },
+    )
+    answer = requests.post(
+        f"{stack['url']}/webhooks/gitea", timeout=10, **webhook_request(old_close, "pull_request", secret=SECRET)
+    )
+    assert answer.json()["outcome"] == "accepted"
+    eventually(
+        lambda: "still open" in requests.get(f"{stack['url']}/previews/{answer.json()['preview_id']}", timeout=10).text,
+        what="the close recorded as stale",
+    )
+    success_status(repo, sha)
+    assert k8s.CoreV1Api(kube_api).read_namespace(namespace).metadata.uid == uid  # never deleted
 
 
 def test_a_task_branch_without_a_pr_gets_a_preview_until_deleted(repo, kube_api):

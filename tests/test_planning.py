@@ -1,7 +1,7 @@
 import pytest
 
 from app.domain.gitea_events import parse_event
-from app.domain.planning import APPROVE, DEPLOY, TEARDOWN, plan
+from app.domain.planning import APPROVE, DEPLOY, LABELS, TEARDOWN, plan
 from app.settings import Settings
 from tests.factories import payload, with_changes
 
@@ -42,9 +42,13 @@ def test_pr_keyed_by_number_not_branch():
 
 
 def test_other_pr_actions_are_ignored():
-    result = planned("pull_request_label", "pull_request_label_updated")
+    result = planned("pull_request", "pull_request_opened", action="edited")
     assert result.intent is None
-    assert "label_updated" in result.reason
+    assert "edited" in result.reason
+
+
+def test_a_label_change_asks_the_worker_to_read_the_labels():
+    assert planned("pull_request_label", "pull_request_label_updated").intent == LABELS
 
 
 def test_push_to_task_branch_wants_a_branch_preview():
@@ -110,7 +114,7 @@ def test_the_approval_label_asks_to_approve_the_prs_head_for_its_sender():
     assert (wanted.intent, wanted.actor, wanted.pr_number) == (APPROVE, "alice", labelled["number"])
     assert wanted.head_sha == labelled["pull_request"]["head"]["sha"]
     # Any other label change is no approval.
-    assert plan(parse_event("pull_request_label", payload("pull_request_label_updated")), SETTINGS).intent is None
+    assert plan(parse_event("pull_request_label", payload("pull_request_label_updated")), SETTINGS).intent == LABELS
 
 
 @pytest.mark.parametrize(

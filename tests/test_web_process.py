@@ -53,6 +53,7 @@ def timed(call):
 
 def test_a_hundred_idle_connections_do_not_delay_a_webhook(web, db):
     host, port = web.removeprefix("http://").split(":")
+    requests.get(f"{web}/healthz", timeout=10)  # the first answers also open connections to Redis and the database
     idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(IDLE_CONNECTIONS)]
     try:
         time.sleep(0.5)  # every one of them accepted and waiting for a request that never comes

@@ -15,6 +15,7 @@ from app.settings import Settings
 DEPLOY = "deploy"
 TEARDOWN = "teardown"
 APPROVE = "approve"  # a maintainer approves an untrusted PR's commit for building
+LABELS = "labels"  # a PR's labels changed: the worker reads them from Gitea (the pin)
 
 APPROVAL_LABEL = "preview:approved"
 APPROVAL_COMMAND = "/preview"
@@ -77,6 +78,14 @@ def plan_approval(event: PullRequestEvent | CommentEvent) -> Plan:
 def plan_pull_request(event: PullRequestEvent) -> Plan:
     if event.event_type == "pull_request_label" and event.action == "label_updated" and APPROVAL_LABEL in event.labels:
         return plan_approval(event)
+    if event.event_type == "pull_request_label":
+        return Plan(
+            intent=LABELS,
+            reason="labels changed",
+            target_key=f"{event.repository.full_name}#{event.number}",
+            pr_number=event.number,
+            action=event.action,
+        )
     if event.action in PR_DEPLOY_ACTIONS:
         intent, reason = DEPLOY, f"pull request {event.action}"
     elif event.action in PR_TEARDOWN_ACTIONS:

@@ -6,10 +6,11 @@ import logging
 
 from app.adapters.gitea import GiteaError
 from app.db import database, utcnow
-from app.domain.planning import APPROVE, DEPLOY, TEARDOWN
+from app.domain.planning import APPROVE, DEPLOY, LABELS, TEARDOWN
 from app.models import DeliveryOutcome, Event, Preview, PreviewState, WebhookDelivery
 from app.runtime import Services
 from app.usecases import jobs, pipeline, trust
+from app.usecases.intake import PIN_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +29,23 @@ def _newer_delivery_exists(delivery: WebhookDelivery) -> bool:
 
 
 def _head_now(services: Services, preview: Preview) -> str | None:
-    """The commit Gitea says the PR or branch is at now; None when Gitea cannot say."""
-    if services.gitea is None:
-        return None
+    """The commit Gitea says the PR or branch is at now (following the PR's real labels for
+    the pin on the way); None when it is closed or gone. GiteaError when Gitea cannot say."""
+    assert services.gitea is not None
     repository = preview.repository.full_name
-    try:
-        if preview.pr_number is not None:
-            pull = services.gitea.pull_request(repository, preview.pr_number)
-            return str(pull["head"]["sha"]) if pull and pull.get("state") == "open" else None
+    if preview.pr_number is None:
         return services.gitea.branch_head(repository, preview.branch)
-    except (GiteaError, KeyError, TypeError) as error:
-        log.warning("could not confirm the head with Gitea preview_id=%s error=%s", preview.id, error)
+    pull = services.gitea.pull_request(repository, preview.pr_number)
+    if not pull or pull.get("state") != "open":
         return None
+    labels = {str(label.get("name")) for label in pull.get("labels") or [] if isinstance(label, dict)}
+    Preview.update(pinned=PIN_LABEL in labels).where(
+        (Preview.id == preview.id) & (Preview.pinned != (PIN_LABEL in labels))
+    ).execute()
+    try:
+        return str(pull["head"]["sha"])
+    except (KeyError, TypeError) as error:
+        raise GiteaError(f"pull request {preview.target_key}: no head sha in Gitea's answer") from error
 
 
 def _confirmed_sha(services: Services, delivery: WebhookDelivery) -> str:
@@ -50,13 +56,38 @@ def _confirmed_sha(services: Services, delivery: WebhookDelivery) -> str:
     preview end at the real head whatever the order.
     """
     sha = delivery.head_sha
-    head = _head_now(services, delivery.preview)
+    if services.gitea is None:
+        return sha
+    try:
+        head = _head_now(services, delivery.preview)
+    except GiteaError as error:
+        log.warning("could not confirm the head with Gitea preview_id=%s error=%s", delivery.preview_id, error)
+        return sha  # a PR's build still waits for Gitea: the trust check asks it again
     if head and head != sha:
         moved = Preview.change(delivery.preview_id, sha=sha, states=PreviewState.DEPLOYING_STATES, head_sha=head)
         if moved:
             Event.record(delivery.preview, "queued", f"Gitea's head is {head[:12]}, not {sha[:12]}: following it")
             return head
     return sha
+
+
+def _stale_teardown(services: Services, delivery: WebhookDelivery) -> str | None:
+    """'stale' when Gitea says the PR is open or the branch exists after all (a replayed or
+    late close or delete): the preview is asked to deploy Gitea's head again, and nothing is
+    deleted. None when the teardown stands. A GiteaError propagates: the job is retried."""
+    if services.gitea is None:
+        return None
+    head = _head_now(services, delivery.preview)
+    if head is None:
+        return None
+    reopened = Preview.change(
+        delivery.preview_id, states=(PreviewState.DELETING,), state=PreviewState.QUEUED, head_sha=head
+    )
+    if reopened:
+        Event.record(delivery.preview, "teardown", f"Gitea says it is still open at {head[:12]}: not torn down")
+        if services.queue is not None:
+            jobs.enqueue_deploy(services.queue, delivery.preview_id, head, f"stale-{delivery.id}")
+    return "stale"
 
 
 def process_delivery(services: Services, delivery_id: int) -> str:
@@ -77,8 +108,12 @@ def process_delivery(services: Services, delivery_id: int) -> str:
         result = trust.approve(services, delivery)
         if result == "approved" and services.queue is not None:
             jobs.enqueue_deploy(services.queue, delivery.preview_id, delivery.head_sha, f"approved-{delivery.id}")
+    elif delivery.intent == LABELS:
+        result = "labels read" if services.gitea is not None and _head_now(services, delivery.preview) else "skipped"
     elif delivery.intent == TEARDOWN:
-        result = pipeline.teardown(services, delivery.preview_id, delivery.reason or "teardown requested")
+        result = _stale_teardown(services, delivery) or pipeline.teardown(
+            services, delivery.preview_id, delivery.reason or "teardown requested"
+        )
     else:
         result = "skipped"
     with database.atomic():

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from app.adapters.jobqueue import JobQueue, QueueUnavailable
 from app.db import database, utcnow
 from app.domain.gitea_events import CommentEvent, GiteaEvent, PullRequestEvent, PushEvent, RepositoryRef
-from app.domain.planning import APPROVE, DEPLOY, TEARDOWN, Plan, ignore, plan
+from app.domain.planning import APPROVE, DEPLOY, LABELS, TEARDOWN, Plan, ignore, plan
 from app.models import DeliveryOutcome, Event, Preview, PreviewState, Repository, WebhookDelivery
 from app.runtime import PROCESS_DELIVERY_JOB
 from app.settings import Settings
@@ -121,13 +121,13 @@ def record_delivery(settings: Settings, headers: DeliveryHeaders, event: GiteaEv
             open_pr = _open_pr_number(event) if isinstance(event, PushEvent) else None
             wanted = plan(event, settings, open_pr)
         outcome, reason, preview = DeliveryOutcome.IGNORED, wanted.reason, None
-        if wanted.intent == APPROVE:
-            # Checked with Gitea by the worker (the head, the approver's access) before it counts.
+        if wanted.intent in (APPROVE, LABELS) and not (wanted.intent == LABELS and not settings.gitea_url):
+            # Checked with Gitea by the worker (the head, the approver's access, the labels) before it counts.
             preview = Preview.get_or_none(
                 (Preview.target_key == wanted.target_key) & Preview.state.in_(PreviewState.ACTIVE)
             )
             if preview is None:
-                reason = f"{wanted.reason}, but there is no live preview to approve"
+                reason = f"{wanted.reason}, but there is no live preview it concerns"
             else:
                 outcome = DeliveryOutcome.ACCEPTED
         elif wanted.intent is not None and wanted.target_key and wanted.work_key:
@@ -142,7 +142,8 @@ def record_delivery(settings: Settings, headers: DeliveryHeaders, event: GiteaEv
                     reason = f"{wanted.reason}, but there is no live preview to tear down"
                 else:
                     outcome = DeliveryOutcome.ACCEPTED
-        if isinstance(event, PullRequestEvent):
+        if isinstance(event, PullRequestEvent) and not settings.gitea_url:
+            # With Gitea the worker reads the real labels: a replayed payload's would be old.
             _update_pin(Preview.pr_key(event.repository.full_name, event.number), PIN_LABEL in event.labels)
         return WebhookDelivery.create(
             delivery_uuid=headers.delivery_uuid,

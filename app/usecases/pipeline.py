@@ -151,7 +151,7 @@ def _build(run: _Run, preview: Preview, deployment: Deployment, spec: manifests.
     build = manifests.BuildSpec(
         job_name=names.build_job(spec.head_sha),
         namespace=settings.build_namespace,
-        clone_url=preview.repository.clone_url,
+        clone_url=_clone_url(settings, preview),
         git_ref=git_ref,
         destination=f"{repository}:{names.image_tag(spec.head_sha)}",
         cache_repository=f"{repository}/cache",
@@ -179,6 +179,13 @@ def _build(run: _Run, preview: Preview, deployment: Deployment, spec: manifests.
     deployment.digest = outcome.message
     deployment.save()
     return f"{repository}@{outcome.message}"
+
+
+def _clone_url(settings: Settings, preview: Preview) -> str:
+    """Where the build fetches from: our Gitea, never a URL a webhook payload named."""
+    if settings.gitea_url:
+        return f"{settings.gitea_url.rstrip('/')}/{preview.repository.full_name}.git"
+    return str(preview.repository.clone_url)
 
 
 def _password(services: Services, names: PreviewNames) -> str:
