@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import TypeVar
 
 import click
 from flask import Flask, current_app
 
+from app.adapters.gitea import Gitea, GiteaError
 from app.db import database, utcnow
 from app.migrations import apply_migrations, pending
 from app.models import PreviewState
-from app.usecases import lifecycle, previews
+from app.usecases import lifecycle, previews, repositories
+
+T = TypeVar("T")
 
 
 def register(app: Flask) -> None:
@@ -76,3 +81,49 @@ def register(app: Flask) -> None:
             click.echo(f"{step}: {result}")
         if dry_run:
             click.echo("dry run: nothing was changed")
+
+    repos = click.Group("repos", help="Repositories the service previews, each with its own webhook secret.")
+    app.cli.add_command(repos)
+
+    def _gitea() -> Gitea:
+        gitea: Gitea | None = current_app.extensions["preview.gitea"]
+        if gitea is None:
+            raise click.ClickException("GITEA_URL and GITEA_TOKEN are needed to manage repositories")
+        return gitea
+
+    def _registration(action: Callable[[], T]) -> T:
+        with database.connection_context():
+            try:
+                return action()
+            except (repositories.RegistrationError, GiteaError) as error:
+                raise click.ClickException(str(error)) from error
+
+    @repos.command("add")
+    @click.argument("full_name")
+    def repos_add(full_name: str) -> None:
+        """Register owner/name: a new secret, and its Gitea webhook pointed at PUBLIC_URL."""
+        settings = current_app.extensions["preview.settings"]
+        done = _registration(lambda: repositories.register(_gitea(), settings, full_name))
+        click.echo(f"{done.full_name} registered; webhook {done.hook_id} calls {repositories.hook_url(settings)}")
+
+    @repos.command("rotate-secret")
+    @click.argument("full_name")
+    def repos_rotate(full_name: str) -> None:
+        """A new webhook secret for owner/name, in the database and in Gitea."""
+        settings = current_app.extensions["preview.settings"]
+        done = _registration(lambda: repositories.rotate_secret(_gitea(), settings, full_name))
+        click.echo(f"{done.full_name}: new secret set on webhook {done.hook_id}")
+
+    @repos.command("remove")
+    @click.argument("full_name")
+    def repos_remove(full_name: str) -> None:
+        """Unregister owner/name and delete its webhook in Gitea."""
+        _registration(lambda: repositories.remove(current_app.extensions["preview.gitea"], full_name))
+        click.echo(f"{full_name} removed")
+
+    @repos.command("list")
+    def repos_list() -> None:
+        """The registered repositories (never their secrets)."""
+        with database.connection_context():
+            for repository in repositories.registered():
+                click.echo(f"{repository.full_name}\thook {repository.hook_id or '-'}")

@@ -57,6 +57,17 @@ class Repository(BaseModel):
     # Per-repository options: image (skip the build), dockerfile, port, health_path, env, pod_labels.
     settings: Any = JSONField(default=dict)
     created_at = peewee.DateTimeField(default=utcnow)
+    # Registered (`flask repos add`): deliveries naming it must be signed with this secret.
+    webhook_secret = peewee.CharField(max_length=128, null=True)
+    hook_id = peewee.IntegerField(null=True)  # the webhook the service made for it in Gitea
+
+    def __repr__(self) -> str:  # never the secret
+        return f"<Repository {self.full_name}>"
+
+    @classmethod
+    def named(cls, full_name: str) -> Repository | None:
+        """Gitea's names ignore case."""
+        return cls.get_or_none(peewee.fn.LOWER(cls.full_name) == full_name.lower())
 
     @classmethod
     def upsert(cls, full_name: str, clone_url: str, html_url: str | None, private: bool = False) -> Repository:

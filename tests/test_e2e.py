@@ -2,8 +2,12 @@
 scheduler processes, which deploy on the test control plane and report back to Gitea."""
 
 import itertools
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -14,7 +18,7 @@ from tests.gitea_repo import create_repository
 from tests.gitea_server import BOT
 from tests.kube.waiting import eventually, namespace_gone
 from tests.servers import free_port
-from tests.service_processes import service_processes
+from tests.service_processes import ROOT, service_processes
 
 pytestmark = [pytest.mark.kube, pytest.mark.gitea]
 
@@ -40,7 +44,7 @@ def stack(gitea, kube_cluster, redis_server, postgres_server, tmp_path_factory):
         "WEB_CONCURRENCY": "2",
     }
     with service_processes(env, folder, port):
-        yield {"url": f"http://127.0.0.1:{port}", "folder": folder}
+        yield {"url": f"http://127.0.0.1:{port}", "folder": folder, "env": env}
 
 
 @pytest.fixture
@@ -237,3 +241,27 @@ def test_a_strangers_fork_pr_is_built_only_once_a_maintainer_approves_each_commi
     repo.comment(number, "/preview")  # the owner's
     success_status(repo, sha2)
     assert len(builds_of(kube_api, sha2)) == 1
+
+
+def test_a_repository_registered_with_flask_repos_add_is_heard_with_its_own_secret(gitea, stack, tmp_path):
+    repo = create_repository(gitea, f"reg-{uuid.uuid4().hex[:6]}", tmp_path / "work")  # no webhook yet
+    gitea.api("PUT", f"/repos/{repo.full_name}/collaborators/{BOT}", json={"permission": "admin"})  # to manage hooks
+    env = {**os.environ, **stack["env"], "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    added = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "repos", "add", repo.full_name],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert added.returncode == 0 and "registered" in added.stdout, added.stderr
+    [hook] = gitea.api("GET", f"/repos/{repo.full_name}/hooks")
+    assert hook["config"]["url"] == f"{stack['url']}/webhooks/gitea" and hook["active"]
+
+    sha = repo.commit("task/registered", {"r.txt": "r"}, "Registered")
+    success_status(repo, sha)  # Gitea signed the push with the repository's own secret, and it was acted on
+    # The shared secret no longer speaks for this repository.
+    body = with_changes(payload("push_task_branch"), **{"repository.full_name": repo.full_name})
+    answer = requests.post(f"{stack['url']}/webhooks/gitea", timeout=10, **webhook_request(body, "push", secret=SECRET))
+    assert answer.status_code == 401

@@ -168,6 +168,24 @@ class Gitea:
                 return True
         return False
 
+    def hooks(self, repository: str) -> list[dict[str, Any]]:
+        found = self._json("GET", f"{_repo_path(repository)}/hooks")
+        return [hook for hook in found if isinstance(hook, dict)] if isinstance(found, list) else []
+
+    def save_hook(self, repository: str, url: str, secret: str, events: list[str], hook_id: int | None = None) -> int:
+        """Create the repository's webhook to `url`, or update hook `hook_id`; returns its id."""
+        config = {"url": url, "content_type": "json", "secret": secret}
+        if hook_id is None:
+            body = {"type": "gitea", "active": True, "events": events, "config": config}
+            created = self._json("POST", f"{_repo_path(repository)}/hooks", expect=(201,), json=body)
+        else:
+            body = {"active": True, "events": events, "config": config}
+            created = self._json("PATCH", f"{_repo_path(repository)}/hooks/{int(hook_id)}", json=body)
+        return int(_field(created, "id"))
+
+    def delete_hook(self, repository: str, hook_id: int) -> None:
+        self._request("DELETE", f"{_repo_path(repository)}/hooks/{int(hook_id)}", expect=(204, 404))
+
     def repository(self, repository: str) -> dict[str, Any] | None:
         return self._json_or_none(_repo_path(repository))
 

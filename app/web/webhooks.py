@@ -10,7 +10,8 @@ from flask.typing import ResponseReturnValue
 
 from app.domain.gitea_events import PayloadError, parse_event
 from app.domain.signature import signature_matches
-from app.models import DeliveryOutcome
+from app.models import DeliveryOutcome, Repository
+from app.settings import Settings
 from app.usecases import intake
 
 log = logging.getLogger(__name__)
@@ -21,18 +22,39 @@ def _error(status: int, message: str) -> ResponseReturnValue:
     return jsonify(error=message), status
 
 
+def _claimed_repository(body: bytes) -> str | None:
+    """The repository the body says it is about: only to choose the secret that must have signed it."""
+    try:
+        payload = json.loads(body)
+        name = payload["repository"]["full_name"]
+    except (ValueError, RecursionError, KeyError, TypeError):
+        return None
+    return name if isinstance(name, str) else None
+
+
+def _secret_for(settings: Settings, claimed: str | None) -> str | None:
+    """A registered repository's own secret; else the single GITEA_WEBHOOK_SECRET, when it is set."""
+    repository = Repository.named(claimed) if claimed else None
+    if repository is not None and repository.webhook_secret:
+        return str(repository.webhook_secret)
+    return settings.gitea_webhook_secret
+
+
 @blueprint.post("/webhooks/gitea")
 def receive_gitea_webhook() -> ResponseReturnValue:
     settings = current_app.extensions["preview.settings"]
-    if not settings.gitea_webhook_secret:
-        return _error(503, "webhooks are disabled: GITEA_WEBHOOK_SECRET is not set")
     if (request.content_length or 0) > settings.max_webhook_bytes:
         return _error(413, f"body larger than {settings.max_webhook_bytes} bytes")
     body = request.get_data(cache=False)
     if len(body) > settings.max_webhook_bytes:
         return _error(413, f"body larger than {settings.max_webhook_bytes} bytes")
-    if not signature_matches(settings.gitea_webhook_secret, body, request.headers.get("X-Gitea-Signature")):
-        log.warning("rejected webhook with a missing or wrong signature")
+    claimed = _claimed_repository(body)
+    secret = _secret_for(settings, claimed)
+    if secret is None:
+        log.warning("refused a webhook for an unregistered repository repository=%r", claimed)
+        return _error(404, "this repository is not registered with the preview service")
+    if not signature_matches(secret, body, request.headers.get("X-Gitea-Signature")):
+        log.warning("rejected webhook with a missing or wrong signature repository=%r", claimed)
         return _error(401, "missing or invalid X-Gitea-Signature")
 
     headers = intake.DeliveryHeaders(

@@ -1,0 +1,90 @@
+"""Registered repositories: each gets its own webhook secret and a webhook made through Gitea's API.
+
+A delivery naming a registered repository is verified with that repository's
+secret only, so a repository admin who knows their own secret cannot speak for
+another repository. The service's token needs admin access to the repository
+to manage its hooks (and to ask who may write, see app/usecases/trust.py).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from app.adapters.gitea import Gitea
+from app.models import Repository
+from app.settings import Settings
+
+# What a preview needs to hear about; "pull_request" includes its sync, label and comment events.
+HOOK_EVENTS = ["push", "delete", "pull_request"]
+
+
+class RegistrationError(Exception):
+    """The repository cannot be registered (or changed); the message says why."""
+
+
+@dataclass(frozen=True)
+class Registered:
+    full_name: str
+    hook_id: int | None
+    created: bool
+
+
+def hook_url(settings: Settings) -> str:
+    return f"{settings.public_url.rstrip('/')}/webhooks/gitea"
+
+
+def _new_secret() -> str:
+    return secrets.token_hex(24)
+
+
+def _ours(gitea: Gitea, full_name: str, url: str) -> int | None:
+    """The id of a hook of the repository that already calls us (from an earlier install)."""
+    for hook in gitea.hooks(full_name):
+        if (hook.get("config") or {}).get("url") == url:
+            return int(hook["id"])
+    return None
+
+
+def register(gitea: Gitea, settings: Settings, full_name: str) -> Registered:
+    """Record the repository with a new secret and point its Gitea webhook at us, with that secret."""
+    found = gitea.repository(full_name)
+    if found is None:
+        raise RegistrationError(f"Gitea has no repository {full_name!r}, or the service's token cannot see it")
+    canonical = str(found.get("full_name") or full_name)
+    url = hook_url(settings)
+    secret = _new_secret()
+    hook_id = gitea.save_hook(canonical, url, secret, HOOK_EVENTS, _ours(gitea, canonical, url))
+    repository = Repository.named(canonical)
+    created = repository is None
+    if repository is None:
+        repository = Repository.create(
+            full_name=canonical,
+            clone_url=str(found.get("clone_url") or ""),
+            html_url=found.get("html_url"),
+            private=bool(found.get("private")),
+        )
+    Repository.update(webhook_secret=secret, hook_id=hook_id).where(Repository.id == repository.id).execute()
+    return Registered(canonical, hook_id, created)
+
+
+def rotate_secret(gitea: Gitea, settings: Settings, full_name: str) -> Registered:
+    """A new secret, in the database and in the Gitea hook."""
+    repository = Repository.named(full_name)
+    if repository is None or repository.webhook_secret is None:
+        raise RegistrationError(f"{full_name} is not registered: `flask repos add {full_name}` first")
+    return register(gitea, settings, repository.full_name)
+
+
+def remove(gitea: Gitea | None, full_name: str) -> None:
+    """Unregister: delete our hook in Gitea and forget the secret (its previews are left to their TTL)."""
+    repository = Repository.named(full_name)
+    if repository is None or repository.webhook_secret is None:
+        raise RegistrationError(f"{full_name} is not registered")
+    if gitea is not None and repository.hook_id is not None:
+        gitea.delete_hook(repository.full_name, repository.hook_id)
+    Repository.update(webhook_secret=None, hook_id=None).where(Repository.id == repository.id).execute()
+
+
+def registered() -> list[Repository]:
+    return list(Repository.select().where(Repository.webhook_secret.is_null(False)).order_by(Repository.full_name))
