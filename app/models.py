@@ -6,6 +6,7 @@ Queries that callers need live here as named class methods.
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -84,6 +85,8 @@ class Preview(BaseModel):
     repository = peewee.ForeignKeyField(Repository, backref="previews", on_delete="CASCADE")
     # "org/repo#12" for a pull request, "org/repo@task/x" for a task branch.
     target_key = peewee.CharField(max_length=1024, unique=True)
+    # Its page's address (/previews/<public_id>): random, so ids cannot be enumerated.
+    public_id = peewee.CharField(max_length=32, unique=True, default=lambda: secrets.token_hex(16))
     pr_number = peewee.IntegerField(null=True)
     branch = peewee.CharField(max_length=1024)
     pr_url = peewee.CharField(max_length=1024, null=True)

@@ -250,16 +250,28 @@ def test_the_public_preview_page_says_why_it_failed_and_shows_no_secret(client, 
         preview=preview,
         head_sha="a" * 40,
         status="failed",
-        failure_reason="rollout: the app keeps crashing on start (exit code 1)",
+        failure_reason="rollout: pod preview-shop-pr-3-x/app-5d9 OOMKilled on node kwok-node-1",
         build_log_tail="GIT_PASSWORD=should-never-show",
     )
-    Event.record(preview, "rollout", "failed: the app keeps crashing on start (exit code 1)")
-    page = client.get(f"/previews/{preview.id}")
+    Event.record(preview, "rollout", "failed: pod preview-shop-pr-3-x/app-5d9 OOMKilled on node kwok-node-1")
+    page = client.get(f"/previews/{preview.public_id}")
     assert page.status_code == 200
     text = page.get_data(as_text=True)
-    assert "the app keeps crashing on start (exit code 1)" in text and "failed" in text
+    assert "The app did not become available" in text and "failed" in text  # the summary, for people
+    assert "kwok-node-1" not in text and "preview-shop-pr-3-x" not in text  # not the cluster's details
     assert "should-never-show" not in text
+    # Row ids, sequential and guessable, lead nowhere.
+    assert client.get(f"/previews/{preview.id}").status_code == 404
     assert client.get("/previews/999").status_code == 404
+
+
+def test_a_private_repositorys_preview_page_shows_only_the_state(client, db):
+    repository = Repository.create(full_name="acme/secret-plans", clone_url="http://git/x.git", private=True)
+    preview = _preview(repository, 4)
+    Event.record(preview, "queued", "pull request opened at aaaaaaaaaaaa")
+    text = client.get(f"/previews/{preview.public_id}").get_data(as_text=True)
+    assert "ready" in text
+    assert "secret-plans" not in text and "feature/4" not in text and "acme" not in text
 
 
 def test_credentials_of_a_deleted_preview_are_404(client, db):

@@ -3,6 +3,7 @@ scheduler processes, which deploy on the test control plane and report back to G
 
 import itertools
 import os
+import re
 import subprocess
 import sys
 import time
@@ -144,10 +145,8 @@ def test_a_replayed_close_of_a_reopened_pr_tears_nothing_down(repo, stack, kube_
         f"{stack['url']}/webhooks/gitea", timeout=10, **webhook_request(old_close, "pull_request", secret=SECRET)
     )
     assert answer.json()["outcome"] == "accepted"
-    eventually(
-        lambda: "still open" in requests.get(f"{stack['url']}/previews/{answer.json()['preview_id']}", timeout=10).text,
-        what="the close recorded as stale",
-    )
+    page = re.search(r"\(\[details\]\(([^)]+)\)\)", repo.bot_comments(number)[0]["body"]).group(1)
+    eventually(lambda: "still open" in requests.get(page, timeout=10).text, what="the close recorded as stale")
     success_status(repo, sha)
     assert k8s.CoreV1Api(kube_api).read_namespace(namespace).metadata.uid == uid  # never deleted
 

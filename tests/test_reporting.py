@@ -36,12 +36,13 @@ def preview(state, private=False, url="https://shop-pr-1-abc.preview.example.com
     ],
 )
 def test_status_state_per_preview_state(state, expected):
-    status, _, target = reporting.status_for(SETTINGS, preview(state))
+    shown = preview(state)
+    status, _, target = reporting.status_for(SETTINGS, shown)
     assert status == expected
     if state == PreviewState.READY:
         assert target == "https://shop-pr-1-abc.preview.example.com"
-    else:
-        assert target == "https://previews.example.com/previews/7"
+    else:  # the page, by its random public id
+        assert target == f"https://previews.example.com/previews/{shown.public_id}" and len(shown.public_id) == 32
 
 
 def test_no_status_once_deleted():

@@ -182,6 +182,7 @@ def _time(moment: datetime | None) -> str | None:
 def serialize(preview: Preview, full: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": preview.id,
+        "public_id": preview.public_id,
         "repository": preview.repository.full_name,
         "pr_number": preview.pr_number,
         "branch": preview.branch,

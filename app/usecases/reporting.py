@@ -27,7 +27,7 @@ def comment_marker(preview: Preview) -> str:
 
 
 def service_page(settings: Settings, preview: Preview) -> str:
-    return f"{settings.public_url}/previews/{preview.id}"
+    return f"{settings.public_url}/previews/{preview.public_id}"
 
 
 def status_for(settings: Settings, preview: Preview, detail: str | None = None) -> tuple[str, str, str] | None:

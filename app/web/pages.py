@@ -1,4 +1,5 @@
-"""The page a failed preview's commit status links to. Public, so it shows no secrets and no logs."""
+"""The page a preview's commit status links to. Public: it shows no secrets, no logs, no cluster
+details, and for a private repository nothing but the state."""
 
 from __future__ import annotations
 
@@ -9,13 +10,28 @@ from app.models import Deployment, Event, Preview
 
 blueprint = Blueprint("pages", __name__)
 
+# What a failure at each phase means to a reviewer; the details are for the API and the operator.
+FAILURE_SUMMARY = {
+    "build": "the image could not be built",
+    "deploy": "the preview could not be set up in the cluster",
+    "rollout": "the app did not become available",
+    "report": "the result could not be reported",
+}
+# Events whose messages say what happened without naming cluster objects.
+PUBLIC_PHASES = frozenset({"queued", "approval", "slot", "resume", "ready", "teardown", "delivery"})
 
-@blueprint.get("/previews/<int:preview_id>")
-def preview_page(preview_id: int) -> ResponseReturnValue:
-    preview = Preview.get_or_none(Preview.id == preview_id)
+
+@blueprint.get("/previews/<public_id>")
+def preview_page(public_id: str) -> ResponseReturnValue:
+    preview = Preview.get_or_none(Preview.public_id == public_id)
     if preview is None:
         abort(404)
+    if preview.repository.private:
+        return render_template("preview_private.html", preview=preview)
     last = preview.deployments.order_by(Deployment.id.desc()).first()
-    failure = last.failure_reason if last is not None and last.status == "failed" else None
+    failure = None
+    if last is not None and last.status == "failed":
+        phase = (last.failure_reason or "").split(":", 1)[0]
+        failure = FAILURE_SUMMARY.get(phase, "the preview failed")
     events = list(preview.events.order_by(Event.id.desc()).limit(50))
-    return render_template("preview.html", preview=preview, failure=failure, events=events)
+    return render_template("preview.html", preview=preview, failure=failure, events=events, public=PUBLIC_PHASES)
