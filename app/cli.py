@@ -12,8 +12,8 @@ from flask import Flask, current_app
 from app.adapters.gitea import Gitea, GiteaError
 from app.db import database, utcnow
 from app.migrations import apply_migrations, pending
-from app.models import PreviewState
-from app.usecases import lifecycle, previews, repositories
+from app.models import ApiToken, PreviewState
+from app.usecases import lifecycle, previews, repositories, tokens
 
 T = TypeVar("T")
 
@@ -127,3 +127,42 @@ def register(app: Flask) -> None:
         with database.connection_context():
             for repository in repositories.registered():
                 click.echo(f"{repository.full_name}\thook {repository.hook_id or '-'}")
+
+    tokens_group = click.Group("tokens", help="API tokens: scoped, per repository or for all, stored hashed.")
+    app.cli.add_command(tokens_group)
+
+    @tokens_group.command("create")
+    @click.option("--name", required=True, help="Who or what uses it (an agent, a dashboard).")
+    @click.option("--scope", type=click.Choice(tokens.SCOPES), required=True)
+    @click.option("--repository", help="owner/name: only this repository's previews.")
+    @click.option("--all", "every", is_flag=True, help="Every repository.")
+    def tokens_create(name: str, scope: str, repository: str | None, every: bool) -> None:
+        """Create a token and print it, once: only its hash is kept."""
+        if every == (repository is not None):
+            raise click.ClickException("give exactly one of --repository owner/name or --all")
+        with database.connection_context():
+            try:
+                row, token = tokens.create(name, scope, repository)
+            except ValueError as error:
+                raise click.ClickException(str(error)) from error
+        click.echo(f"token {row.id} ({scope}, {repository or 'every repository'}): {token}")
+        click.echo("it is shown only now; store it where its user reads it from")
+
+    @tokens_group.command("list")
+    def tokens_list() -> None:
+        """Tokens (never their values)."""
+        with database.connection_context():
+            for row in ApiToken.select().order_by(ApiToken.id):
+                where = row.repository.full_name if row.repository_id else "every repository"
+                used = row.last_used_at.isoformat(timespec="seconds") if row.last_used_at else "never"
+                state = "revoked" if row.revoked_at else "active"
+                click.echo(f"{row.id}\t{row.name}\t{row.scope}\t{where}\t{state}\tlast used {used}")
+
+    @tokens_group.command("revoke")
+    @click.argument("token_id", type=int)
+    def tokens_revoke(token_id: int) -> None:
+        """Revoke a token: it stops working at once."""
+        with database.connection_context():
+            if not tokens.revoke(token_id):
+                raise click.ClickException(f"no active token {token_id}")
+        click.echo(f"token {token_id} revoked")

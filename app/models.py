@@ -293,3 +293,15 @@ class WebhookDelivery(BaseModel):
 
 
 ALL_MODELS = (Repository, Preview, Deployment, Event, WebhookDelivery)
+
+
+class ApiToken(BaseModel):
+    """A bearer token for the API. Only its SHA-256 is stored; the token is shown once."""
+
+    name = peewee.CharField(max_length=255)
+    token_hash = peewee.CharField(max_length=64, unique=True)
+    scope = peewee.CharField(max_length=16)  # read | deploy | admin
+    repository = peewee.ForeignKeyField(Repository, null=True, on_delete="CASCADE")  # None: every repository
+    created_at = peewee.DateTimeField(default=utcnow)
+    last_used_at = peewee.DateTimeField(null=True)
+    revoked_at = peewee.DateTimeField(null=True)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import peewee
+
 from app.adapters.gitea import Gitea, GiteaError
 from app.adapters.jobqueue import JobQueue, QueueUnavailable
 from app.adapters.kube import Kube
@@ -236,7 +238,7 @@ def list_previews(state: str | None, repository: str | None, page: int, per_page
     if state:
         query = query.where(Preview.state == state)
     if repository:
-        query = query.where(Repository.full_name == repository)
+        query = query.where(peewee.fn.LOWER(Repository.full_name) == repository.lower())
     total = query.count()
     items = list(query.order_by(Preview.id.desc()).paginate(page, per_page))
     return Page(items, total, page, per_page)

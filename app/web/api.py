@@ -1,19 +1,18 @@
-"""The JSON API under /api/: bearer tokens from API_TOKENS. Thin handlers over app.previews."""
+"""The JSON API under /api/: scoped bearer tokens (app/usecases/tokens.py). Thin handlers over app.previews."""
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from app.db import utcnow
 from app.domain.git_refs import branch_name_problem
 from app.models import PreviewState
 from app.runtime import ClusterNotConfigured
-from app.usecases import previews
+from app.usecases import previews, tokens
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 
@@ -22,21 +21,41 @@ def _error(status: int, message: str) -> ResponseReturnValue:
     return jsonify(error=message), status
 
 
-def _authorized() -> bool:
-    tokens = current_app.extensions["preview.settings"].api_tokens
-    header = request.headers.get("Authorization", "")
-    if not tokens or not header.startswith("Bearer "):
-        return False
-    given = header[len("Bearer ") :].strip().encode()
-    # Compare with every token, in constant time, so timing says nothing about which matched.
-    return any([hmac.compare_digest(given, token.encode()) for token in tokens])
+class Forbidden(Exception):
+    pass
 
 
 @blueprint.before_request
 def _require_token() -> ResponseReturnValue | None:
-    if not _authorized():
-        return _error(401, "a valid bearer token (API_TOKENS) is required")
+    header = request.headers.get("Authorization", "")
+    bearer = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else ""
+    grant = tokens.grant_for(bearer, current_app.extensions["preview.settings"].api_tokens)
+    if grant is None:
+        return _error(401, "a valid bearer token is required (flask tokens create, or API_TOKENS)")
+    g.grant = grant
     return None
+
+
+def _need(scope: str, repository: str | None = None) -> tokens.Grant:
+    """The request's grant, if it has `scope` (and covers `repository`); Forbidden otherwise."""
+    grant: tokens.Grant = g.grant
+    if not grant.allows(scope):
+        raise Forbidden(f"this token's scope is {grant.scope}; this needs {scope}")
+    if repository is not None and not grant.covers(repository):
+        raise Forbidden(f"this token is for {grant.repository}, not {repository}")
+    return grant
+
+
+def _visible(preview: Any, scope: str) -> Any:
+    """The preview, if the token may act on it with `scope`; another repository's does not exist for it."""
+    if not _need(scope).sees(preview):
+        raise previews.NotFound(f"no preview {preview.id}")
+    return preview
+
+
+@blueprint.errorhandler(Forbidden)
+def _forbidden(error: Forbidden) -> ResponseReturnValue:
+    return _error(403, str(error))
 
 
 @blueprint.errorhandler(previews.NotFound)
@@ -114,6 +133,7 @@ def create_preview() -> ResponseReturnValue:
         raise BadInput(f"branch is not a valid git branch name: it {problem}")
     if pr is not None and (not isinstance(pr, int) or isinstance(pr, bool) or pr < 1):
         raise BadInput("pr_number must be a positive whole number")
+    _need("deploy", repository)
     preview, queued = previews.request_preview(_gitea(), _queue(), repository, branch, pr)
     return _accepted(preview, queued)
 
@@ -126,6 +146,7 @@ def create_task_preview(task_id: str) -> ResponseReturnValue:
     if named is not None and (not isinstance(named, str) or named.count("/") != 1):
         raise BadInput("repository must be owner/name")
     repository = previews.task_repository(named)
+    _need("deploy", repository)
     branch = previews.task_branch(settings, task_id)
     if problem := branch_name_problem(branch):
         raise BadInput(
@@ -140,9 +161,11 @@ def list_previews() -> ResponseReturnValue:
     state = request.args.get("state")
     if state and state not in PreviewState.ALL:
         raise BadInput(f"state must be one of {', '.join(PreviewState.ALL)}")
-    page = previews.list_previews(
-        state, request.args.get("repository"), _int_arg("page", 1, 1, 100000), _int_arg("per_page", 50, 1, 200)
-    )
+    grant, asked = _need("read"), request.args.get("repository")
+    number, per_page = _int_arg("page", 1, 1, 100000), _int_arg("per_page", 50, 1, 200)
+    if asked is not None and not grant.covers(asked):  # another repository's previews do not exist for it
+        return jsonify(items=[], total=0, page=number, per_page=per_page)
+    page = previews.list_previews(state, asked or grant.repository, number, per_page)
     return jsonify(
         items=[previews.serialize(p) for p in page.items], total=page.total, page=page.page, per_page=page.per_page
     )
@@ -150,31 +173,33 @@ def list_previews() -> ResponseReturnValue:
 
 @blueprint.get("/previews/stats")
 def stats() -> ResponseReturnValue:
+    if _need("read").repository is not None:
+        raise Forbidden("the stats cover every repository; this token is for one")
     return jsonify(previews.stats(current_app.extensions["preview.settings"], utcnow()))
 
 
 @blueprint.get("/previews/<int:preview_id>")
 def show_preview(preview_id: int) -> ResponseReturnValue:
-    return jsonify(previews.serialize(previews.get_preview(preview_id), full=True))
+    return jsonify(previews.serialize(_visible(previews.get_preview(preview_id), "read"), full=True))
 
 
 @blueprint.delete("/previews/<int:preview_id>")
 def delete_preview(preview_id: int) -> ResponseReturnValue:
-    preview = previews.delete_preview(_queue(), previews.get_preview(preview_id))
+    preview = previews.delete_preview(_queue(), _visible(previews.get_preview(preview_id), "deploy"))
     return jsonify(id=preview.id, state=preview.state), 202
 
 
 @blueprint.delete("/tasks/<task_id>/preview")
 def delete_task_preview(task_id: str) -> ResponseReturnValue:
     settings = current_app.extensions["preview.settings"]
-    preview = previews.preview_for_task(settings, task_id, request.args.get("repository"))
+    preview = _visible(previews.preview_for_task(settings, task_id, request.args.get("repository")), "deploy")
     preview = previews.delete_preview(_queue(), preview)
     return jsonify(id=preview.id, state=preview.state), 202
 
 
 @blueprint.get("/previews/<int:preview_id>/credentials")
 def preview_credentials(preview_id: int) -> ResponseReturnValue:
-    preview = previews.require_deployed(previews.get_preview(preview_id))
+    preview = previews.require_deployed(_visible(previews.get_preview(preview_id), "admin"))
     services = _services()
     return jsonify(previews.credentials(services.settings, services.kube, preview))
 
@@ -182,7 +207,7 @@ def preview_credentials(preview_id: int) -> ResponseReturnValue:
 @blueprint.get("/previews/<int:preview_id>/logs")
 def preview_logs(preview_id: int) -> ResponseReturnValue:
     tail = _int_arg("tail", 100, 1, 5000)
-    preview = previews.get_preview(preview_id)
+    preview = _visible(previews.get_preview(preview_id), "deploy")
     services = _services()
     return jsonify(id=preview.id, tail=tail, **previews.logs(services.settings, services.kube, preview, tail))
 
@@ -191,6 +216,6 @@ def preview_logs(preview_id: int) -> ResponseReturnValue:
 def task_preview_logs(task_id: str) -> ResponseReturnValue:
     settings = current_app.extensions["preview.settings"]
     tail = _int_arg("tail", 100, 1, 5000)
-    preview = previews.preview_for_task(settings, task_id, request.args.get("repository"))
+    preview = _visible(previews.preview_for_task(settings, task_id, request.args.get("repository")), "deploy")
     services = _services()
     return jsonify(id=preview.id, tail=tail, **previews.logs(services.settings, services.kube, preview, tail))
