@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import click
 from flask import Flask, current_app
+from flask.cli import AppGroup
 
 from app.adapters.gitea import Gitea, GiteaError
 from app.db import database, utcnow
@@ -82,7 +83,7 @@ def register(app: Flask) -> None:
         if dry_run:
             click.echo("dry run: nothing was changed")
 
-    repos = click.Group("repos", help="Repositories the service previews, each with its own webhook secret.")
+    repos = AppGroup("repos", help="Repositories the service previews, each with its own webhook secret.")
     app.cli.add_command(repos)
 
     def _gitea() -> Gitea:
@@ -128,7 +129,7 @@ def register(app: Flask) -> None:
             for repository in repositories.registered():
                 click.echo(f"{repository.full_name}\thook {repository.hook_id or '-'}")
 
-    tokens_group = click.Group("tokens", help="API tokens: scoped, per repository or for all, stored hashed.")
+    tokens_group = AppGroup("tokens", help="API tokens: scoped, per repository or for all, stored hashed.")
     app.cli.add_command(tokens_group)
 
     @tokens_group.command("create")

@@ -93,8 +93,9 @@ def _stale_teardown(services: Services, delivery: WebhookDelivery) -> str | None
 def process_delivery(services: Services, delivery_id: int) -> str:
     """Carry out one delivery's intent. Safe to re-run: a processed delivery is skipped.
 
-    Returns a short word for the job's result: ready, failed, deleted, superseded, skipped.
-    A Kubernetes error propagates, so the queue retries the job later.
+    Returns a short word for the job's result: ready, failed, deleted, superseded, skipped,
+    pending approval, approved, refused, stale, labels read. A Kubernetes or Gitea error
+    propagates, so the queue retries the job later.
     """
     delivery = WebhookDelivery.get_or_none(WebhookDelivery.id == delivery_id)
     if delivery is None or delivery.processed_at is not None:

@@ -8,11 +8,12 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from app.adapters.gitea import GiteaError
 from app.db import utcnow
 from app.domain.git_refs import branch_name_problem
 from app.models import PreviewState
 from app.runtime import ClusterNotConfigured
-from app.usecases import previews, tokens
+from app.usecases import previews, repositories, tokens
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 
@@ -219,3 +220,30 @@ def task_preview_logs(task_id: str) -> ResponseReturnValue:
     preview = _visible(previews.preview_for_task(settings, task_id, request.args.get("repository")), "deploy")
     services = _services()
     return jsonify(id=preview.id, tail=tail, **previews.logs(services.settings, services.kube, preview, tail))
+
+
+@blueprint.post("/repositories")
+def register_repository() -> ResponseReturnValue:
+    """Register a repository (admin, every repository): its own secret and its Gitea webhook."""
+    if _need("admin").repository is not None:
+        raise Forbidden("registering repositories needs an admin token for every repository")
+    name = _json_body().get("repository")
+    if not isinstance(name, str) or name.count("/") != 1:
+        raise BadInput("repository must be owner/name")
+    gitea = _gitea()
+    if gitea is None:
+        raise previews.Unavailable("GITEA_URL and GITEA_TOKEN are needed to register repositories")
+    try:
+        done = repositories.register(gitea, current_app.extensions["preview.settings"], name)
+    except repositories.RegistrationError as error:
+        raise previews.NotFound(str(error)) from error
+    except GiteaError as error:
+        raise previews.Unavailable(f"Gitea refused: {error}") from error
+    return jsonify(repository=done.full_name, hook_id=done.hook_id, created=done.created), 201
+
+
+@blueprint.get("/repositories")
+def list_repositories() -> ResponseReturnValue:
+    if _need("admin").repository is not None:
+        raise Forbidden("listing repositories needs an admin token for every repository")
+    return jsonify(items=[{"repository": r.full_name, "hook_id": r.hook_id} for r in repositories.registered()])
