@@ -144,6 +144,22 @@ class GiteaServer:
         """A clone URL with a user's credentials (the admin's by default), for test pushes only."""
         return f"http://{user}:{password or self.admin_password}@127.0.0.1:{self.port}/{repository}.git"
 
+    def token_for(self, login: str, scopes: str) -> str:
+        """A new access token of `login` with only `scopes` (e.g. "read:repository")."""
+        name = f"t{secrets.token_hex(4)}"
+        return self.gitea(
+            "admin",
+            "user",
+            "generate-access-token",
+            "--username",
+            login,
+            "--token-name",
+            name,
+            "--scopes",
+            scopes,
+            "--raw",
+        )
+
     def create_user(self, login: str) -> str:
         """A plain user (no access to anything yet); returns its password."""
         password = secrets.token_urlsafe(16)

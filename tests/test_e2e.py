@@ -264,3 +264,64 @@ def test_a_repository_registered_with_flask_repos_add_is_heard_with_its_own_secr
     body = with_changes(payload("push_task_branch"), **{"repository.full_name": repo.full_name})
     answer = requests.post(f"{stack['url']}/webhooks/gitea", timeout=10, **webhook_request(body, "push", secret=SECRET))
     assert answer.status_code == 401
+
+
+def signed_post(stack, body, kind):
+    answer = requests.post(f"{stack['url']}/webhooks/gitea", timeout=10, **webhook_request(body, kind, secret=SECRET))
+    assert answer.status_code == 202, answer.text
+    return answer.json()
+
+
+def details_page(repo, number):
+    """The service's public page of the PR's preview, from the link in its PR comment."""
+    return re.search(r"\(\[details\]\(([^)]+)\)\)", repo.bot_comments(number)[0]["body"]).group(1)
+
+
+def test_a_replayed_old_push_leaves_the_preview_at_the_newer_commit(repo, stack, kube_api):
+    sha1 = repo.commit("feature/old", {"o.txt": "1"}, "One")
+    number = repo.open_pr("feature/old")
+    namespace = namespace_of(success_status(repo, sha1))
+    sha2 = repo.commit("feature/old", {"o.txt": "2"}, "Two")
+    success_status(repo, sha2)
+    old = with_changes(
+        payload("pull_request_synchronized"),
+        number=number,
+        **{"repository.full_name": repo.full_name, "pull_request.number": number, "pull_request.head.sha": sha1},
+    )
+    replayed = signed_post(stack, old, "pull_request_sync")
+    assert replayed["outcome"] == "accepted"  # new work as far as intake can tell: the worker asks Gitea
+    page = details_page(repo, number)
+    eventually(
+        lambda: f"delivery {replayed['delivery_id']} (deploy)" in requests.get(page, timeout=10).text,
+        what="the replay processed",
+    )
+    eventually(
+        lambda: (
+            k8s.CoreV1Api(kube_api).read_namespace(namespace).metadata.annotations["previews.gitea.io/head-sha"] == sha2
+            and repo.latest_status(sha2)["status"] == "success"
+        ),
+        timeout=60,
+        what="the preview still at the newer commit",
+    )
+
+
+def test_the_pin_follows_the_prs_real_labels_not_a_replayed_payload(repo, stack):
+    sha = repo.commit("feature/pin", {"p.txt": "p"}, "Pin")
+    number = repo.open_pr("feature/pin")
+    success_status(repo, sha)
+    page = details_page(repo, number)
+    repo.add_label(number, "preview:keep")
+    eventually(lambda: "pinned" in requests.get(page, timeout=10).text, what="pinned by the label")
+    # A signed label event from before the label was added: the worker reads the labels from Gitea.
+    stale = with_changes(
+        payload("pull_request_label_updated"),
+        number=number,
+        **{"repository.full_name": repo.full_name, "pull_request.number": number, "pull_request.labels": []},
+    )
+    processed = signed_post(stack, stale, "pull_request_label")
+    assert processed["outcome"] == "accepted"
+    eventually(
+        lambda: f"delivery {processed['delivery_id']} (labels)" in requests.get(page, timeout=10).text,
+        what="the stale label event processed",
+    )
+    assert "pinned" in requests.get(page, timeout=10).text

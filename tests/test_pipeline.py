@@ -1,6 +1,7 @@
 """The preview pipeline against the real test control plane (KWOK plays the kubelet)."""
 
 import threading
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -24,8 +25,6 @@ pytestmark = pytest.mark.kube
 @pytest.fixture
 def database_url(postgres_server):
     """The pipeline runs on PostgreSQL here; the database layer itself is tested on both."""
-    import uuid
-
     return postgres_server.create_database(f"pipeline_{uuid.uuid4().hex[:8]}")
 
 
@@ -358,16 +357,35 @@ def test_a_redeploy_after_a_crash_creates_no_duplicates(client, services, kube_a
         assert Deployment.select().count() == 1
 
 
-def test_a_gitea_outage_delays_the_report_but_never_fails_the_deploy(client, services):
+@pytest.mark.gitea
+def test_a_gitea_that_refuses_reports_delays_them_but_never_fails_the_deploy(client, services, gitea, tmp_path):
     from app.adapters.gitea import Gitea
+    from tests.gitea_repo import create_repository
+    from tests.gitea_server import BOT
+
+    repo = create_repository(gitea, f"reports-{uuid.uuid4().hex[:6]}", tmp_path / "work")
+    sha = repo.commit("task/reports", {"r.txt": "r"}, "r")
+    # A token that can read (so the head is confirmed) but not write statuses or comments.
+    services.gitea = Gitea(gitea.url, gitea.token_for(BOT, "read:repository,read:issue,read:user"))
+    pushed = {"repository.full_name": repo.full_name, "ref": "refs/heads/task/reports", "after": sha}
+    accepted = deliver(client, "push_task_branch", "push", **pushed)
+    assert run(services, accepted["delivery_id"]) == "ready"
+    assert the_preview().state == PreviewState.READY and the_preview().deployed_sha == sha
+    retries = [job_id for job_id in services.queue.queue.job_ids if job_id.startswith("report-")]
+    assert retries, "a report job is queued to retry once Gitea takes it"
+    assert repo.latest_status(sha) is None
+
+
+def test_nothing_is_built_while_gitea_cannot_confirm_the_commit(client, services, kube_api):
+    from app.adapters.gitea import Gitea, GiteaError
     from tests.servers import free_port
 
     services.gitea = Gitea(f"http://127.0.0.1:{free_port()}", "token", timeout=2)  # nothing listens there
-    accepted = deliver(client, "push_task_branch", "push")  # a task branch: nobody's trust to confirm
-    assert run(services, accepted["delivery_id"]) == "ready"
-    assert the_preview().state == PreviewState.READY
-    retries = [job_id for job_id in services.queue.queue.job_ids if job_id.startswith("report-")]
-    assert retries, "a report job is queued to retry once Gitea is back"
+    accepted = deliver(client, "push_task_branch", "push")
+    with pytest.raises(GiteaError):  # the job fails, and the queue retries it later
+        run(services, accepted["delivery_id"])
+    assert the_preview().state == PreviewState.QUEUED
+    assert not k8s.BatchV1Api(kube_api).list_namespaced_job(services.settings.build_namespace).items
 
 
 def test_a_pr_is_not_built_while_gitea_cannot_say_whose_code_it_is(client, services, kube_api):

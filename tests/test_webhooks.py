@@ -258,3 +258,14 @@ def test_deleting_a_task_branch_wants_its_teardown(client, settings):
     with database.connection_context():
         assert Preview.get().state == PreviewState.DELETING
     assert post(client, "delete_task_branch", "delete").json["outcome"] == DeliveryOutcome.DUPLICATE
+
+
+def test_a_label_change_never_asks_for_a_teardown(client, settings):
+    post(client, "pull_request_opened", "pull_request")
+    labelled = with_changes(
+        payload("pull_request_label_updated"), **{"pull_request.labels": [{"name": "preview:keep"}]}
+    )
+    response = post(client, None, "pull_request_label", body=labelled)
+    assert response.json["outcome"] == DeliveryOutcome.IGNORED and "pin follows the payload" in response.json["reason"]
+    with database.connection_context():
+        assert Preview.get().state == PreviewState.QUEUED and Preview.get().pinned

@@ -51,18 +51,15 @@ def _head_now(services: Services, preview: Preview) -> str | None:
 def _confirmed_sha(services: Services, delivery: WebhookDelivery) -> str:
     """The commit to deploy: Gitea's head when it moved on since this delivery.
 
-    Gitea may deliver the webhooks of quick successive pushes out of order; the
-    newest delivery is then an older commit. Following Gitea's answer makes the
-    preview end at the real head whatever the order.
+    Gitea may deliver the webhooks of quick successive pushes out of order, or a
+    signed delivery may be replayed; the newest delivery is then an older commit.
+    Following Gitea's answer makes the preview end at the real head whatever the order.
     """
     sha = delivery.head_sha
     if services.gitea is None:
         return sha
-    try:
-        head = _head_now(services, delivery.preview)
-    except GiteaError as error:
-        log.warning("could not confirm the head with Gitea preview_id=%s error=%s", delivery.preview_id, error)
-        return sha  # a PR's build still waits for Gitea: the trust check asks it again
+    # A GiteaError propagates: the job is retried later; nothing is built on an unconfirmed claim.
+    head = _head_now(services, delivery.preview)
     if head and head != sha:
         moved = Preview.change(delivery.preview_id, sha=sha, states=PreviewState.DEPLOYING_STATES, head_sha=head)
         if moved:

@@ -121,7 +121,9 @@ def record_delivery(settings: Settings, headers: DeliveryHeaders, event: GiteaEv
             open_pr = _open_pr_number(event) if isinstance(event, PushEvent) else None
             wanted = plan(event, settings, open_pr)
         outcome, reason, preview = DeliveryOutcome.IGNORED, wanted.reason, None
-        if wanted.intent in (APPROVE, LABELS) and not (wanted.intent == LABELS and not settings.gitea_url):
+        if wanted.intent == LABELS and not settings.gitea_url:
+            reason = "labels changed: the pin follows the payload (no GITEA_URL to ask)"
+        elif wanted.intent in (APPROVE, LABELS):
             # Checked with Gitea by the worker (the head, the approver's access, the labels) before it counts.
             preview = Preview.get_or_none(
                 (Preview.target_key == wanted.target_key) & Preview.state.in_(PreviewState.ACTIVE)
@@ -130,7 +132,7 @@ def record_delivery(settings: Settings, headers: DeliveryHeaders, event: GiteaEv
                 reason = f"{wanted.reason}, but there is no live preview it concerns"
             else:
                 outcome = DeliveryOutcome.ACCEPTED
-        elif wanted.intent is not None and wanted.target_key and wanted.work_key:
+        elif wanted.intent in (DEPLOY, TEARDOWN) and wanted.target_key and wanted.work_key:
             if _is_duplicate(wanted.target_key, wanted.intent, wanted.work_key):
                 outcome, reason = DeliveryOutcome.DUPLICATE, "the same work was already accepted"
             elif wanted.intent == DEPLOY:
