@@ -175,6 +175,9 @@ def test_without_a_shared_secret_only_registered_repositories_are_heard(app, set
     assert response.status_code == 404 and "not registered" in response.json["error"]
     with database.connection_context():
         assert WebhookDelivery.select().count() == 0
+    # Counted, and only counted.
+    scraped = unshared.test_client().get("/metrics").get_data(as_text=True)
+    assert 'preview_webhooks_refused_total{reason="unregistered"} 1.0' in scraped
 
 
 def register_with_secret(full_name, secret):

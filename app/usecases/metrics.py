@@ -23,6 +23,15 @@ log = logging.getLogger(__name__)
 
 SWEEP_RUNS_KEY = "previews:metrics:sweeps"
 SWEEP_REMOVED_KEY = "previews:metrics:sweep_removed"  # hash: kind -> count
+WEBHOOKS_REFUSED_KEY = "previews:metrics:webhooks_refused"  # hash: reason -> count
+
+
+def record_refused_webhook(queue: JobQueue, reason: str) -> None:
+    """A delivery refused before anything was stored (unregistered repository, bad signature): counted only."""
+    try:
+        queue.connection.hincrby(WEBHOOKS_REFUSED_KEY, reason, 1)
+    except redis.RedisError as error:
+        log.warning("could not count a refused webhook error=%s", error)
 
 
 def record_sweep(queue: JobQueue, removed: dict[str, int]) -> None:
@@ -83,8 +92,8 @@ class PreviewCollector(Collector):
         try:
             depth = self.queue.depth()
             runs = int(self.queue.connection.get(SWEEP_RUNS_KEY) or 0)
-            raw: dict[Any, Any] = self.queue.connection.hgetall(SWEEP_REMOVED_KEY)  # type: ignore[assignment]
-            removed = {k.decode() if isinstance(k, bytes) else str(k): int(v) for k, v in raw.items()}
+            removed = self._counts(SWEEP_REMOVED_KEY)
+            refused = self._counts(WEBHOOKS_REFUSED_KEY)
         except Exception as error:  # Redis down: the database metrics still answer
             log.warning("metrics from redis unavailable error=%s", error)
             return
@@ -94,6 +103,16 @@ class PreviewCollector(Collector):
         for kind, count in sorted(removed.items()):
             family.add_metric([kind], count)
         yield family
+        refusals = CounterMetricFamily(
+            "preview_webhooks_refused", "Deliveries refused before anything was stored", labels=["reason"]
+        )
+        for reason, count in sorted(refused.items()):
+            refusals.add_metric([reason], count)
+        yield refusals
+
+    def _counts(self, key: str) -> dict[str, int]:
+        raw: dict[Any, Any] = self.queue.connection.hgetall(key)  # type: ignore[assignment]
+        return {k.decode() if isinstance(k, bytes) else str(k): int(v) for k, v in raw.items()}
 
 
 def registry(queue: JobQueue) -> CollectorRegistry:

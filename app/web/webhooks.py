@@ -12,7 +12,7 @@ from app.domain.gitea_events import PayloadError, parse_event
 from app.domain.signature import signature_matches
 from app.models import DeliveryOutcome, Repository
 from app.settings import Settings
-from app.usecases import intake
+from app.usecases import intake, metrics
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("webhooks", __name__)
@@ -52,9 +52,11 @@ def receive_gitea_webhook() -> ResponseReturnValue:
     secret = _secret_for(settings, claimed)
     if secret is None:
         log.warning("refused a webhook for an unregistered repository repository=%r", claimed)
+        metrics.record_refused_webhook(current_app.extensions["preview.queue"], "unregistered")
         return _error(404, "this repository is not registered with the preview service")
     if not signature_matches(secret, body, request.headers.get("X-Gitea-Signature")):
         log.warning("rejected webhook with a missing or wrong signature repository=%r", claimed)
+        metrics.record_refused_webhook(current_app.extensions["preview.queue"], "signature")
         return _error(401, "missing or invalid X-Gitea-Signature")
 
     headers = intake.DeliveryHeaders(
