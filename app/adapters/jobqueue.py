@@ -20,14 +20,18 @@ log = logging.getLogger(__name__)
 RETRY_INTERVALS = [10, 30, 60, 120, 300]
 
 
-def _job_options(job_id: str, timeout: int) -> dict[str, Any]:
-    """Every job: one per id, retried with backoff, its result kept a day and a failure a week."""
+def _job_options(job_id: str, timeout: int, keep_result: bool = True) -> dict[str, Any]:
+    """Every job: one per id, retried with backoff, its result kept a day and a failure a week.
+
+    Without `keep_result` a finished job is forgotten at once, so its id dedups only
+    while the job waits or runs, and the same id can be queued again right after.
+    """
     return {
         "job_id": job_id,
         "unique": True,
         "job_timeout": timeout,
         "retry": Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
-        "result_ttl": 86400,
+        "result_ttl": 86400 if keep_result else 0,
         "failure_ttl": 7 * 86400,
     }
 
@@ -44,10 +48,11 @@ class JobQueue:
         )
         self.queue = Queue(name, connection=self.connection)
 
-    def enqueue(self, func: str, *args: object, job_id: str, timeout: int = 3600) -> bool:
-        """Queue `func(*args)` once under `job_id`. False when that job id is already queued or running."""
+    def enqueue(self, func: str, *args: object, job_id: str, timeout: int = 3600, keep_result: bool = True) -> bool:
+        """Queue `func(*args)` once under `job_id`. False when that job id is already queued or running
+        (or, with `keep_result`, finished within the last day)."""
         try:
-            self.queue.enqueue(func, *args, **_job_options(job_id, timeout))
+            self.queue.enqueue(func, *args, **_job_options(job_id, timeout, keep_result))
         except DuplicateJobError:
             log.info("job already queued job_id=%s", job_id)
             return False

@@ -68,8 +68,10 @@ def start_waiting(queue: JobQueue, settings: Settings, now: datetime, dry_run: b
         return []  # nothing waits for a slot: each deploy takes one when it runs
     started = list(Preview.waiting().limit(max(0, limit - Preview.active().count())))
     if not dry_run:
-        # One start per preview and commit in a window: passes and teardowns in between do not pile up jobs.
+        # One start per preview and commit at a time: passes and teardowns in between do not pile up
+        # jobs. The finished job is forgotten at once: a start that found no slot free yet (it ran
+        # just before a teardown released one) must not block the next start for its window.
         window = int(now.timestamp()) // START_WINDOW_SECONDS
         for preview in started:
-            enqueue_deploy(queue, preview.id, preview.head_sha, f"slot-{window}")
+            enqueue_deploy(queue, preview.id, preview.head_sha, f"slot-{window}", keep_result=False)
     return [p.id for p in started]

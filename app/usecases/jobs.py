@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 DEFER_SECONDS = 2
 
 
-def enqueue_deploy(queue: JobQueue, preview_id: int, sha: str, tag: str) -> bool:
-    return queue.enqueue(DEPLOY_JOB, preview_id, sha, job_id=f"deploy-{preview_id}-{sha[:12]}-{tag}")
+def enqueue_deploy(queue: JobQueue, preview_id: int, sha: str, tag: str, keep_result: bool = True) -> bool:
+    job_id = f"deploy-{preview_id}-{sha[:12]}-{tag}"
+    return queue.enqueue(DEPLOY_JOB, preview_id, sha, job_id=job_id, keep_result=keep_result)
 
 
 def enqueue_teardown(queue: JobQueue, preview_id: int, reason: str, tag: str) -> bool:
