@@ -26,9 +26,10 @@ def procfile() -> dict[str, str]:
 
 @contextlib.contextmanager
 def service_processes(
-    env: dict[str, str], folder: Path, port: int, workers: int = 1
+    env: dict[str, str], folder: Path, port: int, workers: int = 1, web_only: bool = False
 ) -> Iterator[dict[str, subprocess.Popen]]:
-    """Apply migrations, start web, `workers` workers and the scheduler with `env`; stop them on exit.
+    """Apply migrations, start web, `workers` workers and the scheduler with `env` (or, with
+    `web_only`, the web alone); stop them on exit.
 
     Processes are named as in the Procfile (a second worker is `worker.2`). Logs go to `folder`.
     """
@@ -44,7 +45,9 @@ def service_processes(
     processes: dict[str, subprocess.Popen] = {}
     try:
         commands = procfile()
-        if workers == 0:
+        if web_only:
+            commands = {"web": commands["web"]}
+        elif workers == 0:
             del commands["worker"]  # the test runs its own
         for copy in range(2, workers + 1):
             commands[f"worker.{copy}"] = commands["worker"]

@@ -376,24 +376,16 @@ def test_a_gitea_that_refuses_reports_delays_them_but_never_fails_the_deploy(cli
     assert repo.latest_status(sha) is None
 
 
-def test_nothing_is_built_while_gitea_cannot_confirm_the_commit(client, services, kube_api):
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("push_task_branch", "push"), ("pull_request_opened", "pull_request")],  # the commit; also whose code it is
+)
+def test_nothing_is_built_while_gitea_cannot_confirm_the_delivery(client, services, kube_api, name, kind):
     from app.adapters.gitea import Gitea, GiteaError
     from tests.servers import free_port
 
     services.gitea = Gitea(f"http://127.0.0.1:{free_port()}", "token", timeout=2)  # nothing listens there
-    accepted = deliver(client, "push_task_branch", "push")
-    with pytest.raises(GiteaError):  # the job fails, and the queue retries it later
-        run(services, accepted["delivery_id"])
-    assert the_preview().state == PreviewState.QUEUED
-    assert not k8s.BatchV1Api(kube_api).list_namespaced_job(services.settings.build_namespace).items
-
-
-def test_a_pr_is_not_built_while_gitea_cannot_say_whose_code_it_is(client, services, kube_api):
-    from app.adapters.gitea import Gitea, GiteaError
-    from tests.servers import free_port
-
-    services.gitea = Gitea(f"http://127.0.0.1:{free_port()}", "token", timeout=2)  # nothing listens there
-    accepted = deliver(client, "pull_request_opened", "pull_request")
+    accepted = deliver(client, name, kind)
     with pytest.raises(GiteaError):  # the job fails, and the queue retries it later
         run(services, accepted["delivery_id"])
     assert the_preview().state == PreviewState.QUEUED

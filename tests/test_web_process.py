@@ -2,23 +2,21 @@
 
 import os
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.factories import SECRET, payload, webhook_request
-from tests.servers import die_with_parent, free_port, stop_process, wait_for_port
-from tests.service_processes import ROOT, procfile
+from tests.servers import free_port
+from tests.service_processes import service_processes
 
 IDLE_CONNECTIONS = 100
 
 
 @pytest.fixture
 def web(settings, tmp_path):
+    """The Procfile's web process alone."""
     port = free_port()
     env = {
         **os.environ,
@@ -26,23 +24,9 @@ def web(settings, tmp_path):
         "REDIS_URL": settings.redis_url,
         "PREVIEW_QUEUE": settings.queue_name,
         "GITEA_WEBHOOK_SECRET": SECRET,
-        "BIND": f"127.0.0.1:{port}",
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
-    with open(tmp_path / "web.log", "wb") as log:
-        process = subprocess.Popen(
-            ["sh", "-c", f"exec {procfile()['web']}"],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
-    try:
-        wait_for_port(port, process, timeout=60)
+    with service_processes(env, tmp_path, port, web_only=True):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(process, timeout=15)
 
 
 def timed(call):

@@ -82,13 +82,14 @@ class _Run:
             raise Superseded(f"preview {self.preview_id} no longer wants {self.sha[:12]} from this worker")
         return preview
 
-    def move(self, state: str, **fields: Any) -> Preview:
-        """Change the preview's state, only if it is still this run's to change."""
+    def move(self, state: str, also: Any = None, **fields: Any) -> Preview:
+        """Change the preview's state, only if it is still this run's to change (and `also` holds)."""
         changed = Preview.change(
             self.preview_id,
             sha=self.sha,
             states=PreviewState.DEPLOYING_STATES,
             owner=self.lease.owner,
+            also=also,
             state=state,
             **fields,
         )
@@ -328,20 +329,13 @@ def _await_approval(run: _Run, preview: Preview, why: str) -> str:
     """Build nothing; tell Gitea why and how to approve. Unless an approval came in meanwhile."""
     hint = trust.approval_hint(run.services, why)
     not_approved = Preview.approved_sha.is_null() | (Preview.approved_sha != run.sha)
-    moved = Preview.change(
-        run.preview_id,
-        sha=run.sha,
-        states=PreviewState.DEPLOYING_STATES,
-        owner=run.lease.owner,
-        also=not_approved,
-        state=PreviewState.PENDING_APPROVAL,
-        waiting_since=None,  # not in line for a slot until approved
-    )
-    if not moved:
+    try:
+        # Not in line for a slot until approved.
+        preview = run.move(PreviewState.PENDING_APPROVAL, also=not_approved, waiting_since=None)
+    except Superseded:
         if run.check().approved_sha == run.sha:
             return _deploy(run)  # approved while we were asking Gitea
-        raise Superseded(f"preview {run.preview_id} moved on before it could wait for approval")
-    preview = Preview.get_by_id(run.preview_id)
+        raise
     Event.record(preview, "approval", hint)
     log.info("deploy waits for approval preview_id=%s sha=%s why=%r", run.preview_id, run.sha[:12], why)
     trust.forget_stale_label(run.services, preview)

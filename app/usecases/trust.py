@@ -93,8 +93,9 @@ def approve(services: Services, delivery: WebhookDelivery) -> str:
         Event.record(preview, "approval", f"approval by {actor} ignored: it was given for another commit")
         return "stale"
     access = gitea.permission(repository, actor) if actor else "none"
-    # Only writers can change a PR's labels, so Gitea itself vouches for a label's sender.
-    label_by_writer = access is None and delivery.event_type == "pull_request_label"
+    # Only writers can change a PR's labels, so a label that Gitea shows on the PR is a writer's word.
+    labels = {str(label.get("name")) for label in (pull or {}).get("labels") or [] if isinstance(label, dict)}
+    label_by_writer = access is None and delivery.event_type == "pull_request_label" and APPROVAL_LABEL in labels
     if access not in WRITERS and not label_by_writer:
         Event.record(preview, "approval", f"approval by {actor} ignored: they cannot write to {repository}")
         return "refused"
