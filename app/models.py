@@ -107,6 +107,13 @@ class Preview(BaseModel):
     url = peewee.CharField(max_length=1024, null=True)
     credentials_ref = peewee.CharField(max_length=253, null=True)
     expires_at = peewee.DateTimeField(null=True, index=True)
+    # The database its preview file asked for (engine postgres|mysql, mode shared|in-namespace).
+    database_engine = peewee.CharField(max_length=16, null=True)
+    database_mode = peewee.CharField(max_length=16, null=True)
+    database_name = peewee.CharField(max_length=63, null=True)
+    database_template = peewee.CharField(max_length=63, null=True)  # cloned from this template
+    database_seeded_at = peewee.DateTimeField(null=True)  # the seed ran (or came with the template)
+    database_size_bytes = peewee.BigIntegerField(null=True)  # measured on the shared server after a deploy
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
 

@@ -143,6 +143,19 @@ def _service_account(text: str) -> str:
     return text
 
 
+def _address(text: str) -> str:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be host:port, such as db.internal:5432")
+    return text
+
+
+def _identifier_prefix(text: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,15}", text):
+        raise ValueError("must be lowercase letters, digits and '_', starting with a letter, at most 16")
+    return text
+
+
 def _bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -165,6 +178,8 @@ class Settings:
     preview_ttl: timedelta = timedelta(hours=168)
     # A preview whose deploy failed still holds a namespace and a slot: it goes sooner.
     failed_preview_ttl: timedelta = timedelta(hours=24)
+    # The longest TTL a repository's preview file may ask for.
+    max_preview_ttl: timedelta = timedelta(days=14)
     preview_registry: str | None = None
     kubeconfig: str | None = None
     max_active_previews: int | None = None
@@ -228,6 +243,23 @@ class Settings:
     # PRs from forks or from authors without write access: wait for a maintainer's
     # approval of each commit (approve), are never built (never), or build at once (build).
     untrusted_prs: str = "approve"
+    # Databases a preview file asks for. With an admin URL, each preview gets a database and a
+    # role on that shared server; without one, a server of the official image in its namespace.
+    postgres_admin_url: str | None = dataclasses.field(default=None, repr=False)
+    mysql_admin_url: str | None = dataclasses.field(default=None, repr=False)
+    # host:port previews use to reach the shared server, when it differs from the admin URL's.
+    postgres_app_address: str | None = None
+    mysql_app_address: str | None = None
+    # Every preview database and role is named <prefix><preview id>; the orphan sweep drops
+    # only names of that shape, so two installations sharing a server need two prefixes.
+    database_prefix: str = "preview_"
+    # Where the shared servers are, for the previews' egress (private ranges are denied otherwise).
+    database_egress_cidrs: tuple[str, ...] = ()
+    # The in-namespace servers' images; a preview file's database.version replaces the tag.
+    postgres_image: str = "postgres:17"
+    mysql_image: str = "mysql:8.4"
+    database_storage: str = "1Gi"
+    database_storage_class: str | None = None
     # Cost estimate (stats): prices per requested core-hour and GiB-hour, and the alert threshold.
     price_cpu_core_hour: float = 0.04
     price_memory_gb_hour: float = 0.005
@@ -260,6 +292,7 @@ class Settings:
         maybe_set("lease_ttl", "PREVIEW_LEASE_TTL", parse_duration)
         maybe_set("scheduler_interval", "SCHEDULER_INTERVAL", parse_duration)
         maybe_set("stalled_after", "STALLED_AFTER", parse_duration)
+        maybe_set("max_preview_ttl", "PREVIEW_MAX_TTL", parse_duration)
         maybe_set("preview_registry", "PREVIEW_REGISTRY")
         maybe_set("kubeconfig", "KUBECONFIG")
         maybe_set("max_active_previews", "MAX_ACTIVE_PREVIEWS", _positive_int)
@@ -293,6 +326,16 @@ class Settings:
         maybe_set("web_service_account", "WEB_SERVICE_ACCOUNT", _service_account)
         maybe_set("preview_cluster_role", "PREVIEW_CLUSTER_ROLE")
         maybe_set("preview_reader_cluster_role", "PREVIEW_READER_CLUSTER_ROLE")
+        maybe_set("postgres_admin_url", "PREVIEW_POSTGRES_ADMIN_URL", _url("postgres", "postgresql"))
+        maybe_set("mysql_admin_url", "PREVIEW_MYSQL_ADMIN_URL", _url("mysql", "mariadb"))
+        maybe_set("postgres_app_address", "PREVIEW_POSTGRES_APP_ADDRESS", _address)
+        maybe_set("mysql_app_address", "PREVIEW_MYSQL_APP_ADDRESS", _address)
+        maybe_set("database_prefix", "PREVIEW_DATABASE_PREFIX", _identifier_prefix)
+        maybe_set("database_egress_cidrs", "DATABASE_EGRESS_CIDRS", _cidrs)
+        maybe_set("postgres_image", "POSTGRES_IMAGE")
+        maybe_set("mysql_image", "MYSQL_IMAGE")
+        maybe_set("database_storage", "DATABASE_STORAGE", _quantity)
+        maybe_set("database_storage_class", "DATABASE_STORAGE_CLASS", _dns_label)
         maybe_set("price_cpu_core_hour", "PRICE_CPU_CORE_HOUR", _price)
         maybe_set("price_memory_gb_hour", "PRICE_MEMORY_GB_HOUR", _price)
         maybe_set("cost_currency", "COST_CURRENCY")

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
@@ -204,6 +205,86 @@ def postgres_server() -> Iterator[PostgresServer]:
         server = PostgresServer(port, process)
         _wait_accepting_queries(server)
         yield server
+    finally:
+        if process is not None:
+            stop_process(process)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class MariaDBServer:
+    port: int
+    process: subprocess.Popen
+    socket_path: str
+    password: str
+
+    @property
+    def admin_url(self) -> str:
+        return f"mysql://admin:{self.password}@127.0.0.1:{self.port}/"
+
+
+def _mariadb_as_root(socket_path: str) -> Any:
+    import pymysql
+
+    return pymysql.connect(unix_socket=socket_path, user="root", autocommit=True, connect_timeout=2)
+
+
+@contextlib.contextmanager
+def mariadb_server() -> Iterator[MariaDBServer]:
+    """MariaDB (Debian's package) in a temporary directory, with an `admin` user that may
+    create databases and users, as an operator's shared server would have."""
+    folder = tempfile.mkdtemp(prefix="preview-mariadb-")
+    data, socket_path = os.path.join(folder, "data"), os.path.join(folder, "mysqld.sock")
+    user = "mysql" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("mysql")
+        os.chown(folder, owner.pw_uid, owner.pw_gid)
+    port = free_port()
+    process = None
+    try:
+        subprocess.run(
+            [
+                "mariadb-install-db",
+                f"--datadir={data}",
+                f"--user={user}",
+                "--auth-root-authentication-method=socket",
+                "--skip-test-db",
+                "--skip-name-resolve",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        process = subprocess.Popen(
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={data}",
+                f"--user={user}",
+                f"--port={port}",
+                "--bind-address=127.0.0.1",
+                f"--socket={socket_path}",
+                f"--pid-file={folder}/mysqld.pid",
+                "--skip-name-resolve",
+                "--innodb-flush-log-at-trx-commit=0",
+                "--skip-log-bin",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+        wait_for_port(port, process)
+        password = "admin-" + os.urandom(12).hex()
+        connection = _mariadb_as_root(socket_path)
+        with connection.cursor() as cursor:
+            # No anonymous users (they would win over 'name'@'%' for local logins).
+            cursor.execute("DELETE FROM mysql.global_priv WHERE user = ''")
+            cursor.execute("FLUSH PRIVILEGES")
+            cursor.execute("CREATE USER 'admin'@'%%' IDENTIFIED BY %s", (password,))
+            cursor.execute("GRANT ALL PRIVILEGES ON *.* TO 'admin'@'%' WITH GRANT OPTION")
+        connection.close()
+        yield MariaDBServer(port, process, socket_path, password)
     finally:
         if process is not None:
             stop_process(process)

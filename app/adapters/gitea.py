@@ -5,6 +5,8 @@ Every call has a timeout; network errors and error answers become `GiteaError`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from typing import Any
 from urllib.parse import quote
@@ -140,6 +142,20 @@ class Gitea:
 
     def pull_request(self, repository: str, number: int) -> dict[str, Any] | None:
         return self._json_or_none(f"{_repo_path(repository)}/pulls/{number}")
+
+    def file_at(self, repository: str, path: str, ref: str) -> bytes | None:
+        """The file at `path` in commit `ref` (contents API); None when the commit has no such file."""
+        found = self._json_or_none(f"{_repo_path(repository)}/contents/{quote(path)}?ref={quote(ref, safe='')}")
+        if found is None:
+            return None
+        if found.get("type") != "file":
+            raise GiteaError(f"{path} at {ref[:12]} in {repository} is a {found.get('type')}, not a file")
+        if found.get("encoding") != "base64" or not isinstance(found.get("content"), str):
+            raise GiteaError(f"{path} at {ref[:12]} in {repository}: Gitea sent no base64 content")
+        try:
+            return base64.b64decode(found["content"], validate=False)
+        except (binascii.Error, ValueError) as error:
+            raise GiteaError(f"{path} at {ref[:12]} in {repository}: content is not base64") from error
 
     def permission(self, repository: str, login: str) -> str | None:
         """`login`'s access to the repository (none, read, write, admin, owner); None when

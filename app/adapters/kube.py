@@ -32,6 +32,7 @@ _RESOURCES = {
     ("v1", "ResourceQuota"): ("/api/v1", "resourcequotas", True),
     ("v1", "LimitRange"): ("/api/v1", "limitranges", True),
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments", True),
+    ("apps/v1", "StatefulSet"): ("/apis/apps/v1", "statefulsets", True),
     ("batch/v1", "Job"): ("/apis/batch/v1", "jobs", True),
     ("networking.k8s.io/v1", "NetworkPolicy"): ("/apis/networking.k8s.io/v1", "networkpolicies", True),
     ("networking.k8s.io/v1", "Ingress"): ("/apis/networking.k8s.io/v1", "ingresses", True),
@@ -431,6 +432,29 @@ class Kube:
                         return RolloutOutcome(True)
         except _CLIENT_ERRORS as error:
             raise _error(f"watch deployment {namespace}/{name}", error) from error
+
+    def wait_for_statefulset(
+        self, namespace: str, name: str, timeout: float, should_stop: Callable[[], bool] | None = None
+    ) -> bool:
+        """Poll until the StatefulSet's current revision has a ready pod; False at the deadline."""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if should_stop is not None and should_stop():
+                    return False
+                found = self.apps.read_namespaced_stateful_set(name, namespace, _request_timeout=self.timeout)
+                status = found.status
+                if (
+                    status is not None
+                    and (status.observed_generation or 0) >= (found.metadata.generation or 0)
+                    and (status.ready_replicas or 0) >= 1
+                    and status.current_revision == status.update_revision
+                ):
+                    return True
+                time.sleep(1)
+            return False
+        except _CLIENT_ERRORS as error:
+            raise _error(f"watch statefulset {namespace}/{name}", error) from error
 
     def diagnose(self, namespace: str, deployment: Any) -> RolloutOutcome | None:
         """Why the Deployment's pods are not ready, in words a developer understands."""

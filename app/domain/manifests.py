@@ -62,14 +62,37 @@ class PreviewSpec:
 
 
 @dataclass(frozen=True)
+class ExtraServiceSpec:
+    """A public image the app talks to (redis, a mail catcher), reachable at `name:port`."""
+
+    name: str
+    image: str
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class AppSpec:
-    """How to run the repository's app; from the repository's settings."""
+    """How to run the repository's app; from its settings and its preview file."""
 
     image: str  # pinned by digest when built here
     port: int = 8080
     health_path: str = "/"
     env: dict[str, str] = field(default_factory=dict)
     pod_labels: dict[str, str] = field(default_factory=dict)
+    replicas: int = 1
+    requests: dict[str, str] = field(default_factory=dict)
+    limits: dict[str, str] = field(default_factory=dict)
+    # A Secret whose keys become variables (DATABASE_URL and the engine's own): never plain env.
+    env_secret: str | None = None
+    services: tuple[ExtraServiceSpec, ...] = ()
+
+    def container_env(self, spec: PreviewSpec) -> list[dict[str, Any]]:
+        env = [{"name": "PREVIEW_MODE", "value": "true"}, {"name": "PREVIEW_URL", "value": spec.url}]
+        return env + [{"name": key, "value": str(value)} for key, value in sorted(self.env.items())]
+
+    def env_from(self) -> list[dict[str, Any]]:
+        return [{"secretRef": {"name": self.env_secret}}] if self.env_secret else []
 
 
 def labels(spec: PreviewSpec, component: str | None = None) -> dict[str, str]:
@@ -90,7 +113,7 @@ def labels(spec: PreviewSpec, component: str | None = None) -> dict[str, str]:
     return result
 
 
-def _meta(spec: PreviewSpec, name: str, component: str | None = None, **extra: Any) -> dict[str, Any]:
+def object_meta(spec: PreviewSpec, name: str, component: str | None = None, **extra: Any) -> dict[str, Any]:
     return {"name": name, "namespace": spec.names.namespace, "labels": labels(spec, component), **extra}
 
 
@@ -149,7 +172,7 @@ def resource_quota(spec: PreviewSpec, settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
-        "metadata": _meta(spec, "preview-quota"),
+        "metadata": object_meta(spec, "preview-quota"),
         "spec": {
             "hard": {
                 "requests.cpu": settings.quota_requests_cpu,
@@ -167,7 +190,7 @@ def limit_range(spec: PreviewSpec) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "LimitRange",
-        "metadata": _meta(spec, "preview-limits"),
+        "metadata": object_meta(spec, "preview-limits"),
         "spec": {"limits": [{"type": "Container", "defaultRequest": APP_REQUESTS, "default": APP_LIMITS}]},
     }
 
@@ -192,16 +215,17 @@ def egress_rules(settings: Settings, also_allowed: tuple[str, ...] = ()) -> list
     return rules
 
 
-def network_policy(spec: PreviewSpec, settings: Settings) -> dict[str, Any]:
-    """Admit traffic only from this namespace and from the ingress controller's; let out only what egress_rules says."""
+def network_policy(spec: PreviewSpec, settings: Settings, also_allowed: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Admit traffic only from this namespace and from the ingress controller's; let out only
+    what egress_rules says (and `also_allowed`: a shared database server)."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _meta(spec, "preview-isolation"),
+        "metadata": object_meta(spec, "preview-isolation"),
         "spec": {
             "podSelector": {},
             "policyTypes": ["Ingress", "Egress"],
-            "egress": egress_rules(settings),
+            "egress": egress_rules(settings, also_allowed),
             "ingress": [
                 {
                     "from": [
@@ -224,21 +248,34 @@ def auth_secret(spec: PreviewSpec, htpasswd_line: str, username: str, password: 
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
-        "metadata": _meta(spec, spec.names.auth_secret),
+        "metadata": object_meta(spec, spec.names.auth_secret),
         "stringData": {"auth": htpasswd_line + "\n", "username": username, "password": password},
     }
 
 
 def deployment(spec: PreviewSpec, app: AppSpec) -> dict[str, Any]:
     selector = {"app.kubernetes.io/instance": spec.names.slug, LABEL_COMPONENT: "app"}
-    env = [{"name": "PREVIEW_MODE", "value": "true"}, {"name": "PREVIEW_URL", "value": spec.url}]
-    env += [{"name": key, "value": str(value)} for key, value in sorted(app.env.items())]
+    container: dict[str, Any] = {
+        "name": "app",
+        "image": app.image,
+        "securityContext": {"allowPrivilegeEscalation": False},
+        "ports": [{"name": "http", "containerPort": app.port}],
+        "env": app.container_env(spec),
+        "resources": {"requests": {**APP_REQUESTS, **app.requests}, "limits": {**APP_LIMITS, **app.limits}},
+        "readinessProbe": {
+            "httpGet": {"path": app.health_path, "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+    }
+    if app.env_secret:
+        container["envFrom"] = app.env_from()
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(spec, spec.names.app, "app"),
+        "metadata": object_meta(spec, spec.names.app, "app"),
         "spec": {
-            "replicas": 1,
+            "replicas": app.replicas,
             "revisionHistoryLimit": 2,
             "selector": {"matchLabels": selector},
             "template": {
@@ -249,32 +286,63 @@ def deployment(spec: PreviewSpec, app: AppSpec) -> dict[str, Any]:
                 "spec": {
                     "automountServiceAccountToken": False,
                     "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": app.image,
-                            "securityContext": {"allowPrivilegeEscalation": False},
-                            "ports": [{"name": "http", "containerPort": app.port}],
-                            "env": env,
-                            "resources": {"requests": APP_REQUESTS, "limits": APP_LIMITS},
-                            "readinessProbe": {
-                                "httpGet": {"path": app.health_path, "port": "http"},
-                                "periodSeconds": 5,
-                                "failureThreshold": 3,
-                            },
-                        }
-                    ],
+                    "containers": [container],
                 },
             },
         },
     }
 
 
+def extra_service_objects(spec: PreviewSpec, extra: ExtraServiceSpec) -> list[dict[str, Any]]:
+    """A Deployment and a Service named after the extra service, so the app reaches it at name:port."""
+    component = f"service-{extra.name}"
+    selector = {"app.kubernetes.io/instance": spec.names.slug, LABEL_COMPONENT: component}
+    env = [{"name": key, "value": value} for key, value in sorted(extra.env.items())]
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": object_meta(spec, extra.name, component),
+            "spec": {
+                "replicas": 1,
+                "revisionHistoryLimit": 2,
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": labels(spec, component)},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "enableServiceLinks": False,
+                        "containers": [
+                            {
+                                "name": extra.name,
+                                "image": extra.image,
+                                "env": env,
+                                "ports": [{"name": "service", "containerPort": extra.port}],
+                                "securityContext": {"allowPrivilegeEscalation": False},
+                            }
+                        ],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": object_meta(spec, extra.name, component),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": selector,
+                "ports": [{"name": "service", "port": extra.port, "targetPort": "service"}],
+            },
+        },
+    ]
+
+
 def service(spec: PreviewSpec) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(spec, spec.names.app, "app"),
+        "metadata": object_meta(spec, spec.names.app, "app"),
         "spec": {
             "type": "ClusterIP",
             "selector": {"app.kubernetes.io/instance": spec.names.slug, LABEL_COMPONENT: "app"},
@@ -315,7 +383,7 @@ def ingress(spec: PreviewSpec, settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": _meta(spec, spec.names.app, "app", annotations=annotations),
+        "metadata": object_meta(spec, spec.names.app, "app", annotations=annotations),
         "spec": body,
     }
 
@@ -345,9 +413,16 @@ class BuildSpec:
     git_ref: str  # refs/pull/<n>/head for a PR, refs/heads/<branch> for a branch
     destination: str  # <registry>/<repo>:<tag>
     cache_repository: str
-    dockerfile: str = "Dockerfile"
+    dockerfile: str = "Dockerfile"  # relative to the context
     pod_labels: dict[str, str] = field(default_factory=dict)
     registry_secret: str = REGISTRY_CREDENTIALS_SECRET  # the repository's own when the operator made one
+    context: str = "."  # a directory of the repository
+    target: str | None = None
+    build_args: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def context_dir(self) -> str:
+        return SOURCE_DIR if self.context == "." else f"{SOURCE_DIR}/{self.context}"
 
 
 _UNPRIVILEGED = {
@@ -358,11 +433,11 @@ _UNPRIVILEGED = {
 }
 
 
-def _fetch_source_container(spec: PreviewSpec, build: BuildSpec, settings: Settings) -> dict[str, Any]:
+def _fetch_source_container(build: BuildSpec, settings: Settings, sha: str) -> dict[str, Any]:
     env: list[dict[str, Any]] = [
         {"name": "SOURCE_URL", "value": build.clone_url},
         {"name": "SOURCE_REF", "value": build.git_ref},
-        {"name": "SOURCE_SHA", "value": spec.head_sha},
+        {"name": "SOURCE_SHA", "value": sha},
         {"name": "WORKSPACE", "value": SOURCE_DIR},
         {"name": "HOME", "value": "/tmp"},
         {"name": "GIT_TERMINAL_PROMPT", "value": "0"},
@@ -381,24 +456,28 @@ def _fetch_source_container(spec: PreviewSpec, build: BuildSpec, settings: Setti
     }
 
 
-def build_job(spec: PreviewSpec, build: BuildSpec, settings: Settings) -> dict[str, Any]:
+def build_job(spec: PreviewSpec, build: BuildSpec, settings: Settings, sha: str | None = None) -> dict[str, Any]:
     """A kaniko Job that builds what the fetch-source init container checked out.
 
     The container that runs the Dockerfile holds no git credential: only the
     source directory and the registry push configuration (which `RUN` can read).
     """
     args = [
-        f"--context=dir://{SOURCE_DIR}",
-        f"--dockerfile={build.dockerfile}",
+        f"--context=dir://{build.context_dir}",
+        f"--dockerfile={build.context_dir}/{build.dockerfile}",
         f"--destination={build.destination}",
         "--cache=true",
         f"--cache-repo={build.cache_repository}",
         "--digest-file=/dev/termination-log",
     ]
+    if build.target:
+        args.append(f"--target={build.target}")
+    args += [f"--build-arg={name}={value}" for name, value in sorted(build.build_args.items())]
     if settings.registry_insecure:
         registry_host = build.destination.split("/", 1)[0]
         args += ["--insecure", "--insecure-pull", f"--insecure-registry={registry_host}"]
-    job_labels = {**labels(spec, "build"), LABEL_SHA: spec.head_sha[:12]}
+    sha = sha or spec.head_sha
+    job_labels = {**labels(spec, "build"), LABEL_SHA: sha[:12]}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -413,7 +492,7 @@ def build_job(spec: PreviewSpec, build: BuildSpec, settings: Settings) -> dict[s
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    "initContainers": [_fetch_source_container(spec, build, settings)],
+                    "initContainers": [_fetch_source_container(build, settings, sha)],
                     "containers": [
                         {
                             "name": "kaniko",
@@ -503,16 +582,27 @@ def access_objects(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]
     return [namespace(spec, settings), *role_bindings(spec, settings)]
 
 
-def preview_objects(
+def guard_objects(spec: PreviewSpec, settings: Settings, egress_also: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Quota, limits and isolation: applied before anything runs in the namespace."""
+    return [resource_quota(spec, settings), limit_range(spec), network_policy(spec, settings, egress_also)]
+
+
+def app_objects(
     spec: PreviewSpec, app: AppSpec, settings: Settings, htpasswd_line: str, username: str, password: str
 ) -> list[dict[str, Any]]:
-    """What the preview is made of, inside its namespace, in the order to apply it."""
+    """The app, its extra services and the way in, in the order to apply them."""
+    extras = [obj for extra in app.services for obj in extra_service_objects(spec, extra)]
     return [
-        resource_quota(spec, settings),
-        limit_range(spec),
-        network_policy(spec, settings),
         auth_secret(spec, htpasswd_line, username, password),
+        *extras,
         deployment(spec, app),
         service(spec),
         ingress(spec, settings),
     ]
+
+
+def preview_objects(
+    spec: PreviewSpec, app: AppSpec, settings: Settings, htpasswd_line: str, username: str, password: str
+) -> list[dict[str, Any]]:
+    """What a preview without a database is made of, inside its namespace, in the order to apply it."""
+    return [*guard_objects(spec, settings), *app_objects(spec, app, settings, htpasswd_line, username, password)]

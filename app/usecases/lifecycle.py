@@ -27,7 +27,7 @@ from app.domain.naming import NAMESPACE_PREFIX
 from app.models import Event, Preview, PreviewState
 from app.runtime import Services
 from app.settings import Settings
-from app.usecases import capacity, intake
+from app.usecases import capacity, intake, preview_database
 from app.usecases.jobs import enqueue_deploy, enqueue_teardown
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,7 @@ def run_pass(context: Services, now: datetime | None = None, dry_run: bool = Fal
         "started": lambda: capacity.start_waiting(queue, settings, now, dry_run),
         "resumed": lambda: resume_stuck(queue, settings, now, dry_run),
         "orphans": lambda: collect_orphans(context.kube, now, dry_run),
+        "orphan_databases": lambda: preview_database.collect_orphans(settings, now, dry_run),
     }
     if not dry_run:
         steps = {"enqueued": lambda: intake.enqueue_pending(queue), **steps}

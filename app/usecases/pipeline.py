@@ -14,28 +14,41 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from app.adapters import sql_admin
 from app.adapters.gitea import GiteaError
 from app.adapters.kube import Kube
+from app.adapters.sql_admin import SqlAdminError
 from app.db import database, utcnow
 from app.domain import credentials, manifests, naming
 from app.domain.naming import PreviewNames, image_repository, preview_names
+from app.domain.preview_file import PreviewFileError
 from app.models import Deployment, Event, Preview, PreviewState
 from app.runtime import DEPLOY_JOB, REPORT_JOB, TEARDOWN_JOB, Services
 from app.settings import Settings
-from app.usecases import capacity, jobs, lease, reporting, trust
+from app.usecases import capacity, jobs, lease, preview_config, preview_database, reporting, trust
+from app.usecases.preview_config import PreviewConfig
 
 log = logging.getLogger(__name__)
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 # The seed's progress steps.
-PROGRESS = {"queued": 0, "build": 20, "deploy": 40, "configure": 60, "rollout": 70, "report": 90, "ready": 100}
+PROGRESS = {
+    "queued": 0,
+    "build": 20,
+    "deploy": 40,
+    "database": 50,
+    "configure": 60,
+    "rollout": 70,
+    "report": 90,
+    "ready": 100,
+}
 
 
 class Superseded(Exception):
@@ -123,23 +136,42 @@ def _report(services: Services, preview: Preview, password: str | None = None, d
             jobs.enqueue_report(services.queue, preview.id)
 
 
-def _build(run: _Run, preview: Preview, deployment: Deployment, spec: manifests.PreviewSpec) -> str:
-    """Build the image at the preview's commit with kaniko; return it pinned by digest."""
+def _build(
+    run: _Run, preview: Preview, deployment: Deployment, spec: manifests.PreviewSpec, config: PreviewConfig
+) -> str:
+    """The image to deploy: the configured one, or the preview's commit built with kaniko, pinned by digest."""
+    if config.image:
+        return config.image
+    git_ref = f"refs/pull/{preview.pr_number}/head" if preview.pr_number is not None else f"refs/heads/{preview.branch}"
+    destination, digest = _build_commit(run, preview, spec, config, spec.head_sha, git_ref, drop_older=True)
+    deployment.image = destination
+    deployment.digest = digest
+    deployment.save()
+    return f"{destination.rsplit(':', 1)[0]}@{digest}"
+
+
+def _build_commit(
+    run: _Run,
+    preview: Preview,
+    spec: manifests.PreviewSpec,
+    config: PreviewConfig,
+    sha: str,
+    git_ref: str,
+    drop_older: bool = False,
+) -> tuple[str, str]:
+    """Build commit `sha` (reachable from `git_ref`) with kaniko; return its tag and digest."""
     settings, kube = run.services.settings, run.services.kube
-    repo_settings = preview.repository.settings or {}
-    if repo_settings.get("image"):
-        return str(repo_settings["image"])
     if not settings.preview_registry:
         raise StepFailed("build", "PREVIEW_REGISTRY is not set and the repository names no image to deploy")
     names = spec.names
     selector = f"{manifests.LABEL_PREVIEW_ID}={preview.id},{manifests.LABEL_COMPONENT}=build"
     failed_before = False
     for job in kube.list_jobs(settings.build_namespace, selector):
-        if job.name != names.build_job(spec.head_sha):
+        if job.name == names.build_job(sha):
+            failed_before = job.state == "failed"  # asked again for this commit: build it again
+        elif drop_older:
             # An older commit's build: superseded, never reported as this PR's result.
             kube.delete_job(settings.build_namespace, job.name)
-        elif job.state == "failed":
-            failed_before = True  # asked again for this commit: build it again
 
     repository = image_repository(settings.preview_registry, preview.repository.full_name)
     own_secret = naming.registry_secret(preview.repository.full_name)
@@ -148,22 +180,24 @@ def _build(run: _Run, preview: Preview, deployment: Deployment, spec: manifests.
         if kube.read_secret_data(settings.build_namespace, own_secret) is not None
         else manifests.REGISTRY_CREDENTIALS_SECRET
     )
-    git_ref = f"refs/pull/{preview.pr_number}/head" if preview.pr_number is not None else f"refs/heads/{preview.branch}"
     build = manifests.BuildSpec(
-        job_name=names.build_job(spec.head_sha),
+        job_name=names.build_job(sha),
         namespace=settings.build_namespace,
         clone_url=_clone_url(settings, preview),
         git_ref=git_ref,
-        destination=f"{repository}:{names.image_tag(spec.head_sha)}",
+        destination=f"{repository}:{names.image_tag(sha)}",
         cache_repository=f"{repository}/cache",
-        dockerfile=str(repo_settings.get("dockerfile", "Dockerfile")),
-        pod_labels=dict(repo_settings.get("build_pod_labels", {})),
+        dockerfile=config.build.dockerfile,
+        context=config.build.context,
+        target=config.build.target,
+        build_args=config.build.args,
+        pod_labels=config.build_pod_labels,
         registry_secret=registry_secret,
     )
-    Event.record(preview, "registry", f"pushing to {repository} with the Secret {registry_secret}")
+    Event.record(preview, "registry", f"pushing {sha[:12]} to {repository} with the Secret {registry_secret}")
     for build_object in (manifests.build_namespace, manifests.build_quota, manifests.build_network_policy):
         kube.apply(build_object(settings))
-    kube.replace_job(manifests.build_job(spec, build, settings), recreate=failed_before)
+    kube.replace_job(manifests.build_job(spec, build, settings, sha), recreate=failed_before)
     outcome = kube.wait_for_job(
         settings.build_namespace, build.job_name, settings.build_timeout.total_seconds(), should_stop=run.stopped
     )
@@ -176,10 +210,28 @@ def _build(run: _Run, preview: Preview, deployment: Deployment, spec: manifests.
         raise StepFailed("build", why, tail)
     if not _DIGEST.fullmatch(outcome.message):
         raise StepFailed("build", "the build finished without reporting an image digest")
-    deployment.image = build.destination
-    deployment.digest = outcome.message
-    deployment.save()
-    return f"{repository}@{outcome.message}"
+    return build.destination, outcome.message
+
+
+def _base_image(
+    run: _Run, preview: Preview, spec: manifests.PreviewSpec, config: PreviewConfig
+) -> Callable[[], preview_database.BaseImage | None]:
+    """For a template database: the commit the PR branched from, and its image (built if need be)."""
+
+    def find() -> preview_database.BaseImage | None:
+        gitea = run.services.gitea
+        if gitea is None or preview.pr_number is None:
+            return None
+        pull = gitea.pull_request(preview.repository.full_name, preview.pr_number) or {}
+        base_sha, base_ref = pull.get("merge_base"), (pull.get("base") or {}).get("ref")
+        if not base_sha or not base_ref:
+            return None
+        if config.image:
+            return preview_database.BaseImage(str(base_sha), config.image)
+        destination, digest = _build_commit(run, preview, spec, config, str(base_sha), f"refs/heads/{base_ref}")
+        return preview_database.BaseImage(str(base_sha), f"{destination.rsplit(':', 1)[0]}@{digest}")
+
+    return find
 
 
 def _clone_url(settings: Settings, preview: Preview) -> str:
@@ -197,18 +249,25 @@ def _password(services: Services, names: PreviewNames) -> str:
     return credentials.new_password()
 
 
-def _app_spec(preview: Preview, image: str) -> manifests.AppSpec:
-    options = preview.repository.settings or {}
+def _app_spec(config: PreviewConfig, image: str, env_secret: str | None = None) -> manifests.AppSpec:
     return manifests.AppSpec(
         image=image,
-        port=int(options.get("port", 8080)),
-        health_path=str(options.get("health_path", "/")),
-        env={str(k): str(v) for k, v in (options.get("env") or {}).items()},
-        pod_labels={str(k): str(v) for k, v in (options.get("pod_labels") or {}).items()},
+        port=config.port,
+        health_path=config.health_path,
+        env=config.env,
+        pod_labels=config.pod_labels,
+        replicas=config.replicas,
+        requests=config.requests,
+        limits=config.limits,
+        env_secret=env_secret,
+        services=tuple(manifests.ExtraServiceSpec(s.name, s.image, s.port, s.env) for s in config.services),
     )
 
 
-def _spec(settings: Settings, preview: Preview, names: PreviewNames, now: datetime) -> manifests.PreviewSpec:
+def _spec(
+    settings: Settings, preview: Preview, names: PreviewNames, now: datetime, config: PreviewConfig
+) -> manifests.PreviewSpec:
+    ttl = config.ttl or settings.preview_ttl
     return manifests.PreviewSpec(
         preview_id=preview.id,
         names=names,
@@ -216,11 +275,40 @@ def _spec(settings: Settings, preview: Preview, names: PreviewNames, now: dateti
         branch=preview.branch,
         head_sha=preview.head_sha,
         created_at=preview.created_at,
-        expires_at=now + settings.preview_ttl,
-        ttl=settings.preview_ttl,
+        expires_at=now + ttl,
+        ttl=ttl,
         pr_number=preview.pr_number,
         pr_url=preview.pr_url,
     )
+
+
+def _configuration(services: Services, preview: Preview) -> PreviewConfig:
+    """The repository's settings and its preview file at the commit; StepFailed for an invalid file."""
+    try:
+        found = preview_config.read_file(
+            services.gitea, services.settings, preview.repository.full_name, preview.head_sha
+        )
+    except PreviewFileError as error:
+        raise StepFailed("config", str(error)) from None
+    return preview_config.resolve(preview.repository.settings, found)
+
+
+def _run_job(run: _Run, namespace: str, job: dict[str, Any], phase: str) -> None:
+    """Run a migrate or seed Job to completion; StepFailed with its output's tail otherwise."""
+    kube, settings = run.services.kube, run.services.settings
+    name = job["metadata"]["name"]
+    selector = f"{manifests.LABEL_PREVIEW_ID}={run.preview_id},{manifests.LABEL_COMPONENT}={phase}"
+    failed_before = any(j.name == name and j.state == "failed" for j in kube.list_jobs(namespace, selector))
+    kube.replace_job(job, recreate=failed_before)
+    outcome = kube.wait_for_job(namespace, name, settings.rollout_timeout.total_seconds(), should_stop=run.stopped)
+    run.check()
+    if outcome.state in ("missing", "stopped"):
+        raise Superseded(f"{phase} job {name} was deleted")
+    if outcome.state != "complete":
+        tail = kube.pod_log_tail(namespace, f"job-name={name}") or outcome.message
+        last = next((line.strip() for line in reversed(tail.splitlines()) if line.strip()), "")
+        why = f"the {phase} command timed out" if outcome.state == "timeout" else f"the {phase} command failed"
+        raise StepFailed(phase, f"{why}: {last[:100]}" if last else why, tail)
 
 
 def _ours_or_free(kube: Kube, namespace: str, preview_id: int) -> bool:
@@ -249,6 +337,9 @@ def _deploy(run: _Run) -> str:
             why = trust.untrusted_because(services, preview)
             if why is not None:
                 return _await_approval(run, preview, why)
+        config = _configuration(services, preview)
+        if (switched_off := config.wanted_for(preview.pr_number, preview.branch)) is not None:
+            return _switch_off(run, switched_off)
         position = capacity.claim_slot(settings, run.preview_id, utcnow())
         if position is not None:
             detail = f"waiting for a free slot ({settings.max_active_previews} previews running), position {position}"
@@ -257,7 +348,7 @@ def _deploy(run: _Run) -> str:
             return "waiting"
         names = names_for(settings, preview)
         now = utcnow()
-        spec = _spec(settings, preview, names, now)
+        spec = _spec(settings, preview, names, now, config)
         preview = run.move(
             PreviewState.BUILDING,
             slug=names.slug,
@@ -270,7 +361,7 @@ def _deploy(run: _Run) -> str:
         deployment.save()
         _report(services, preview)
         with _phase(preview, deployment, "build", f"building {run.sha[:12]}"):
-            image = _build(run, preview, deployment, spec)
+            image = _build(run, preview, deployment, spec, config)
 
         preview = run.move(PreviewState.DEPLOYING)
         _report(services, preview)
@@ -285,10 +376,17 @@ def _deploy(run: _Run) -> str:
             # the API server's authorizer knows it.
             if not kube.wait_until_allowed(names.namespace, "patch", "deployments", "apps"):
                 raise StepFailed("deploy", f"no rights in {names.namespace}: is PREVIEW_CLUSTER_ROLE bound?")
+            for obj in manifests.guard_objects(spec, settings, _database_egress(settings, config)):
+                kube.apply(obj)
+        env_secret = None
+        if config.database is not None:
+            with _phase(preview, deployment, "database", f"preparing the {config.database.engine} database"):
+                env_secret = _prepare_database(run, preview, spec, config, image)
+        with _phase(preview, deployment, "configure", "applying the app"):
             password = _password(services, names)
-            objects = manifests.preview_objects(
+            objects = manifests.app_objects(
                 spec,
-                _app_spec(preview, image),
+                _app_spec(config, image, env_secret),
                 settings,
                 credentials.htpasswd_line(credentials.USERNAME, password),
                 credentials.USERNAME,
@@ -297,7 +395,6 @@ def _deploy(run: _Run) -> str:
             run.check()
             for obj in objects:
                 kube.apply(obj)
-        Event.record(preview, "configure", "objects applied", progress=PROGRESS["configure"])
 
         with _phase(preview, deployment, "rollout", "waiting for the app to become available"):
             outcome = kube.wait_for_rollout(
@@ -308,7 +405,7 @@ def _deploy(run: _Run) -> str:
             raise StepFailed("rollout", outcome.message or outcome.reason)
 
         with database.atomic():
-            preview = run.move(PreviewState.READY, deployed_sha=run.sha, expires_at=now + settings.preview_ttl)
+            preview = run.move(PreviewState.READY, deployed_sha=run.sha, expires_at=spec.expires_at)
             deployment.status = "ready"
             deployment.save()
         with _phase(preview, deployment, "report", "reporting to Gitea"):
@@ -323,6 +420,49 @@ def _deploy(run: _Run) -> str:
         return "superseded"
     except StepFailed as failure:
         return _fail(run, failure)
+
+
+def _database_egress(settings: Settings, config: PreviewConfig) -> tuple[str, ...]:
+    """A shared database server is let through the preview's egress policy; nothing else is."""
+    if config.database is not None and config.database.engine in sql_admin.admins(settings):
+        return settings.database_egress_cidrs
+    return ()
+
+
+def _prepare_database(
+    run: _Run, preview: Preview, spec: manifests.PreviewSpec, config: PreviewConfig, image: str
+) -> str:
+    """Server, Secret, migrate and first seed; returns the Secret the app's env comes from."""
+    assert config.database is not None
+    namespace = spec.names.namespace
+
+    def record(**fields: Any) -> None:
+        if not Preview.change(run.preview_id, sha=run.sha, owner=run.lease.owner, **fields):
+            raise Superseded(f"preview {run.preview_id} moved on while its database was prepared")
+
+    try:
+        prepared = preview_database.prepare(
+            run.services.kube,
+            run.services.settings,
+            preview,
+            spec,
+            _app_spec(config, image),
+            config.database,
+            run_job=lambda job, phase: _run_job(run, namespace, job, phase),
+            base_image=_base_image(run, preview, spec, config),
+            record=record,
+            should_stop=run.stopped,
+        )
+    except SqlAdminError as error:
+        raise StepFailed("database", str(error)) from None
+    return prepared.secret
+
+
+def _switch_off(run: _Run, why: str) -> str:
+    """The preview file turns this preview off: remove whatever an earlier commit made."""
+    Event.record(run.check(), "config", why)
+    run.move(PreviewState.DELETING, waiting_since=None)
+    return _teardown(run.services, run.lease, run.preview_id, why)
 
 
 def _await_approval(run: _Run, preview: Preview, why: str) -> str:
@@ -389,6 +529,12 @@ def _teardown(services: Services, held: lease.Lease, preview_id: int, reason: st
     for job in kube.list_jobs(settings.build_namespace, selector):
         kube.delete_job(settings.build_namespace, job.name)
     namespace = preview.namespace or names.namespace
+    try:
+        preview_database.release(settings, preview)
+    except SqlAdminError as error:
+        # Kept as it is, namespace included, and retried: a database is never left without its record.
+        Event.record(preview, "teardown", f"the database could not be dropped: {error}")
+        raise
     if _ours_or_free(kube, namespace, preview_id):
         kube.delete_namespace(namespace)
     else:
@@ -404,6 +550,7 @@ def _teardown(services: Services, held: lease.Lease, preview_id: int, reason: st
         deployed_sha=None,
         waiting_since=None,
         holds_slot=False,
+        **preview_database.FORGOTTEN,
     )
     if not gone:
         return "superseded"

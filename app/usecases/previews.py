@@ -13,6 +13,7 @@ from app.adapters.gitea import Gitea, GiteaError
 from app.adapters.jobqueue import JobQueue, QueueUnavailable
 from app.adapters.kube import Kube
 from app.db import database, utcnow
+from app.domain import databases
 from app.domain.gitea_events import RepositoryRef
 from app.domain.manifests import APP_REQUESTS, LABEL_COMPONENT, LABEL_PREVIEW_ID
 from app.domain.naming import AUTH_SECRET
@@ -151,13 +152,36 @@ def require_deployed(preview: Preview) -> Preview:
     return preview
 
 
-def credentials(settings: Settings, kube: Kube, preview: Preview) -> dict[str, str | None]:
-    """The basic-auth user and password of a live preview, read from its Secret."""
+def credentials(settings: Settings, kube: Kube, preview: Preview) -> dict[str, Any]:
+    """The basic-auth user and password of a live preview, read from its Secret; and its
+    database's URL when it has one (the only place that shows the database password)."""
     require_deployed(preview)
     data = kube.read_secret_data(preview.namespace, AUTH_SECRET)
     if not data or "password" not in data:
         raise NotFound(f"preview {preview.id} has no credentials yet")
-    return {"url": preview.url, "username": data.get("username", "preview"), "password": data["password"]}
+    found: dict[str, Any] = {
+        "url": preview.url,
+        "username": data.get("username", "preview"),
+        "password": data["password"],
+    }
+    if preview.database_engine:
+        database = kube.read_secret_data(preview.namespace, databases.SECRET) or {}
+        found["database_url"] = database.get("DATABASE_URL")
+    return found
+
+
+def database_summary(preview: Preview) -> dict[str, Any] | None:
+    """What a preview's database is, never its password."""
+    if not preview.database_engine:
+        return None
+    return {
+        "engine": preview.database_engine,
+        "mode": preview.database_mode,
+        "name": preview.database_name,
+        "cloned_from": preview.database_template,
+        "seeded": preview.database_seeded_at is not None,
+        "size_bytes": preview.database_size_bytes,
+    }
 
 
 def logs(settings: Settings, kube: Kube, preview: Preview, tail: int) -> dict[str, str]:
@@ -200,6 +224,7 @@ def serialize(preview: Preview, full: bool = False) -> dict[str, Any]:
         "updated_at": _time(preview.updated_at),
     }
     if full:
+        data["database"] = database_summary(preview)
         data["deployments"] = [
             {
                 "head_sha": d.head_sha,
