@@ -30,6 +30,13 @@ def postgres_server() -> Iterator[servers.PostgresServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[servers.MariaDBServer]:
+    """A shared MySQL-compatible server for preview databases (the service's own stays PostgreSQL/SQLite)."""
+    with servers.mariadb_server() as server:
+        yield server
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
     """A fresh, empty database of each kind."""

@@ -47,6 +47,7 @@ class Repo:
         branches = self.git("branch", "--list", branch)
         self.git("checkout", branch) if branches else self.git("checkout", "-b", branch)
         for name, content in files.items():
+            (self.workdir / name).parent.mkdir(parents=True, exist_ok=True)
             (self.workdir / name).write_text(content)
         self.git("add", "-A")
         self.git("commit", "-m", message)
@@ -75,6 +76,7 @@ class Repo:
         branches = self.git("branch", "--list", branch)
         self.git("checkout", branch) if branches else self.git("checkout", "-b", branch, "main")
         for name, content in files.items():
+            (self.workdir / name).parent.mkdir(parents=True, exist_ok=True)
             (self.workdir / name).write_text(content)
         self.git("add", "-A")
         self.git("commit", "-m", f"{user} changes {', '.join(files)}")

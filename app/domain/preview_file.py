@@ -337,6 +337,12 @@ def parse(text: str, limits: Limits) -> PreviewFile:
         values["requests"], values["limits"] = _resources(fields["resources"], limits)
     if "replicas" in fields:
         values["replicas"] = _whole(fields["replicas"], "replicas", 1, limits.max_replicas)
+    replicas, requests = values.get("replicas", 1), values.get("requests", {})
+    for name, request in requests.items():
+        ceiling = limits.quota.get(f"requests.{name}")
+        if ceiling is not None and quantity(request) * replicas > quantity(ceiling):
+            node = fields.get("replicas", fields["resources"])
+            raise _fail(node, "replicas", f"{replicas} × {name} {request} exceeds the namespace quota of {ceiling}")
     if "ttl" in fields:
         try:
             ttl = parse_duration(_scalar(fields["ttl"], "ttl"))

@@ -491,6 +491,7 @@ def _fail(run: _Run, failure: StepFailed) -> str:
             preview = run.move(PreviewState.FAILED, expires_at=utcnow() + settings.failed_preview_ttl)
         except Superseded:
             return "superseded"
+        Deployment.get_or_create(preview=preview, head_sha=run.sha)  # a file refused before any build has none yet
         Deployment.update(
             status="failed",
             failure_reason=f"{failure.phase}: {failure}",
