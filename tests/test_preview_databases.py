@@ -145,7 +145,12 @@ def execute(url: str, statement: str) -> list[tuple]:
 
 def test_the_file_at_the_head_commit_drives_the_preview(client, with_gitea, repo, kube_api):
     services = with_gitea
-    first = "build:\n  dockerfile: Dockerfile.preview\nport: 3000\nhealth_path: /healthz\nenv:\n  GREETING: hello\n"
+    first = (
+        "build:\n  dockerfile: Dockerfile.preview\n  target: runtime\nport: 3000\nhealth_path: /healthz\n"
+        # Room in the quota for two replicas, a third while rolling out, and redis.
+        "env:\n  GREETING: hello\nreplicas: 2\nresources:\n  requests: {cpu: 100m}\n  limits: {cpu: 150m}\n"
+        "services:\n  - {name: redis, image: 'redis:7', port: 6379}\n"
+    )
     sha1, delivery = push(client, repo, "task/file", {".gitea/preview.yml": first})
     assert run(services, delivery) == "ready"
     preview = the_preview()
@@ -155,7 +160,12 @@ def test_the_file_at_the_head_commit_drives_the_preview(client, with_gitea, repo
     assert {e.name: e.value for e in app.env}["GREETING"] == "hello"
     build = jobs_in(kube_api, services.settings.build_namespace)
     kaniko_args = next(iter(build.values())).spec.template.spec.containers[0].args
-    assert "--dockerfile=/workspace/Dockerfile.preview" in kaniko_args
+    assert "--dockerfile=/workspace/Dockerfile.preview" in kaniko_args and "--target=runtime" in kaniko_args
+    deployed = app_deployment(kube_api, preview)
+    assert deployed.spec.replicas == 2 and app.resources.limits["cpu"] == "150m"
+    redis = k8s.AppsV1Api(kube_api).read_namespaced_deployment("redis", preview.namespace)
+    assert redis.spec.template.spec.containers[0].image == "redis:7"
+    assert k8s.CoreV1Api(kube_api).read_namespaced_service("redis", preview.namespace).spec.ports[0].port == 6379
 
     # A push that changes the file changes the preview.
     sha2, delivery = push(client, repo, "task/file", {".gitea/preview.yml": first.replace("3000", "4000")})

@@ -29,8 +29,8 @@ env:
   FEATURE_FLAGS: "beta"
   DEBUG: true
 resources:
-  requests: {cpu: 200m, memory: 256Mi}
-  limits: {cpu: 500m, memory: 512Mi}
+  requests: {cpu: 100m, memory: 256Mi}
+  limits: {cpu: 300m, memory: 512Mi}
 replicas: 2
 ttl: 48h
 database:
@@ -59,7 +59,7 @@ def test_a_full_file_is_read_field_by_field():
     assert found.build.args == {"NODE_ENV": "production"}
     assert (found.port, found.health_path, found.replicas, found.ttl) == (3000, "/healthz", 2, timedelta(hours=48))
     assert found.env == {"FEATURE_FLAGS": "beta", "DEBUG": "true"}
-    assert found.requests == {"cpu": "200m", "memory": "256Mi"} and found.limits["memory"] == "512Mi"
+    assert found.requests == {"cpu": "100m", "memory": "256Mi"} and found.limits["memory"] == "512Mi"
     assert found.database is not None
     assert found.database.engine == "postgres" and found.database.version == "16"
     assert found.database.migrate == ("/bin/sh", "-c", "npm run migrate")
@@ -82,7 +82,8 @@ def test_an_empty_file_changes_nothing():
         ("env:\n  A: 1\n  1BAD: x\n", "env.1BAD", 3),
         ("env:\n  DATABASE_URL: postgres://elsewhere\n", "env.DATABASE_URL", 2),
         ("replicas: 9\n", "replicas", 1),
-        ("resources:\n  requests: {cpu: 200m}\nreplicas: 3\n", "replicas", 3),
+        ("resources:\n  requests: {cpu: 200m}\nreplicas: 2\n", "replicas", 3),
+        ("resources:\n  requests: {cpu: 300m}\n", "resources.requests.cpu", 2),
         ("ttl: 90d\n", "ttl", 1),
         ("ttl: soon\n", "ttl", 1),
         ("health_path: healthz\n", "health_path", 1),

@@ -337,12 +337,17 @@ def parse(text: str, limits: Limits) -> PreviewFile:
         values["requests"], values["limits"] = _resources(fields["resources"], limits)
     if "replicas" in fields:
         values["replicas"] = _whole(fields["replicas"], "replicas", 1, limits.max_replicas)
-    replicas, requests = values.get("replicas", 1), values.get("requests", {})
-    for name, request in requests.items():
-        ceiling = limits.quota.get(f"requests.{name}")
-        if ceiling is not None and quantity(request) * replicas > quantity(ceiling):
-            node = fields.get("replicas", fields["resources"])
-            raise _fail(node, "replicas", f"{replicas} × {name} {request} exceeds the namespace quota of {ceiling}")
+    # A rolling update runs one pod more than the replicas: the quota must hold it too.
+    pods = values.get("replicas", 1) + 1
+    for kind in ("requests", "limits"):
+        for name, amount in values.get(kind, {}).items():
+            ceiling = limits.quota.get(f"{kind}.{name}")
+            if ceiling is not None and quantity(amount) * pods > quantity(ceiling):
+                node = fields.get("replicas", fields.get("resources", root))
+                problem = (
+                    f"{pods} pods while rolling out × {kind} {name} {amount} exceed the namespace quota of {ceiling}"
+                )
+                raise _fail(node, "replicas" if "replicas" in fields else f"resources.{kind}.{name}", problem)
     if "ttl" in fields:
         try:
             ttl = parse_duration(_scalar(fields["ttl"], "ttl"))
