@@ -45,6 +45,23 @@ def test_the_chart_lints():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_only_the_worker_and_the_scheduler_get_the_database_admin_secret():
+    deployments = {
+        doc["metadata"]["name"]: doc["spec"]["template"]["spec"]["containers"][0]
+        for doc in render("previews", "previews", "--set", "databaseAdminSecret=db-admin")
+        if doc["kind"] == "Deployment"
+    }
+    given = {
+        name: [source["secretRef"]["name"] for source in container["envFrom"]]
+        for name, container in deployments.items()
+    }
+    assert given == {
+        "previews-web": ["gitea-previews"],
+        "previews-worker": ["gitea-previews", "db-admin"],
+        "previews-scheduler": ["gitea-previews", "db-admin"],
+    }
+
+
 def test_the_server_accepts_every_rendered_object(kube_cluster, kube_namespace):
     rendered = subprocess.run(
         [binary("helm"), "template", "previews", str(CHART), "--namespace", kube_namespace]

@@ -33,6 +33,10 @@ imagePullPolicy: {{ .root.Values.image.pullPolicy }}
 envFrom:
   - secretRef:
       name: {{ required "existingSecret is required" .root.Values.existingSecret }}
+  {{- if and .databaseAdmin .root.Values.databaseAdminSecret }}
+  - secretRef:
+      name: {{ .root.Values.databaseAdminSecret }}
+  {{- end }}
 env:
 {{- include "previews.env" .root | nindent 2 }}
 securityContext:
