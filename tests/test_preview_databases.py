@@ -73,8 +73,8 @@ def open_pr(client, repo, branch, files):
     return sha, deliver(client, "pull_request_opened", "pull_request", **changes)["delivery_id"]
 
 
-def preview_file(**database) -> dict[str, str]:
-    lines = [f"image: {IMAGE}", "port: 3000", "database:"]
+def preview_file(built: bool = False, **database) -> dict[str, str]:
+    lines = ([] if built else [f"image: {IMAGE}"]) + ["port: 3000", "database:"]
     lines += [f"  {key}: {value}" for key, value in database.items()]
     return {".gitea/preview.yml": "\n".join(lines) + "\n"}
 
@@ -341,7 +341,7 @@ def test_a_pr_database_is_a_clone_of_its_base_commits_seeded_template(
     services.settings = services.settings.replace(postgres_admin_url=postgres_server.url())
     prefix = services.settings.database_prefix
     admin = PostgresAdmin(postgres_server.url())
-    file = preview_file(engine="postgres", migrate="[migrate]", seed="[seed]")
+    file = preview_file(built=True, engine="postgres", migrate="[migrate]", seed="[seed]")
     base = repo.commit("main", file, "the preview file on main")
 
     _, delivery = open_pr(client, repo, "feature/one", {"one.txt": "1"})
@@ -350,8 +350,15 @@ def test_a_pr_database_is_a_clone_of_its_base_commits_seeded_template(
     template = databases.template_name(prefix, repo.full_name, base)
     assert first.database_template == template and first.database_seeded_at is not None
     assert admin.is_ready_template(template)
-    # The template was migrated and seeded once, with the base commit; the PR only migrated.
+    # The template was migrated and seeded once, with the base commit's image; the PR only migrated.
     assert [phase for phase, _ in play_processes] == ["template-migrate", "template-seed", "migrate"]
+    builds = jobs_in(kube_api, services.settings.build_namespace)
+    base_build = next(job for name, job in builds.items() if name.endswith(base[:12]))
+    fetch_env = {e.name: e.value for e in base_build.spec.template.spec.init_containers[0].env}
+    assert (fetch_env["SOURCE_SHA"], fetch_env["SOURCE_REF"]) == (base, "refs/heads/main")
+    template_jobs = jobs_in(kube_api, first.namespace)
+    base_image = template_jobs[f"template-seed-{base[:12]}"].spec.template.spec.containers[0].image
+    assert "@sha256:" in base_image and container(kube_api, first).image != base_image
     url = secret_env(services, first.namespace)["DATABASE_URL"]
     assert execute(url, "SELECT count(*) FROM products") == [(2,)]
     # The clone belongs to the preview's role alone.
