@@ -20,6 +20,7 @@ from app.settings import Settings
 if TYPE_CHECKING:
     from flask import Flask
 
+log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 # The jobs, by dotted path (the app does not import the workers package).
@@ -43,6 +44,8 @@ def configure_logging() -> None:
 
 def start(settings: Settings) -> tuple[peewee.Database, JobQueue]:
     """What every process needs: the bound database and the job queue."""
+    if settings.access == "public":
+        log.warning("PREVIEW_ACCESS=public: every preview is open to anyone who has its URL (demos only)")
     db = open_database(settings.database_url)
     return db, JobQueue(settings.redis_url, settings.queue_name)
 

@@ -134,13 +134,17 @@ def _secret(text: str) -> str:
     return text
 
 
-def _service_account(text: str) -> str:
+def _namespaced_name(text: str) -> str:
     namespace, _, name = text.partition("/")
     try:
         _dns_label(namespace), _dns_label(name)
     except ValueError:
         raise ValueError("must be namespace/name, both lowercase DNS labels") from None
     return text
+
+
+# The routings app/domain/routing.py knows (kept here: settings import nothing of the app).
+ROUTINGS = ("ingress-nginx", "gateway-nginx", "gateway-envoy", "gateway-traefik")
 
 
 def _address(text: str) -> str:
@@ -205,6 +209,12 @@ class Settings:
     build_timeout: timedelta = timedelta(minutes=30)
     build_concurrency: int = 4  # builds at once: the build namespace's ResourceQuota
     rollout_timeout: timedelta = timedelta(seconds=300)
+    # How previews are reached (app/domain/routing.py): ingress-nginx annotations, or an
+    # HTTPRoute on PREVIEW_GATEWAY ("namespace/name") with the controller's own auth object.
+    routing: str = "ingress-nginx"
+    gateway: str | None = None
+    # Who gets in: basic (a password per preview) or public (anyone with the URL: demos only).
+    access: str = "basic"
     # Ingress and isolation.
     ingress_class: str = "nginx"
     ingress_tls_secret: str | None = None
@@ -307,6 +317,9 @@ class Settings:
         maybe_set("build_timeout", "BUILD_TIMEOUT", parse_duration)
         maybe_set("build_concurrency", "BUILD_CONCURRENCY", _positive_int)
         maybe_set("rollout_timeout", "ROLLOUT_TIMEOUT", parse_duration)
+        maybe_set("routing", "PREVIEW_ROUTING", _choice(*ROUTINGS))
+        maybe_set("gateway", "PREVIEW_GATEWAY", _namespaced_name)
+        maybe_set("access", "PREVIEW_ACCESS", _choice("basic", "public"))
         maybe_set("ingress_class", "INGRESS_CLASS")
         maybe_set("ingress_tls_secret", "INGRESS_TLS_SECRET", _dns_label)
         maybe_set("cert_manager_issuer", "CERT_MANAGER_CLUSTER_ISSUER")
@@ -322,8 +335,8 @@ class Settings:
         maybe_set("quota_services", "QUOTA_SERVICES", _positive_int)
         maybe_set("comment_password", "COMMENT_PASSWORD", _bool)
         maybe_set("untrusted_prs", "UNTRUSTED_PRS", _choice("approve", "never", "build"))
-        maybe_set("controller_service_account", "CONTROLLER_SERVICE_ACCOUNT", _service_account)
-        maybe_set("web_service_account", "WEB_SERVICE_ACCOUNT", _service_account)
+        maybe_set("controller_service_account", "CONTROLLER_SERVICE_ACCOUNT", _namespaced_name)
+        maybe_set("web_service_account", "WEB_SERVICE_ACCOUNT", _namespaced_name)
         maybe_set("preview_cluster_role", "PREVIEW_CLUSTER_ROLE")
         maybe_set("preview_reader_cluster_role", "PREVIEW_READER_CLUSTER_ROLE")
         maybe_set("postgres_admin_url", "PREVIEW_POSTGRES_ADMIN_URL", _url("postgres", "postgresql"))
@@ -346,6 +359,8 @@ class Settings:
         ):
             if bool(env.get(account, "").strip()) != bool(env.get(role, "").strip()):
                 raise SettingsError(f"{account} and {role} go together: set both or neither")
+        if values.get("routing", "ingress-nginx") != "ingress-nginx" and not values.get("gateway"):
+            raise SettingsError("PREVIEW_GATEWAY: the Gateway (namespace/name) is required with a gateway routing")
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:

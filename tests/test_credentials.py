@@ -41,13 +41,13 @@ def test_passwords_are_random_and_long():
     assert len(passwords) == 50 and all(len(p) >= 20 for p in passwords)
 
 
-@pytest.fixture
-def nginx_with_auth(tmp_path):
+@pytest.fixture(params=["apr1", "sha"])
+def nginx_with_auth(request, tmp_path):
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(binary):
         pytest.fail("nginx is not installed: `make deps` installs nginx-light")
     password = new_password()
-    (tmp_path / "auth").write_text(htpasswd_line(USERNAME, password) + "\n")
+    (tmp_path / "auth").write_text(htpasswd_line(USERNAME, password, request.param) + "\n")
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "index.html").write_text("the preview\n")
     port = free_port()
@@ -63,10 +63,15 @@ def nginx_with_auth(tmp_path):
     stop_process(process)
 
 
-def test_nginx_accepts_the_generated_apr1_line(nginx_with_auth):
+def test_nginx_accepts_the_generated_line_of_each_scheme(nginx_with_auth):
     url, password = nginx_with_auth
     assert requests.get(url, timeout=5).status_code == 401
     assert requests.get(url, auth=(USERNAME, "wrong-password"), timeout=5).status_code == 401
     assert requests.get(url, auth=("someone", password), timeout=5).status_code == 401
     answer = requests.get(url, auth=(USERNAME, password), timeout=5)
     assert answer.status_code == 200 and answer.text == "the preview\n"
+
+
+def test_the_sha_scheme_is_apaches_sha1_format():
+    # The example every htpasswd reference gives: "password" -> {SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=
+    assert htpasswd_line("user", "password", "sha") == "user:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="

@@ -37,6 +37,19 @@ _RESOURCES = {
     ("networking.k8s.io/v1", "NetworkPolicy"): ("/apis/networking.k8s.io/v1", "networkpolicies", True),
     ("networking.k8s.io/v1", "Ingress"): ("/apis/networking.k8s.io/v1", "ingresses", True),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
+    # Gateway API routing (app/domain/routing.py) and each controller's auth object.
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): ("/apis/gateway.networking.k8s.io/v1", "httproutes", True),
+    ("gateway.nginx.org/v1alpha1", "AuthenticationFilter"): (
+        "/apis/gateway.nginx.org/v1alpha1",
+        "authenticationfilters",
+        True,
+    ),
+    ("gateway.envoyproxy.io/v1alpha1", "SecurityPolicy"): (
+        "/apis/gateway.envoyproxy.io/v1alpha1",
+        "securitypolicies",
+        True,
+    ),
+    ("traefik.io/v1alpha1", "Middleware"): ("/apis/traefik.io/v1alpha1", "middlewares", True),
 }
 
 

@@ -242,17 +242,6 @@ def network_policy(spec: PreviewSpec, settings: Settings, also_allowed: tuple[st
     }
 
 
-def auth_secret(spec: PreviewSpec, htpasswd_line: str, username: str, password: str) -> dict[str, Any]:
-    """ingress-nginx reads the `auth` key (auth-file format); the other keys are for people."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": object_meta(spec, spec.names.auth_secret),
-        "stringData": {"auth": htpasswd_line + "\n", "username": username, "password": password},
-    }
-
-
 def deployment(spec: PreviewSpec, app: AppSpec) -> dict[str, Any]:
     selector = {"app.kubernetes.io/instance": spec.names.slug, LABEL_COMPONENT: "app"}
     container: dict[str, Any] = {
@@ -587,22 +576,7 @@ def guard_objects(spec: PreviewSpec, settings: Settings, egress_also: tuple[str,
     return [resource_quota(spec, settings), limit_range(spec), network_policy(spec, settings, egress_also)]
 
 
-def app_objects(
-    spec: PreviewSpec, app: AppSpec, settings: Settings, htpasswd_line: str, username: str, password: str
-) -> list[dict[str, Any]]:
-    """The app, its extra services and the way in, in the order to apply them."""
+def workload_objects(spec: PreviewSpec, app: AppSpec) -> list[dict[str, Any]]:
+    """The app and its extra services, in the order to apply them (routing.py puts the way in front)."""
     extras = [obj for extra in app.services for obj in extra_service_objects(spec, extra)]
-    return [
-        auth_secret(spec, htpasswd_line, username, password),
-        *extras,
-        deployment(spec, app),
-        service(spec),
-        ingress(spec, settings),
-    ]
-
-
-def preview_objects(
-    spec: PreviewSpec, app: AppSpec, settings: Settings, htpasswd_line: str, username: str, password: str
-) -> list[dict[str, Any]]:
-    """What a preview without a database is made of, inside its namespace, in the order to apply it."""
-    return [*guard_objects(spec, settings), *app_objects(spec, app, settings, htpasswd_line, username, password)]
+    return [*extras, deployment(spec, app), service(spec)]

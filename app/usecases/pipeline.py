@@ -25,7 +25,7 @@ from app.adapters.gitea import GiteaError
 from app.adapters.kube import Kube
 from app.adapters.sql_admin import SqlAdminError
 from app.db import database, utcnow
-from app.domain import credentials, manifests, naming
+from app.domain import credentials, manifests, naming, routing
 from app.domain.naming import PreviewNames, image_repository, preview_names
 from app.domain.preview_file import PreviewFileError
 from app.models import Deployment, Event, Preview, PreviewState
@@ -383,15 +383,12 @@ def _deploy(run: _Run) -> str:
             with _phase(preview, deployment, "database", f"preparing the {config.database.engine} database"):
                 env_secret = _prepare_database(run, preview, spec, config, image)
         with _phase(preview, deployment, "configure", "applying the app"):
-            password = _password(services, names)
-            objects = manifests.app_objects(
-                spec,
-                _app_spec(config, image, env_secret),
-                settings,
-                credentials.htpasswd_line(credentials.USERNAME, password),
-                credentials.USERNAME,
-                password,
-            )
+            password = _password(services, names) if settings.access == "basic" else None
+            objects = [
+                *([routing.auth_secret(spec, settings, credentials.USERNAME, password)] if password else []),
+                *manifests.workload_objects(spec, _app_spec(config, image, env_secret)),
+                *routing.route_objects(spec, settings),
+            ]
             run.check()
             for obj in objects:
                 kube.apply(obj)

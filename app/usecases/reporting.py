@@ -60,14 +60,17 @@ def comment_body(settings: Settings, preview: Preview, password: str | None, det
         lines.append(f"| URL | {preview.url} |")
     lines.append(f"| State | {state}{' (' + detail + ')' if detail else ''} |")
     lines.append(f"| Commit | `{preview.head_sha[:12]}` |")
-    lines.append("| User | `preview` |")
-    if password:
-        lines.append(f"| Password | `{password}` |")
+    if settings.access == "basic":
+        lines.append("| User | `preview` |")
+        if password:
+            lines.append(f"| Password | `{password}` |")
+        else:
+            lines.append(
+                f"| Password | `GET /api/previews/{preview.id}/credentials` on {settings.public_url}"
+                f" ([details]({service_page(settings, preview)})) |"
+            )
     else:
-        lines.append(
-            f"| Password | `GET /api/previews/{preview.id}/credentials` on {settings.public_url}"
-            f" ([details]({service_page(settings, preview)})) |"
-        )
+        lines.append("| Access | anyone with the URL |")
     if preview.expires_at:
         lines.append(f"| Expires | {preview.expires_at.replace(microsecond=0).isoformat()} UTC |")
     lines.append("")

@@ -8,7 +8,9 @@
 # version bump rebuilds and nothing else does. $PREVIEW_TOOLS_CACHE/bin holds a
 # link to each current binary: that is what the tests and the Makefile use.
 #
-# Usage: tests/tools/build.sh [module ...]   (default: all of them)
+# It also fetches the routing tests' CRDs (tests/tools/fetch_crds.py, pinned by crds/go.sum).
+#
+# Usage: tests/tools/build.sh [module ...]   (default: all of them, and crds)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -101,8 +103,13 @@ build_module() {
 }
 
 modules=("$@")
-[ ${#modules[@]} -gt 0 ] || modules=(kube etcd kwok helm gitea)
+[ ${#modules[@]} -gt 0 ] || modules=(kube etcd kwok helm gitea crds)
 for name in "${modules[@]}"; do
+  if [ "$name" = crds ]; then
+    # Not built: CRD files shipped in Gateway API and controller modules, for the routing tests.
+    python3 "$here/fetch_crds.py" "$cache"
+    continue
+  fi
   [ -n "${packages[$name]:-}" ] || { echo "unknown module: $name" >&2; exit 2; }
   build_module "$name"
 done

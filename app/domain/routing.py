@@ -1,0 +1,139 @@
+"""How a preview is reached: one pure function per routing, beside the others.
+
+Each returns the objects that route `https://<host>` to the app's Service and put
+the access in front of it, and says which Secret key and htpasswd hash its
+controller reads. Adding a controller is one more `Routing` in ROUTINGS.
+
+| routing          | route                    | basic auth object                          | Secret key  | hash   |
+|------------------|--------------------------|--------------------------------------------|-------------|--------|
+| ingress-nginx    | Ingress + annotations    | (annotations)                              | auth        | apr1   |
+| gateway-nginx    | HTTPRoute + ExtensionRef | gateway.nginx.org AuthenticationFilter     | auth        | apr1   |
+| gateway-envoy    | HTTPRoute                | gateway.envoyproxy.io SecurityPolicy       | .htpasswd   | {SHA}  |
+| gateway-traefik  | HTTPRoute + ExtensionRef | traefik.io Middleware                      | users       | apr1   |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from app.domain import credentials
+from app.domain.manifests import AUTH_REALM, PreviewSpec, ingress, object_meta
+from app.settings import Settings
+
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+AUTH_OBJECT = "preview-auth"  # the controller's auth object, where it has one
+
+
+@dataclass(frozen=True)
+class Routing:
+    secret_key: str  # where the controller reads the htpasswd file in the auth Secret
+    hash_scheme: str  # credentials.htpasswd_line scheme it accepts
+    objects: Callable[[PreviewSpec, Settings, bool], list[dict[str, Any]]]  # (spec, settings, protected)
+
+
+def auth_secret(spec: PreviewSpec, settings: Settings, username: str, password: str) -> dict[str, Any]:
+    """The preview's credentials: the htpasswd line under the key (and in the hash) its controller
+    reads; the plain username and password are for people (the credentials route)."""
+    routing = ROUTINGS[settings.routing]
+    line = credentials.htpasswd_line(username, password, routing.hash_scheme)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": object_meta(spec, spec.names.auth_secret),
+        "stringData": {routing.secret_key: line + "\n", "username": username, "password": password},
+    }
+
+
+def route_objects(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]]:
+    """The route to the app and the access in front of it, for the configured routing."""
+    return ROUTINGS[settings.routing].objects(spec, settings, settings.access == "basic")
+
+
+def _ingress_nginx(spec: PreviewSpec, settings: Settings, protected: bool) -> list[dict[str, Any]]:
+    found = ingress(spec, settings)
+    if not protected:
+        annotations = found["metadata"]["annotations"]
+        for key in [k for k in annotations if k.startswith("nginx.ingress.kubernetes.io/auth-")]:
+            del annotations[key]
+    return [found]
+
+
+def _parent(settings: Settings) -> dict[str, Any]:
+    namespace, _, name = (settings.gateway or "").partition("/")
+    return {"group": GATEWAY_GROUP, "kind": "Gateway", "namespace": namespace, "name": name}
+
+
+def _http_route(spec: PreviewSpec, settings: Settings, filters: list[dict[str, Any]]) -> dict[str, Any]:
+    rule: dict[str, Any] = {
+        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+        "backendRefs": [{"name": spec.names.app, "port": 80}],
+    }
+    if filters:
+        rule["filters"] = filters
+    return {
+        "apiVersion": f"{GATEWAY_GROUP}/v1",
+        "kind": "HTTPRoute",
+        "metadata": object_meta(spec, spec.names.app, "app"),
+        "spec": {"parentRefs": [_parent(settings)], "hostnames": [spec.names.host], "rules": [rule]},
+    }
+
+
+def _extension_ref(group: str, kind: str) -> dict[str, Any]:
+    return {"type": "ExtensionRef", "extensionRef": {"group": group, "kind": kind, "name": AUTH_OBJECT}}
+
+
+def _gateway_nginx(spec: PreviewSpec, settings: Settings, protected: bool) -> list[dict[str, Any]]:
+    if not protected:
+        return [_http_route(spec, settings, [])]
+    group, kind = "gateway.nginx.org", "AuthenticationFilter"
+    basic = {"type": "Basic", "basic": {"secretRef": {"name": spec.names.auth_secret}, "realm": AUTH_REALM}}
+    return [
+        {"apiVersion": f"{group}/v1alpha1", "kind": kind, "metadata": object_meta(spec, AUTH_OBJECT), "spec": basic},
+        _http_route(spec, settings, [_extension_ref(group, kind)]),
+    ]
+
+
+def _gateway_envoy(spec: PreviewSpec, settings: Settings, protected: bool) -> list[dict[str, Any]]:
+    route = _http_route(spec, settings, [])
+    if not protected:
+        return [route]
+    policy = {
+        "targetRefs": [{"group": GATEWAY_GROUP, "kind": "HTTPRoute", "name": spec.names.app}],
+        "basicAuth": {"users": {"name": spec.names.auth_secret}},
+    }
+    return [
+        route,
+        {
+            "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+            "kind": "SecurityPolicy",
+            "metadata": object_meta(spec, AUTH_OBJECT),
+            "spec": policy,
+        },
+    ]
+
+
+def _gateway_traefik(spec: PreviewSpec, settings: Settings, protected: bool) -> list[dict[str, Any]]:
+    if not protected:
+        return [_http_route(spec, settings, [])]
+    group, kind = "traefik.io", "Middleware"
+    middleware = {"basicAuth": {"secret": spec.names.auth_secret, "realm": AUTH_REALM}}
+    return [
+        {
+            "apiVersion": f"{group}/v1alpha1",
+            "kind": kind,
+            "metadata": object_meta(spec, AUTH_OBJECT),
+            "spec": middleware,
+        },
+        _http_route(spec, settings, [_extension_ref(group, kind)]),
+    ]
+
+
+ROUTINGS: dict[str, Routing] = {
+    "ingress-nginx": Routing("auth", "apr1", _ingress_nginx),
+    "gateway-nginx": Routing("auth", "apr1", _gateway_nginx),
+    "gateway-envoy": Routing(".htpasswd", "sha", _gateway_envoy),
+    "gateway-traefik": Routing("users", "apr1", _gateway_traefik),
+}

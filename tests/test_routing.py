@@ -1,0 +1,172 @@
+"""Each routing's objects: rendered by pure functions, accepted by the real API server with
+the CRDs the controllers ship (from their Go modules: tests/tools/crds), and a deploy and
+teardown through the pipeline with each."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import pytest
+from kubernetes import client as k8s
+
+from app.domain import routing
+from app.domain.manifests import PreviewSpec
+from app.domain.naming import preview_names
+from app.models import PreviewState
+from app.settings import ROUTINGS, Settings, SettingsError
+from tests.helpers import deliver, run, the_preview
+from tests.kube.controlplane import tools_bin
+from tests.kube.waiting import namespace_gone
+
+GATEWAY = "gateways/previews"
+NOW = datetime(2026, 11, 27, 12, 0, 0)
+
+
+def spec() -> PreviewSpec:
+    names = preview_names("acme/shop", "acme/shop#12", 12, "feature", "preview.example.com")
+    return PreviewSpec(
+        7, names, "acme/shop", "feature", "a" * 40, NOW, NOW + timedelta(hours=1), timedelta(hours=1), 12
+    )
+
+
+def settings_for(name: str, access: str = "basic") -> Settings:
+    return Settings(routing=name, gateway=GATEWAY, access=access)
+
+
+def test_every_routing_setting_has_its_function():
+    assert tuple(routing.ROUTINGS) == ROUTINGS
+
+
+def test_a_gateway_routing_needs_its_gateway():
+    with pytest.raises(SettingsError, match="PREVIEW_GATEWAY"):
+        Settings.from_env({"PREVIEW_ROUTING": "gateway-envoy"})
+    with pytest.raises(SettingsError, match="PREVIEW_ROUTING"):
+        Settings.from_env({"PREVIEW_ROUTING": "gateway-haproxy", "PREVIEW_GATEWAY": GATEWAY})
+    parsed = Settings.from_env({"PREVIEW_ROUTING": "gateway-traefik", "PREVIEW_GATEWAY": GATEWAY})
+    assert (parsed.routing, parsed.gateway) == ("gateway-traefik", GATEWAY)
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "prefix"),
+    [
+        ("ingress-nginx", "auth", "preview:$apr1$"),
+        ("gateway-nginx", "auth", "preview:$apr1$"),
+        ("gateway-envoy", ".htpasswd", "preview:{SHA}"),
+        ("gateway-traefik", "users", "preview:$apr1$"),
+    ],
+)
+def test_the_secret_holds_the_hash_each_controller_reads_under_its_key(name, key, prefix):
+    secret = routing.auth_secret(spec(), settings_for(name), "preview", "s3cret-s3cret")
+    assert secret["stringData"][key].startswith(prefix)
+    assert secret["stringData"]["password"] == "s3cret-s3cret"
+
+
+def _kinds(objects):
+    return [obj["kind"] for obj in objects]
+
+
+def test_the_route_objects_of_each_routing():
+    s = spec()
+    ingress_objects = routing.route_objects(s, settings_for("ingress-nginx"))
+    assert _kinds(ingress_objects) == ["Ingress"]
+    assert ingress_objects[0]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-type"] == "basic"
+
+    nginx = {obj["kind"]: obj for obj in routing.route_objects(s, settings_for("gateway-nginx"))}
+    assert nginx["AuthenticationFilter"]["spec"]["basic"]["secretRef"]["name"] == s.names.auth_secret
+    assert nginx["HTTPRoute"]["spec"]["rules"][0]["filters"][0]["extensionRef"]["kind"] == "AuthenticationFilter"
+    assert nginx["HTTPRoute"]["spec"]["parentRefs"][0] | {} == {
+        "group": "gateway.networking.k8s.io",
+        "kind": "Gateway",
+        "namespace": "gateways",
+        "name": "previews",
+    }
+    assert nginx["HTTPRoute"]["spec"]["hostnames"] == [s.names.host]
+
+    envoy = {obj["kind"]: obj for obj in routing.route_objects(s, settings_for("gateway-envoy"))}
+    assert envoy["SecurityPolicy"]["spec"]["targetRefs"][0]["name"] == envoy["HTTPRoute"]["metadata"]["name"]
+    assert envoy["SecurityPolicy"]["spec"]["basicAuth"]["users"]["name"] == s.names.auth_secret
+    assert "filters" not in envoy["HTTPRoute"]["spec"]["rules"][0]
+
+    traefik = {obj["kind"]: obj for obj in routing.route_objects(s, settings_for("gateway-traefik"))}
+    assert traefik["Middleware"]["spec"]["basicAuth"]["secret"] == s.names.auth_secret
+    assert traefik["HTTPRoute"]["spec"]["rules"][0]["filters"][0]["extensionRef"]["group"] == "traefik.io"
+
+
+@pytest.mark.parametrize("name", ROUTINGS)
+def test_public_access_puts_nothing_in_front(name):
+    objects = routing.route_objects(spec(), settings_for(name, access="public"))
+    assert _kinds(objects) in (["Ingress"], ["HTTPRoute"])
+    assert not any("auth" in key for key in objects[0]["metadata"].get("annotations", {}))
+    assert "filters" not in objects[0]["spec"].get("rules", [{}])[0]
+
+
+# --- on the real API server ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def routing_crds(kube_cluster):
+    """Gateway API (standard channel), Envoy Gateway and Traefik CRDs, once per session."""
+    folder = tools_bin().parent / "crds"
+    if not folder.exists():
+        pytest.fail(f"{folder} is missing: run tests/tools/build.sh crds (or `make tools`)")
+    # resolve(): kubectl reads no directory through a symbolic link.
+    kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(folder.resolve()))
+    kube_cluster.kubectl("wait", "--for=condition=established", "--timeout=60s", "crd", "--all")
+    return folder
+
+
+@pytest.fixture
+def database_url(postgres_server):
+    return postgres_server.create_database(f"routing_{uuid.uuid4().hex[:8]}")
+
+
+# NGINX Gateway Fabric's module is not served by the Go module proxy, so its CRD is not
+# installed: with it the deploy is tested in public access (the HTTPRoute alone).
+DEPLOYABLE = [
+    ("ingress-nginx", "basic"),
+    ("gateway-envoy", "basic"),
+    ("gateway-traefik", "basic"),
+    ("gateway-nginx", "public"),
+]
+
+
+@pytest.mark.kube
+@pytest.mark.parametrize(("name", "access"), DEPLOYABLE)
+def test_a_deploy_and_teardown_with_each_routing(client, services, kube_api, routing_crds, name, access):
+    services.settings = services.settings.replace(routing=name, gateway=GATEWAY, access=access)
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    assert run(services, accepted["delivery_id"]) == "ready"
+    preview = the_preview()
+    custom = k8s.CustomObjectsApi(kube_api)
+    if name != "ingress-nginx":
+        routes = custom.list_namespaced_custom_object(
+            "gateway.networking.k8s.io", "v1", preview.namespace, "httproutes"
+        )
+        assert [r["spec"]["hostnames"] for r in routes["items"]] == [[f"{preview.slug}.preview.localhost"]]
+        assert not k8s.NetworkingV1Api(kube_api).list_namespaced_ingress(preview.namespace).items
+    if name == "gateway-envoy":
+        policies = custom.list_namespaced_custom_object(
+            "gateway.envoyproxy.io", "v1alpha1", preview.namespace, "securitypolicies"
+        )
+        assert policies["items"][0]["spec"]["basicAuth"]["users"]["name"] == "preview-basic-auth"
+    if name == "gateway-traefik":
+        middlewares = custom.list_namespaced_custom_object("traefik.io", "v1alpha1", preview.namespace, "middlewares")
+        assert middlewares["items"][0]["spec"]["basicAuth"]["secret"] == "preview-basic-auth"
+    secret = services.kube.read_secret_data(preview.namespace, "preview-basic-auth")
+    assert (secret is None) == (access == "public")
+
+    closed = deliver(client, "pull_request_closed", "pull_request")
+    assert run(services, closed["delivery_id"]) == "deleted"
+    assert the_preview().state == PreviewState.DELETED
+    namespace_gone(kube_api, preview.namespace)
+
+
+@pytest.mark.kube
+def test_the_server_accepts_the_nginx_gateway_route(kube_cluster, kube_api, routing_crds, kube_namespace):
+    """Without NGINX Gateway Fabric's CRD its filter cannot be checked; its HTTPRoute can."""
+    route = next(o for o in routing.route_objects(spec(), settings_for("gateway-nginx")) if o["kind"] == "HTTPRoute")
+    route["metadata"]["namespace"] = kube_namespace
+    k8s.CustomObjectsApi(kube_api).create_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", kube_namespace, "httproutes", route, dry_run="All"
+    )
