@@ -7,7 +7,7 @@ import functools
 import logging
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import peewee
 
@@ -59,6 +59,8 @@ def bind(app: Flask, settings: Settings) -> None:
     app.extensions["preview.settings"] = settings
     app.extensions["preview.queue"] = queue
     app.extensions["preview.gitea"] = gitea_client(settings)
+    if settings.access == "gitea":
+        app.extensions["preview.access"] = preview_access(settings)
     # Built on first use: only the routes that read the cluster need a Kubernetes client.
     app.extensions["preview.services"] = functools.cache(lambda: services(settings, queue))
 
@@ -70,6 +72,23 @@ def bind(app: Flask, settings: Settings) -> None:
 
 class ClusterNotConfigured(Exception):
     """Neither KUBECONFIG nor an in-cluster service account is available."""
+
+
+def preview_access(settings: Settings) -> Any:
+    """Sign-in with Gitea (PREVIEW_ACCESS=gitea): its OAuth2 client and a Redis for sessions."""
+    import redis
+
+    from app.adapters.gitea_oauth import GiteaOAuth
+    from app.usecases.preview_access import PreviewAccess
+
+    assert settings.gitea_url and settings.oauth_client_id and settings.oauth_client_secret
+    oauth = GiteaOAuth(
+        settings.gitea_url,
+        settings.oauth_client_id,
+        settings.oauth_client_secret,
+        f"{settings.public_url}/auth/callback",
+    )
+    return PreviewAccess(settings, redis.Redis.from_url(settings.redis_url, socket_timeout=2), oauth)
 
 
 def gitea_client(settings: Settings) -> Gitea | None:

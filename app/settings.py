@@ -143,6 +143,35 @@ def _namespaced_name(text: str) -> str:
     return text
 
 
+def _service_port(text: str) -> str:
+    service, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be namespace/name:port, such as previews/previews-web:80")
+    _namespaced_name(service)
+    return text
+
+
+def _check_gitea_access(values: dict[str, Any]) -> None:
+    """PREVIEW_ACCESS=gitea needs its OAuth2 application and a routing that can ask us."""
+    needed = {
+        "gitea_url": "GITEA_URL",
+        "oauth_client_id": "PREVIEW_OAUTH_CLIENT_ID",
+        "oauth_client_secret": "PREVIEW_OAUTH_CLIENT_SECRET",
+        "session_secret": "PREVIEW_SESSION_SECRET",
+    }
+    missing = [variable for field, variable in needed.items() if not values.get(field)]
+    if missing:
+        raise SettingsError(f"PREVIEW_ACCESS=gitea needs {', '.join(missing)}")
+    routing = values.get("routing", "ingress-nginx")
+    if routing == "gateway-nginx":
+        raise SettingsError(
+            "PREVIEW_ACCESS=gitea: NGINX Gateway Fabric asks an auth service only through the Gateway API's"
+            " experimental ExternalAuth filter, not supported here yet; use basic, or another routing"
+        )
+    if routing == "gateway-envoy" and not values.get("auth_service"):
+        raise SettingsError("PREVIEW_ACCESS=gitea with gateway-envoy needs PREVIEW_AUTH_SERVICE (namespace/name:port)")
+
+
 # The routings app/domain/routing.py knows (kept here: settings import nothing of the app).
 ROUTINGS = ("ingress-nginx", "gateway-nginx", "gateway-envoy", "gateway-traefik")
 
@@ -213,8 +242,19 @@ class Settings:
     # HTTPRoute on PREVIEW_GATEWAY ("namespace/name") with the controller's own auth object.
     routing: str = "ingress-nginx"
     gateway: str | None = None
-    # Who gets in: basic (a password per preview) or public (anyone with the URL: demos only).
+    # Who gets in: basic (a password per preview), gitea (sign in with Gitea; those who can
+    # read the repository) or public (anyone with the URL: demos only).
     access: str = "basic"
+    # Sign-in with Gitea: the OAuth2 application registered in Gitea (redirect URI
+    # <PUBLIC_URL>/auth/callback), the key that signs cookies, and how long a "can read" holds.
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = dataclasses.field(default=None, repr=False)
+    session_secret: str | None = dataclasses.field(default=None, repr=False)
+    access_cache_ttl: timedelta = timedelta(seconds=60)
+    # Where the proxies reach this service's forward-auth endpoints (default PUBLIC_URL), and for
+    # Envoy Gateway, its Service as namespace/name:port.
+    auth_url: str | None = None
+    auth_service: str | None = None
     # Ingress and isolation.
     ingress_class: str = "nginx"
     ingress_tls_secret: str | None = None
@@ -319,7 +359,13 @@ class Settings:
         maybe_set("rollout_timeout", "ROLLOUT_TIMEOUT", parse_duration)
         maybe_set("routing", "PREVIEW_ROUTING", _choice(*ROUTINGS))
         maybe_set("gateway", "PREVIEW_GATEWAY", _namespaced_name)
-        maybe_set("access", "PREVIEW_ACCESS", _choice("basic", "public"))
+        maybe_set("access", "PREVIEW_ACCESS", _choice("basic", "gitea", "public"))
+        maybe_set("oauth_client_id", "PREVIEW_OAUTH_CLIENT_ID")
+        maybe_set("oauth_client_secret", "PREVIEW_OAUTH_CLIENT_SECRET")
+        maybe_set("session_secret", "PREVIEW_SESSION_SECRET", _secret)
+        maybe_set("access_cache_ttl", "PREVIEW_ACCESS_CACHE_TTL", parse_duration)
+        maybe_set("auth_url", "PREVIEW_AUTH_URL", _url("http", "https"))
+        maybe_set("auth_service", "PREVIEW_AUTH_SERVICE", _service_port)
         maybe_set("ingress_class", "INGRESS_CLASS")
         maybe_set("ingress_tls_secret", "INGRESS_TLS_SECRET", _dns_label)
         maybe_set("cert_manager_issuer", "CERT_MANAGER_CLUSTER_ISSUER")
@@ -361,6 +407,8 @@ class Settings:
                 raise SettingsError(f"{account} and {role} go together: set both or neither")
         if values.get("routing", "ingress-nginx") != "ingress-nginx" and not values.get("gateway"):
             raise SettingsError("PREVIEW_GATEWAY: the Gateway (namespace/name) is required with a gateway routing")
+        if values.get("access") == "gitea":
+            _check_gitea_access(values)
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:

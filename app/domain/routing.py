@@ -30,7 +30,7 @@ AUTH_OBJECT = "preview-auth"  # the controller's auth object, where it has one
 class Routing:
     secret_key: str  # where the controller reads the htpasswd file in the auth Secret
     hash_scheme: str  # credentials.htpasswd_line scheme it accepts
-    objects: Callable[[PreviewSpec, Settings, bool], list[dict[str, Any]]]  # (spec, settings, protected)
+    objects: Callable[[PreviewSpec, Settings], list[dict[str, Any]]]
 
 
 def auth_secret(spec: PreviewSpec, settings: Settings, username: str, password: str) -> dict[str, Any]:
@@ -48,16 +48,36 @@ def auth_secret(spec: PreviewSpec, settings: Settings, username: str, password: 
 
 
 def route_objects(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]]:
-    """The route to the app and the access in front of it, for the configured routing."""
-    return ROUTINGS[settings.routing].objects(spec, settings, settings.access == "basic")
+    """The route to the app and the access in front of it, for the configured routing and access."""
+    return ROUTINGS[settings.routing].objects(spec, settings)
 
 
-def _ingress_nginx(spec: PreviewSpec, settings: Settings, protected: bool) -> list[dict[str, Any]]:
+def auth_base(settings: Settings) -> str:
+    """Where the proxies reach this service's forward-auth endpoints."""
+    return (settings.auth_url or settings.public_url).rstrip("/")
+
+
+def _ingress_nginx(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]]:
     found = ingress(spec, settings)
-    if not protected:
-        annotations = found["metadata"]["annotations"]
-        for key in [k for k in annotations if k.startswith("nginx.ingress.kubernetes.io/auth-")]:
-            del annotations[key]
+    annotations = found["metadata"]["annotations"]
+    for key in [k for k in annotations if k.startswith("nginx.ingress.kubernetes.io/auth-")]:
+        del annotations[key]
+    prefix = "nginx.ingress.kubernetes.io"
+    if settings.access == "basic":
+        annotations |= {
+            f"{prefix}/auth-type": "basic",
+            f"{prefix}/auth-secret": spec.names.auth_secret,
+            f"{prefix}/auth-secret-type": "auth-file",
+            f"{prefix}/auth-realm": AUTH_REALM,
+        }
+    elif settings.access == "gitea":
+        annotations |= {
+            f"{prefix}/auth-url": f"{auth_base(settings)}/auth/preview",
+            f"{prefix}/auth-signin": f"{settings.public_url}/auth/signin?rd=$scheme://$host$escaped_request_uri",
+            # The cookie the answer to a sign-in ticket sets reaches the browser.
+            f"{prefix}/auth-always-set-cookie": "true",
+            f"{prefix}/auth-response-headers": "X-Preview-User",
+        }
     return [found]
 
 
@@ -85,8 +105,9 @@ def _extension_ref(group: str, kind: str) -> dict[str, Any]:
     return {"type": "ExtensionRef", "extensionRef": {"group": group, "kind": kind, "name": AUTH_OBJECT}}
 
 
-def _gateway_nginx(spec: PreviewSpec, settings: Settings, protected: bool) -> list[dict[str, Any]]:
-    if not protected:
+def _gateway_nginx(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]]:
+    # Settings refuse gitea access with this routing (it needs the experimental ExternalAuth filter).
+    if settings.access != "basic":
         return [_http_route(spec, settings, [])]
     group, kind = "gateway.nginx.org", "AuthenticationFilter"
     basic = {"type": "Basic", "basic": {"secretRef": {"name": spec.names.auth_secret}, "realm": AUTH_REALM}}
@@ -96,14 +117,19 @@ def _gateway_nginx(spec: PreviewSpec, settings: Settings, protected: bool) -> li
     ]
 
 
-def _gateway_envoy(spec: PreviewSpec, settings: Settings, protected: bool) -> list[dict[str, Any]]:
+def _gateway_envoy(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]]:
     route = _http_route(spec, settings, [])
-    if not protected:
+    if settings.access == "public":
         return [route]
-    policy = {
-        "targetRefs": [{"group": GATEWAY_GROUP, "kind": "HTTPRoute", "name": spec.names.app}],
-        "basicAuth": {"users": {"name": spec.names.auth_secret}},
-    }
+    policy: dict[str, Any] = {"targetRefs": [{"group": GATEWAY_GROUP, "kind": "HTTPRoute", "name": spec.names.app}]}
+    if settings.access == "basic":
+        policy["basicAuth"] = {"users": {"name": spec.names.auth_secret}}
+    else:
+        service, _, port = (settings.auth_service or "").rpartition(":")
+        namespace, _, name = service.partition("/")
+        backend = {"name": name, "namespace": namespace, "port": int(port)}
+        # Envoy appends the request's path to this one, and hands a non-2xx answer to the browser.
+        policy["extAuth"] = {"http": {"backendRefs": [backend], "path": "/auth/forward"}}
     return [
         route,
         {
@@ -115,11 +141,18 @@ def _gateway_envoy(spec: PreviewSpec, settings: Settings, protected: bool) -> li
     ]
 
 
-def _gateway_traefik(spec: PreviewSpec, settings: Settings, protected: bool) -> list[dict[str, Any]]:
-    if not protected:
+def _gateway_traefik(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]]:
+    if settings.access == "public":
         return [_http_route(spec, settings, [])]
     group, kind = "traefik.io", "Middleware"
-    middleware = {"basicAuth": {"secret": spec.names.auth_secret, "realm": AUTH_REALM}}
+    middleware: dict[str, Any] = (
+        {"basicAuth": {"secret": spec.names.auth_secret, "realm": AUTH_REALM}}
+        if settings.access == "basic"
+        # Traefik sends the X-Forwarded-* headers and hands a non-2xx answer to the browser.
+        else {
+            "forwardAuth": {"address": f"{auth_base(settings)}/auth/forward", "authResponseHeaders": ["X-Preview-User"]}
+        }
+    )
     return [
         {
             "apiVersion": f"{group}/v1alpha1",

@@ -16,6 +16,10 @@ FAILURE_SUMMARY = {
     "deploy": "the preview could not be set up in the cluster",
     "rollout": "the app did not become available",
     "report": "the result could not be reported",
+    "config": "the repository's .gitea/preview.yml is not valid",
+    "database": "the preview's database could not be prepared",
+    "migrate": "the database migration failed",
+    "seed": "the database seed failed",
 }
 # Events whose messages say what happened without naming cluster objects.
 PUBLIC_PHASES = frozenset({"queued", "approval", "slot", "resume", "ready", "teardown", "delivery"})

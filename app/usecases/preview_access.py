@@ -1,0 +1,191 @@
+"""Sign-in with Gitea in front of previews (PREVIEW_ACCESS=gitea).
+
+The proxy in front of a preview asks `check` about every request (forward auth).
+Without a valid cookie the reviewer is sent to Gitea's OAuth2 sign-in; back here, the
+service keeps their token server-side (Redis) and hands the preview a one-time
+ticket in its URL; the proxy's next question carries it, and the answer sets a
+cookie for that preview's host alone. So the cookie never reaches another preview
+(whose code could be anyone's), and each request is let in only if the user's
+own Gitea token can read the preview's repository (the answer cached briefly).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import redis
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from app.adapters.gitea_oauth import GiteaOAuth
+from app.models import Preview, PreviewState
+from app.settings import Settings
+
+COOKIE = "preview_auth"
+NONCE_COOKIE = "preview_signin"
+TICKET_PARAM = "__preview_ticket"
+SESSION_SECONDS = 8 * 3600
+TICKET_SECONDS = 120
+SIGNIN_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: int
+    reason: str
+    headers: dict[str, str] = field(default_factory=dict)
+    cookie: str | None = None  # set for the preview's host
+
+
+@dataclass(frozen=True)
+class Original:
+    """The request the proxy asks about."""
+
+    url: str
+    host: str  # without the port
+    secure: bool
+
+
+def original_request(headers: Any, rest: str = "") -> Original | None:
+    """The request, rebuilt from what each proxy sends: X-Original-URL (nginx), X-Forwarded-*
+    (Traefik), or the Host and the path appended to ours (Envoy). `headers` is case-insensitive
+    (werkzeug's Headers)."""
+    url = headers.get("X-Original-URL")
+    if not url:
+        host = headers.get("X-Forwarded-Host") or headers.get("Host")
+        if not host:
+            return None
+        scheme = headers.get("X-Forwarded-Proto", "http")
+        uri = headers.get("X-Forwarded-Uri") or "/" + rest
+        url = f"{scheme}://{host}{uri}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return Original(url, parts.hostname.lower(), parts.scheme == "https")
+
+
+def _without_ticket(url: str) -> tuple[str, str | None]:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ticket = next((value for key, value in query if key == TICKET_PARAM), None)
+    rest = urlencode([(key, value) for key, value in query if key != TICKET_PARAM])
+    return urlunsplit(parts._replace(query=rest)), ticket
+
+
+class PreviewAccess:
+    def __init__(self, settings: Settings, store: redis.Redis, oauth: GiteaOAuth) -> None:
+        assert settings.session_secret
+        self.settings, self.store, self.oauth = settings, store, oauth
+        self.signer = URLSafeTimedSerializer(settings.session_secret, salt="preview-access")
+
+    # --- forward auth ---------------------------------------------------------------
+
+    def check(self, original: Original, cookie: str | None, redirect: bool) -> Decision:
+        """200 (let in), 401 (sign in first; a redirect to it when `redirect`), 403 (no access)."""
+        preview = self._preview_at(original.host)
+        if preview is None:
+            return Decision(403, "no preview lives at this address")
+        clean_url, ticket = _without_ticket(original.url)
+        new_cookie = None
+        session = self._session_from_cookie(cookie, original.host)
+        if ticket is not None:
+            sid = self._redeem(ticket, original.host)
+            if sid is not None:
+                session = self._session(sid)
+                new_cookie = self.signer.dumps({"s": sid, "h": original.host})
+        if session is None:
+            if redirect:
+                return Decision(302, "sign in first", {"Location": self.signin_url(clean_url)})
+            return Decision(401, "sign in first")
+        sid, login, token = session
+        if not self._can_read(sid, token, preview.repository.full_name):
+            return Decision(403, f"{login} cannot read {preview.repository.full_name}", cookie=new_cookie)
+        if new_cookie and redirect:
+            # Envoy and Traefik hand a non-2xx answer to the browser: land on the clean URL, cookie set.
+            return Decision(302, "signed in", {"Location": clean_url}, cookie=new_cookie)
+        return Decision(200, "allowed", {"X-Preview-User": login}, cookie=new_cookie)
+
+    def _preview_at(self, host: str) -> Preview | None:
+        suffix = "." + self.settings.preview_domain
+        if not host.endswith(suffix):
+            return None
+        slug = host[: -len(suffix)]
+        return Preview.get_or_none((Preview.slug == slug) & Preview.state.in_(PreviewState.ACTIVE))
+
+    def _session_from_cookie(self, cookie: str | None, host: str) -> tuple[str, str, str] | None:
+        if not cookie:
+            return None
+        try:
+            value = self.signer.loads(cookie, max_age=SESSION_SECONDS)
+        except BadSignature:
+            return None
+        if not isinstance(value, dict) or value.get("h") != host:
+            return None  # a cookie of another preview's host opens nothing here
+        return self._session(str(value.get("s")))
+
+    def _session(self, sid: str) -> tuple[str, str, str] | None:
+        raw = self.store.get(f"preview-auth:session:{sid}")
+        if raw is None:
+            return None
+        found = json.loads(raw)
+        return sid, str(found["login"]), str(found["token"])
+
+    def _redeem(self, ticket: str, host: str) -> str | None:
+        raw = self.store.getdel(f"preview-auth:ticket:{ticket}")  # once only
+        if raw is None:
+            return None
+        found = json.loads(raw)
+        return str(found["sid"]) if found.get("host") == host else None
+
+    def _can_read(self, sid: str, token: str, repository: str) -> bool:
+        key = f"preview-auth:read:{sid}:{repository}"
+        cached = self.store.get(key)
+        if cached is not None:
+            return cached == b"1"
+        allowed = self.oauth.can_read(token, repository)
+        self.store.set(key, b"1" if allowed else b"0", ex=int(self.settings.access_cache_ttl.total_seconds()))
+        return allowed
+
+    # --- sign-in ------------------------------------------------------------------------
+
+    def signin_url(self, back_to: str) -> str:
+        return f"{self.settings.public_url}/auth/signin?rd={quote(back_to, safe='')}"
+
+    def is_preview_url(self, url: str) -> bool:
+        """Only back to a preview: the sign-in never redirects anywhere else."""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        return parts.scheme in ("http", "https") and host.endswith("." + self.settings.preview_domain)
+
+    def start(self, back_to: str) -> tuple[str, str]:
+        """Gitea's authorize URL, and the nonce for the browser's cookie (ties the callback to it)."""
+        nonce = secrets.token_urlsafe(16)
+        state = self.signer.dumps({"rd": back_to, "n": nonce}, salt="signin-state")
+        return self.oauth.authorize_url(state), nonce
+
+    def finish(self, code: str, state: str, nonce: str | None) -> str:
+        """Exchange the code, keep the session, and return the preview URL carrying a ticket.
+        ValueError when the state is not the one this browser started with."""
+        try:
+            value = self.signer.loads(state, salt="signin-state", max_age=SIGNIN_SECONDS)
+        except BadSignature:
+            raise ValueError("the sign-in state is invalid or expired; start again") from None
+        if not nonce or not secrets.compare_digest(str(value.get("n")), nonce):
+            raise ValueError("this sign-in was not started in this browser; start again")
+        back_to = str(value["rd"])
+        if not self.is_preview_url(back_to):
+            raise ValueError("not a preview address")
+        token, lifetime = self.oauth.exchange(code)
+        login = self.oauth.login(token)
+        sid = secrets.token_urlsafe(24)
+        session = json.dumps({"login": login, "token": token})
+        self.store.set(f"preview-auth:session:{sid}", session, ex=min(lifetime, SESSION_SECONDS))
+        ticket = secrets.token_urlsafe(24)
+        host = (urlsplit(back_to).hostname or "").lower()
+        self.store.set(f"preview-auth:ticket:{ticket}", json.dumps({"sid": sid, "host": host}), ex=TICKET_SECONDS)
+        parts = urlsplit(back_to)
+        query = urlencode([*parse_qsl(parts.query, keep_blank_values=True), (TICKET_PARAM, ticket)])
+        return urlunsplit(parts._replace(query=query))
