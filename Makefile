@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # python3-venv: Debian's python3 cannot make a virtualenv without it.
-# mariadb-server: the tests' shared MySQL-compatible server for preview databases.
-DEBIAN_PACKAGES := git redis-server postgresql mariadb-server nginx-light util-linux procps python3-venv
+# mariadb-server: the tests' shared MySQL-compatible server for preview databases; chromium:
+# the tests' browser (driven by playwright, which downloads no browser of its own).
+DEBIAN_PACKAGES := git redis-server postgresql mariadb-server nginx-light chromium util-linux procps python3-venv
 
 .PHONY: run test deps venv tools migrate cluster lint
 

@@ -38,6 +38,18 @@ def test_every_routing_setting_has_its_function():
     assert tuple(routing.ROUTINGS) == ROUTINGS
 
 
+def test_sign_in_with_gitea_needs_its_application_and_a_routing_that_asks():
+    base = {"PREVIEW_ACCESS": "gitea", "GITEA_URL": "http://gitea.test", "PREVIEW_OAUTH_CLIENT_ID": "id"}
+    with pytest.raises(SettingsError, match="PREVIEW_OAUTH_CLIENT_SECRET, PREVIEW_SESSION_SECRET"):
+        Settings.from_env(base)
+    complete = base | {"PREVIEW_OAUTH_CLIENT_SECRET": "secret", "PREVIEW_SESSION_SECRET": "s" * 32}
+    assert Settings.from_env(complete).access == "gitea"
+    with pytest.raises(SettingsError, match="ExternalAuth"):
+        Settings.from_env(complete | {"PREVIEW_ROUTING": "gateway-nginx", "PREVIEW_GATEWAY": GATEWAY})
+    with pytest.raises(SettingsError, match="PREVIEW_AUTH_SERVICE"):
+        Settings.from_env(complete | {"PREVIEW_ROUTING": "gateway-envoy", "PREVIEW_GATEWAY": GATEWAY})
+
+
 def test_a_gateway_routing_needs_its_gateway():
     with pytest.raises(SettingsError, match="PREVIEW_GATEWAY"):
         Settings.from_env({"PREVIEW_ROUTING": "gateway-envoy"})
@@ -128,13 +140,17 @@ DEPLOYABLE = [
     ("gateway-envoy", "basic"),
     ("gateway-traefik", "basic"),
     ("gateway-nginx", "public"),
+    ("ingress-nginx", "gitea"),
+    ("gateway-envoy", "gitea"),
+    ("gateway-traefik", "gitea"),
 ]
+SIGN_IN = {"auth_url": "http://previews-web.previews.svc", "auth_service": "previews/previews-web:80"}
 
 
 @pytest.mark.kube
 @pytest.mark.parametrize(("name", "access"), DEPLOYABLE)
 def test_a_deploy_and_teardown_with_each_routing(client, services, kube_api, routing_crds, name, access):
-    services.settings = services.settings.replace(routing=name, gateway=GATEWAY, access=access)
+    services.settings = services.settings.replace(routing=name, gateway=GATEWAY, access=access, **SIGN_IN)
     accepted = deliver(client, "pull_request_opened", "pull_request")
     assert run(services, accepted["delivery_id"]) == "ready"
     preview = the_preview()
@@ -146,15 +162,31 @@ def test_a_deploy_and_teardown_with_each_routing(client, services, kube_api, rou
         assert [r["spec"]["hostnames"] for r in routes["items"]] == [[f"{preview.slug}.preview.localhost"]]
         assert not k8s.NetworkingV1Api(kube_api).list_namespaced_ingress(preview.namespace).items
     if name == "gateway-envoy":
-        policies = custom.list_namespaced_custom_object(
+        policy = custom.list_namespaced_custom_object(
             "gateway.envoyproxy.io", "v1alpha1", preview.namespace, "securitypolicies"
-        )
-        assert policies["items"][0]["spec"]["basicAuth"]["users"]["name"] == "preview-basic-auth"
+        )["items"][0]["spec"]
+        if access == "basic":
+            assert policy["basicAuth"]["users"]["name"] == "preview-basic-auth"
+        else:
+            backend = policy["extAuth"]["http"]["backendRefs"][0]
+            assert (backend["namespace"], backend["name"], backend["port"]) == ("previews", "previews-web", 80)
     if name == "gateway-traefik":
-        middlewares = custom.list_namespaced_custom_object("traefik.io", "v1alpha1", preview.namespace, "middlewares")
-        assert middlewares["items"][0]["spec"]["basicAuth"]["secret"] == "preview-basic-auth"
+        middleware = custom.list_namespaced_custom_object("traefik.io", "v1alpha1", preview.namespace, "middlewares")[
+            "items"
+        ][0]["spec"]
+        if access == "basic":
+            assert middleware["basicAuth"]["secret"] == "preview-basic-auth"
+        else:
+            assert middleware["forwardAuth"]["address"] == "http://previews-web.previews.svc/auth/forward"
+    if name == "ingress-nginx":
+        annotations = (
+            k8s.NetworkingV1Api(kube_api).list_namespaced_ingress(preview.namespace).items[0].metadata.annotations
+        )
+        signing_in = "nginx.ingress.kubernetes.io/auth-url" in annotations
+        assert signing_in == (access == "gitea")
+        assert ("nginx.ingress.kubernetes.io/auth-type" in annotations) == (access == "basic")
     secret = services.kube.read_secret_data(preview.namespace, "preview-basic-auth")
-    assert (secret is None) == (access == "public")
+    assert (secret is not None) == (access == "basic")
 
     closed = deliver(client, "pull_request_closed", "pull_request")
     assert run(services, closed["delivery_id"]) == "deleted"
