@@ -67,7 +67,7 @@ def original_request(headers: Any, rest: str = "") -> Original | None:
     return Original(url, parts.hostname.lower(), parts.scheme == "https")
 
 
-def _without_ticket(url: str) -> tuple[str, str | None]:
+def without_ticket(url: str) -> tuple[str, str | None]:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     ticket = next((value for key, value in query if key == TICKET_PARAM), None)
@@ -88,7 +88,7 @@ class PreviewAccess:
         preview = self._preview_at(original.host)
         if preview is None:
             return Decision(403, "no preview lives at this address")
-        clean_url, ticket = _without_ticket(original.url)
+        clean_url, ticket = without_ticket(original.url)
         new_cookie = None
         session = self._session_from_cookie(cookie, original.host)
         if ticket is not None:
