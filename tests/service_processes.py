@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.servers import die_with_parent, stop_process, wait_for_port
+from tests.servers import die_with_parent, free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,14 +26,20 @@ def procfile() -> dict[str, str]:
 
 @contextlib.contextmanager
 def service_processes(
-    env: dict[str, str], folder: Path, port: int, workers: int = 1, web_only: bool = False
+    env: dict[str, str],
+    folder: Path,
+    port: int,
+    workers: int = 1,
+    web_only: bool = False,
+    with_mcp: bool = False,
 ) -> Iterator[dict[str, subprocess.Popen]]:
     """Apply migrations, start web, `workers` workers and the scheduler with `env` (or, with
-    `web_only`, the web alone); stop them on exit.
+    `web_only`, the web alone; the MCP process only `with_mcp`); stop them on exit.
 
     Processes are named as in the Procfile (a second worker is `worker.2`). Logs go to `folder`.
     """
     env = {**env, "BIND": f"127.0.0.1:{port}", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.setdefault("MCP_BIND", f"127.0.0.1:{free_port()}")  # the MCP process: never a fixed port
     subprocess.run(
         [sys.executable, "-m", "flask", "--app", "app", "migrate"],
         env=env,
@@ -47,6 +53,8 @@ def service_processes(
         commands = procfile()
         if web_only:
             commands = {"web": commands["web"]}
+        elif not with_mcp:
+            commands.pop("mcp", None)
         elif workers == 0:
             del commands["worker"]  # the test runs its own
         for copy in range(2, workers + 1):
