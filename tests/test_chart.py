@@ -59,6 +59,7 @@ def test_only_the_worker_and_the_scheduler_get_the_database_admin_secret():
         "previews-web": ["gitea-previews"],
         "previews-worker": ["gitea-previews", "db-admin"],
         "previews-scheduler": ["gitea-previews", "db-admin"],
+        "previews-mcp": ["gitea-previews"],
     }
 
 
