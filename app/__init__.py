@@ -12,7 +12,7 @@ from app.settings import Settings
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app. Tests pass `settings`; processes read them from the environment."""
     from app import cli, runtime
-    from app.web import api, health, metrics, pages, preview_auth, webhooks
+    from app.web import api, dashboard, health, metrics, pages, preview_auth, webhooks
 
     if settings is None:
         runtime.configure_logging()
@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(preview_auth.blueprint)
+    app.register_blueprint(dashboard.blueprint)
     cli.register(app)
     if not settings.gitea_webhook_secret:
         logging.getLogger(__name__).warning("GITEA_WEBHOOK_SECRET is not set: webhooks will be refused")

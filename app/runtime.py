@@ -61,6 +61,8 @@ def bind(app: Flask, settings: Settings) -> None:
     app.extensions["preview.gitea"] = gitea_client(settings)
     if settings.access == "gitea":
         app.extensions["preview.access"] = preview_access(settings)
+    if settings.gitea_url and settings.oauth_client_id and settings.oauth_client_secret and settings.session_secret:
+        app.extensions["preview.dashboard"] = dashboard(settings)
     # Built on first use: only the routes that read the cluster need a Kubernetes client.
     app.extensions["preview.services"] = functools.cache(lambda: services(settings, queue))
 
@@ -74,21 +76,36 @@ class ClusterNotConfigured(Exception):
     """Neither KUBECONFIG nor an in-cluster service account is available."""
 
 
-def preview_access(settings: Settings) -> Any:
-    """Sign-in with Gitea (PREVIEW_ACCESS=gitea): its OAuth2 client and a Redis for sessions."""
-    import redis
-
+def _oauth(settings: Settings, callback_path: str) -> Any:
     from app.adapters.gitea_oauth import GiteaOAuth
-    from app.usecases.preview_access import PreviewAccess
 
     assert settings.gitea_url and settings.oauth_client_id and settings.oauth_client_secret
-    oauth = GiteaOAuth(
+    return GiteaOAuth(
         settings.gitea_url,
         settings.oauth_client_id,
         settings.oauth_client_secret,
-        f"{settings.public_url}/auth/callback",
+        f"{settings.public_url}{callback_path}",
     )
-    return PreviewAccess(settings, redis.Redis.from_url(settings.redis_url, socket_timeout=2), oauth)
+
+
+def _session_store(settings: Settings) -> Any:
+    import redis
+
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+
+
+def dashboard(settings: Settings) -> Any:
+    """The dashboard's sign-in (the same OAuth2 application as preview sign-in) and sessions."""
+    from app.usecases.dashboard import Dashboard
+
+    return Dashboard(settings, _session_store(settings), _oauth(settings, "/signin/callback"))
+
+
+def preview_access(settings: Settings) -> Any:
+    """Sign-in with Gitea (PREVIEW_ACCESS=gitea): its OAuth2 client and a Redis for sessions."""
+    from app.usecases.preview_access import PreviewAccess
+
+    return PreviewAccess(settings, _session_store(settings), _oauth(settings, "/auth/callback"))
 
 
 def gitea_client(settings: Settings) -> Gitea | None:

@@ -67,13 +67,19 @@ class GiteaOAuth:
             raise GiteaError(f"GET /user with the user's token: {response.status_code}", response.status_code)
         return str(response.json()["login"])
 
-    def can_read(self, token: str, repository: str) -> bool:
-        """Whether the token's user can read `owner/name`: Gitea shows it to them (404 otherwise)."""
+    def permissions(self, token: str, repository: str) -> dict[str, bool]:
+        """What the token's user may do in `owner/name` (pull, push, admin); all False when Gitea
+        does not show them the repository."""
         owner, _, name = repository.partition("/")
         response = self._as_user(token, f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}")
         if response.status_code in (401, 403, 404):
-            return False
+            return {"pull": False, "push": False, "admin": False}
         if response.status_code != 200:
             raise GiteaError(f"GET repository {repository}: {response.status_code}", response.status_code)
-        permissions = response.json().get("permissions") or {}
-        return bool(permissions.get("pull") or permissions.get("admin"))
+        found = response.json().get("permissions") or {}
+        return {key: bool(found.get(key)) for key in ("pull", "push", "admin")}
+
+    def can_read(self, token: str, repository: str) -> bool:
+        """Whether the token's user can read `owner/name`: Gitea shows it to them (404 otherwise)."""
+        allowed = self.permissions(token, repository)
+        return allowed["pull"] or allowed["admin"]

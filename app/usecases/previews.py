@@ -146,6 +146,33 @@ def delete_preview(queue: JobQueue, preview: Preview, now: datetime | None = Non
     return Preview.get_by_id(preview.id)
 
 
+def set_pinned(preview: Preview, pinned: bool, now: datetime) -> None:
+    """Pin (never expires) or unpin. A PR's label preview:keep, read again at its next event, wins."""
+    Preview.update(pinned=pinned, updated_at=now).where(Preview.id == preview.id).execute()
+    Event.record(preview, "pin", "pinned from the dashboard" if pinned else "unpinned from the dashboard")
+
+
+def approve(queue: JobQueue, preview: Preview, approver: str, now: datetime) -> bool:
+    """A writer's approval of an untrusted PR's current commit (the caller checked the permission)."""
+    sha = preview.head_sha
+    approved = Preview.change(
+        preview.id,
+        sha=sha,
+        states=(PreviewState.PENDING_APPROVAL,),
+        now=now,
+        state=PreviewState.QUEUED,
+        approved_sha=sha,
+        approved_by=approver,
+    )
+    if approved:
+        Event.record(preview, "approval", f"{sha[:12]} approved by {approver} from the dashboard")
+        try:
+            jobs.enqueue_deploy(queue, preview.id, sha, f"approved-{int(now.timestamp())}")
+        except QueueUnavailable:
+            pass  # the scheduler resumes it
+    return approved
+
+
 def require_deployed(preview: Preview) -> Preview:
     if preview.state == PreviewState.DELETED or not preview.namespace:
         raise NotFound(f"preview {preview.id} has no credentials (state {preview.state})")
@@ -284,6 +311,12 @@ def _gigabytes(quantity: str) -> float:
     return float(quantity) / 2**30
 
 
+def price_per_preview_hour(settings: Settings) -> float:
+    """What one running preview costs an hour: its app container's requested CPU and memory."""
+    cpu, memory = _cores(APP_REQUESTS["cpu"]), _gigabytes(APP_REQUESTS["memory"])
+    return cpu * settings.price_cpu_core_hour + memory * settings.price_memory_gb_hour
+
+
 def stats(settings: Settings, now: datetime) -> dict[str, Any]:
     by_state = {state: 0 for state in PreviewState.ALL}
     for preview in Preview.select(Preview.state):
@@ -293,9 +326,7 @@ def stats(settings: Settings, now: datetime) -> dict[str, Any]:
     for preview in active:
         age = now - preview.created_at
         by_age[next(name for name, limit in AGE_BUCKETS if limit is None or age < limit)] += 1
-    # Each running preview requests its app container's CPU and memory.
-    cpu, memory = _cores(APP_REQUESTS["cpu"]), _gigabytes(APP_REQUESTS["memory"])
-    per_hour = cpu * settings.price_cpu_core_hour + memory * settings.price_memory_gb_hour
+    per_hour = price_per_preview_hour(settings)
     running = [p for p in active if p.state in (PreviewState.READY, PreviewState.FAILED, PreviewState.DEPLOYING)]
     hours = sum(max(0.0, (now - p.created_at).total_seconds() / 3600) for p in running)
     threshold = settings.active_alert_threshold

@@ -1,0 +1,226 @@
+"""The dashboard in a real browser: headless Chromium (Debian's, driven by playwright) against
+the service, with the real Gitea as OAuth2 provider and previews deployed by the pipeline on
+the test control plane. Screenshots land in the test's folder, and in $SCREENSHOTS_DIR when
+it is set (the README's come from there)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from app import create_app
+from app.db import database, utcnow
+from app.models import Event, Preview, PreviewState
+from app.usecases import pipeline
+from app.usecases.dashboard import SESSION_COOKIE
+from tests.gitea_server import ADMIN
+from tests.helpers import deliver, run
+from tests.servers import free_port
+from tests.test_preview_signin import CHROMIUM
+
+pytestmark = [pytest.mark.kube, pytest.mark.gitea, pytest.mark.slow]
+
+
+@pytest.fixture
+def database_url(postgres_server):
+    return postgres_server.create_database(f"dashboard_{uuid.uuid4().hex[:8]}")
+
+
+def deploy(client, services, repository: str, number: int) -> Preview:
+    changes = {"repository.full_name": repository, "number": number, "pull_request.number": number}
+    changes["pull_request.head.repo.full_name"] = repository  # not a fork
+    changes["pull_request.head.sha"] = uuid.uuid4().hex + "abcd1234"
+    assert run(services, deliver(client, "pull_request_opened", "pull_request", **changes)["delivery_id"]) == "ready"
+    with database.connection_context():
+        return Preview.select().order_by(Preview.id.desc()).get()
+
+
+@pytest.fixture
+def world(client, services, gitea):
+    suffix = uuid.uuid4().hex[:6]
+    shared, hidden = f"{ADMIN}/dash-a-{suffix}", f"{ADMIN}/dash-b-{suffix}"
+    for full_name in (shared, hidden):
+        gitea.api("POST", "/user/repos", json={"name": full_name.split("/")[1], "private": True})
+    writer, viewer = f"writer{suffix}", f"viewer{suffix}"
+    passwords = {writer: gitea.create_user(writer), viewer: gitea.create_user(viewer)}
+    gitea.api("PUT", f"/repos/{shared}/collaborators/{writer}", json={"permission": "write"})
+    gitea.api("PUT", f"/repos/{shared}/collaborators/{viewer}", json={"permission": "read"})
+
+    ready = deploy(client, services, shared, 1)
+    other = deploy(client, services, hidden, 2)
+    with database.connection_context():
+        building = Preview.create(
+            repository=ready.repository,
+            target_key=f"{shared}#3",
+            pr_number=3,
+            branch="feature-three",
+            head_sha="b" * 40,
+            state=PreviewState.BUILDING,
+        )
+        Event.record(building, "build", "building", progress=20)
+
+    port = free_port()
+    service = f"http://127.0.0.1:{port}"
+    oauth_app = gitea.api(
+        "POST",
+        "/user/applications/oauth2",
+        json={"name": f"dash-{suffix}", "redirect_uris": [f"{service}/signin/callback"], "confidential_client": True},
+    )
+    configured = services.settings.replace(
+        gitea_url=gitea.url,
+        gitea_token=gitea.bot_token,
+        public_url=service,
+        oauth_client_id=oauth_app["client_id"],
+        oauth_client_secret=oauth_app["client_secret"],
+        session_secret="session-" + uuid.uuid4().hex,
+    )
+    server = make_server("127.0.0.1", port, create_app(configured), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield {
+            "service": service,
+            "ready": ready,
+            "other": other,
+            "building": building,
+            "writer": (writer, passwords[writer]),
+            "viewer": (viewer, passwords[viewer]),
+            "services": services,
+        }
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian's chromium is not installed: `make deps` installs it")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        yield launched
+        launched.close()
+
+
+def screenshot(page, tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if folder := os.environ.get("SCREENSHOTS_DIR"):
+        shutil.copyfile(path, Path(folder) / f"{name}.png")
+
+
+def sign_in(browser, world, who: str, width: int = 1280):
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=world["service"])
+    page = context.new_page()
+    page.goto(world["service"] + "/")
+    login, password = world[who]
+    page.wait_for_selector("#user_name")
+    page.fill("#user_name", login)
+    page.fill("#password", password)
+    page.press("#password", "Enter")
+    page.wait_for_load_state()
+    if page.locator("#authorize-app").count():
+        page.click("#authorize-app")
+    page.wait_for_selector("h1:has-text('Previews')")
+    return context, page
+
+
+def card(page, preview):
+    return page.locator(f'[data-preview="{preview.id}"]')
+
+
+def test_a_writer_watches_a_preview_become_ready_reveals_its_password_and_deletes_another(world, browser, tmp_path):
+    context, page = sign_in(browser, world, "writer")
+    ready, building, other = world["ready"], world["building"], world["other"]
+    # Only the repository the writer can read.
+    assert card(page, ready).count() == 1 and card(page, building).count() == 1
+    assert card(page, other).count() == 0
+    assert card(page, building).locator('[data-field="state"]').inner_text() == "building"
+    screenshot(page, tmp_path, "dashboard-list")
+
+    # The deploy moves on; the page follows without a reload.
+    with database.connection_context():
+        Preview.update(state=PreviewState.READY, url="https://three.preview.localhost").where(
+            Preview.id == building.id
+        ).execute()
+        Event.record(building, "ready", "ready", progress=100)
+    page.wait_for_function(
+        f"document.querySelector('[data-preview=\"{building.id}\"] [data-field=\"state\"]').textContent === 'ready'",
+        timeout=15000,
+    )
+    assert card(page, building).locator("progress").get_attribute("value") == "100"
+    assert (
+        card(page, building).locator('[data-field="open"]').get_attribute("href") == "https://three.preview.localhost"
+    )
+
+    # Credentials: revealed on click, copied with the button.
+    card(page, ready).locator("button.reveal").click()
+    password_field = card(page, ready).locator('[data-field="password"]')
+    password_field.wait_for()
+    names = pipeline.names_for(world["services"].settings, ready)
+    secret = world["services"].kube.read_secret_data(ready.namespace, names.auth_secret)
+    assert password_field.inner_text() == secret["password"]
+    card(page, ready).locator("button.copy").click()
+    assert page.evaluate("navigator.clipboard.readText()") == secret["password"]
+    screenshot(page, tmp_path, "dashboard-credentials")
+
+    # Delete, confirmed; the card goes once the teardown is done.
+    questions = []
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
+    card(page, ready).locator("button.danger").click()
+    page.wait_for_load_state()
+    assert questions and questions[0].startswith("Delete the preview")
+    with database.connection_context():
+        assert Preview.get_by_id(ready.id).state == PreviewState.DELETING
+        assert pipeline.teardown(world["services"], ready.id) == "deleted"
+    card(page, ready).wait_for(state="detached", timeout=15000)
+
+    page.goto(f"{world['service']}/p/{building.id}")
+    page.wait_for_selector("h2:has-text('Actions')")
+    screenshot(page, tmp_path, "dashboard-preview")
+    # Pin and extend, each confirmed.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("button:has-text('Pin')")
+    page.wait_for_selector("button:has-text('Unpin')")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("button:has-text('Extend by 24 h')")
+    page.wait_for_selector("button:has-text('Unpin')")
+    with database.connection_context():
+        changed = Preview.get_by_id(building.id)
+    assert changed.pinned and changed.expires_at > utcnow() + timedelta(hours=23)  # it had no expiry
+    page.goto(f"{world['service']}/stats")
+    assert page.locator("svg[role=img]").count() == 2
+    screenshot(page, tmp_path, "dashboard-stats")
+    context.close()
+
+
+def test_a_reader_sees_no_actions_and_a_forged_post_is_refused(world, browser, tmp_path):
+    context, page = sign_in(browser, world, "viewer", width=390)  # a phone's width
+    ready = world["ready"]
+    assert card(page, ready).count() == 1
+    assert page.locator("button.danger").count() == 0
+    page.goto(f"{world['service']}/p/{ready.id}")
+    assert page.locator("h2:has-text('Actions')").count() == 0
+    screenshot(page, tmp_path, "dashboard-phone")
+    session = next(c["value"] for c in context.cookies() if c["name"] == SESSION_COOKIE)
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    cookies = {SESSION_COOKIE: session}
+    url = f"{world['service']}/p/{ready.id}/delete"
+    assert requests.post(url, cookies=cookies, data={}, allow_redirects=False, timeout=10).status_code == 400
+    forged = requests.post(url, cookies=cookies, data={"csrf": csrf}, allow_redirects=False, timeout=10)
+    assert forged.status_code == 403
+    with database.connection_context():
+        assert Preview.get_by_id(ready.id).state == PreviewState.READY
+    # Not signed in: nothing.
+    assert requests.post(url, data={"csrf": csrf}, allow_redirects=False, timeout=10).status_code == 302
+    context.close()
