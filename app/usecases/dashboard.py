@@ -17,11 +17,11 @@ from app.adapters.gitea_oauth import GiteaOAuth
 from app.models import Deployment, Event, Preview, PreviewState, Repository, WebhookDelivery
 from app.settings import Settings
 from app.usecases import previews
+from app.usecases.gitea_signin import GiteaSignin
 
 SESSION_COOKIE = "dashboard_session"
 NONCE_COOKIE = "dashboard_signin"
 SESSION_SECONDS = 8 * 3600
-SIGNIN_SECONDS = 600
 FINAL_STATES = (PreviewState.READY, PreviewState.FAILED, PreviewState.DELETED, PreviewState.PENDING_APPROVAL)
 
 
@@ -38,29 +38,21 @@ class Dashboard:
         assert settings.session_secret
         self.settings, self.store, self.oauth = settings, store, oauth
         self.signer = URLSafeTimedSerializer(settings.session_secret, salt="dashboard")
+        self.signin = GiteaSignin(oauth, self.signer)
 
     # --- sign-in ------------------------------------------------------------------------
 
     def start(self, next_path: str) -> tuple[str, str]:
-        nonce = secrets.token_urlsafe(16)
         safe_next = next_path if next_path.startswith("/") and not next_path.startswith("//") else "/"
-        state = self.signer.dumps({"next": safe_next, "n": nonce}, salt="signin-state")
-        return self.oauth.authorize_url(state), nonce
+        return self.signin.start(safe_next)
 
     def finish(self, code: str, state: str, nonce: str | None) -> tuple[str, str]:
         """The new session's cookie value and where to go. ValueError for a state this browser did not start."""
-        try:
-            value = self.signer.loads(state, salt="signin-state", max_age=SIGNIN_SECONDS)
-        except BadSignature:
-            raise ValueError("the sign-in state is invalid or expired; start again") from None
-        if not nonce or not secrets.compare_digest(str(value.get("n")), nonce):
-            raise ValueError("this sign-in was not started in this browser; start again")
-        token, lifetime = self.oauth.exchange(code)
-        login = self.oauth.login(token)
+        signed_in = self.signin.finish(code, state, nonce)
         sid = secrets.token_urlsafe(24)
-        record = {"login": login, "token": token, "csrf": secrets.token_urlsafe(24)}
-        self.store.set(f"dashboard:session:{sid}", json.dumps(record), ex=min(lifetime, SESSION_SECONDS))
-        return self.signer.dumps(sid), str(value["next"])
+        record = {"login": signed_in.login, "token": signed_in.token, "csrf": secrets.token_urlsafe(24)}
+        self.store.set(f"dashboard:session:{sid}", json.dumps(record), ex=min(signed_in.lifetime, SESSION_SECONDS))
+        return self.signer.dumps(sid), signed_in.back_to
 
     def user(self, cookie: str | None) -> User | None:
         if not cookie:

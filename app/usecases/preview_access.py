@@ -23,13 +23,13 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from app.adapters.gitea_oauth import GiteaOAuth
 from app.models import Preview, PreviewState
 from app.settings import Settings
+from app.usecases.gitea_signin import GiteaSignin
 
 COOKIE = "preview_auth"
 NONCE_COOKIE = "preview_signin"
 TICKET_PARAM = "__preview_ticket"
 SESSION_SECONDS = 8 * 3600
 TICKET_SECONDS = 120
-SIGNIN_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ class PreviewAccess:
         assert settings.session_secret
         self.settings, self.store, self.oauth = settings, store, oauth
         self.signer = URLSafeTimedSerializer(settings.session_secret, salt="preview-access")
+        self.signin = GiteaSignin(oauth, self.signer)
 
     # --- forward auth ---------------------------------------------------------------
 
@@ -162,27 +163,18 @@ class PreviewAccess:
 
     def start(self, back_to: str) -> tuple[str, str]:
         """Gitea's authorize URL, and the nonce for the browser's cookie (ties the callback to it)."""
-        nonce = secrets.token_urlsafe(16)
-        state = self.signer.dumps({"rd": back_to, "n": nonce}, salt="signin-state")
-        return self.oauth.authorize_url(state), nonce
+        return self.signin.start(back_to)
 
     def finish(self, code: str, state: str, nonce: str | None) -> str:
         """Exchange the code, keep the session, and return the preview URL carrying a ticket.
         ValueError when the state is not the one this browser started with."""
-        try:
-            value = self.signer.loads(state, salt="signin-state", max_age=SIGNIN_SECONDS)
-        except BadSignature:
-            raise ValueError("the sign-in state is invalid or expired; start again") from None
-        if not nonce or not secrets.compare_digest(str(value.get("n")), nonce):
-            raise ValueError("this sign-in was not started in this browser; start again")
-        back_to = str(value["rd"])
+        signed_in = self.signin.finish(code, state, nonce)
+        back_to = signed_in.back_to
         if not self.is_preview_url(back_to):
             raise ValueError("not a preview address")
-        token, lifetime = self.oauth.exchange(code)
-        login = self.oauth.login(token)
         sid = secrets.token_urlsafe(24)
-        session = json.dumps({"login": login, "token": token})
-        self.store.set(f"preview-auth:session:{sid}", session, ex=min(lifetime, SESSION_SECONDS))
+        session = json.dumps({"login": signed_in.login, "token": signed_in.token})
+        self.store.set(f"preview-auth:session:{sid}", session, ex=min(signed_in.lifetime, SESSION_SECONDS))
         ticket = secrets.token_urlsafe(24)
         host = (urlsplit(back_to).hostname or "").lower()
         self.store.set(f"preview-auth:ticket:{ticket}", json.dumps({"sid": sid, "host": host}), ex=TICKET_SECONDS)

@@ -19,7 +19,8 @@ from app.db import utcnow
 from app.models import PreviewState
 from app.runtime import ClusterNotConfigured
 from app.usecases import dashboard, previews
-from app.usecases.dashboard import NONCE_COOKIE, SESSION_COOKIE, SIGNIN_SECONDS, Dashboard, User
+from app.usecases.dashboard import NONCE_COOKIE, SESSION_COOKIE, Dashboard, User
+from app.usecases.gitea_signin import SIGNIN_SECONDS
 
 blueprint = Blueprint("dashboard", __name__)
 EXTEND_BY = timedelta(hours=24)

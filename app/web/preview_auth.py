@@ -9,7 +9,8 @@ from flask import Blueprint, Response, abort, current_app, redirect, request
 from flask.typing import ResponseReturnValue
 
 from app.adapters.gitea import GiteaError
-from app.usecases.preview_access import COOKIE, NONCE_COOKIE, SIGNIN_SECONDS, Decision, PreviewAccess, original_request
+from app.usecases.gitea_signin import SIGNIN_SECONDS
+from app.usecases.preview_access import COOKIE, NONCE_COOKIE, Decision, PreviewAccess, original_request
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("preview_auth", __name__)
