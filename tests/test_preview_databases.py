@@ -344,7 +344,9 @@ def test_a_pr_database_is_a_clone_of_its_base_commits_seeded_template(
     file = preview_file(built=True, engine="postgres", migrate="[migrate]", seed="[seed]")
     base = repo.commit("main", file, "the preview file on main")
 
-    _, delivery = open_pr(client, repo, "feature/one", {"one.txt": "1"})
+    # The PR asks for other commands: they are its own migrate's, never the shared template's.
+    pr_file = preview_file(built=True, engine="postgres", migrate="[pr-migrate]", seed="[pr-seed]")
+    _, delivery = open_pr(client, repo, "feature/one", {"one.txt": "1", **pr_file})
     assert run(services, delivery) == "ready"
     first = the_preview()
     template = databases.template_name(prefix, repo.full_name, base)
@@ -357,6 +359,10 @@ def test_a_pr_database_is_a_clone_of_its_base_commits_seeded_template(
     fetch_env = {e.name: e.value for e in base_build.spec.template.spec.init_containers[0].env}
     assert (fetch_env["SOURCE_SHA"], fetch_env["SOURCE_REF"]) == (base, "refs/heads/main")
     template_jobs = jobs_in(kube_api, first.namespace)
+    commands = {
+        name.rsplit("-", 1)[0]: job.spec.template.spec.containers[0].command for name, job in template_jobs.items()
+    }
+    assert commands == {"template-migrate": ["migrate"], "template-seed": ["seed"], "migrate": ["pr-migrate"]}
     base_image = template_jobs[f"template-seed-{base[:12]}"].spec.template.spec.containers[0].image
     assert "@sha256:" in base_image and container(kube_api, first).image != base_image
     url = secret_env(services, first.namespace)["DATABASE_URL"]

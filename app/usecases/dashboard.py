@@ -43,7 +43,9 @@ class Dashboard:
     # --- sign-in ------------------------------------------------------------------------
 
     def start(self, next_path: str) -> tuple[str, str]:
-        safe_next = next_path if next_path.startswith("/") and not next_path.startswith("//") else "/"
+        # Only a path of ours: "//host" and "/\\host" are other sites to a browser.
+        ours = next_path.startswith("/") and not next_path.startswith("//") and "\\" not in next_path
+        safe_next = next_path if ours else "/"
         return self.signin.start(safe_next)
 
     def finish(self, code: str, state: str, nonce: str | None) -> tuple[str, str]:

@@ -214,22 +214,35 @@ def _build_commit(
 
 
 def _base_image(
-    run: _Run, preview: Preview, spec: manifests.PreviewSpec, config: PreviewConfig
+    run: _Run, preview: Preview, spec: manifests.PreviewSpec, engine: str
 ) -> Callable[[], preview_database.BaseImage | None]:
-    """For a template database: the commit the PR branched from, and its image (built if need be)."""
+    """For a template database: the commit the PR branched from, its image (built with the base's
+    own preview file) and the base file's migrate and seed commands. Never the PR's: a template
+    is shared by every PR of that base, so no PR may choose what goes into it."""
 
     def find() -> preview_database.BaseImage | None:
-        gitea = run.services.gitea
+        gitea, settings = run.services.gitea, run.services.settings
         if gitea is None or preview.pr_number is None:
             return None
-        pull = gitea.pull_request(preview.repository.full_name, preview.pr_number) or {}
+        repository = preview.repository.full_name
+        pull = gitea.pull_request(repository, preview.pr_number) or {}
         base_sha, base_ref = pull.get("merge_base"), (pull.get("base") or {}).get("ref")
         if not base_sha or not base_ref:
             return None
-        if config.image:
-            return preview_database.BaseImage(str(base_sha), config.image)
-        destination, digest = _build_commit(run, preview, spec, config, str(base_sha), f"refs/heads/{base_ref}")
-        return preview_database.BaseImage(str(base_sha), f"{destination.rsplit(':', 1)[0]}@{digest}")
+        try:
+            base_file = preview_config.read_file(gitea, settings, repository, str(base_sha))
+        except PreviewFileError:
+            return None  # the base's own file is broken: no template from it
+        wanted = base_file.database if base_file is not None else None
+        if wanted is None or wanted.engine != engine or not (wanted.migrate or wanted.seed):
+            return None
+        base = preview_config.resolve(preview.repository.settings, base_file)
+        if base.image:
+            image = base.image
+        else:
+            destination, digest = _build_commit(run, preview, spec, base, str(base_sha), f"refs/heads/{base_ref}")
+            image = f"{destination.rsplit(':', 1)[0]}@{digest}"
+        return preview_database.BaseImage(str(base_sha), image, wanted.migrate, wanted.seed)
 
     return find
 
@@ -446,7 +459,7 @@ def _prepare_database(
             _app_spec(config, image),
             config.database,
             run_job=lambda job, phase: _run_job(run, namespace, job, phase),
-            base_image=_base_image(run, preview, spec, config),
+            base_image=_base_image(run, preview, spec, config.database.engine),
             record=record,
             should_stop=run.stopped,
         )

@@ -44,10 +44,12 @@ JobRunner = Callable[[dict, str], None]
 
 @dataclass(frozen=True)
 class BaseImage:
-    """The image of the commit a PR branched from: what a template is migrated and seeded with."""
+    """The commit a PR branched from: its image, and its own preview file's commands, which make the template."""
 
     sha: str
     image: str
+    migrate: tuple[str, ...] | None
+    seed: tuple[str, ...] | None
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,7 @@ def _clone_template(
             kube.apply(databases.secret(spec, template_connection, SHARED, TEMPLATE_SECRET))
             Event.record(preview, "database", f"making template {template} at base {base.sha[:12]}")
             base_app = AppSpec(image=base.image, env=app.env, pod_labels=app.pod_labels)
-            for kind, command in (("template-migrate", wanted.migrate), ("template-seed", wanted.seed)):
+            for kind, command in (("template-migrate", base.migrate), ("template-seed", base.seed)):
                 if command:
                     job = databases.command_job(spec, base_app, settings, kind, command, base.sha, TEMPLATE_SECRET)
                     run_job(job, kind)
