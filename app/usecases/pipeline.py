@@ -12,11 +12,7 @@ simply run again.
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,103 +21,23 @@ from app.adapters.gitea import GiteaError
 from app.adapters.kube import Kube
 from app.adapters.sql_admin import SqlAdminError
 from app.db import database, utcnow
-from app.domain import credentials, manifests, naming, routing
-from app.domain.naming import PreviewNames, image_repository, preview_names
+from app.domain import credentials, manifests, routing
+from app.domain.naming import PreviewNames, preview_names
 from app.domain.preview_file import PreviewFileError
 from app.models import Deployment, Event, Preview, PreviewState
 from app.runtime import DEPLOY_JOB, REPORT_JOB, TEARDOWN_JOB, Services
 from app.settings import Settings
-from app.usecases import capacity, jobs, lease, preview_config, preview_database, reporting, trust
+from app.usecases import building, capacity, jobs, lease, preview_config, preview_database, reporting, trust
 from app.usecases.preview_config import PreviewConfig
+from app.usecases.runs import PROGRESS, Run, StepFailed, Superseded, phase, wants
 
 log = logging.getLogger(__name__)
-
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-
-# The seed's progress steps.
-PROGRESS = {
-    "queued": 0,
-    "build": 20,
-    "deploy": 40,
-    "database": 50,
-    "configure": 60,
-    "rollout": 70,
-    "report": 90,
-    "ready": 100,
-}
-
-
-class Superseded(Exception):
-    """A newer commit (or a teardown) took over this preview, or the lease was lost; stop quietly."""
-
-
-class StepFailed(Exception):
-    """The preview cannot be made ready at this commit; the message says why."""
-
-    def __init__(self, phase: str, message: str, log_tail: str | None = None) -> None:
-        super().__init__(message)
-        self.phase = phase
-        self.log_tail = log_tail
 
 
 def names_for(settings: Settings, preview: Preview) -> PreviewNames:
     return preview_names(
         preview.repository.full_name, preview.target_key, preview.pr_number, preview.branch, settings.preview_domain
     )
-
-
-def _wants(preview: Preview | None, sha: str) -> bool:
-    """The preview still asks for a deploy of `sha` that has not concluded."""
-    return preview is not None and preview.head_sha == sha and preview.state in PreviewState.DEPLOYING_STATES
-
-
-@dataclass
-class _Run:
-    """One worker's deploy of one preview at one commit, under the preview's lease."""
-
-    services: Services
-    lease: lease.Lease
-    preview_id: int
-    sha: str
-
-    def stopped(self) -> bool:
-        """Asked between waits: is this run's work still wanted, by the lease's holder?"""
-        return self.lease.lost or not _wants(Preview.get_or_none(Preview.id == self.preview_id), self.sha)
-
-    def check(self) -> Preview:
-        """The preview as it is now; Superseded when this run should stop."""
-        preview = Preview.get_or_none(Preview.id == self.preview_id)
-        if self.lease.lost or preview is None or not _wants(preview, self.sha):
-            raise Superseded(f"preview {self.preview_id} no longer wants {self.sha[:12]} from this worker")
-        return preview
-
-    def move(self, state: str, also: Any = None, **fields: Any) -> Preview:
-        """Change the preview's state, only if it is still this run's to change (and `also` holds)."""
-        changed = Preview.change(
-            self.preview_id,
-            sha=self.sha,
-            states=PreviewState.DEPLOYING_STATES,
-            owner=self.lease.owner,
-            also=also,
-            state=state,
-            **fields,
-        )
-        if not changed:
-            raise Superseded(f"preview {self.preview_id} moved on before it could become {state}")
-        return Preview.get_by_id(self.preview_id)
-
-
-@contextmanager
-def _phase(preview: Preview, deployment: Deployment, phase: str, message: str) -> Iterator[None]:
-    """Record the phase's start as an Event, and its duration on the Event and the Deployment row."""
-    started = time.monotonic()
-    event = Event.record(preview, phase, message, progress=PROGRESS.get(phase))
-    yield
-    elapsed_ms = int((time.monotonic() - started) * 1000)
-    Event.update(duration_ms=elapsed_ms).where(Event.id == event.id).execute()
-    deployment.timings = {**(deployment.timings or {}), phase: round(elapsed_ms / 1000, 3)}
-    deployment.updated_at = utcnow()
-    deployment.save()
 
 
 def _report(services: Services, preview: Preview, password: str | None = None, detail: str | None = None) -> None:
@@ -134,124 +50,6 @@ def _report(services: Services, preview: Preview, password: str | None = None, d
         log.warning("gitea report failed, will retry preview_id=%s error=%s", preview.id, error)
         if services.queue is not None:
             jobs.enqueue_report(services.queue, preview.id)
-
-
-def _build(
-    run: _Run, preview: Preview, deployment: Deployment, spec: manifests.PreviewSpec, config: PreviewConfig
-) -> str:
-    """The image to deploy: the configured one, or the preview's commit built with kaniko, pinned by digest."""
-    if config.image:
-        return config.image
-    git_ref = f"refs/pull/{preview.pr_number}/head" if preview.pr_number is not None else f"refs/heads/{preview.branch}"
-    destination, digest = _build_commit(run, preview, spec, config, spec.head_sha, git_ref, drop_older=True)
-    deployment.image = destination
-    deployment.digest = digest
-    deployment.save()
-    return f"{destination.rsplit(':', 1)[0]}@{digest}"
-
-
-def _build_commit(
-    run: _Run,
-    preview: Preview,
-    spec: manifests.PreviewSpec,
-    config: PreviewConfig,
-    sha: str,
-    git_ref: str,
-    drop_older: bool = False,
-) -> tuple[str, str]:
-    """Build commit `sha` (reachable from `git_ref`) with kaniko; return its tag and digest."""
-    settings, kube = run.services.settings, run.services.kube
-    if not settings.preview_registry:
-        raise StepFailed("build", "PREVIEW_REGISTRY is not set and the repository names no image to deploy")
-    names = spec.names
-    selector = f"{manifests.LABEL_PREVIEW_ID}={preview.id},{manifests.LABEL_COMPONENT}=build"
-    failed_before = False
-    for job in kube.list_jobs(settings.build_namespace, selector):
-        if job.name == names.build_job(sha):
-            failed_before = job.state == "failed"  # asked again for this commit: build it again
-        elif drop_older:
-            # An older commit's build: superseded, never reported as this PR's result.
-            kube.delete_job(settings.build_namespace, job.name)
-
-    repository = image_repository(settings.preview_registry, preview.repository.full_name)
-    own_secret = naming.registry_secret(preview.repository.full_name)
-    registry_secret = (
-        own_secret
-        if kube.read_secret_data(settings.build_namespace, own_secret) is not None
-        else manifests.REGISTRY_CREDENTIALS_SECRET
-    )
-    build = manifests.BuildSpec(
-        job_name=names.build_job(sha),
-        namespace=settings.build_namespace,
-        clone_url=_clone_url(settings, preview),
-        git_ref=git_ref,
-        destination=f"{repository}:{names.image_tag(sha)}",
-        cache_repository=f"{repository}/cache",
-        dockerfile=config.build.dockerfile,
-        context=config.build.context,
-        target=config.build.target,
-        build_args=config.build.args,
-        pod_labels=config.build_pod_labels,
-        registry_secret=registry_secret,
-    )
-    Event.record(preview, "registry", f"pushing {sha[:12]} to {repository} with the Secret {registry_secret}")
-    for build_object in (manifests.build_namespace, manifests.build_quota, manifests.build_network_policy):
-        kube.apply(build_object(settings))
-    kube.replace_job(manifests.build_job(spec, build, settings, sha), recreate=failed_before)
-    outcome = kube.wait_for_job(
-        settings.build_namespace, build.job_name, settings.build_timeout.total_seconds(), should_stop=run.stopped
-    )
-    run.check()
-    if outcome.state in ("missing", "stopped"):
-        raise Superseded(f"build job {build.job_name} was deleted")
-    if outcome.state != "complete":
-        tail = kube.pod_log_tail(settings.build_namespace, f"job-name={build.job_name}") or outcome.message
-        why = "the build timed out" if outcome.state == "timeout" else f"the build failed ({outcome.reason or 'error'})"
-        raise StepFailed("build", why, tail)
-    if not _DIGEST.fullmatch(outcome.message):
-        raise StepFailed("build", "the build finished without reporting an image digest")
-    return build.destination, outcome.message
-
-
-def _base_image(
-    run: _Run, preview: Preview, spec: manifests.PreviewSpec, engine: str
-) -> Callable[[], preview_database.BaseImage | None]:
-    """For a template database: the commit the PR branched from, its image (built with the base's
-    own preview file) and the base file's migrate and seed commands. Never the PR's: a template
-    is shared by every PR of that base, so no PR may choose what goes into it."""
-
-    def find() -> preview_database.BaseImage | None:
-        gitea, settings = run.services.gitea, run.services.settings
-        if gitea is None or preview.pr_number is None:
-            return None
-        repository = preview.repository.full_name
-        pull = gitea.pull_request(repository, preview.pr_number) or {}
-        base_sha, base_ref = pull.get("merge_base"), (pull.get("base") or {}).get("ref")
-        if not base_sha or not base_ref:
-            return None
-        try:
-            base_file = preview_config.read_file(gitea, settings, repository, str(base_sha))
-        except PreviewFileError:
-            return None  # the base's own file is broken: no template from it
-        wanted = base_file.database if base_file is not None else None
-        if wanted is None or wanted.engine != engine or not (wanted.migrate or wanted.seed):
-            return None
-        base = preview_config.resolve(preview.repository.settings, base_file)
-        if base.image:
-            image = base.image
-        else:
-            destination, digest = _build_commit(run, preview, spec, base, str(base_sha), f"refs/heads/{base_ref}")
-            image = f"{destination.rsplit(':', 1)[0]}@{digest}"
-        return preview_database.BaseImage(str(base_sha), image, wanted.migrate, wanted.seed)
-
-    return find
-
-
-def _clone_url(settings: Settings, preview: Preview) -> str:
-    """Where the build fetches from: our Gitea, never a URL a webhook payload named."""
-    if settings.gitea_url:
-        return f"{settings.gitea_url.rstrip('/')}/{preview.repository.full_name}.git"
-    return str(preview.repository.clone_url)
 
 
 def _password(services: Services, names: PreviewNames) -> str:
@@ -306,7 +104,7 @@ def _configuration(services: Services, preview: Preview) -> PreviewConfig:
     return preview_config.resolve(preview.repository.settings, found)
 
 
-def _run_job(run: _Run, namespace: str, job: dict[str, Any], phase: str) -> None:
+def _run_job(run: Run, namespace: str, job: dict[str, Any], phase: str) -> None:
     """Run a migrate or seed Job to completion; StepFailed with its output's tail otherwise."""
     kube, settings = run.services.kube, run.services.settings
     name = job["metadata"]["name"]
@@ -332,17 +130,17 @@ def _ours_or_free(kube: Kube, namespace: str, preview_id: int) -> bool:
 
 def deploy(services: Services, preview_id: int, sha: str) -> str:
     """Make the preview ready at `sha`. Returns ready, failed, waiting, deferred or superseded."""
-    if not _wants(Preview.get_or_none(Preview.id == preview_id), sha):
+    if not wants(Preview.get_or_none(Preview.id == preview_id), sha):
         return "superseded"
     try:
         with lease.hold(preview_id, services.settings.lease_ttl) as held:
-            return _deploy(_Run(services, held, preview_id, sha))
+            return _deploy(Run(services, held, preview_id, sha))
     except lease.LeaseHeld:
         jobs.defer(services.queue, DEPLOY_JOB, preview_id, sha)
         return "deferred"
 
 
-def _deploy(run: _Run) -> str:
+def _deploy(run: Run) -> str:
     settings, kube, services = run.services.settings, run.services.kube, run.services
     try:
         preview = run.check()
@@ -373,12 +171,12 @@ def _deploy(run: _Run) -> str:
         deployment.status, deployment.failure_reason = "running", None
         deployment.save()
         _report(services, preview)
-        with _phase(preview, deployment, "build", f"building {run.sha[:12]}"):
-            image = _build(run, preview, deployment, spec, config)
+        with phase(preview, deployment, "build", f"building {run.sha[:12]}"):
+            image = building.build(run, preview, deployment, spec, config)
 
         preview = run.move(PreviewState.DEPLOYING)
         _report(services, preview)
-        with _phase(preview, deployment, "deploy", f"applying objects in {names.namespace}"):
+        with phase(preview, deployment, "deploy", f"applying objects in {names.namespace}"):
             kube.wait_while_terminating(names.namespace, timeout=180)
             if not _ours_or_free(kube, names.namespace, run.preview_id):
                 raise StepFailed("deploy", f"namespace {names.namespace} exists and is not this preview's: not touched")
@@ -393,9 +191,9 @@ def _deploy(run: _Run) -> str:
                 kube.apply(obj)
         env_secret = None
         if config.database is not None:
-            with _phase(preview, deployment, "database", f"preparing the {config.database.engine} database"):
+            with phase(preview, deployment, "database", f"preparing the {config.database.engine} database"):
                 env_secret = _prepare_database(run, preview, spec, config, image)
-        with _phase(preview, deployment, "configure", "applying the app"):
+        with phase(preview, deployment, "configure", "applying the app"):
             password = _password(services, names) if settings.access == "basic" else None
             objects = [
                 *([routing.auth_secret(spec, settings, credentials.USERNAME, password)] if password else []),
@@ -406,7 +204,7 @@ def _deploy(run: _Run) -> str:
             for obj in objects:
                 kube.apply(obj)
 
-        with _phase(preview, deployment, "rollout", "waiting for the app to become available"):
+        with phase(preview, deployment, "rollout", "waiting for the app to become available"):
             outcome = kube.wait_for_rollout(
                 names.namespace, names.app, settings.rollout_timeout.total_seconds(), should_stop=run.stopped
             )
@@ -418,7 +216,7 @@ def _deploy(run: _Run) -> str:
             preview = run.move(PreviewState.READY, deployed_sha=run.sha, expires_at=spec.expires_at)
             deployment.status = "ready"
             deployment.save()
-        with _phase(preview, deployment, "report", "reporting to Gitea"):
+        with phase(preview, deployment, "report", "reporting to Gitea"):
             _report(services, preview, password)
         Event.record(preview, "ready", f"ready at {preview.url}", progress=PROGRESS["ready"])
         return "ready"
@@ -440,7 +238,7 @@ def _database_egress(settings: Settings, config: PreviewConfig) -> tuple[str, ..
 
 
 def _prepare_database(
-    run: _Run, preview: Preview, spec: manifests.PreviewSpec, config: PreviewConfig, image: str
+    run: Run, preview: Preview, spec: manifests.PreviewSpec, config: PreviewConfig, image: str
 ) -> str:
     """Server, Secret, migrate and first seed; returns the Secret the app's env comes from."""
     assert config.database is not None
@@ -459,7 +257,7 @@ def _prepare_database(
             _app_spec(config, image),
             config.database,
             run_job=lambda job, phase: _run_job(run, namespace, job, phase),
-            base_image=_base_image(run, preview, spec, config.database.engine),
+            base_image=building.base_image(run, preview, spec, config.database.engine),
             record=record,
             should_stop=run.stopped,
         )
@@ -468,14 +266,14 @@ def _prepare_database(
     return prepared.secret
 
 
-def _switch_off(run: _Run, why: str) -> str:
+def _switch_off(run: Run, why: str) -> str:
     """The preview file turns this preview off: remove whatever an earlier commit made."""
     Event.record(run.check(), "config", why)
     run.move(PreviewState.DELETING, waiting_since=None)
     return _teardown(run.services, run.lease, run.preview_id, why)
 
 
-def _await_approval(run: _Run, preview: Preview, why: str) -> str:
+def _await_approval(run: Run, preview: Preview, why: str) -> str:
     """Build nothing; tell Gitea why and how to approve. Unless an approval came in meanwhile."""
     hint = trust.approval_hint(run.services, why)
     not_approved = Preview.approved_sha.is_null() | (Preview.approved_sha != run.sha)
@@ -493,7 +291,7 @@ def _await_approval(run: _Run, preview: Preview, why: str) -> str:
     return "pending approval"
 
 
-def _fail(run: _Run, failure: StepFailed) -> str:
+def _fail(run: Run, failure: StepFailed) -> str:
     settings = run.services.settings
     with database.atomic():
         try:

@@ -1,0 +1,98 @@
+"""One worker's deploy of one preview at one commit: the run, its checks and its phases.
+
+Every change of the preview's row is conditional on what the run believed (its
+commit, its state, its lease), so a webhook that recorded a newer commit meanwhile
+is never undone: the run notices at its next check and stops as superseded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from app.db import utcnow
+from app.models import Deployment, Event, Preview, PreviewState
+from app.runtime import Services
+from app.usecases import lease
+
+# The seed's progress steps.
+PROGRESS = {
+    "queued": 0,
+    "build": 20,
+    "deploy": 40,
+    "database": 50,
+    "configure": 60,
+    "rollout": 70,
+    "report": 90,
+    "ready": 100,
+}
+
+
+class Superseded(Exception):
+    """A newer commit (or a teardown) took over this preview, or the lease was lost; stop quietly."""
+
+
+class StepFailed(Exception):
+    """The preview cannot be made ready at this commit; the message says why."""
+
+    def __init__(self, phase: str, message: str, log_tail: str | None = None) -> None:
+        super().__init__(message)
+        self.phase = phase
+        self.log_tail = log_tail
+
+
+def wants(preview: Preview | None, sha: str) -> bool:
+    """The preview still asks for a deploy of `sha` that has not concluded."""
+    return preview is not None and preview.head_sha == sha and preview.state in PreviewState.DEPLOYING_STATES
+
+
+@dataclass
+class Run:
+    """One worker's deploy of one preview at one commit, under the preview's lease."""
+
+    services: Services
+    lease: lease.Lease
+    preview_id: int
+    sha: str
+
+    def stopped(self) -> bool:
+        """Asked between waits: is this run's work still wanted, by the lease's holder?"""
+        return self.lease.lost or not wants(Preview.get_or_none(Preview.id == self.preview_id), self.sha)
+
+    def check(self) -> Preview:
+        """The preview as it is now; Superseded when this run should stop."""
+        preview = Preview.get_or_none(Preview.id == self.preview_id)
+        if self.lease.lost or preview is None or not wants(preview, self.sha):
+            raise Superseded(f"preview {self.preview_id} no longer wants {self.sha[:12]} from this worker")
+        return preview
+
+    def move(self, state: str, also: Any = None, **fields: Any) -> Preview:
+        """Change the preview's state, only if it is still this run's to change (and `also` holds)."""
+        changed = Preview.change(
+            self.preview_id,
+            sha=self.sha,
+            states=PreviewState.DEPLOYING_STATES,
+            owner=self.lease.owner,
+            also=also,
+            state=state,
+            **fields,
+        )
+        if not changed:
+            raise Superseded(f"preview {self.preview_id} moved on before it could become {state}")
+        return Preview.get_by_id(self.preview_id)
+
+
+@contextmanager
+def phase(preview: Preview, deployment: Deployment, name: str, message: str) -> Iterator[None]:
+    """Record the phase's start as an Event, and its duration on the Event and the Deployment row."""
+    started = time.monotonic()
+    event = Event.record(preview, name, message, progress=PROGRESS.get(name))
+    yield
+    elapsed_ms = int((time.monotonic() - started) * 1000)
+    Event.update(duration_ms=elapsed_ms).where(Event.id == event.id).execute()
+    deployment.timings = {**(deployment.timings or {}), name: round(elapsed_ms / 1000, 3)}
+    deployment.updated_at = utcnow()
+    deployment.save()
