@@ -249,7 +249,7 @@ def _prepare_database(
             raise Superseded(f"preview {run.preview_id} moved on while its database was prepared")
 
     try:
-        prepared = preview_database.prepare(
+        return preview_database.prepare(
             run.services.kube,
             run.services.settings,
             preview,
@@ -263,7 +263,6 @@ def _prepare_database(
         )
     except SqlAdminError as error:
         raise StepFailed("database", str(error)) from None
-    return prepared.secret
 
 
 def _switch_off(run: Run, why: str) -> str:

@@ -52,12 +52,6 @@ class BaseImage:
     seed: tuple[str, ...] | None
 
 
-@dataclass(frozen=True)
-class Prepared:
-    secret: str  # the Secret the app's env comes from
-    egress: tuple[str, ...]  # where the app must be let out to (a shared server)
-
-
 def new_password() -> str:
     return secrets.token_hex(24)  # URL-safe as it is: DATABASE_URL needs no escaping
 
@@ -78,8 +72,9 @@ def prepare(
     base_image: Callable[[], BaseImage | None],
     record: Callable[..., None],
     should_stop: Callable[[], bool],
-) -> Prepared:
-    """Make the database ready for `app`: server, Secret, migrate, and the first seed.
+) -> str:
+    """Make the database ready for `app`: server, Secret, migrate, and the first seed; returns
+    the Secret the app's environment comes from.
 
     `record(**fields)` writes the preview row (under the lease); SqlAdminError and
     the pipeline's StepFailed propagate."""
@@ -106,11 +101,10 @@ def prepare(
         if cloned_from is None:
             admin.ensure(name, password)
         seeded = seeded or cloned_from is not None
-        connection, egress = admin.connection(name, password), settings.database_egress_cidrs
+        connection = admin.connection(name, password)
         kube.apply(databases.secret(spec, connection, mode))
     else:
         connection = Connection(engine, databases.SERVER, databases.PORTS[engine], "app", "app", password)
-        egress = ()
         record(database_engine=engine, database_mode=mode, database_name=connection.name)
         kube.apply(databases.secret(spec, connection, mode))  # before the server, which reads its password
         image = databases.server_image(settings, engine, wanted.version)
@@ -127,7 +121,7 @@ def prepare(
         record(database_seeded_at=utcnow())
     if admin is not None:
         record(database_size_bytes=_size(admin, connection.name))
-    return Prepared(databases.SECRET, egress)
+    return databases.SECRET
 
 
 def _clone_template(
