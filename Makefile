@@ -25,8 +25,10 @@ deps:
 	fi
 
 venv: $(VENV)/.installed
+# --clear: a changed setup.cfg rebuilds the venv from scratch, so a venv made by another
+# python3 (pyenv, then Debian's from a plain login shell) is never left half of each.
 $(VENV)/.installed: setup.cfg pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@

@@ -8,7 +8,7 @@
   and a task branch already pushed, so a preview appears at once;
 - no GITEA_WEBHOOK_SECRET or API_TOKENS: random ones, printed.
 
-Then the migrations, and the Procfile's web, worker and scheduler under honcho,
+Then the migrations, and the Procfile's web, worker, scheduler and mcp under honcho,
 until Ctrl-C; everything started here is stopped on the way out.
 """
 
@@ -61,6 +61,10 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     env = dict(os.environ)
     bind = env.setdefault("BIND", "127.0.0.1:8000")
+    if "MCP_BIND" not in env:
+        # honcho stops every process when one exits: never let a busy 8001 stop the service.
+        env["MCP_BIND"] = f"127.0.0.1:{servers.free_port()}"
+    _say(f"MCP server (streamable HTTP): http://{env['MCP_BIND']}/mcp")
     env.setdefault("PUBLIC_URL", f"http://{bind}")
     with contextlib.ExitStack() as stack:
         if not env.get("REDIS_URL"):
