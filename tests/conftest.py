@@ -168,3 +168,20 @@ def gitea():
 
     with gitea_server() as server:
         yield server
+
+
+@pytest.fixture
+def browser():
+    """Debian's Chromium, headless, through playwright (the sign-in and dashboard tests)."""
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian's chromium is not installed: `make deps` installs it")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        yield launched
+        launched.close()

@@ -21,10 +21,10 @@ from app.db import database, utcnow
 from app.models import Event, Preview, PreviewState
 from app.usecases import pipeline
 from app.usecases.dashboard import SESSION_COOKIE
+from tests.browser import sign_in_through_gitea
 from tests.gitea_server import ADMIN
 from tests.helpers import deliver, run
 from tests.servers import free_port
-from tests.test_preview_signin import CHROMIUM
 
 pytestmark = [pytest.mark.kube, pytest.mark.gitea, pytest.mark.slow]
 
@@ -99,18 +99,6 @@ def world(client, services, gitea):
         server.server_close()
 
 
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Debian's chromium is not installed: `make deps` installs it")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        yield launched
-        launched.close()
-
-
 def screenshot(page, tmp_path: Path, name: str) -> None:
     path = tmp_path / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
@@ -123,14 +111,7 @@ def sign_in(browser, world, who: str, width: int = 1280):
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=world["service"])
     page = context.new_page()
     page.goto(world["service"] + "/")
-    login, password = world[who]
-    page.wait_for_selector("#user_name")
-    page.fill("#user_name", login)
-    page.fill("#password", password)
-    page.press("#password", "Enter")
-    page.wait_for_load_state()
-    if page.locator("#authorize-app").count():
-        page.click("#authorize-app")
+    sign_in_through_gitea(page, *world[who])
     page.wait_for_selector("h1:has-text('Previews')")
     return context, page
 

@@ -27,12 +27,12 @@ from app.db import database
 from app.migrations import apply_migrations
 from app.models import Preview, PreviewState, Repository
 from app.usecases.preview_access import COOKIE
+from tests.browser import sign_in_through_gitea
 from tests.gitea_server import ADMIN
 from tests.servers import die_with_parent, free_port, stop_process, wait_for_port
 
 pytestmark = [pytest.mark.gitea, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
 NGINX_CONF = """
 worker_processes 1;
 daemon off;
@@ -173,30 +173,6 @@ def start_nginx(folder: Path, port: int, app_port: int, service: str) -> subproc
     )
     wait_for_port(port, process)
     return process
-
-
-@pytest.fixture
-def browser(tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Debian's chromium is not installed: `make deps` installs it")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        yield launched
-        launched.close()
-
-
-def sign_in_through_gitea(page, login: str, password: str) -> None:
-    """On Gitea's pages: the sign-in form, then (first time) the grant of our application."""
-    page.wait_for_selector("#user_name")
-    page.fill("#user_name", login)
-    page.fill("#password", password)
-    page.press("#password", "Enter")
-    page.wait_for_load_state()
-    if page.locator("#authorize-app").count():
-        page.click("#authorize-app")
-    page.wait_for_load_state()
 
 
 def at_preview(url: str, cookie: str | None = None) -> requests.Response:
