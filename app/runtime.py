@@ -42,20 +42,21 @@ def configure_logging() -> None:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), format=LOG_FORMAT)
 
 
-def start(settings: Settings) -> tuple[peewee.Database, JobQueue]:
-    """What every process needs: the bound database and the job queue."""
+def start(settings: Settings, pooled: bool = False) -> tuple[peewee.Database, JobQueue]:
+    """What every process needs: the bound database and the job queue (`pooled`: see open_database)."""
     if settings.access == "public":
         log.warning("PREVIEW_ACCESS=public: every preview is open to anyone who has its URL (demos only)")
-    db = open_database(settings.database_url)
+    db = open_database(settings.database_url, pooled)
     return db, JobQueue(settings.redis_url, settings.queue_name)
 
 
 def bind(app: Flask, settings: Settings) -> None:
     """Attach settings, database and queue to the app, with one connection per request.
 
-    peewee connects on a request's first query; the connection is closed when the request ends.
+    peewee connects (takes one from the pool) on a request's first query; the
+    connection goes back when the request ends.
     """
-    _, queue = start(settings)
+    _, queue = start(settings, pooled=True)
     app.extensions["preview.settings"] = settings
     app.extensions["preview.queue"] = queue
     app.extensions["preview.gitea"] = gitea_client(settings)
