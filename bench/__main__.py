@@ -8,6 +8,7 @@ import sys
 BENCHMARKS = {
     "intake_overhead": "webhook intake (production) against a bare 202 endpoint, same gunicorn",
     "webhook_intake": "webhook intake with Redis up and down",
+    "preview_lifecycle": "PR opened to ready against kubectl apply + rollout status; PR closed to teardown",
     "template_clone": "a preview database cloned from a template against migrate and seed",
     "controlplane_footprint": "start time and memory of the test control plane",
 }

@@ -1,0 +1,176 @@
+"""Webhook to ready against the cluster's own time, and PR close to teardown.
+
+On the real test bed (Gitea, the Procfile's processes with one worker, the control
+plane with KWOK), `--runs` rounds, interleaved:
+
+- service: open a PR (its preview file names an image: no build) and time until
+  Gitea shows the `preview` status success; the time is split into phases from the
+  service's own records (Gitea's delivery, queue wait and config, apply, configure,
+  rollout, report);
+- baseline: `kubectl apply` of the identical objects (copied from that round's
+  preview, in a new namespace) plus `kubectl rollout status`;
+- teardown: close the PR and time until the namespace's deletion is requested.
+
+Prints p50/p95 of each, the ratio of the p50s (target 1.25 at most) and teardown p50
+(target < 2 s).
+
+    .venv/bin/python -m bench.preview_lifecycle [--runs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kubernetes import client as k8s
+
+from app.db import open_database
+from app.models import Deployment, Preview, WebhookDelivery
+from bench.stack import IMAGE, Stack, preview_stack, report, summary, wait_for
+from tests.kube.controlplane import binary
+
+# Namespaced kinds the pipeline applies for a preview with basic auth and no database.
+KINDS = "resourcequota,limitrange,networkpolicy,rolebinding,secret,deployment,service,ingress"
+SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "selfLink")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def objects_of(stack: Stack, namespace: str) -> list[dict]:
+    """The preview's objects as applied (our labels, no server fields), namespace first."""
+    kubectl = [binary("kubectl"), "--kubeconfig", str(stack.plane.kubeconfig)]
+    found = [
+        json.loads(
+            subprocess.run(
+                [*kubectl, "get", "namespace", namespace, "-o", "json"], check=True, capture_output=True, text=True
+            ).stdout
+        )
+    ]
+    listed = subprocess.run(
+        [*kubectl, "get", KINDS, "-n", namespace, "-o", "json"], check=True, capture_output=True, text=True
+    )
+    found += [
+        item
+        for item in json.loads(listed.stdout)["items"]
+        if "app.kubernetes.io/managed-by" in item["metadata"].get("labels", {})
+    ]
+    for item in found:
+        item.pop("status", None)
+        for field in SERVER_FIELDS:
+            item["metadata"].pop(field, None)
+        item["metadata"].get("annotations", {}).pop("kubectl.kubernetes.io/last-applied-configuration", None)
+        if item["kind"] == "Service":  # allocated by the API server, and taken by the original
+            for field in ("clusterIP", "clusterIPs"):
+                item["spec"].pop(field, None)
+    return found
+
+
+def kubectl_baseline(stack: Stack, template: list[dict], namespace: str, app: str, folder: Path, number: int) -> float:
+    """Seconds for kubectl to apply the same objects in a fresh namespace and see the rollout through."""
+    renamed = f"bench-baseline-{number}"
+    text = json.dumps({"apiVersion": "v1", "kind": "List", "items": template}).replace(f'"{namespace}"', f'"{renamed}"')
+    path = folder / f"baseline-{number}.json"
+    path.write_text(text)
+    kubectl = [binary("kubectl"), "--kubeconfig", str(stack.plane.kubeconfig)]
+    started = time.perf_counter()
+    for command in (["apply", "-f", str(path)], ["rollout", "status", f"deployment/{app}", "-n", renamed]):
+        done = subprocess.run([*kubectl, *command, "--timeout=180s"], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"kubectl {command[0]} failed: {done.stderr.strip()}")
+    elapsed = time.perf_counter() - started
+    k8s.CoreV1Api(stack.api).delete_namespace(renamed)
+    return elapsed
+
+
+def deletion_requested(stack: Stack, name: str) -> bool:
+    namespace = stack.namespace(name)
+    return namespace is None or namespace.metadata.deletion_timestamp is not None
+
+
+def success(stack_repo, sha: str) -> bool:
+    status = stack_repo.latest_status(sha)
+    return bool(status and status["status"] == "success")
+
+
+def phases(preview_id: int, sha: str, opened: datetime, seen: datetime) -> dict[str, float]:
+    """Where the service's time went, from its own records (seconds)."""
+    delivery = (
+        WebhookDelivery.select()
+        .where((WebhookDelivery.preview == preview_id) & (WebhookDelivery.head_sha == sha))
+        .order_by(WebhookDelivery.id)
+        .first()
+    )
+    deployment = Deployment.get((Deployment.preview == preview_id) & (Deployment.head_sha == sha))
+    timings = deployment.timings or {}
+    found = {
+        "gitea_to_intake": (delivery.received_at - opened).total_seconds(),
+        "queue_and_config": (deployment.created_at - delivery.received_at).total_seconds(),
+        "apply": timings.get("build", 0) + timings.get("deploy", 0) + timings.get("configure", 0),
+        "rollout": timings.get("rollout", 0),
+        "report": timings.get("report", 0),
+    }
+    found["other"] = (seen - opened).total_seconds() - sum(found.values())
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    service_times, baseline_times, teardown_times = [], [], []
+    phase_rows: list[dict[str, float]] = []
+    with preview_stack(workers=1) as stack:
+        open_database(stack.env["DATABASE_URL"])
+        repo = stack.repository("lifecycle", f"image: {IMAGE}\nport: 8080\n")
+        for number in range(args.runs + 1):  # round 0 warms up
+            sha = repo.commit(f"change-{number}", {"change.txt": f"{number}\n"}, f"Change {number}")
+            repo.git("checkout", "main")
+            opened_at, started = now_utc(), time.perf_counter()
+            pr = repo.open_pr(f"change-{number}", f"Change {number}")
+            wait_for(lambda sha=sha: success(repo, sha), timeout=180, what=f"success on PR {pr}")
+            ready, seen_at = time.perf_counter() - started, now_utc()
+            preview = Preview.get((Preview.pr_number == pr) & (Preview.head_sha == sha))
+            namespace = preview.namespace
+            app = k8s.AppsV1Api(stack.api).list_namespaced_deployment(namespace).items[0].metadata.name
+            baseline = kubectl_baseline(stack, objects_of(stack, namespace), namespace, app, stack.folder, number)
+            closed = time.perf_counter()
+            repo.close_pr(pr)
+            wait_for(
+                lambda namespace=namespace: deletion_requested(stack, namespace),
+                timeout=60,
+                what=f"{namespace} deletion",
+            )
+            teardown = time.perf_counter() - closed
+            if number == 0:
+                continue
+            service_times.append(ready)
+            baseline_times.append(baseline)
+            teardown_times.append(teardown)
+            phase_rows.append(phases(preview.id, sha, opened_at, seen_at))
+            print(
+                f"run {number}: service {ready:.2f} s  kubectl {baseline:.2f} s  teardown {teardown:.2f} s", flush=True
+            )
+    service, baseline = summary(service_times), summary(baseline_times)
+    report(
+        "preview_lifecycle",
+        {
+            "runs": args.runs,
+            "webhook_to_ready_s": service,
+            "kubectl_apply_rollout_s": baseline,
+            "ready_p50_ratio": round(service["p50"] / baseline["p50"], 2),
+            "phases_p50_s": {
+                key: round(sorted(row[key] for row in phase_rows)[len(phase_rows) // 2], 3) for key in phase_rows[0]
+            },
+            "close_to_deletion_s": summary(teardown_times),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The test bed for the end-to-end benchmarks, started by the tests' own helpers.
+
+Redis, PostgreSQL, the control plane (KWOK as kubelet), Gitea, and the Procfile's
+web, workers and scheduler as separate processes; plus what the benchmarks share:
+figures (percentiles), a repository whose preview file names a ready-made image
+(so no build runs unless asked), and a client for the control plane.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k8s
+
+from tests import servers
+from tests.gitea_repo import APP_FILES, Repo, create_repository
+from tests.gitea_server import GiteaServer, gitea_server
+from tests.kube.controlplane import ControlPlane, control_plane
+from tests.service_processes import service_processes
+
+SECRET = "bench-webhook-secret-" + uuid.uuid4().hex[:8]
+API_TOKEN = "bench-admin-" + uuid.uuid4().hex
+IMAGE = "registry.bench.test/app:1"
+
+
+@dataclass
+class Stack:
+    url: str
+    env: dict[str, str]
+    folder: Path
+    gitea: GiteaServer
+    plane: ControlPlane
+    processes: dict[str, Any]
+    api: k8s.ApiClient
+
+    def repository(self, name: str, preview_file: str) -> Repo:
+        """A repository with our webhook whose `.gitea/preview.yml` is `preview_file`."""
+        repo = create_repository(
+            self.gitea,
+            f"{name}-{uuid.uuid4().hex[:4]}",
+            self.folder / f"work-{name}-{uuid.uuid4().hex[:4]}",
+            webhook_url=f"{self.url}/webhooks/gitea",
+            secret=SECRET,
+        )
+        repo.commit("main", {**APP_FILES, ".gitea/preview.yml": preview_file}, "Preview file")
+        return repo
+
+    def namespace(self, name: str) -> k8s.V1Namespace | None:
+        try:
+            return k8s.CoreV1Api(self.api).read_namespace(name)
+        except k8s.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def preview(self, preview_id: int) -> dict:
+        answer = self.session().get(f"{self.url}/api/previews/{preview_id}", timeout=10)
+        answer.raise_for_status()
+        return answer.json()
+
+    def session(self) -> Any:
+        import requests
+
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {API_TOKEN}"
+        return session
+
+
+@contextlib.contextmanager
+def preview_stack(workers: int = 1, **env: str) -> Iterator[Stack]:
+    """Everything up, the service's processes started with `workers` workers and `env` on top."""
+    with contextlib.ExitStack() as stack:
+        redis = stack.enter_context(servers.redis_server())
+        postgres = stack.enter_context(servers.postgres_server())
+        plane = stack.enter_context(control_plane())
+        gitea = stack.enter_context(gitea_server())
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="preview-bench-")))
+        port = servers.free_port()
+        full_env = {
+            "DATABASE_URL": postgres.create_database(f"bench_{uuid.uuid4().hex[:8]}"),
+            "REDIS_URL": redis.url,
+            "GITEA_URL": gitea.url,
+            "GITEA_TOKEN": gitea.bot_token,
+            "GITEA_WEBHOOK_SECRET": SECRET,
+            "API_TOKENS": API_TOKEN,
+            "KUBECONFIG": str(plane.kubeconfig),
+            "PREVIEW_REGISTRY": "registry.bench.test:5000",
+            "PREVIEW_DOMAIN": "preview.bench.test",
+            "PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "WEB_CONCURRENCY": "2",
+            "LOG_LEVEL": "INFO",
+            **env,
+        }
+        processes = stack.enter_context(service_processes(full_env, folder, port, workers=workers))
+        api = k8s.ApiClient(plane.client_configuration())
+        stack.callback(api.close)
+        yield Stack(f"http://127.0.0.1:{port}", full_env, folder, gitea, plane, processes, api)
+
+
+def wait_for(probe: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(interval)
+    raise TimeoutError(f"gave up after {timeout} s waiting for {what}")
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
+
+
+def summary(values: list[float], unit_scale: float = 1.0, digits: int = 2) -> dict[str, float]:
+    """p50, p95 and max of `values` (times `unit_scale`)."""
+    return {
+        "p50": round(statistics.median(values) * unit_scale, digits),
+        "p95": round(percentile(values, 0.95) * unit_scale, digits),
+        "max": round(max(values) * unit_scale, digits),
+    }
+
+
+def report(name: str, figures: dict) -> None:
+    """One JSON line per benchmark: what the README's table is made from."""
+    print(json.dumps({"benchmark": name, **figures}), flush=True)
