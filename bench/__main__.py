@@ -9,6 +9,8 @@ BENCHMARKS = {
     "intake_overhead": "webhook intake (production) against a bare 202 endpoint, same gunicorn",
     "webhook_intake": "webhook intake with Redis up and down",
     "preview_lifecycle": "PR opened to ready against kubectl apply + rollout status; PR closed to teardown",
+    "ttl_lateness": "time from a preview's expiry to its teardown being requested (1-minute TTLs)",
+    "scale": "1,000 previews: scheduler pass, list/stats API, /metrics, RSS of each process",
     "template_clone": "a preview database cloned from a template against migrate and seed",
     "controlplane_footprint": "start time and memory of the test control plane",
 }

@@ -23,52 +23,15 @@ import argparse
 import json
 import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from kubernetes import client as k8s
 
 from app.db import open_database
 from app.models import Deployment, Preview, WebhookDelivery
-from bench.stack import IMAGE, Stack, preview_stack, report, summary, wait_for
+from bench.stack import IMAGE, Stack, now_utc, objects_of, preview_stack, report, summary, wait_for
 from tests.kube.controlplane import binary
-
-# Namespaced kinds the pipeline applies for a preview with basic auth and no database.
-KINDS = "resourcequota,limitrange,networkpolicy,rolebinding,secret,deployment,service,ingress"
-SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "selfLink")
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def objects_of(stack: Stack, namespace: str) -> list[dict]:
-    """The preview's objects as applied (our labels, no server fields), namespace first."""
-    kubectl = [binary("kubectl"), "--kubeconfig", str(stack.plane.kubeconfig)]
-    found = [
-        json.loads(
-            subprocess.run(
-                [*kubectl, "get", "namespace", namespace, "-o", "json"], check=True, capture_output=True, text=True
-            ).stdout
-        )
-    ]
-    listed = subprocess.run(
-        [*kubectl, "get", KINDS, "-n", namespace, "-o", "json"], check=True, capture_output=True, text=True
-    )
-    found += [
-        item
-        for item in json.loads(listed.stdout)["items"]
-        if "app.kubernetes.io/managed-by" in item["metadata"].get("labels", {})
-    ]
-    for item in found:
-        item.pop("status", None)
-        for field in SERVER_FIELDS:
-            item["metadata"].pop(field, None)
-        item["metadata"].get("annotations", {}).pop("kubectl.kubernetes.io/last-applied-configuration", None)
-        if item["kind"] == "Service":  # allocated by the API server, and taken by the original
-            for field in ("clusterIP", "clusterIPs"):
-                item["spec"].pop(field, None)
-    return found
 
 
 def kubectl_baseline(stack: Stack, template: list[dict], namespace: str, app: str, folder: Path, number: int) -> float:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from kubernetes import client as k8s
 from tests import servers
 from tests.gitea_repo import APP_FILES, Repo, create_repository
 from tests.gitea_server import GiteaServer, gitea_server
-from tests.kube.controlplane import ControlPlane, control_plane
+from tests.kube.controlplane import ControlPlane, binary, control_plane
 from tests.service_processes import service_processes
 
 SECRET = "bench-webhook-secret-" + uuid.uuid4().hex[:8]
@@ -104,6 +106,44 @@ def preview_stack(workers: int = 1, **env: str) -> Iterator[Stack]:
         api = k8s.ApiClient(plane.client_configuration())
         stack.callback(api.close)
         yield Stack(f"http://127.0.0.1:{port}", full_env, folder, gitea, plane, processes, api)
+
+
+# Namespaced kinds the pipeline applies for a preview with basic auth and no database.
+KINDS = "resourcequota,limitrange,networkpolicy,rolebinding,secret,deployment,service,ingress"
+SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "selfLink")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def objects_of(stack: Stack, namespace: str) -> list[dict]:
+    """The preview's objects as applied (our labels, no server fields), namespace first."""
+    kubectl = [binary("kubectl"), "--kubeconfig", str(stack.plane.kubeconfig)]
+    found = [
+        json.loads(
+            subprocess.run(
+                [*kubectl, "get", "namespace", namespace, "-o", "json"], check=True, capture_output=True, text=True
+            ).stdout
+        )
+    ]
+    listed = subprocess.run(
+        [*kubectl, "get", KINDS, "-n", namespace, "-o", "json"], check=True, capture_output=True, text=True
+    )
+    found += [
+        item
+        for item in json.loads(listed.stdout)["items"]
+        if "app.kubernetes.io/managed-by" in item["metadata"].get("labels", {})
+    ]
+    for item in found:
+        item.pop("status", None)
+        for field in SERVER_FIELDS:
+            item["metadata"].pop(field, None)
+        item["metadata"].get("annotations", {}).pop("kubectl.kubernetes.io/last-applied-configuration", None)
+        if item["kind"] == "Service":  # allocated by the API server, and taken by the original
+            for field in ("clusterIP", "clusterIPs"):
+                item["spec"].pop(field, None)
+    return found
 
 
 def wait_for(probe: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "") -> Any:
