@@ -68,7 +68,7 @@ def seed_rows(count: int) -> list[Preview]:
     with database.atomic():
         for start in range(0, count, 200):
             Preview.insert_many(rows[start : start + 200]).execute()
-    previews = list(Preview.select().where(Preview.slug.startswith("scale-")))
+    previews = list(Preview.select().where(Preview.target_key.startswith("scale/repo-")))
     history_of(previews, now)
     return previews
 
