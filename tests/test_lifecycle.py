@@ -82,14 +82,16 @@ def test_orphans_with_our_label_are_collected_after_a_grace_period_and_others_ne
     orphan = _namespace(kube_api, ours, unique_name("preview-stray"))
     foreign = _namespace(kube_api, {"environment": "preview"})
     not_our_name = _namespace(kube_api, ours)  # our labels on a name we never give: not ours to delete
+    # A live preview's id on a namespace that preview does not own: an orphan all the same.
+    impostor = _namespace(kube_api, {**ours, LABEL_PREVIEW_ID: str(preview().id)}, unique_name("preview-copy"))
     try:
         now = utcnow()
         assert lifecycle.run_pass(services, now=now)["orphans"].deleted == []  # still in its grace period
         dry = lifecycle.run_pass(services, now=now + timedelta(minutes=11), dry_run=True)["orphans"]
-        assert dry.deleted == [orphan]
+        assert set(dry.deleted) == {orphan, impostor}
         assert not namespace_gone(kube_api, orphan)
         report = lifecycle.run_pass(services, now=now + timedelta(minutes=11))["orphans"]
-        assert report.deleted == [orphan]
+        assert set(report.deleted) == {orphan, impostor}
         eventually(lambda: namespace_gone(kube_api, orphan), timeout=90, what="orphan deleted")
         for kept in (foreign, not_our_name, preview().namespace):
             assert k8s.CoreV1Api(kube_api).read_namespace(kept).status.phase == "Active"

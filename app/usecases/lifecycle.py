@@ -118,6 +118,14 @@ class OrphanReport:
     vanished: list[int] = field(default_factory=list)
 
 
+def _owners() -> dict[str, str]:
+    """Preview id (as a label reads) -> the namespace that live preview owns: one query per pass."""
+    live = Preview.select(Preview.id, Preview.namespace).where(
+        (Preview.state != PreviewState.DELETED) & Preview.namespace.is_null(False)
+    )
+    return {str(preview.id): preview.namespace for preview in live}
+
+
 def collect_orphans(kube: Kube, now: datetime, dry_run: bool = False, grace: timedelta = ORPHAN_GRACE) -> OrphanReport:
     """Delete our namespaces that no live preview owns; mark live previews whose namespace vanished."""
     report = OrphanReport()
@@ -126,13 +134,12 @@ def collect_orphans(kube: Kube, now: datetime, dry_run: bool = False, grace: tim
         raise SweepRefused("the database knows no previews but the cluster has preview namespaces: wrong DATABASE_URL?")
     seen = set()
     candidates = []
+    owners = _owners()
     for namespace in namespaces:
         seen.add(namespace.name)
         if namespace.terminating or not namespace.name.startswith(NAMESPACE_PREFIX):
             continue  # only names we give: two labels alone do not make a namespace ours
-        raw_id = namespace.labels.get(LABEL_PREVIEW_ID, "")
-        owner = Preview.get_or_none(Preview.id == int(raw_id)) if raw_id.isdigit() else None
-        if owner is not None and owner.state != PreviewState.DELETED and owner.namespace == namespace.name:
+        if owners.get(namespace.labels.get(LABEL_PREVIEW_ID, "")) == namespace.name:
             continue
         if now - (namespace.created_at or now) < grace:
             continue

@@ -10,7 +10,9 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import peewee
 import redis
+from peewee import SQL
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -57,10 +59,11 @@ class PreviewCollector(Collector):
         yield from self._from_redis()
 
     def _from_database(self) -> Iterator:
+        # Counted and summed by the database (GROUP BY), not row by row here: a scrape
+        # every few seconds must not grow with the history.
         states = GaugeMetricFamily("previews", "Previews by state", labels=["state"])
         counts = {state: 0 for state in PreviewState.ALL}
-        for row in PreviewModel.select(PreviewModel.state):
-            counts[row.state] += 1
+        counts.update(_counted(PreviewModel.state))
         for state, count in counts.items():
             states.add_metric([state], count)
         yield states
@@ -69,8 +72,7 @@ class PreviewCollector(Collector):
             "preview_webhook_deliveries", "Accepted webhook deliveries by result", labels=["outcome"]
         )
         outcomes = {"accepted": 0, "duplicate": 0, "ignored": 0}
-        for row in WebhookDelivery.select(WebhookDelivery.outcome):
-            outcomes[row.outcome] = outcomes.get(row.outcome, 0) + 1
+        outcomes.update(_counted(WebhookDelivery.outcome))
         for outcome, count in outcomes.items():
             deliveries.add_metric([outcome], count)
         yield deliveries
@@ -78,14 +80,8 @@ class PreviewCollector(Collector):
         durations = SummaryMetricFamily(
             "preview_phase_duration_seconds", "Time spent per pipeline phase", labels=["phase"]
         )
-        phase_counts: dict[str, int] = {}
-        sums: dict[str, float] = {}
-        for row in Deployment.select(Deployment.timings):
-            for phase, seconds in (row.timings or {}).items():
-                phase_counts[phase] = phase_counts.get(phase, 0) + 1
-                sums[phase] = sums.get(phase, 0.0) + float(seconds)
-        for phase in sorted(phase_counts):
-            durations.add_metric([phase], count_value=phase_counts[phase], sum_value=sums[phase])
+        for phase, count, total in sorted(_phase_totals()):
+            durations.add_metric([phase], count_value=count, sum_value=float(total))
         yield durations
 
     def _from_redis(self) -> Iterator:
@@ -113,6 +109,23 @@ class PreviewCollector(Collector):
     def _counts(self, key: str) -> dict[str, int]:
         raw: dict[Any, Any] = self.queue.connection.hgetall(key)  # type: ignore[assignment]
         return {k.decode() if isinstance(k, bytes) else str(k): int(v) for k, v in raw.items()}
+
+
+def _counted(column: peewee.Field) -> dict[str, int]:
+    rows = column.model.select(column, peewee.fn.COUNT(SQL("*"))).group_by(column).tuples()
+    return {value: count for value, count in rows}
+
+
+def _phase_totals() -> list[tuple[str, int, float]]:
+    """(phase, deployments that ran it, seconds summed) from every Deployment's JSON timings."""
+    table = Deployment._meta.table_name
+    if isinstance(database.obj, peewee.PostgresqlDatabase):
+        each = f"json_each_text({table}.timings::json) AS phase"
+        total = "SUM(CAST(phase.value AS DOUBLE PRECISION))"
+    else:
+        each, total = f"json_each({table}.timings) AS phase", "SUM(phase.value)"
+    cursor = database.execute_sql(f"SELECT phase.key, COUNT(*), {total} FROM {table}, {each} GROUP BY phase.key")
+    return list(cursor.fetchall())
 
 
 def registry(queue: JobQueue) -> CollectorRegistry:
