@@ -144,11 +144,14 @@ def test_metrics_report_previews_deliveries_and_queue(client, db):
     _preview(repository, 1)
     _preview(repository, 2, state=PreviewState.FAILED)
     Deployment.create(preview=Preview.get(), head_sha="a" * 40, timings={"build": 2.0, "rollout": 1.0})
+    Deployment.create(preview=Preview.get(), head_sha="b" * 40, timings={"build": 0.5})
     text = client.get("/metrics").get_data(as_text=True)
     assert 'previews{state="ready"} 1.0' in text
     assert 'previews{state="failed"} 1.0' in text
     assert 'preview_webhook_deliveries_total{outcome="accepted"} 0.0' in text
-    assert 'preview_phase_duration_seconds_sum{phase="build"} 2.0' in text
+    assert 'preview_phase_duration_seconds_sum{phase="build"} 2.5' in text
+    assert 'preview_phase_duration_seconds_count{phase="build"} 2.0' in text
+    assert 'preview_phase_duration_seconds_count{phase="rollout"} 1.0' in text
     assert "preview_queue_depth 0.0" in text
 
 
