@@ -8,13 +8,17 @@ BIN := $(VENV)/bin
 # the tests' browser (driven by playwright, which downloads no browser of its own).
 DEBIAN_PACKAGES := git redis-server postgresql mariadb-server nginx-light chromium util-linux procps python3-venv
 
-.PHONY: run test deps venv tools migrate cluster lint
+.PHONY: run test bench deps venv tools migrate cluster lint
 
 run: deps venv tools
 	$(BIN)/python -m tests.devstack
 
 test: deps venv tools lint
 	$(BIN)/python -m pytest
+
+# Every benchmark under bench/, one after another (about 30 minutes); README has the figures.
+bench: deps venv tools
+	$(BIN)/python -m bench all
 
 # Debian packages the service and its tests need; installed only when missing.
 deps:

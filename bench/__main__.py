@@ -1,23 +1,39 @@
-"""`python -m bench NAME [options]`: run one benchmark; without NAME, list them."""
+"""`python -m bench NAME [options]`: run one benchmark; `python -m bench all`: every one, in turn;
+without NAME, list them. Each prints its progress and ends with one JSON line of figures."""
 
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 
 BENCHMARKS = {
     "intake_overhead": "webhook intake (production) against a bare 202 endpoint, same gunicorn",
-    "webhook_intake": "webhook intake with Redis up and down",
     "preview_lifecycle": "PR opened to ready against kubectl apply + rollout status; PR closed to teardown",
     "ttl_lateness": "time from a preview's expiry to its teardown being requested (1-minute TTLs)",
     "scale": "1,000 previews: scheduler pass, list/stats API, /metrics, RSS of each process",
-    "burst": "200 PRs opened within 10 s with 4 workers: time to all ready, nothing done twice, intake p99",
+    "burst": "200 PR-opened deliveries within 10 s with 4 workers: time to all ready, nothing twice, intake",
+    "webhook_intake": "webhook intake with Redis up and down",
     "template_clone": "a preview database cloned from a template against migrate and seed",
     "controlplane_footprint": "start time and memory of the test control plane",
 }
 
 
+def run_all() -> int:
+    """Each benchmark in its own process (one test bed at a time); the failures are counted, not fatal."""
+    failed = []
+    for name in BENCHMARKS:
+        print(f"== {name}", flush=True)
+        if subprocess.run([sys.executable, "-m", "bench", name]).returncode:
+            failed.append(name)
+    if failed:
+        print(f"failed: {' '.join(failed)}", flush=True)
+    return 1 if failed else 0
+
+
 def main() -> None:
+    if len(sys.argv) >= 2 and sys.argv[1] == "all":
+        sys.exit(run_all())
     if len(sys.argv) < 2 or sys.argv[1] not in BENCHMARKS:
         for name, what in BENCHMARKS.items():
             print(f"{name:24s} {what}")

@@ -74,7 +74,9 @@ def phases(preview_id: int, sha: str, opened: datetime, seen: datetime) -> dict[
     found = {
         "gitea_to_intake": (delivery.received_at - opened).total_seconds(),
         "queue_and_config": (deployment.created_at - delivery.received_at).total_seconds(),
-        "apply": timings.get("build", 0) + timings.get("deploy", 0) + timings.get("configure", 0),
+        "build": timings.get("build", 0),
+        "guards": timings.get("deploy", 0),  # namespace, access, quota, limits, network policy
+        "configure": timings.get("configure", 0),  # secret, deployment, service, ingress
         "rollout": timings.get("rollout", 0),
         "report": timings.get("report", 0),
     }

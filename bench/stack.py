@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -44,13 +46,14 @@ class Stack:
     processes: dict[str, Any]
     api: k8s.ApiClient
 
-    def repository(self, name: str, preview_file: str) -> Repo:
-        """A repository with our webhook whose `.gitea/preview.yml` is `preview_file`."""
+    def repository(self, name: str, preview_file: str, webhook_url: str | None = None) -> Repo:
+        """A repository whose webhook goes to the service (or `webhook_url`), with `preview_file`
+        as its `.gitea/preview.yml`."""
         repo = create_repository(
             self.gitea,
             f"{name}-{uuid.uuid4().hex[:4]}",
             self.folder / f"work-{name}-{uuid.uuid4().hex[:4]}",
-            webhook_url=f"{self.url}/webhooks/gitea",
+            webhook_url=webhook_url or f"{self.url}/webhooks/gitea",
             secret=SECRET,
         )
         repo.commit("main", {**APP_FILES, ".gitea/preview.yml": preview_file}, "Preview file")
@@ -106,6 +109,10 @@ def preview_stack(workers: int = 1, **env: str) -> Iterator[Stack]:
         api = k8s.ApiClient(plane.client_configuration())
         stack.callback(api.close)
         yield Stack(f"http://127.0.0.1:{port}", full_env, folder, gitea, plane, processes, api)
+        if os.environ.get("BENCH_KEEP_LOGS"):  # a folder to keep the processes' logs in, for a closer look
+            shutil.copytree(
+                folder, os.environ["BENCH_KEEP_LOGS"], dirs_exist_ok=True, ignore=shutil.ignore_patterns("work-*")
+            )
 
 
 # Namespaced kinds the pipeline applies for a preview with basic auth and no database.

@@ -170,7 +170,8 @@ def _deploy(run: Run) -> str:
         deployment, _ = Deployment.get_or_create(preview=preview, head_sha=run.sha)
         deployment.status, deployment.failure_reason = "running", None
         deployment.save()
-        _report(services, preview)
+        if not config.image:  # a ready-made image needs no build: the "deploying" report follows at once
+            _report(services, preview)
         with phase(preview, deployment, "build", f"building {run.sha[:12]}"):
             image = building.build(run, preview, deployment, spec, config)
 
