@@ -172,29 +172,36 @@ class Kube:
             return f"{prefix}/namespaces/{obj['metadata']['namespace']}/{plural}/{name}"
         return f"{prefix}/{plural}/{name}"
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply `obj` under our field manager; returns the object as stored."""
-        path = self._path(obj)
+    def _send(self, what: str, method: str, path: str, body: dict[str, Any], **options: Any) -> dict[str, Any]:
+        """One request with a JSON answer, read as plain JSON: the client's model classes are
+        imported lazily in every forked work horse, tens of milliseconds for each new kind."""
         try:
-            method, url, headers, body, post = self.api.param_serialize(
-                "PATCH",
-                path,
-                query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-                header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-                body=obj,
-                auth_settings=["BearerToken"],
+            method, url, headers, payload, post = self.api.param_serialize(
+                method, path, body=body, auth_settings=["BearerToken"], **options
             )
-            response = self.api.call_api(method, url, headers, body, post, _request_timeout=self.timeout)
+            response = self.api.call_api(method, url, headers, payload, post, _request_timeout=self.timeout)
             data = response.read()
         except _CLIENT_ERRORS as error:
-            raise _error(f"apply {obj['kind']} {path}", error) from error
+            raise _error(what, error) from error
         if not 200 <= response.status < 300:
             try:
                 message = json.loads(data).get("message", "")
             except ValueError:
                 message = data[:200].decode(errors="replace")
-            raise KubeError(f"apply {obj['kind']} {path}: {message}", response.status)
+            raise KubeError(f"{what}: {message}", response.status)
         return json.loads(data)
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply `obj` under our field manager; returns the object as stored."""
+        path = self._path(obj)
+        return self._send(
+            f"apply {obj['kind']} {path}",
+            "PATCH",
+            path,
+            obj,
+            query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+        )
 
     def wait_until_allowed(
         self, namespace: str, verb: str, resource: str, group: str = "", timeout: float = 15
@@ -208,14 +215,16 @@ class Kube:
                 "resourceAttributes": {"namespace": namespace, "verb": verb, "resource": resource, "group": group}
             },
         }
-        authorization: Any = client.AuthorizationV1Api(self.api)
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                answer = authorization.create_self_subject_access_review(review, _request_timeout=self.timeout)
-            except _CLIENT_ERRORS as error:
-                raise _error(f"access review in {namespace}", error) from error
-            if answer.status.allowed:
+            answer = self._send(
+                f"access review in {namespace}",
+                "POST",
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                review,
+                header_params={"Content-Type": "application/json", "Accept": "application/json"},
+            )
+            if answer.get("status", {}).get("allowed"):
                 return True
             if time.monotonic() >= deadline:
                 return False
