@@ -8,6 +8,7 @@ import os
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlparse
 
 import peewee
@@ -55,6 +56,32 @@ def open_database(url: str, pooled: bool = False) -> peewee.Database:
         db = connect(url.replace("postgres://", "postgresql://", 1))
     database.initialize(db)
     return db
+
+
+def cooperate_with_gevent() -> None:
+    """Under gunicorn's gevent workers, let a request waiting on PostgreSQL yield to the others.
+
+    psycopg2 otherwise blocks the whole worker process for each query's round trip. Its
+    documented hook for coroutine libraries: a wait callback that polls the connection
+    and parks the greenlet on the socket. Only ever called once gevent has patched sockets.
+    """
+    import psycopg2
+    import psycopg2.extensions
+    from gevent.socket import wait_read, wait_write
+
+    def wait(connection: Any, timeout: float | None = None) -> None:
+        while True:
+            state = connection.poll()
+            if state == psycopg2.extensions.POLL_OK:
+                return
+            if state == psycopg2.extensions.POLL_READ:
+                wait_read(connection.fileno(), timeout=timeout)
+            elif state == psycopg2.extensions.POLL_WRITE:
+                wait_write(connection.fileno(), timeout=timeout)
+            else:
+                raise psycopg2.OperationalError(f"unexpected state from psycopg2's poll(): {state}")
+
+    psycopg2.extensions.set_wait_callback(wait)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import peewee
 from app.adapters.gitea import Gitea
 from app.adapters.jobqueue import JobQueue
 from app.adapters.kube import Kube, load_configuration
-from app.db import database, open_database
+from app.db import cooperate_with_gevent, database, open_database
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -57,6 +57,8 @@ def bind(app: Flask, settings: Settings) -> None:
     connection goes back when the request ends.
     """
     _, queue = start(settings, pooled=True)
+    if _gevent_patched():
+        cooperate_with_gevent()
     app.extensions["preview.settings"] = settings
     app.extensions["preview.queue"] = queue
     app.extensions["preview.gitea"] = gitea_client(settings)
@@ -71,6 +73,14 @@ def bind(app: Flask, settings: Settings) -> None:
     def _close(_exc: BaseException | None) -> None:
         if not database.is_closed():
             database.close()
+
+
+def _gevent_patched() -> bool:
+    """Running in a gunicorn gevent worker (sockets patched), not in a test or a plain process."""
+    import sys
+
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and monkey.is_module_patched("socket")
 
 
 class ClusterNotConfigured(Exception):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import peewee
+
 from app.adapters.jobqueue import JobQueue, QueueUnavailable
 from app.db import database, utcnow
 from app.domain.gitea_events import CommentEvent, GiteaEvent, PullRequestEvent, PushEvent, RepositoryRef
@@ -45,15 +47,16 @@ def _is_duplicate(target_key: str, intent: str, work_key: str) -> bool:
     a PR closed, reopened and closed again at the same sha, or a task branch
     deleted and pushed again, is new work each time.
     """
-    accepted = WebhookDelivery.select().where(
-        (WebhookDelivery.target_key == target_key) & (WebhookDelivery.outcome == DeliveryOutcome.ACCEPTED)
-    )
+    accepted = (WebhookDelivery.target_key == target_key) & (WebhookDelivery.outcome == DeliveryOutcome.ACCEPTED)
     opposite = TEARDOWN if intent == DEPLOY else DEPLOY
-    last_opposite = accepted.where(WebhookDelivery.intent == opposite).order_by(WebhookDelivery.id.desc()).first()
-    same = accepted.where(WebhookDelivery.work_key == work_key)
-    if last_opposite is not None:
-        same = same.where(WebhookDelivery.id > last_opposite.id)
-    return same.exists()
+    # One round trip: the last opposite delivery's id is a subquery.
+    last_opposite = WebhookDelivery.select(peewee.fn.MAX(WebhookDelivery.id)).where(
+        accepted & (WebhookDelivery.intent == opposite)
+    )
+    since_last_opposite = WebhookDelivery.id > peewee.fn.COALESCE(last_opposite, 0)
+    return (
+        WebhookDelivery.select().where(accepted & (WebhookDelivery.work_key == work_key) & since_last_opposite).exists()
+    )
 
 
 def want_deploy(ref: RepositoryRef, wanted: Plan) -> Preview:

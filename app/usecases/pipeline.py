@@ -12,6 +12,7 @@ simply run again.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import datetime
 from typing import Any
@@ -50,6 +51,16 @@ def _report(services: Services, preview: Preview, password: str | None = None, d
         log.warning("gitea report failed, will retry preview_id=%s error=%s", preview.id, error)
         if services.queue is not None:
             jobs.enqueue_report(services.queue, preview.id)
+
+
+def _report_meanwhile(run: Run, preview: Preview) -> None:
+    """A progress report sent while the deploy goes on: Gitea's three round trips stay off
+    the way to ready. The run's next report, and its end, wait for this one, so Gitea
+    sees the states in order."""
+    run.wait_for_reports()
+    _ = preview.repository  # loaded here: the thread reads no database
+    run.pending_report = threading.Thread(target=_report, args=(run.services, preview), daemon=True)
+    run.pending_report.start()
 
 
 def _password(services: Services, names: PreviewNames) -> str:
@@ -176,7 +187,7 @@ def _deploy(run: Run) -> str:
             image = building.build(run, preview, deployment, spec, config)
 
         preview = run.move(PreviewState.DEPLOYING)
-        _report(services, preview)
+        _report_meanwhile(run, preview)
         with phase(preview, deployment, "deploy", f"applying objects in {names.namespace}"):
             kube.wait_while_terminating(names.namespace, timeout=180)
             if not _ours_or_free(kube, names.namespace, run.preview_id):
@@ -218,6 +229,7 @@ def _deploy(run: Run) -> str:
             deployment.status = "ready"
             deployment.save()
         with phase(preview, deployment, "report", "reporting to Gitea"):
+            run.wait_for_reports()
             _report(services, preview, password)
         Event.record(preview, "ready", f"ready at {preview.url}", progress=PROGRESS["ready"])
         return "ready"
@@ -228,7 +240,10 @@ def _deploy(run: Run) -> str:
         ).execute()
         return "superseded"
     except StepFailed as failure:
+        run.wait_for_reports()
         return _fail(run, failure)
+    finally:
+        run.wait_for_reports()  # the work horse ends with the job: never cut a report short
 
 
 def _database_egress(settings: Settings, config: PreviewConfig) -> tuple[str, ...]:

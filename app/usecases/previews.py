@@ -319,9 +319,9 @@ def price_per_preview_hour(settings: Settings) -> float:
 
 def stats(settings: Settings, now: datetime) -> dict[str, Any]:
     by_state = {state: 0 for state in PreviewState.ALL}
-    for preview in Preview.select(Preview.state):
-        by_state[preview.state] += 1
-    active = list(Preview.select().where(Preview.state.in_(PreviewState.ACTIVE)))
+    by_state.update(Preview.select(Preview.state, peewee.fn.COUNT(Preview.id)).group_by(Preview.state).tuples())
+    # Only the two columns used: a thousand full rows were most of this answer's time.
+    active = list(Preview.select(Preview.state, Preview.created_at).where(Preview.state.in_(PreviewState.ACTIVE)))
     by_age = {name: 0 for name, _ in AGE_BUCKETS}
     for preview in active:
         age = now - preview.created_at

@@ -7,6 +7,7 @@ is never undone: the run notices at its next check and stops as superseded.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,6 +58,13 @@ class Run:
     lease: lease.Lease
     preview_id: int
     sha: str
+    # A progress report still being sent (pipeline._report_meanwhile): the run's next report waits for it.
+    pending_report: threading.Thread | None = None
+
+    def wait_for_reports(self) -> None:
+        if self.pending_report is not None:
+            self.pending_report.join()
+            self.pending_report = None
 
     def stopped(self) -> bool:
         """Asked between waits: is this run's work still wanted, by the lease's holder?"""
