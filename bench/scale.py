@@ -25,7 +25,7 @@ import os
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from app.db import database, open_database
@@ -73,7 +73,8 @@ def seed_rows(count: int) -> list[Preview]:
     return previews
 
 
-def history_of(previews: list[Preview], now) -> None:
+def history_of(previews: list[Preview], now: datetime) -> None:
+    """Deliveries, deployments with phase timings, and events for each preview, in bulk."""
     deliveries, deployments, events = [], [], []
     timings = {"build": 0.2, "deploy": 0.3, "configure": 0.1, "rollout": 0.2, "report": 0.1}
     for preview in previews:
