@@ -16,7 +16,7 @@ run: deps venv tools
 test: deps venv tools lint
 	$(BIN)/python -m pytest
 
-# Every benchmark under bench/, one after another (about 30 minutes); README has the figures.
+# Every benchmark under bench/, one after another (about 35 minutes); README has the figures.
 bench: deps venv tools
 	$(BIN)/python -m bench all
 

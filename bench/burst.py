@@ -32,8 +32,9 @@ import requests
 
 from app.db import open_database
 from app.models import Deployment, Event, Preview, PreviewState
-from bench.stack import percentile, preview_stack, report, summary, wait_for
+from bench.stack import percentile, preview_stack, report, summary
 from tests import servers
+from tests.kube.waiting import eventually
 
 KEPT_HEADERS = ("Content-Type", "X-Gitea-Delivery", "X-Gitea-Event", "X-Gitea-Event-Type", "X-Gitea-Signature")
 
@@ -92,14 +93,14 @@ def main() -> None:
         started = time.perf_counter()
         with ThreadPoolExecutor(4) as pool:
             numbers = list(pool.map(lambda branch: repo.open_pr(branch, branch), branches))
-        wait_for(lambda: len(recorded) >= args.prs, timeout=300, interval=0.5, what="Gitea's deliveries")
+        eventually(lambda: len(recorded) >= args.prs, timeout=300, interval=0.5, what="Gitea's deliveries")
         print(f"Gitea opened {args.prs} PRs in {time.perf_counter() - started:.0f} s", flush=True)
 
         started = time.perf_counter()
         with ThreadPoolExecutor(8) as pool:
             intake = list(pool.map(lambda delivery: send(f"{stack.url}/webhooks/gitea", delivery), recorded))
         sent_in = time.perf_counter() - started
-        wait_for(
+        eventually(
             lambda: Preview.select().where(Preview.state == PreviewState.READY).count() >= args.prs,
             timeout=1800,
             interval=1,

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import requests
 
+from bench.stack import percentile
 from tests import servers
 from tests.factories import SECRET, payload, webhook_request, with_changes
 from tests.service_processes import ROOT, procfile, service_processes
@@ -66,16 +67,12 @@ def throughput(url: str, clients: int, per_client: int) -> float:
     return clients * per_client / (time.perf_counter() - started)
 
 
-def percentile(ordered: list[float], share: float) -> float:
-    return ordered[min(len(ordered) - 1, int(len(ordered) * share))] * 1000
-
-
 def figures(timings: list[float], rates: list[float]) -> dict[str, float]:
     ordered = sorted(timings)
     return {
         "p50_ms": round(statistics.median(ordered) * 1000, 2),
-        "p95_ms": round(percentile(ordered, 0.95), 2),
-        "p99_ms": round(percentile(ordered, 0.99), 2),
+        "p95_ms": round(percentile(ordered, 0.95) * 1000, 2),
+        "p99_ms": round(percentile(ordered, 0.99) * 1000, 2),
         "per_second": round(statistics.median(rates), 1),
     }
 

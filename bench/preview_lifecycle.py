@@ -33,8 +33,9 @@ from kubernetes import client as k8s
 
 from app.db import open_database
 from app.models import Deployment, Preview, WebhookDelivery
-from bench.stack import IMAGE, Stack, now_utc, objects_of, preview_stack, report, summary, wait_for
+from bench.stack import IMAGE, Stack, now_utc, objects_of, preview_stack, report, summary
 from tests.kube.controlplane import binary
+from tests.kube.waiting import eventually
 
 
 def kubectl_baseline(stack: Stack, template: list[dict], namespace: str, app: str, folder: Path, number: int) -> float:
@@ -109,16 +110,17 @@ def main() -> None:
             repo.git("checkout", "main")
             started = time.perf_counter()
             pr = repo.open_pr(f"change-{number}", f"Change {number}")
-            wait_for(lambda sha=sha: success(repo, sha), timeout=180, what=f"success on PR {pr}")
+            eventually(lambda sha=sha: success(repo, sha), timeout=180, interval=0.05, what=f"success on PR {pr}")
             seen_ready, ready_from_pr = now_utc(), time.perf_counter() - started
             preview = Preview.get((Preview.pr_number == pr) & (Preview.head_sha == sha))
             namespace = preview.namespace
             app = k8s.AppsV1Api(stack.api).list_namespaced_deployment(namespace).items[0].metadata.name
             baseline = kubectl_baseline(stack, objects_of(stack, namespace), namespace, app, stack.folder, number)
             repo.close_pr(pr)
-            wait_for(
+            eventually(
                 lambda namespace=namespace: deletion_requested(stack, namespace),
                 timeout=60,
+                interval=0.05,
                 what=f"{namespace} deletion",
             )
             seen_deleting = now_utc()

@@ -31,7 +31,8 @@ from pathlib import Path
 from app.db import database, open_database
 from app.domain.manifests import LABEL_PREVIEW_ID
 from app.models import Deployment, Event, Preview, PreviewState, Repository, WebhookDelivery
-from bench.stack import IMAGE, Stack, now_utc, objects_of, preview_stack, report, summary, wait_for
+from bench.stack import IMAGE, Stack, now_utc, objects_of, preview_stack, report, summary
+from tests.kube.waiting import eventually
 
 REPOSITORIES = 20
 
@@ -171,7 +172,7 @@ def main() -> None:
         repo.commit("template", {"change.txt": "1\n"}, "The template preview")
         repo.git("checkout", "main")
         repo.open_pr("template", "The template preview")
-        template_preview = wait_for(
+        template_preview = eventually(
             lambda: Preview.get_or_none(Preview.state == PreviewState.READY), timeout=180, what="the template preview"
         )
         template = objects_of(stack, template_preview.namespace)

@@ -15,9 +15,8 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,16 +150,6 @@ def objects_of(stack: Stack, namespace: str) -> list[dict]:
             for field in ("clusterIP", "clusterIPs"):
                 item["spec"].pop(field, None)
     return found
-
-
-def wait_for(probe: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(interval)
-    raise TimeoutError(f"gave up after {timeout} s waiting for {what}")
 
 
 def percentile(values: list[float], share: float) -> float:
