@@ -83,6 +83,20 @@ class Repo:
         self.git("push", self.gitea.git_url(fork, user, password), f"HEAD:refs/heads/{branch}")
         return self.git("rev-parse", "HEAD")
 
+    def agit_pr(self, user: str, password: str, files: dict[str, str], topic: str) -> tuple[int, str]:
+        """`user` opens a PR with Gitea's AGit flow (`git push origin HEAD:refs/for/main -o topic=...`),
+        which needs only read access; returns the PR number and the commit."""
+        self.git("checkout", "-B", f"agit/{topic}", "main")
+        for name, content in files.items():
+            (self.workdir / name).write_text(content)
+        self.git("add", "-A")
+        self.git("commit", "-m", f"{user} proposes {', '.join(files)}")
+        url = self.gitea.git_url(self.full_name, user, password)
+        self.git("push", url, "HEAD:refs/for/main", "-o", f"topic={topic}")
+        sha = self.git("rev-parse", "HEAD")
+        pulls = self.gitea.api("GET", f"/repos/{self.full_name}/pulls?state=open&limit=50")
+        return next(pull["number"] for pull in pulls if pull["head"]["sha"] == sha), sha
+
     def add_label(self, number: int, name: str) -> None:
         """Put the label `name` on the PR as the admin (creating the label when the repository lacks it)."""
         labels = {label["name"]: label["id"] for label in self.gitea.api("GET", f"/repos/{self.full_name}/labels")}

@@ -245,6 +245,26 @@ def test_a_strangers_fork_pr_is_built_only_once_a_maintainer_approves_each_commi
     assert len(builds_of(kube_api, sha2)) == 1
 
 
+@pytest.mark.parametrize("bot_access", ["write", "admin"])
+def test_an_agit_pr_by_a_reader_waits_for_approval(gitea, repo, kube_api, bot_access):
+    """Gitea's AGit flow gives a reader's PR the base repository as its head repository:
+    that must not pass for a writer's branch, whether or not the bot may ask Gitea who can write."""
+    gitea.api("PUT", f"/repos/{repo.full_name}/collaborators/{BOT}", json={"permission": bot_access})
+    reader = f"reader{uuid.uuid4().hex[:6]}"
+    password = gitea.create_user(reader)
+    gitea.api("PUT", f"/repos/{repo.full_name}/collaborators/{reader}", json={"permission": "read"})
+    number, sha = repo.agit_pr(reader, password, {"agit.txt": "from a reader"}, topic="idea")
+    pull = repo.pr(number)
+    assert pull["head"]["repo"]["id"] == pull["base"]["repo"]["id"]  # what made it look trusted
+
+    pending_status(repo, sha, "preview:approved")
+    eventually(
+        lambda: [c for c in repo.bot_comments(number) if "it comes from an AGit push" in c["body"]],
+        what="the reason in the PR comment",
+    )
+    assert not builds_of(kube_api, sha)
+
+
 def test_a_repository_registered_with_flask_repos_add_is_heard_with_its_own_secret(gitea, stack, tmp_path):
     repo = create_repository(gitea, f"reg-{uuid.uuid4().hex[:6]}", tmp_path / "work")  # no webhook yet
     gitea.api("PUT", f"/repos/{repo.full_name}/collaborators/{BOT}", json={"permission": "admin"})  # to manage hooks

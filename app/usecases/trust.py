@@ -1,10 +1,13 @@
 """Whose code gets built: untrusted pull requests wait for a maintainer's approval of each commit.
 
-A PR from a fork is code from a stranger unless its author can write to the
-base repository; a PR from a branch of the base repository is not (pushing
-that branch took write access). `UNTRUSTED_PRS` says what happens to the
-others: `approve` (the default) builds a commit once a maintainer approves
-it, `never` builds none, `build` builds all.
+A PR is code from a stranger unless its author can write to the base
+repository, or its head is a branch of the base repository at the PR's head
+commit (pushing that branch took write access). Head repository == base
+repository proves nothing: Gitea's AGit flow lets anyone who can read a
+repository open a PR from it (`git push origin HEAD:refs/for/main`), with
+`refs/pull/<n>/head` as its head. `UNTRUSTED_PRS` says what happens to the
+strangers' PRs: `approve` (the default) builds a commit once a maintainer
+approves it, `never` builds none, `build` builds all.
 
 What the webhook says is only a hint: the PR's repositories and author, the
 approver's access and the head being approved are confirmed with Gitea.
@@ -15,7 +18,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from app.adapters.gitea import GiteaError
+from app.adapters.gitea import Gitea, GiteaError
+from app.domain.git_refs import branch_name_problem
 from app.domain.planning import APPROVAL_COMMAND, APPROVAL_LABEL
 from app.models import Event, Preview, PreviewState, WebhookDelivery
 from app.runtime import Services
@@ -44,16 +48,26 @@ def untrusted_because(services: Services, preview: Preview) -> str | None:
     if pull is None:
         return "Gitea does not know this pull request"
     head, base = pull.get("head") or {}, pull.get("base") or {}
-    if _repo_id(head) is not None and _repo_id(head) == _repo_id(base):
-        return None
     author = str((pull.get("user") or {}).get("login") or "")
-    fork = str(((head.get("repo") or {}).get("full_name")) or "a deleted fork")
     access = gitea.permission(repository, author) if author else "none"
     if access in WRITERS:
-        return None  # a maintainer's own fork
+        return None  # a maintainer's own branch or fork
+    same_repository = _repo_id(head) is not None and _repo_id(head) == _repo_id(base)
+    if same_repository and _pushed_by_a_writer(gitea, repository, head):
+        return None
+    source = "an AGit push" if same_repository else f"{(head.get('repo') or {}).get('full_name') or 'a deleted fork'}"
     if access is None:
-        return f"it comes from {fork}, and this service may not ask Gitea whether {author} can write here"
-    return f"it comes from {fork} by {author}, who cannot write to {repository}"
+        return f"it comes from {source}, and this service may not ask Gitea whether {author} can write here"
+    return f"it comes from {source} by {author}, who cannot write to {repository}"
+
+
+def _pushed_by_a_writer(gitea: Gitea, repository: str, head: dict[str, Any]) -> bool:
+    """Whether the PR's head is a branch of the base repository standing at the PR's head
+    commit: only a writer can push a branch. An AGit PR's head is `refs/pull/<n>/head`."""
+    ref, sha = str(head.get("ref") or ""), str(head.get("sha") or "")
+    if not ref or not sha or ref.startswith("refs/") or branch_name_problem(ref):
+        return False
+    return gitea.branch_head(repository, ref) == sha
 
 
 def approval_hint(services: Services, why: str) -> str:
