@@ -12,7 +12,7 @@ from app.settings import Settings
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app. Tests pass `settings`; processes read them from the environment."""
     from app import cli, runtime
-    from app.web import api, dashboard, health, metrics, pages, preview_auth, webhooks
+    from app.web import api, dashboard, health, metrics, pages, preview_auth, security_headers, webhooks
 
     if settings is None:
         runtime.configure_logging()
@@ -20,6 +20,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
     runtime.bind(app, settings)
+    security_headers.install(app)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(api.blueprint)

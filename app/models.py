@@ -53,7 +53,6 @@ class PreviewState:
 class Repository(BaseModel):
     full_name = peewee.CharField(max_length=255, unique=True)
     clone_url = peewee.CharField(max_length=1024)
-    html_url = peewee.CharField(max_length=1024, null=True)
     private = peewee.BooleanField(default=False)
     # Per-repository options: image (skip the build), dockerfile, port, health_path, env, pod_labels.
     settings: Any = JSONField(default=dict)
@@ -71,8 +70,8 @@ class Repository(BaseModel):
         return cls.get_or_none(peewee.fn.LOWER(cls.full_name) == full_name.lower())
 
     @classmethod
-    def upsert(cls, full_name: str, clone_url: str, html_url: str | None, private: bool = False) -> Repository:
-        fields = {"clone_url": clone_url, "html_url": html_url, "private": private}
+    def upsert(cls, full_name: str, clone_url: str, private: bool = False) -> Repository:
+        fields = {"clone_url": clone_url, "private": private}
         repo, created = cls.get_or_create(full_name=full_name, defaults=fields)
         if not created and any(getattr(repo, key) != value for key, value in fields.items()):
             for key, value in fields.items():
@@ -89,7 +88,6 @@ class Preview(BaseModel):
     public_id = peewee.CharField(max_length=32, unique=True, default=lambda: secrets.token_hex(16))
     pr_number = peewee.IntegerField(null=True)
     branch = peewee.CharField(max_length=1024)
-    pr_url = peewee.CharField(max_length=1024, null=True)
     head_sha = peewee.CharField(max_length=64)
     deployed_sha = peewee.CharField(max_length=64, null=True)
     state = peewee.CharField(max_length=16, default=PreviewState.QUEUED, index=True)

@@ -50,6 +50,12 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError("must be a TCP port, 1 to 65535")
+    return int(text)
+
+
 def _url(*schemes: str) -> Callable[[str], str]:
     def coerce(text: str) -> str:
         scheme = text.split("://", 1)[0] if "://" in text else ""
@@ -143,14 +149,6 @@ def _namespaced_name(text: str) -> str:
     return text
 
 
-def _service_port(text: str) -> str:
-    service, _, port = text.rpartition(":")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("must be namespace/name:port, such as previews/previews-web:80")
-    _namespaced_name(service)
-    return text
-
-
 def _check_gitea_access(values: dict[str, Any]) -> None:
     """PREVIEW_ACCESS=gitea needs its OAuth2 application and a routing that can ask us."""
     needed = {
@@ -168,8 +166,11 @@ def _check_gitea_access(values: dict[str, Any]) -> None:
             "PREVIEW_ACCESS=gitea: NGINX Gateway Fabric asks an auth service only through the Gateway API's"
             " experimental ExternalAuth filter, not supported here yet; use basic, or another routing"
         )
-    if routing == "gateway-envoy" and not values.get("auth_service"):
-        raise SettingsError("PREVIEW_ACCESS=gitea with gateway-envoy needs PREVIEW_AUTH_SERVICE (namespace/name:port)")
+    if routing == "gateway-envoy":
+        raise SettingsError(
+            "PREVIEW_ACCESS=gitea: Envoy Gateway's extAuth passes on neither the preview's cookie nor"
+            " its sign-in ticket unless widened, which is not tested here yet; use basic, or another routing"
+        )
 
 
 # The routings app/domain/routing.py knows (kept here: settings import nothing of the app).
@@ -229,6 +230,9 @@ class Settings:
     max_webhook_bytes: int = 5 * 1024 * 1024
     # Where this service is reachable: links to its own page for a preview.
     public_url: str = "http://127.0.0.1:8000"
+    # The port previews are served on, when not their scheme's default (a test bed's proxy):
+    # a sign-in sends the browser back to a preview on no other port.
+    preview_port: int | None = None
     # Build: kaniko Jobs run here (not PodSecurity "restricted": kaniko runs as root).
     build_namespace: str = "preview-builds"
     builder_image: str = "ghcr.io/osscontainertools/kaniko:v1.27.6"
@@ -254,7 +258,6 @@ class Settings:
     # Where the proxies reach this service's forward-auth endpoints (default PUBLIC_URL), and for
     # Envoy Gateway, its Service as namespace/name:port.
     auth_url: str | None = None
-    auth_service: str | None = None
     # Ingress and isolation.
     ingress_class: str = "nginx"
     ingress_tls_secret: str | None = None
@@ -350,6 +353,7 @@ class Settings:
         maybe_set("task_branch_patterns", "TASK_BRANCH_PATTERNS", _patterns)
         maybe_set("queue_name", "PREVIEW_QUEUE")
         maybe_set("public_url", "PUBLIC_URL", _url("http", "https"))
+        maybe_set("preview_port", "PREVIEW_PORT", _port)
         maybe_set("build_namespace", "BUILD_NAMESPACE", _dns_label)
         maybe_set("builder_image", "BUILDER_IMAGE")
         maybe_set("source_image", "SOURCE_IMAGE")
@@ -365,7 +369,6 @@ class Settings:
         maybe_set("session_secret", "PREVIEW_SESSION_SECRET", _secret)
         maybe_set("access_cache_ttl", "PREVIEW_ACCESS_CACHE_TTL", parse_duration)
         maybe_set("auth_url", "PREVIEW_AUTH_URL", _url("http", "https"))
-        maybe_set("auth_service", "PREVIEW_AUTH_SERVICE", _service_port)
         maybe_set("ingress_class", "INGRESS_CLASS")
         maybe_set("ingress_tls_secret", "INGRESS_TLS_SECRET", _dns_label)
         maybe_set("cert_manager_issuer", "CERT_MANAGER_CLUSTER_ISSUER")

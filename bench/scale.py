@@ -41,8 +41,7 @@ def seed_rows(count: int) -> list[Preview]:
     """`count` ready previews across REPOSITORIES repositories, with a plausible history each."""
     now = now_utc()
     repositories = [
-        Repository.upsert(f"scale/repo-{n}", f"http://gitea.invalid/scale/repo-{n}.git", None)
-        for n in range(REPOSITORIES)
+        Repository.upsert(f"scale/repo-{n}", f"http://gitea.invalid/scale/repo-{n}.git") for n in range(REPOSITORIES)
     ]
     rows = []
     for number in range(count):

@@ -34,8 +34,8 @@ def database_url(postgres_server):
     return postgres_server.create_database(f"dashboard_{uuid.uuid4().hex[:8]}")
 
 
-def deploy(client, services, repository: str, number: int) -> Preview:
-    changes = {"repository.full_name": repository, "number": number, "pull_request.number": number}
+def deploy(client, services, repository: str, number: int, **more) -> Preview:
+    changes = {"repository.full_name": repository, "number": number, "pull_request.number": number, **more}
     changes["pull_request.head.repo.full_name"] = repository  # not a fork
     changes["pull_request.head.sha"] = uuid.uuid4().hex + "abcd1234"
     assert run(services, deliver(client, "pull_request_opened", "pull_request", **changes)["delivery_id"]) == "ready"
@@ -54,7 +54,9 @@ def world(client, services, gitea):
     gitea.api("PUT", f"/repos/{shared}/collaborators/{writer}", json={"permission": "write"})
     gitea.api("PUT", f"/repos/{shared}/collaborators/{viewer}", json={"permission": "read"})
 
-    ready = deploy(client, services, shared, 1)
+    # A delivery signed with the right secret can still carry a script as the PR's address.
+    script = "javascript:document.title='pwned'"
+    ready = deploy(client, services, shared, 1, **{"pull_request.html_url": script, "repository.html_url": script})
     other = deploy(client, services, hidden, 2)
     with database.connection_context():
         building = Preview.create(
@@ -87,6 +89,7 @@ def world(client, services, gitea):
     try:
         yield {
             "service": service,
+            "gitea_url": gitea.url,
             "ready": ready,
             "other": other,
             "building": building,
@@ -190,12 +193,21 @@ def test_a_reader_sees_no_actions_and_a_forged_post_is_refused(world, browser, t
     ready = world["ready"]
     assert card(page, ready).count() == 1
     assert page.locator("button.danger").count() == 0
+    assert card(page, ready).locator("button.reveal").count() == 0  # no password for readers
     page.goto(f"{world['service']}/p/{ready.id}")
     assert page.locator("h2:has-text('Actions')").count() == 0
+    assert page.locator("#build-log").count() == 0
     screenshot(page, tmp_path, "dashboard-phone")
     session = next(c["value"] for c in context.cookies() if c["name"] == SESSION_COOKIE)
     csrf = page.locator("input[name=csrf]").first.get_attribute("value")
     cookies = {SESSION_COOKIE: session}
+    # The secrets the API keeps for writers stay with writers here too.
+    revealed = requests.post(
+        f"{world['service']}/p/{ready.id}/credentials", cookies=cookies, headers={"X-CSRF-Token": csrf}, timeout=10
+    )
+    assert revealed.status_code == 403 and "password" not in revealed.json()
+    logs = requests.get(f"{world['service']}/p/{ready.id}/logs.json", cookies=cookies, timeout=10)
+    assert logs.status_code == 403 and "build" not in logs.json()
     url = f"{world['service']}/p/{ready.id}/delete"
     assert requests.post(url, cookies=cookies, data={}, allow_redirects=False, timeout=10).status_code == 400
     forged = requests.post(url, cookies=cookies, data={"csrf": csrf}, allow_redirects=False, timeout=10)
@@ -205,3 +217,33 @@ def test_a_reader_sees_no_actions_and_a_forged_post_is_refused(world, browser, t
     # Not signed in: nothing.
     assert requests.post(url, data={"csrf": csrf}, allow_redirects=False, timeout=10).status_code == 302
     context.close()
+
+
+def test_a_script_in_a_payloads_url_never_runs(world, browser):
+    """The delivery that made `ready` said `javascript:` for the PR's address: the link is
+    Gitea's own, and the page's policy would not run an injected script anyway."""
+    context, page = sign_in(browser, world, "writer")
+    answer = page.goto(world["service"] + "/")
+    assert answer is not None
+    policy = answer.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert answer.headers["x-frame-options"] == "DENY" and answer.headers["x-content-type-options"] == "nosniff"
+    link = card(page, world["ready"]).locator("a", has_text="pull request #1")
+    href = link.get_attribute("href")
+    assert href is not None and href.endswith("/pulls/1") and not href.startswith("javascript:")
+    with page.expect_navigation():
+        link.click()  # to Gitea's page of the PR: nothing of the payload's runs
+    assert page.url.startswith(world["gitea_url"]) and page.title() != "pwned"
+    context.close()
+
+
+def test_after_sign_in_the_browser_stays_on_the_dashboards_host(world, browser):
+    """`next` is a path of ours as a browser reads it: a tab or a backslash makes no other host of it."""
+    for sneaky in ("/%09/evil.test/", "/%5Cevil.test/", "//evil.test/"):
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{world['service']}/signin?next={sneaky}")
+        sign_in_through_gitea(page, *world["writer"])
+        page.wait_for_selector("h1:has-text('Previews')")
+        assert page.url == world["service"] + "/"
+        context.close()

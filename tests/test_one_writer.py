@@ -12,7 +12,7 @@ from app.models import Preview, PreviewState
 from app.usecases import capacity, intake, lease, lifecycle
 
 SHA_A, SHA_B = "a" * 40, "b" * 40
-REF = RepositoryRef(full_name="acme/shop", clone_url="http://git/acme/shop.git", html_url=None, private=False)
+REF = RepositoryRef(full_name="acme/shop", clone_url="http://git/acme/shop.git", private=False)
 
 
 def want(sha, number=12):

@@ -25,7 +25,6 @@ def test_pr_opened_reopened_synchronized_want_a_preview_at_the_head_sha(event_ty
     assert result.intent == DEPLOY
     assert result.target_key == "acme/shop#12"
     assert result.head_sha == payload(name)["pull_request"]["head"]["sha"]
-    assert result.pr_url == "http://127.0.0.1:3000/acme/shop/pulls/12"
 
 
 @pytest.mark.parametrize("name", ["pull_request_closed", "pull_request_closed_merged"])

@@ -9,6 +9,7 @@ its own host (and its own cookies) without any DNS.
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -44,9 +45,16 @@ http {{
   access_log off;
   client_body_temp_path {prefix}/tmp; proxy_temp_path {prefix}/tmp; fastcgi_temp_path {prefix}/tmp;
   uwsgi_temp_path {prefix}/tmp; scgi_temp_path {prefix}/tmp;
+{servers}
+}}
+"""
+
+# One server per preview, as ingress-nginx makes them: its own upstream, and an auth address
+# that names its preview. X-Original-URL is built from the Host header as ingress-nginx does.
+NGINX_SERVER = """
   server {{
     listen 127.0.0.1:{port};
-    server_name *.preview.localhost;
+    server_name {slug}.preview.localhost;
     location / {{
       auth_request /_preview_auth;
       auth_request_set $preview_cookie $upstream_http_set_cookie;
@@ -57,7 +65,7 @@ http {{
     }}
     location = /_preview_auth {{
       internal;
-      proxy_pass {service}/auth/preview;
+      proxy_pass {service}/auth/preview/{slug};
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
       proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
@@ -68,15 +76,16 @@ http {{
       return 302 {service}/auth/signin?rd=$scheme://$http_host$request_uri;
     }}
   }}
-}}
 """
 
 
 class App(BaseHTTPRequestHandler):
-    """The preview's app: says which host it serves."""
+    """A preview's app: says which preview it is (not which host it was asked for)."""
+
+    serves = ""
 
     def do_GET(self) -> None:  # noqa: N802 (the handler's name)
-        body = f"<html><body><h1 id=app>the app at {self.headers['Host'].split(':')[0]}</h1></body></html>"
+        body = f"<html><body><h1 id=app>the app at {self.serves}</h1></body></html>"
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
         self.end_headers()
@@ -103,7 +112,7 @@ def world(gitea, settings, tmp_path):
     passwords = {reader: gitea.create_user(reader), outsider: gitea.create_user(outsider)}
     gitea.api("PUT", f"/repos/{readable}/collaborators/{reader}", json={"permission": "read"})
 
-    service_port = free_port()
+    service_port, nginx_port = free_port(), free_port()
     service = f"http://127.0.0.1:{service_port}"
     oauth_app = gitea.api(
         "POST",
@@ -115,6 +124,7 @@ def world(gitea, settings, tmp_path):
         gitea_token=gitea.bot_token,
         public_url=service,
         preview_domain="preview.localhost",
+        preview_port=nginx_port,
         access="gitea",
         oauth_client_id=oauth_app["client_id"],
         oauth_client_secret=oauth_app["client_secret"],
@@ -125,7 +135,7 @@ def world(gitea, settings, tmp_path):
         apply_migrations(database.obj)
         slugs = {}
         for full_name in (readable, other):
-            repository = Repository.upsert(full_name, f"{gitea.url}/{full_name}.git", None, private=True)
+            repository = Repository.upsert(full_name, f"{gitea.url}/{full_name}.git", private=True)
             slug = f"{full_name.split('/')[1]}-pr-1"
             Preview.create(
                 repository=repository,
@@ -139,10 +149,13 @@ def world(gitea, settings, tmp_path):
             slugs[full_name] = slug
     server = make_server("127.0.0.1", service_port, flask_app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    app_server = ThreadingHTTPServer(("127.0.0.1", 0), App)
-    threading.Thread(target=app_server.serve_forever, daemon=True).start()
-    nginx_port = free_port()
-    nginx = start_nginx(tmp_path, nginx_port, app_server.server_address[1], service)
+    apps = {}
+    for slug in slugs.values():
+        handler = type("App", (App,), {"serves": f"{slug}.preview.localhost"})
+        apps[slug] = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=apps[slug].serve_forever, daemon=True).start()
+    upstreams = {slug: app.server_address[1] for slug, app in apps.items()}
+    nginx = start_nginx(tmp_path, nginx_port, upstreams, service)
     try:
         yield {
             "url": {name: f"http://{slug}.preview.localhost:{nginx_port}/" for name, slug in slugs.items()},
@@ -155,16 +168,21 @@ def world(gitea, settings, tmp_path):
         }
     finally:
         stop_process(nginx)
-        for running in (server, app_server):
+        for running in (server, *apps.values()):
             running.shutdown()
             running.server_close()
 
 
-def start_nginx(folder: Path, port: int, app_port: int, service: str) -> subprocess.Popen:
+def start_nginx(folder: Path, port: int, upstreams: dict[str, int], service: str) -> subprocess.Popen:
+    """nginx with a server for each preview slug, in front of its app's port."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     (folder / "tmp").mkdir()
     user = "user root;" if os.geteuid() == 0 else ""
-    conf = NGINX_CONF.format(prefix=folder, port=port, app_port=app_port, service=service, user=user)
+    servers = "".join(
+        NGINX_SERVER.format(port=port, slug=slug, app_port=app_port, service=service)
+        for slug, app_port in upstreams.items()
+    )
+    conf = NGINX_CONF.format(prefix=folder, servers=servers, user=user)
     (folder / "nginx.conf").write_text(conf)
     process = subprocess.Popen(
         [binary, "-c", str(folder / "nginx.conf"), "-p", str(folder)],
@@ -234,4 +252,63 @@ def test_a_user_without_access_gets_403(world, browser):
     sign_in_through_gitea(page, *world["outsider"])
     assert "403" in page.content() and "the app at" not in page.content()
     assert page.url.startswith(world["url"][world["readable"]])
+    context.close()
+
+
+def absolute_form(url: str, host: str, cookie: str) -> tuple[int, str]:
+    """`GET http://B/` with `Host: A`: nginx picks the server by the request line, while the
+    Host header (and X-Original-URL made from it) names another preview."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=10)
+    try:
+        connection.putrequest("GET", url, skip_host=True)
+        connection.putheader("Host", host)
+        connection.putheader("Cookie", f"{COOKIE}={cookie}")
+        connection.endheaders()
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode(errors="replace")
+    finally:
+        connection.close()
+
+
+def test_a_cookie_for_one_preview_never_opens_another_whatever_the_request_claims(world, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    readable_url, other_url = world["url"][world["readable"]], world["url"][world["other"]]
+    page.goto(readable_url)
+    sign_in_through_gitea(page, *world["reader"])
+    page.wait_for_selector("#app")
+    cookie = next(c["value"] for c in context.cookies() if c["name"] == COOKIE)
+    context.close()
+    readable_host, other_host = urlsplit(readable_url).netloc, urlsplit(other_url).hostname
+    assert absolute_form(readable_url, readable_host, cookie)[0] == 200  # the cookie works where it belongs
+
+    status, body = absolute_form(other_url, readable_host, cookie)
+    assert status != 200 and f"the app at {other_host}" not in body
+
+    # Asked directly, with the other preview's slug in the address, a forged original URL opens nothing;
+    # neither does an address that names no preview.
+    other_slug = other_host.split(".")[0]
+    forged = {"X-Original-URL": f"http://{readable_host}/", "X-Forwarded-Host": readable_host}
+    for path in (f"/auth/preview/{other_slug}", f"/auth/forward/{other_slug}", "/auth/forward", "/auth/preview"):
+        answer = requests.get(
+            world["service"] + path, headers=forged, cookies={COOKIE: cookie}, allow_redirects=False, timeout=10
+        )
+        assert answer.status_code in (302, 401, 403) and "X-Preview-User" not in answer.headers, path
+
+
+def test_after_sign_in_the_browser_is_never_on_another_host(world, browser):
+    """A target that Python reads as a preview's address and a browser as another site is refused."""
+    host = urlsplit(world["url"][world["readable"]]).netloc
+    context = browser.new_context()
+    page = context.new_page()
+    for sneaky in (f"http://evil.localhost\\.{host}/", f"http://evil\\@{host}/", f"http://{host}\t.evil.test/"):
+        answer = page.goto(f"{world['service']}/auth/signin?rd={quote(sneaky, safe='')}")
+        assert answer is not None and answer.status == 400
+        assert urlsplit(page.url).netloc == urlsplit(world["service"]).netloc
+    # A real preview's address goes through sign-in and lands on that preview only.
+    page.goto(world["url"][world["readable"]])
+    sign_in_through_gitea(page, *world["reader"])
+    page.wait_for_selector("#app")
+    assert urlsplit(page.url).netloc == host
     context.close()

@@ -46,7 +46,7 @@ def test_sign_in_with_gitea_needs_its_application_and_a_routing_that_asks():
     assert Settings.from_env(complete).access == "gitea"
     with pytest.raises(SettingsError, match="ExternalAuth"):
         Settings.from_env(complete | {"PREVIEW_ROUTING": "gateway-nginx", "PREVIEW_GATEWAY": GATEWAY})
-    with pytest.raises(SettingsError, match="PREVIEW_AUTH_SERVICE"):
+    with pytest.raises(SettingsError, match="Envoy Gateway's extAuth"):
         Settings.from_env(complete | {"PREVIEW_ROUTING": "gateway-envoy", "PREVIEW_GATEWAY": GATEWAY})
 
 
@@ -141,10 +141,9 @@ DEPLOYABLE = [
     ("gateway-traefik", "basic"),
     ("gateway-nginx", "public"),
     ("ingress-nginx", "gitea"),
-    ("gateway-envoy", "gitea"),
     ("gateway-traefik", "gitea"),
 ]
-SIGN_IN = {"auth_url": "http://previews-web.previews.svc", "auth_service": "previews/previews-web:80"}
+SIGN_IN = {"auth_url": "http://previews-web.previews.svc"}
 
 
 @pytest.mark.kube
@@ -165,11 +164,7 @@ def test_a_deploy_and_teardown_with_each_routing(client, services, kube_api, rou
         policy = custom.list_namespaced_custom_object(
             "gateway.envoyproxy.io", "v1alpha1", preview.namespace, "securitypolicies"
         )["items"][0]["spec"]
-        if access == "basic":
-            assert policy["basicAuth"]["users"]["name"] == "preview-basic-auth"
-        else:
-            backend = policy["extAuth"]["http"]["backendRefs"][0]
-            assert (backend["namespace"], backend["name"], backend["port"]) == ("previews", "previews-web", 80)
+        assert policy["basicAuth"]["users"]["name"] == "preview-basic-auth"
     if name == "gateway-traefik":
         middleware = custom.list_namespaced_custom_object("traefik.io", "v1alpha1", preview.namespace, "middlewares")[
             "items"
@@ -177,13 +172,17 @@ def test_a_deploy_and_teardown_with_each_routing(client, services, kube_api, rou
         if access == "basic":
             assert middleware["basicAuth"]["secret"] == "preview-basic-auth"
         else:
-            assert middleware["forwardAuth"]["address"] == "http://previews-web.previews.svc/auth/forward"
+            forward = middleware["forwardAuth"]
+            assert forward["address"] == f"http://previews-web.previews.svc/auth/forward/{preview.slug}"
+            assert forward["authRequestHeaders"] == ["Cookie"]
     if name == "ingress-nginx":
         annotations = (
             k8s.NetworkingV1Api(kube_api).list_namespaced_ingress(preview.namespace).items[0].metadata.annotations
         )
-        signing_in = "nginx.ingress.kubernetes.io/auth-url" in annotations
-        assert signing_in == (access == "gitea")
+        auth_url = annotations.get("nginx.ingress.kubernetes.io/auth-url")
+        assert auth_url == (
+            f"http://previews-web.previews.svc/auth/preview/{preview.slug}" if access == "gitea" else None
+        )
         assert ("nginx.ingress.kubernetes.io/auth-type" in annotations) == (access == "basic")
     secret = services.kube.read_secret_data(preview.namespace, "preview-basic-auth")
     assert (secret is not None) == (access == "basic")

@@ -37,7 +37,6 @@ class PayloadError(ValueError):
 class RepositoryRef:
     full_name: str
     clone_url: str
-    html_url: str | None
     private: bool
 
 
@@ -70,7 +69,6 @@ class PullRequestEvent:
     state: str
     merged: bool
     draft: bool
-    html_url: str | None
     head_ref: str
     head_sha: str
     head_repository: str | None
@@ -139,7 +137,6 @@ def _repository(payload: dict[str, Any]) -> RepositoryRef:
     return RepositoryRef(
         full_name=full_name,
         clone_url=_get(payload, "repository.clone_url", str),
-        html_url=_get(payload, "repository.html_url", str, required=False),
         private=bool(_get(payload, "repository.private", bool, required=False)),
     )
 
@@ -162,7 +159,6 @@ def parse_pull_request(event_type: str, payload: dict[str, Any]) -> PullRequestE
         state=_get(payload, "pull_request.state", str),
         merged=bool(_get(payload, "pull_request.merged", bool, required=False)),
         draft=bool(_get(payload, "pull_request.draft", bool, required=False)),
-        html_url=_get(payload, "pull_request.html_url", str, required=False),
         head_ref=_get(payload, "pull_request.head.ref", str),
         head_sha=_sha(payload, "pull_request.head.sha"),
         head_repository=_get(payload, "pull_request.head.repo.full_name", str, required=False),

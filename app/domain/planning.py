@@ -31,7 +31,6 @@ class Plan:
     target_key: str | None = None
     branch: str | None = None
     pr_number: int | None = None
-    pr_url: str | None = None
     head_sha: str | None = None
     action: str | None = None
     actor: str | None = None  # an approval's approver
@@ -98,7 +97,6 @@ def plan_pull_request(event: PullRequestEvent) -> Plan:
         target_key=f"{event.repository.full_name}#{event.number}",
         branch=event.head_ref,
         pr_number=event.number,
-        pr_url=event.html_url,
         head_sha=event.head_sha,
         action=event.action,
         from_fork=event.from_fork,

@@ -72,7 +72,7 @@ def _ingress_nginx(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]
         }
     elif settings.access == "gitea":
         annotations |= {
-            f"{prefix}/auth-url": f"{auth_base(settings)}/auth/preview",
+            f"{prefix}/auth-url": f"{auth_base(settings)}/auth/preview/{spec.names.slug}",
             f"{prefix}/auth-signin": f"{settings.public_url}/auth/signin?rd=$scheme://$host$escaped_request_uri",
             # The cookie the answer to a sign-in ticket sets reaches the browser.
             f"{prefix}/auth-always-set-cookie": "true",
@@ -121,15 +121,11 @@ def _gateway_envoy(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]
     route = _http_route(spec, settings, [])
     if settings.access == "public":
         return [route]
-    policy: dict[str, Any] = {"targetRefs": [{"group": GATEWAY_GROUP, "kind": "HTTPRoute", "name": spec.names.app}]}
-    if settings.access == "basic":
-        policy["basicAuth"] = {"users": {"name": spec.names.auth_secret}}
-    else:
-        service, _, port = (settings.auth_service or "").rpartition(":")
-        namespace, _, name = service.partition("/")
-        backend = {"name": name, "namespace": namespace, "port": int(port)}
-        # Envoy appends the request's path to this one, and hands a non-2xx answer to the browser.
-        policy["extAuth"] = {"http": {"backendRefs": [backend], "path": "/auth/forward"}}
+    # Settings refuse gitea access with this routing (extAuth would not pass on the cookie and ticket).
+    policy: dict[str, Any] = {
+        "targetRefs": [{"group": GATEWAY_GROUP, "kind": "HTTPRoute", "name": spec.names.app}],
+        "basicAuth": {"users": {"name": spec.names.auth_secret}},
+    }
     return [
         route,
         {
@@ -150,7 +146,12 @@ def _gateway_traefik(spec: PreviewSpec, settings: Settings) -> list[dict[str, An
         if settings.access == "basic"
         # Traefik sends the X-Forwarded-* headers and hands a non-2xx answer to the browser.
         else {
-            "forwardAuth": {"address": f"{auth_base(settings)}/auth/forward", "authResponseHeaders": ["X-Preview-User"]}
+            "forwardAuth": {
+                # The address names the preview; of the client's headers only the cookie is passed on.
+                "address": f"{auth_base(settings)}/auth/forward/{spec.names.slug}",
+                "authRequestHeaders": ["Cookie"],
+                "authResponseHeaders": ["X-Preview-User"],
+            }
         }
     )
     return [

@@ -14,6 +14,7 @@ import redis
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from app.adapters.gitea_oauth import GiteaOAuth
+from app.domain import gitea_links, redirects
 from app.models import Deployment, Event, Preview, PreviewState, Repository, WebhookDelivery
 from app.settings import Settings
 from app.usecases import previews
@@ -38,15 +39,13 @@ class Dashboard:
         assert settings.session_secret
         self.settings, self.store, self.oauth = settings, store, oauth
         self.signer = URLSafeTimedSerializer(settings.session_secret, salt="dashboard")
-        self.signin = GiteaSignin(oauth, self.signer)
+        self.signin = GiteaSignin(oauth, self.signer, "dashboard")
 
     # --- sign-in ------------------------------------------------------------------------
 
     def start(self, next_path: str) -> tuple[str, str]:
-        # Only a path of ours: "//host" and "/\\host" are other sites to a browser.
-        ours = next_path.startswith("/") and not next_path.startswith("//") and "\\" not in next_path
-        safe_next = next_path if ours else "/"
-        return self.signin.start(safe_next)
+        # Only a path of ours, as a browser reads it ("//host", "/\\host", "/\t/host" are other sites).
+        return self.signin.start(redirects.local_path(next_path) or "/")
 
     def finish(self, code: str, state: str, nonce: str | None) -> tuple[str, str]:
         """The new session's cookie value and where to go. ValueError for a state this browser did not start."""
@@ -54,7 +53,7 @@ class Dashboard:
         sid = secrets.token_urlsafe(24)
         record = {"login": signed_in.login, "token": signed_in.token, "csrf": secrets.token_urlsafe(24)}
         self.store.set(f"dashboard:session:{sid}", json.dumps(record), ex=min(signed_in.lifetime, SESSION_SECONDS))
-        return self.signer.dumps(sid), signed_in.back_to
+        return self.signer.dumps(sid), redirects.local_path(signed_in.back_to) or "/"
 
     def user(self, cookie: str | None) -> User | None:
         if not cookie:
@@ -132,16 +131,20 @@ def _age(now: datetime, then: datetime) -> str:
 
 def card(settings: Settings, preview: Preview, now: datetime, gitea_url: str | None) -> dict[str, Any]:
     repository = preview.repository.full_name
-    web = f"{gitea_url.rstrip('/')}/{repository}" if gitea_url else None
+    target_url = (
+        gitea_links.pull_request_url(gitea_url, repository, preview.pr_number)
+        if preview.pr_number is not None
+        else gitea_links.branch_url(gitea_url, repository, preview.branch)
+    )
     return {
         "id": preview.id,
         "repository": repository,
-        "repository_url": web,
+        "repository_url": gitea_links.repository_url(gitea_url, repository),
         "pr_number": preview.pr_number,
         "branch": preview.branch,
-        "target_url": preview.pr_url or (f"{web}/src/branch/{preview.branch}" if web else None),
+        "target_url": target_url,
         "commit": preview.head_sha[:12],
-        "commit_url": f"{web}/commit/{preview.head_sha}" if web else None,
+        "commit_url": gitea_links.commit_url(gitea_url, repository, preview.head_sha),
         "state": preview.state,
         "progress": progress_of(preview),
         "live": preview.state not in FINAL_STATES,

@@ -23,20 +23,21 @@ class SignedIn:
 
 
 class GiteaSignin:
-    def __init__(self, oauth: GiteaOAuth, signer: URLSafeTimedSerializer) -> None:
-        self.oauth, self.signer = oauth, signer
+    def __init__(self, oauth: GiteaOAuth, signer: URLSafeTimedSerializer, purpose: str) -> None:
+        # The purpose is in the state's salt: a state made for one sign-in is refused by the other.
+        self.oauth, self.signer, self.salt = oauth, signer, f"signin-state:{purpose}"
 
     def start(self, back_to: str) -> tuple[str, str]:
         """Gitea's authorize URL, and the nonce for the browser's cookie."""
         nonce = secrets.token_urlsafe(16)
-        state = self.signer.dumps({"back": back_to, "n": nonce}, salt="signin-state")
+        state = self.signer.dumps({"back": back_to, "n": nonce}, salt=self.salt)
         return self.oauth.authorize_url(state), nonce
 
     def finish(self, code: str, state: str, nonce: str | None) -> SignedIn:
         """Who signed in, with their token. ValueError when this browser did not start this sign-in
         (or it is too old); GiteaError when Gitea refuses the code."""
         try:
-            value = self.signer.loads(state, salt="signin-state", max_age=SIGNIN_SECONDS)
+            value = self.signer.loads(state, salt=self.salt, max_age=SIGNIN_SECONDS)
         except BadSignature:
             raise ValueError("the sign-in state is invalid or expired; start again") from None
         if not nonce or not secrets.compare_digest(str(value.get("n")), nonce):

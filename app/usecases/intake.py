@@ -65,7 +65,7 @@ def want_deploy(ref: RepositoryRef, wanted: Plan) -> Preview:
     Written with single-row updates of the desired fields only, never a save of a
     copy, so it cannot undo a worker's change and a worker cannot undo it.
     """
-    repository = Repository.upsert(ref.full_name, ref.clone_url, ref.html_url, ref.private)
+    repository = Repository.upsert(ref.full_name, ref.clone_url, ref.private)
     assert wanted.target_key and wanted.head_sha and wanted.branch
     now = utcnow()
     # Two deliveries for a new target at once: one inserts, both then update.
@@ -74,7 +74,6 @@ def want_deploy(ref: RepositoryRef, wanted: Plan) -> Preview:
         target_key=wanted.target_key,
         pr_number=wanted.pr_number,
         branch=wanted.branch,
-        pr_url=wanted.pr_url,
         head_sha=wanted.head_sha,
         from_fork=wanted.from_fork,
         state=PreviewState.QUEUED,
@@ -84,8 +83,6 @@ def want_deploy(ref: RepositoryRef, wanted: Plan) -> Preview:
     desired = {"branch": wanted.branch, "head_sha": wanted.head_sha, "state": PreviewState.QUEUED, "updated_at": now}
     if wanted.pr_number is not None:
         desired["from_fork"] = wanted.from_fork
-    if wanted.pr_url:
-        desired["pr_url"] = wanted.pr_url
     Preview.update(**desired).where(Preview.target_key == wanted.target_key).execute()
     # Without a slot it is in line from now on (keeping its place if it was in line already).
     Preview.update(waiting_since=now).where(

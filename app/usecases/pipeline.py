@@ -22,7 +22,7 @@ from app.adapters.gitea import GiteaError
 from app.adapters.kube import Kube
 from app.adapters.sql_admin import SqlAdminError
 from app.db import database, utcnow
-from app.domain import credentials, manifests, routing
+from app.domain import credentials, gitea_links, manifests, routing
 from app.domain.naming import PreviewNames, preview_names
 from app.domain.preview_file import PreviewFileError
 from app.models import Deployment, Event, Preview, PreviewState
@@ -100,7 +100,7 @@ def _spec(
         expires_at=now + ttl,
         ttl=ttl,
         pr_number=preview.pr_number,
-        pr_url=preview.pr_url,
+        pr_url=gitea_links.pull_request_url(settings.gitea_url, preview.repository.full_name, preview.pr_number),
     )
 
 

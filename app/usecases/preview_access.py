@@ -21,6 +21,7 @@ import redis
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from app.adapters.gitea_oauth import GiteaOAuth
+from app.domain import redirects
 from app.models import Preview, PreviewState
 from app.settings import Settings
 from app.usecases.gitea_signin import GiteaSignin
@@ -42,29 +43,29 @@ class Decision:
 
 @dataclass(frozen=True)
 class Original:
-    """The request the proxy asks about."""
+    """What the proxy says of the request it asks about: only its path (with the sign-in
+    ticket, if any) and whether it came over https. Never which preview it was for: the
+    client can set that (Host, X-Original-URL); the auth address names the preview."""
 
-    url: str
-    host: str  # without the port
+    path: str  # path and query
     secure: bool
 
 
 def original_request(headers: Any, rest: str = "") -> Original | None:
-    """The request, rebuilt from what each proxy sends: X-Original-URL (nginx), X-Forwarded-*
-    (Traefik), or the Host and the path appended to ours (Envoy). `headers` is case-insensitive
-    (werkzeug's Headers)."""
+    """The request's path, from what each proxy sends: X-Original-URL (nginx), X-Forwarded-Uri
+    (Traefik), or the path appended to ours (Envoy). `headers` is case-insensitive (werkzeug's Headers)."""
     url = headers.get("X-Original-URL")
-    if not url:
-        host = headers.get("X-Forwarded-Host") or headers.get("Host")
-        if not host:
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
             return None
+        scheme, path = parts.scheme, urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    else:
         scheme = headers.get("X-Forwarded-Proto", "http")
-        uri = headers.get("X-Forwarded-Uri") or "/" + rest
-        url = f"{scheme}://{host}{uri}"
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+        path = headers.get("X-Forwarded-Uri") or "/" + rest
+    if scheme not in ("http", "https") or not path.startswith("/"):
         return None
-    return Original(url, parts.hostname.lower(), parts.scheme == "https")
+    return Original(path, scheme == "https")
 
 
 def without_ticket(url: str) -> tuple[str, str | None]:
@@ -80,23 +81,28 @@ class PreviewAccess:
         assert settings.session_secret
         self.settings, self.store, self.oauth = settings, store, oauth
         self.signer = URLSafeTimedSerializer(settings.session_secret, salt="preview-access")
-        self.signin = GiteaSignin(oauth, self.signer)
+        self.signin = GiteaSignin(oauth, self.signer, "preview")
 
     # --- forward auth ---------------------------------------------------------------
 
-    def check(self, original: Original, cookie: str | None, redirect: bool) -> Decision:
-        """200 (let in), 401 (sign in first; a redirect to it when `redirect`), 403 (no access)."""
-        preview = self._preview_at(original.host)
+    def check(self, slug: str, original: Original, cookie: str | None, redirect: bool) -> Decision:
+        """200 (let in), 401 (sign in first; a redirect to it when `redirect`), 403 (no access).
+
+        `slug` comes from the auth address the preview's own route was given, so it names the
+        preview the request will reach whatever Host or X-Original-URL the client sent."""
+        preview = self._preview(slug)
         if preview is None:
             return Decision(403, "no preview lives at this address")
-        clean_url, ticket = without_ticket(original.url)
+        host = f"{slug}.{self.settings.preview_domain}"
+        clean_path, ticket = without_ticket(original.path)
+        clean_url = self._address(host, clean_path, original.secure)
         new_cookie = None
-        session = self._session_from_cookie(cookie, original.host)
+        session = self._session_from_cookie(cookie, host)
         if ticket is not None:
-            sid = self._redeem(ticket, original.host)
+            sid = self._redeem(ticket, host)
             if sid is not None:
                 session = self._session(sid)
-                new_cookie = self.signer.dumps({"s": sid, "h": original.host})
+                new_cookie = self.signer.dumps({"s": sid, "h": host})
         if session is None:
             if redirect:
                 return Decision(302, "sign in first", {"Location": self.signin_url(clean_url)})
@@ -109,12 +115,12 @@ class PreviewAccess:
             return Decision(302, "signed in", {"Location": clean_url}, cookie=new_cookie)
         return Decision(200, "allowed", {"X-Preview-User": login}, cookie=new_cookie)
 
-    def _preview_at(self, host: str) -> Preview | None:
-        suffix = "." + self.settings.preview_domain
-        if not host.endswith(suffix):
-            return None
-        slug = host[: -len(suffix)]
+    def _preview(self, slug: str) -> Preview | None:
         return Preview.get_or_none((Preview.slug == slug) & Preview.state.in_(PreviewState.ACTIVE))
+
+    def _address(self, host: str, path: str, secure: bool) -> str:
+        port = self.settings.preview_port
+        return f"{'https' if secure else 'http'}://{host}{'' if port is None else f':{port}'}{path}"
 
     def _session_from_cookie(self, cookie: str | None, host: str) -> tuple[str, str, str] | None:
         if not cookie:
@@ -155,11 +161,10 @@ class PreviewAccess:
     def signin_url(self, back_to: str) -> str:
         return f"{self.settings.public_url}/auth/signin?rd={quote(back_to, safe='')}"
 
-    def is_preview_url(self, url: str) -> bool:
-        """Only back to a preview: the sign-in never redirects anywhere else."""
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        return parts.scheme in ("http", "https") and host.endswith("." + self.settings.preview_domain)
+    def preview_url(self, url: str) -> str | None:
+        """`url` when it is a preview's address as a browser reads it, else None: the sign-in
+        never redirects anywhere else."""
+        return redirects.preview_url(url, self.settings.preview_domain, self.settings.preview_port)
 
     def start(self, back_to: str) -> tuple[str, str]:
         """Gitea's authorize URL, and the nonce for the browser's cookie (ties the callback to it)."""
@@ -169,8 +174,8 @@ class PreviewAccess:
         """Exchange the code, keep the session, and return the preview URL carrying a ticket.
         ValueError when the state is not the one this browser started with."""
         signed_in = self.signin.finish(code, state, nonce)
-        back_to = signed_in.back_to
-        if not self.is_preview_url(back_to):
+        back_to = self.preview_url(signed_in.back_to)
+        if back_to is None:
             raise ValueError("not a preview address")
         sid = secrets.token_urlsafe(24)
         session = json.dumps({"login": signed_in.login, "token": signed_in.token})

@@ -47,7 +47,6 @@ def _repository_ref(gitea: Gitea, full_name: str) -> RepositoryRef:
     return RepositoryRef(
         full_name=found["full_name"],
         clone_url=found["clone_url"],
-        html_url=found.get("html_url"),
         private=bool(found.get("private")),
     )
 
@@ -75,7 +74,6 @@ def request_preview(
                 target_key=Preview.pr_key(ref.full_name, pr_number),
                 branch=pull["head"]["ref"],
                 pr_number=pr_number,
-                pr_url=pull.get("html_url"),
                 head_sha=pull["head"]["sha"],
                 action="api",
             )

@@ -61,7 +61,6 @@ def register(gitea: Gitea, settings: Settings, full_name: str) -> Registered:
         repository = Repository.create(
             full_name=canonical,
             clone_url=str(found.get("clone_url") or ""),
-            html_url=found.get("html_url"),
             private=bool(found.get("private")),
         )
     Repository.update(webhook_secret=secret, hook_id=hook_id).where(Repository.id == repository.id).execute()

@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from app.adapters.gitea import GiteaError
 from app.db import utcnow
+from app.domain import redirects
 from app.models import PreviewState
 from app.runtime import ClusterNotConfigured
 from app.usecases import dashboard, previews
@@ -44,6 +45,11 @@ def _signed_in() -> tuple[Dashboard, User] | BaseResponse:
 def _csrf_ok(user: User) -> bool:
     sent = request.form.get("csrf") or request.headers.get("X-CSRF-Token") or ""
     return bool(sent) and sent == user.csrf
+
+
+def _writers_only(user: User, preview: Any) -> str:
+    """Logs, credentials and actions are for those who can write to the repository, as in the API."""
+    return f"{user.login} cannot write to {preview.repository.full_name}: only writers see secrets or act."
 
 
 def _settings() -> Any:
@@ -132,6 +138,8 @@ def preview_logs(preview_id: int) -> ResponseReturnValue:
         return jsonify(error="sign in"), 401
     board, user = found
     preview = board.visible(user, preview_id)
+    if not board.can_write(user, preview.repository.full_name):
+        return jsonify(error=_writers_only(user, preview)), 403
     try:
         services = current_app.extensions["preview.services"]()
     except ClusterNotConfigured as error:
@@ -147,7 +155,10 @@ def preview_credentials(preview_id: int) -> ResponseReturnValue:
     board, user = found
     if not _csrf_ok(user):
         return jsonify(error="the form token is missing or wrong; reload the page"), 400
-    preview = previews.require_deployed(board.visible(user, preview_id))
+    preview = board.visible(user, preview_id)
+    if not board.can_write(user, preview.repository.full_name):
+        return jsonify(error=_writers_only(user, preview)), 403
+    preview = previews.require_deployed(preview)
     try:
         services = current_app.extensions["preview.services"]()
     except ClusterNotConfigured as error:
@@ -168,8 +179,7 @@ def act(preview_id: int, action: str) -> ResponseReturnValue:
     preview = board.visible(user, preview_id)
     repository = preview.repository.full_name
     if not board.can_write(user, repository):
-        message = f"{user.login} cannot write to {repository}: only writers act on its previews."
-        return Response(render_template("dashboard_error.html", message=message), status=403)
+        return Response(render_template("dashboard_error.html", message=_writers_only(user, preview)), status=403)
     now, queue = utcnow(), current_app.extensions["preview.queue"]
     if action == "delete":
         previews.delete_preview(queue, preview, now)
@@ -183,7 +193,8 @@ def act(preview_id: int, action: str) -> ResponseReturnValue:
         dashboard.extend(preview, EXTEND_BY, now)
     elif action == "approve":
         previews.approve(queue, preview, user.login, now)
-    return redirect(request.form.get("back") or url_for("dashboard.preview_page", preview_id=preview_id), code=303)
+    back = redirects.local_path(request.form.get("back") or "")
+    return redirect(back or url_for("dashboard.preview_page", preview_id=preview_id), code=303)
 
 
 def preview_branch(preview: Any) -> str | None:

@@ -34,38 +34,50 @@ def _answer(decision: Decision, secure: bool) -> Response:
     return response
 
 
-def _check(rest: str, redirect_mode: bool) -> ResponseReturnValue:
+def _check(slug: str, rest: str, redirect_mode: bool) -> ResponseReturnValue:
     access = _access()
     original = original_request(request.headers, rest)
     if original is None:
         return Response("the proxy did not say which request this is\n", status=400, mimetype="text/plain")
     try:
-        decision = access.check(original, request.cookies.get(COOKIE), redirect_mode)
+        decision = access.check(slug, original, request.cookies.get(COOKIE), redirect_mode)
     except GiteaError as error:
         log.warning("preview access check failed: %s", error)
         return Response("Gitea cannot be asked right now\n", status=503, mimetype="text/plain")
     return _answer(decision, original.secure)
 
 
-@blueprint.get("/auth/preview")
-def forward_auth() -> ResponseReturnValue:
+# Each preview's route is given an auth address with its slug: which preview a request is
+# for is never read from a header the client can set (Host, X-Original-URL, X-Forwarded-Host).
+
+
+@blueprint.get("/auth/preview/<slug>")
+def forward_auth(slug: str) -> ResponseReturnValue:
     """ingress-nginx (auth-url) and nginx auth_request: 200, 401 (then auth-signin) or 403."""
-    return _check("", redirect_mode=False)
+    return _check(slug, "", redirect_mode=False)
 
 
-@blueprint.get("/auth/forward", defaults={"rest": ""})
-@blueprint.get("/auth/forward/<path:rest>")
-def forward_auth_redirecting(rest: str) -> ResponseReturnValue:
-    """Envoy Gateway (extAuth; it appends the request's path) and Traefik (ForwardAuth): they hand a
-    non-2xx answer to the browser, so the sign-in is a redirect."""
-    return _check(rest, redirect_mode=True)
+@blueprint.get("/auth/forward/<slug>", defaults={"rest": ""})
+@blueprint.get("/auth/forward/<slug>/<path:rest>")
+def forward_auth_redirecting(slug: str, rest: str) -> ResponseReturnValue:
+    """Traefik (ForwardAuth) and proxies that append the request's path: they hand a non-2xx
+    answer to the browser, so the sign-in is a redirect."""
+    return _check(slug, rest, redirect_mode=True)
+
+
+@blueprint.get("/auth/preview")
+@blueprint.get("/auth/forward")
+def forward_auth_unnamed() -> ResponseReturnValue:
+    """The addresses of earlier releases, which named no preview: they open nothing (a deploy
+    gives the preview's route its own address)."""
+    return Response("this auth address names no preview; redeploy it\n", status=403, mimetype="text/plain")
 
 
 @blueprint.get("/auth/signin")
 def signin() -> ResponseReturnValue:
     access = _access()
-    back_to = request.args.get("rd", "")
-    if not access.is_preview_url(back_to):
+    back_to = access.preview_url(request.args.get("rd", ""))
+    if back_to is None:
         return Response("rd must be the address of a preview\n", status=400, mimetype="text/plain")
     authorize, nonce = access.start(back_to)
     response = redirect(authorize, code=302)
