@@ -239,6 +239,9 @@ class Settings:
     # Fetches the source at the commit before the build, holding the git credentials kaniko never sees.
     source_image: str = "alpine/git:2.47.2"
     registry_insecure: bool = False
+    # Push with the shared registry Secret when a repository has none of its own. Off: that
+    # Secret can push (and pull) every repository's images, and a build's RUN can read it.
+    registry_shared_fallback: bool = False
     build_timeout: timedelta = timedelta(minutes=30)
     build_concurrency: int = 4  # builds at once: the build namespace's ResourceQuota
     rollout_timeout: timedelta = timedelta(seconds=300)
@@ -358,6 +361,7 @@ class Settings:
         maybe_set("builder_image", "BUILDER_IMAGE")
         maybe_set("source_image", "SOURCE_IMAGE")
         maybe_set("registry_insecure", "PREVIEW_REGISTRY_INSECURE", _bool)
+        maybe_set("registry_shared_fallback", "REGISTRY_SHARED_FALLBACK", _bool)
         maybe_set("build_timeout", "BUILD_TIMEOUT", parse_duration)
         maybe_set("build_concurrency", "BUILD_CONCURRENCY", _positive_int)
         maybe_set("rollout_timeout", "ROLLOUT_TIMEOUT", parse_duration)

@@ -63,6 +63,8 @@ def settings(database_url: str, redis_url: str) -> Settings:
         redis_url=redis_url,
         gitea_webhook_secret=SECRET,
         queue_name="previews-test",
+        # Most tests' repositories have no registry Secret of their own.
+        registry_shared_fallback=True,
     )
 
 

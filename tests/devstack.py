@@ -78,6 +78,7 @@ def main() -> int:
             plane = stack.enter_context(control_plane())
             env["KUBECONFIG"] = str(plane.kubeconfig)
             env.setdefault("PREVIEW_REGISTRY", "registry.preview.local:5000")
+            env.setdefault("REGISTRY_SHARED_FALLBACK", "true")  # a demo: one registry account for all
             _say(f"control plane ready: export KUBECONFIG={plane.kubeconfig}; kubectl is {binary('kubectl')}")
             if not env.get("DATABASE_URL"):
                 # The cluster is new on every run, so is the database that describes it.

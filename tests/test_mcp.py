@@ -48,6 +48,7 @@ def stack(gitea, kube_cluster, redis_server, postgres_server, tmp_path_factory):
         "GITEA_WEBHOOK_SECRET": "mcp-webhook-secret-" + uuid.uuid4().hex[:8],
         "KUBECONFIG": str(kube_cluster.kubeconfig),
         "PREVIEW_REGISTRY": "registry.preview.test:5000",
+        "REGISTRY_SHARED_FALLBACK": "true",
         "PREVIEW_DOMAIN": "preview.test",
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "API_TOKENS": TOKEN,

@@ -195,6 +195,17 @@ def test_a_repository_without_its_own_registry_secret_pushes_with_the_shared_one
     assert _secrets_of(pod.containers[0], pod.volumes) == {"registry-credentials"}
 
 
+def test_without_its_own_registry_secret_a_repository_is_not_built_unless_the_operator_shares_one(
+    client, services, kube_api
+):
+    services.settings = services.settings.replace(registry_shared_fallback=False)
+    assert run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"]) == "failed"
+    assert not k8s.BatchV1Api(kube_api).list_namespaced_job(services.settings.build_namespace).items
+    with database.connection_context():
+        reason = Deployment.get().failure_reason
+    assert "no registry credentials for acme/shop" in reason and "REGISTRY_SHARED_FALLBACK" in reason
+
+
 def test_the_api_hands_out_the_credentials_of_a_live_preview(client, app, services):
 
     app.extensions["preview.services"] = lambda: services
@@ -493,6 +504,10 @@ def test_a_fork_pr_is_not_built_until_approved_and_then_only_at_that_commit(clie
             preview.id, sha=preview.head_sha, state=PreviewState.QUEUED, approved_sha=preview.head_sha
         )
         assert pipeline.deploy(services, preview.id, preview.head_sha) == "ready"
+    # A stranger's build neither reads nor writes the layer cache that trusted builds use.
+    [build] = k8s.BatchV1Api(kube_api).list_namespaced_job(services.settings.build_namespace).items
+    kaniko_args = build.spec.template.spec.containers[0].args
+    assert "--cache=false" in kaniko_args and not any(arg.startswith("--cache-repo") for arg in kaniko_args)
     # The next push to the fork waits again.
     pushed = deliver(client, "pull_request_synchronized", "pull_request", **FORK, **{"pull_request.head.sha": SHA_B})
     assert run(services, pushed["delivery_id"]) == "pending approval"

@@ -99,18 +99,21 @@ def secret_env(services, namespace, name=databases.SECRET):
 @pytest.fixture
 def play_processes(monkeypatch, services):
     """After each migrate or seed Job completes, do what its process would have: the seed inserts
-    rows, the migrate creates the table (IF NOT EXISTS, as migration tools skip what is done)."""
+    rows (named by its env's SEED_NAME, as a seed script reads its inputs), the migrate creates the
+    table (IF NOT EXISTS, as migration tools skip what is done)."""
     real = pipeline._run_job
     played: list[tuple[str, str]] = []
 
     def run_job(run, namespace, job, phase):
         real(run, namespace, job, phase)
-        secret = job["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["secretRef"]["name"]
-        url = secret_env(services, namespace, secret)["DATABASE_URL"]
+        process = job["spec"]["template"]["spec"]["containers"][0]
+        url = secret_env(services, namespace, process["envFrom"][0]["secretRef"]["name"])["DATABASE_URL"]
         played.append((phase, urlsplit(url).path.lstrip("/")))
+        seed_name = {e["name"]: e.get("value") for e in process["env"]}.get("SEED_NAME", "seeded")
+        assert seed_name.isalnum()
         statement = {
             "migrate": "CREATE TABLE IF NOT EXISTS products (id INT PRIMARY KEY, name TEXT)",
-            "seed": "INSERT INTO products VALUES (1, 'seeded'), (2, 'seeded')",
+            "seed": f"INSERT INTO products VALUES (1, '{seed_name}'), (2, '{seed_name}')",
         }[phase.removeprefix("template-")]
         execute(url, statement)
 
@@ -389,6 +392,44 @@ def test_a_pr_database_is_a_clone_of_its_base_commits_seeded_template(
             assert pipeline.teardown(services, preview.id) == "deleted"
         assert preview_database.collect_orphans(services.settings, utcnow()) == [template]
     assert admin.names(prefix) == set()
+
+
+def test_a_prs_env_never_reaches_the_template_every_later_clone_copies(
+    client, with_gitea, repo, kube_api, postgres_server, play_processes
+):
+    services = with_gitea
+    services.settings = services.settings.replace(postgres_admin_url=postgres_server.url())
+    admin_url = postgres_server.url()
+    base_file = preview_file(built=True, engine="postgres", migrate="[migrate]", seed="[seed]")
+    base_file[".gitea/preview.yml"] += "env:\n  SEED_NAME: fromthebase\n"
+    base = repo.commit("main", base_file, "the preview file on main")
+
+    # The first PR, which makes the template, sets the seed's input to its own value.
+    pr_file = {".gitea/preview.yml": base_file[".gitea/preview.yml"].replace("fromthebase", "poisoned")}
+    _, delivery = open_pr(client, repo, "feature/poison", pr_file)
+    assert run(services, delivery) == "ready"
+    first = the_preview()
+    template = databases.template_name(services.settings.database_prefix, repo.full_name, base)
+    assert first.database_template == template
+    seeded = execute(secret_env(services, first.namespace)["DATABASE_URL"], "SELECT DISTINCT name FROM products")
+    assert seeded == [("fromthebase",)]
+    # Frozen: the admin owns it, its role cannot log in, and its Secret is gone from the namespace.
+    owner, can_login = execute(
+        admin_url,
+        "SELECT pg_get_userbyid(d.datdba), r.rolcanlogin FROM pg_database d, pg_roles r"
+        f" WHERE d.datname = '{template}' AND r.rolname = '{template}'",
+    )[0]
+    assert owner != template and can_login is False
+    assert secret_env(services, first.namespace, preview_database.TEMPLATE_SECRET) is None
+
+    # A second PR's clone has the base's data, not the first PR's.
+    _, delivery = open_pr(client, repo, "feature/innocent", {"innocent.txt": "1"})
+    assert run(services, delivery) == "ready"
+    with database.connection_context():
+        second = Preview.select().where(Preview.id != first.id).get()
+    assert second.database_template == template
+    cloned = execute(secret_env(services, second.namespace)["DATABASE_URL"], "SELECT DISTINCT name FROM products")
+    assert cloned == [("fromthebase",)]
 
 
 # --- a server in the namespace -----------------------------------------------------------------

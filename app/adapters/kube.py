@@ -245,6 +245,18 @@ class Kube:
             raise _error(f"read secret {namespace}/{name}", error) from error
         return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
 
+    def delete_secret(self, namespace: str, name: str) -> bool:
+        """Delete a Secret. False when it was already gone (a 404 is success)."""
+        try:
+            self.core.delete_namespaced_secret(name, namespace, _request_timeout=self.timeout)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise _error(f"delete secret {namespace}/{name}", error) from error
+        except _CLIENT_ERRORS as error:
+            raise _error(f"delete secret {namespace}/{name}", error) from error
+        return True
+
     def delete_namespace(self, name: str) -> bool:
         """Start deleting a namespace. False when it was already gone (a 404 is success)."""
         try:

@@ -92,8 +92,8 @@ class PostgresAdmin:
             with self._cursor(name) as cursor:
                 tpl, new = sql.Identifier(template), sql.Identifier(name)
                 cursor.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(tpl, new))
-                # REASSIGN also moved the template database itself (a shared object): give it back.
-                cursor.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(tpl, tpl))
+                # A template of an earlier release was still its role's, and REASSIGN moved it: to the admin.
+                cursor.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(tpl))
         return created
 
     def drop(self, name: str) -> None:
@@ -135,13 +135,17 @@ class PostgresAdmin:
             return bool(row and row[0])
 
     def mark_template(self, name: str) -> None:
-        """Finished: clones may copy it, and nobody may connect to it any more (a connection blocks cloning)."""
+        """Finished: clones may copy it, and nobody may connect to it any more (a connection blocks
+        cloning). Frozen for good: the admin owns the database (its owner could allow connections
+        again) and its role may not log in."""
         from psycopg2 import sql
 
         with self._cursor() as cursor:
             cursor.execute(
                 sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false").format(sql.Identifier(name))
             )
+            cursor.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(sql.Identifier(name)))
+            cursor.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(name)))
             cursor.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                 (name,),

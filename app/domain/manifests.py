@@ -401,7 +401,7 @@ class BuildSpec:
     clone_url: str
     git_ref: str  # refs/pull/<n>/head for a PR, refs/heads/<branch> for a branch
     destination: str  # <registry>/<repo>:<tag>
-    cache_repository: str
+    cache_repository: str | None  # None: no layer cache (an untrusted build must not poison it)
     dockerfile: str = "Dockerfile"  # relative to the context
     pod_labels: dict[str, str] = field(default_factory=dict)
     registry_secret: str = REGISTRY_CREDENTIALS_SECRET  # the repository's own when the operator made one
@@ -455,8 +455,7 @@ def build_job(spec: PreviewSpec, build: BuildSpec, settings: Settings, sha: str 
         f"--context=dir://{build.context_dir}",
         f"--dockerfile={build.context_dir}/{build.dockerfile}",
         f"--destination={build.destination}",
-        "--cache=true",
-        f"--cache-repo={build.cache_repository}",
+        *(["--cache=true", f"--cache-repo={build.cache_repository}"] if build.cache_repository else ["--cache=false"]),
         "--digest-file=/dev/termination-log",
     ]
     if build.target:

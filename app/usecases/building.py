@@ -24,7 +24,11 @@ def build(
     if config.image:
         return config.image
     git_ref = f"refs/pull/{preview.pr_number}/head" if preview.pr_number is not None else f"refs/heads/{preview.branch}"
-    destination, digest = build_commit(run, preview, spec, config, spec.head_sha, git_ref, drop_older=True)
+    # An approved commit is a stranger's: it neither reads nor writes the cache trusted builds use.
+    shared_cache = preview.approved_sha != spec.head_sha
+    destination, digest = build_commit(
+        run, preview, spec, config, spec.head_sha, git_ref, drop_older=True, shared_cache=shared_cache
+    )
     deployment.image = destination
     deployment.digest = digest
     deployment.save()
@@ -39,6 +43,7 @@ def build_commit(
     sha: str,
     git_ref: str,
     drop_older: bool = False,
+    shared_cache: bool = True,
 ) -> tuple[str, str]:
     """Build commit `sha` (reachable from `git_ref`) with kaniko; return its tag and digest."""
     settings, kube = run.services.settings, run.services.kube
@@ -55,19 +60,22 @@ def build_commit(
             kube.delete_job(settings.build_namespace, job.name)
 
     repository = image_repository(settings.preview_registry, preview.repository.full_name)
-    own_secret = naming.registry_secret(preview.repository.full_name)
-    registry_secret = (
-        own_secret
-        if kube.read_secret_data(settings.build_namespace, own_secret) is not None
-        else manifests.REGISTRY_CREDENTIALS_SECRET
-    )
+    registry_secret = naming.registry_secret(preview.repository.full_name)
+    if kube.read_secret_data(settings.build_namespace, registry_secret) is None:
+        if not settings.registry_shared_fallback:
+            raise StepFailed(
+                "build",
+                f"no registry credentials for {preview.repository.full_name}: the operator makes the Secret"
+                f" {registry_secret} in {settings.build_namespace} (or sets REGISTRY_SHARED_FALLBACK=true)",
+            )
+        registry_secret = manifests.REGISTRY_CREDENTIALS_SECRET
     build = manifests.BuildSpec(
         job_name=names.build_job(sha),
         namespace=settings.build_namespace,
         clone_url=clone_url(settings, preview),
         git_ref=git_ref,
         destination=f"{repository}:{names.image_tag(sha)}",
-        cache_repository=f"{repository}/cache",
+        cache_repository=f"{repository}/cache" if shared_cache else None,
         dockerfile=config.build.dockerfile,
         context=config.build.context,
         target=config.build.target,
@@ -123,7 +131,7 @@ def base_image(
         else:
             destination, digest = build_commit(run, preview, spec, base, str(base_sha), f"refs/heads/{base_ref}")
             image = f"{destination.rsplit(':', 1)[0]}@{digest}"
-        return preview_database.BaseImage(str(base_sha), image, wanted.migrate, wanted.seed)
+        return preview_database.BaseImage(str(base_sha), image, wanted.migrate, wanted.seed, dict(base.env))
 
     return find
 

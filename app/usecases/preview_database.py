@@ -44,12 +44,14 @@ JobRunner = Callable[[dict, str], None]
 
 @dataclass(frozen=True)
 class BaseImage:
-    """The commit a PR branched from: its image, and its own preview file's commands, which make the template."""
+    """The commit a PR branched from: its image, and its own preview file's commands and env
+    (with the operator's repository settings), which make the template. Nothing of the PR's."""
 
     sha: str
     image: str
     migrate: tuple[str, ...] | None
     seed: tuple[str, ...] | None
+    env: dict[str, str]
 
 
 def new_password() -> str:
@@ -155,12 +157,14 @@ def _clone_template(
             template_connection = admin.connection(template, template_password)
             kube.apply(databases.secret(spec, template_connection, SHARED, TEMPLATE_SECRET))
             Event.record(preview, "database", f"making template {template} at base {base.sha[:12]}")
-            base_app = AppSpec(image=base.image, env=app.env, pod_labels=app.pod_labels)
+            # The PR's env (and labels) would reach every later clone: the base's own only.
+            base_app = AppSpec(image=base.image, env=dict(base.env))
             for kind, command in (("template-migrate", base.migrate), ("template-seed", base.seed)):
                 if command:
                     job = databases.command_job(spec, base_app, settings, kind, command, base.sha, TEMPLATE_SECRET)
                     run_job(job, kind)
-            admin.mark_template(template)
+            admin.mark_template(template)  # frozen: its role can no longer log in or own it
+            kube.delete_secret(spec.names.namespace, TEMPLATE_SECRET)
         Event.record(preview, "database", f"cloning {template} (base {base.sha[:12]})")
         admin.ensure(databases.database_name(settings.database_prefix, preview.id), password, template=template)
         Preview.update(database_template=template, database_seeded_at=utcnow()).where(
