@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.settings import Settings
 
@@ -21,6 +22,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
     runtime.bind(app, settings)
     security_headers.install(app)
+    if settings.trusted_proxy_hops:
+        # The ingress (or the chart's Service) in front: its X-Forwarded-For/-Proto, no client's.
+        hops = settings.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.register_blueprint(health.blueprint)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(api.blueprint)

@@ -50,6 +50,12 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError("must be a whole number, 0 or more")
+    return int(text)
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise ValueError("must be a TCP port, 1 to 65535")
@@ -201,13 +207,16 @@ def _bool(text: str) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    database_url: str = "sqlite:///var/preview.db"
-    redis_url: str = "redis://localhost:6379/0"
+    # Both may carry a password: never in a repr (a test's failure, a log line).
+    database_url: str = dataclasses.field(default="sqlite:///var/preview.db", repr=False)
+    redis_url: str = dataclasses.field(default="redis://localhost:6379/0", repr=False)
     gitea_url: str | None = None
     gitea_token: str | None = dataclasses.field(default=None, repr=False)
     gitea_webhook_secret: str | None = dataclasses.field(default=None, repr=False)
-    # When set, GET /metrics wants `Authorization: Bearer <METRICS_TOKEN>`.
+    # When set, GET /metrics wants `Authorization: Bearer <METRICS_TOKEN>`; without it /metrics
+    # is closed unless the operator opens it on purpose (it names repositories and counts).
     metrics_token: str | None = dataclasses.field(default=None, repr=False)
+    metrics_open: bool = False
     preview_domain: str = "preview.localhost"
     preview_ttl: timedelta = timedelta(hours=168)
     # A preview whose deploy failed still holds a namespace and a slot: it goes sooner.
@@ -230,6 +239,8 @@ class Settings:
     max_webhook_bytes: int = 5 * 1024 * 1024
     # Where this service is reachable: links to its own page for a preview.
     public_url: str = "http://127.0.0.1:8000"
+    # Proxies in front of the web process whose X-Forwarded-For and -Proto are believed (ProxyFix).
+    trusted_proxy_hops: int = 1
     # The port previews are served on, when not their scheme's default (a test bed's proxy):
     # a sign-in sends the browser back to a preview on no other port.
     preview_port: int | None = None
@@ -271,6 +282,7 @@ class Settings:
     # private ranges where pod and service CIDRs and the API server usually live).
     egress_denied_cidrs: tuple[str, ...] = (
         "169.254.0.0/16",
+        "168.63.129.16/32",  # Azure's WireServer: a host's agent channel, not on the link-local range
         "10.0.0.0/8",
         "172.16.0.0/12",
         "192.168.0.0/16",
@@ -342,6 +354,7 @@ class Settings:
         maybe_set("gitea_token", "GITEA_TOKEN")
         maybe_set("gitea_webhook_secret", "GITEA_WEBHOOK_SECRET", _secret)
         maybe_set("metrics_token", "METRICS_TOKEN", _secret)
+        maybe_set("metrics_open", "METRICS_OPEN", _bool)
         maybe_set("preview_domain", "PREVIEW_DOMAIN", _domain)
         maybe_set("preview_ttl", "PREVIEW_TTL", parse_duration)
         maybe_set("failed_preview_ttl", "FAILED_PREVIEW_TTL", parse_duration)
@@ -357,6 +370,7 @@ class Settings:
         maybe_set("queue_name", "PREVIEW_QUEUE")
         maybe_set("public_url", "PUBLIC_URL", _url("http", "https"))
         maybe_set("preview_port", "PREVIEW_PORT", _port)
+        maybe_set("trusted_proxy_hops", "TRUSTED_PROXY_HOPS", _count)
         maybe_set("build_namespace", "BUILD_NAMESPACE", _dns_label)
         maybe_set("builder_image", "BUILDER_IMAGE")
         maybe_set("source_image", "SOURCE_IMAGE")

@@ -99,6 +99,7 @@ def preview_stack(workers: int = 1, **env: str) -> Iterator[Stack]:
             "KUBECONFIG": str(plane.kubeconfig),
             "PREVIEW_REGISTRY": "registry.bench.test:5000",
             "REGISTRY_SHARED_FALLBACK": "true",
+            "METRICS_OPEN": "true",
             "PREVIEW_DOMAIN": "preview.bench.test",
             "PUBLIC_URL": f"http://127.0.0.1:{port}",
             "WEB_CONCURRENCY": "2",

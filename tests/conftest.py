@@ -65,6 +65,7 @@ def settings(database_url: str, redis_url: str) -> Settings:
         queue_name="previews-test",
         # Most tests' repositories have no registry Secret of their own.
         registry_shared_fallback=True,
+        metrics_open=True,
     )
 
 

@@ -66,11 +66,12 @@ def main() -> int:
         env["MCP_BIND"] = f"127.0.0.1:{servers.free_port()}"
     _say(f"MCP server (streamable HTTP): http://{env['MCP_BIND']}/mcp")
     env.setdefault("PUBLIC_URL", f"http://{bind}")
+    env.setdefault("METRICS_OPEN", "true")  # a demo on loopback
     with contextlib.ExitStack() as stack:
         if not env.get("REDIS_URL"):
             redis = stack.enter_context(servers.redis_server())
             env["REDIS_URL"] = redis.url
-            _say(f"started Redis at {redis.url}")
+            _say(f"started Redis on 127.0.0.1:{redis.port} (with a password, in REDIS_URL)")
         if not env.get("KUBECONFIG") and not _in_cluster():
             from tests.kube.controlplane import binary, control_plane
 

@@ -42,15 +42,16 @@ def the_preview():
 
 def worker_env(settings):
     """The environment a worker process needs to run against the test's settings."""
-    return dict(
-        os.environ,
-        DATABASE_URL=settings.database_url,
-        REDIS_URL=settings.redis_url,
-        PREVIEW_QUEUE=settings.queue_name,
-        KUBECONFIG=settings.kubeconfig,
-        PREVIEW_REGISTRY=settings.preview_registry,
-        BUILD_NAMESPACE=settings.build_namespace,
-    )
+    ours = {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "PREVIEW_QUEUE": settings.queue_name,
+        "KUBECONFIG": settings.kubeconfig,
+        "PREVIEW_REGISTRY": settings.preview_registry,
+        "BUILD_NAMESPACE": settings.build_namespace,
+        "REGISTRY_SHARED_FALLBACK": "true" if settings.registry_shared_fallback else "false",
+    }
+    return dict(os.environ, **{name: value for name, value in ours.items() if value is not None})
 
 
 def run_worker(settings):

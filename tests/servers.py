@@ -11,6 +11,7 @@ import ctypes
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -59,28 +60,34 @@ def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
 
 @dataclass
 class RedisServer:
+    """Redis with a password, as the README asks of an installation: whoever writes to it
+    decides what the workers do."""
+
     port: int
     process: subprocess.Popen
     folder: str
+    password: str
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
         stop_process(self.process)
 
     def start(self) -> None:
         """Start it again on the same port (after `stop`)."""
-        self.process = _spawn_redis(self.port, self.folder)
+        self.process = _spawn_redis(self.port, self.folder, self.password)
         wait_for_port(self.port, self.process)
 
 
-def _spawn_redis(port: int, folder: str) -> subprocess.Popen:
+def _spawn_redis(port: int, folder: str, password: str) -> subprocess.Popen:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     return subprocess.Popen(
         [
             binary,
+            "--requirepass",
+            password,
             "--port",
             str(port),
             "--bind",
@@ -103,8 +110,8 @@ def _spawn_redis(port: int, folder: str) -> subprocess.Popen:
 @contextlib.contextmanager
 def redis_server() -> Iterator[RedisServer]:
     folder = tempfile.mkdtemp(prefix="preview-redis-")
-    port = free_port()
-    server = RedisServer(port, _spawn_redis(port, folder), folder)
+    port, password = free_port(), secrets.token_hex(16)
+    server = RedisServer(port, _spawn_redis(port, folder, password), folder, password)
     try:
         wait_for_port(port, server.process)
         yield server

@@ -61,9 +61,15 @@ def test_the_api_is_closed_when_no_tokens_are_configured(settings, db):
     assert app.test_client().get("/api/previews", headers=AUTH).status_code == 401
 
 
-def test_health_and_metrics_stay_open(client, db):
+def test_health_stays_open_and_metrics_are_closed_unless_opened(settings, client, db):
+    from app import create_app
+
     assert client.get("/healthz").status_code == 200
-    assert client.get("/metrics").status_code == 200
+    assert client.get("/metrics").status_code == 200  # the test settings open them
+    closed = create_app(settings.replace(metrics_open=False)).test_client()
+    assert closed.get("/healthz").status_code == 200
+    answer = closed.get("/metrics")
+    assert answer.status_code == 401 and b"METRICS_TOKEN" in answer.data
 
 
 def test_list_filters_and_paginates_hundreds_of_previews(client, db):

@@ -81,7 +81,14 @@ def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api)
         assert own_namespace.to[0].pod_selector is not None
         blocks = {peer.ip_block.cidr: peer.ip_block._except for peer in anywhere.to}
         assert blocks == {
-            "0.0.0.0/0": ["169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"],
+            "0.0.0.0/0": [
+                "169.254.0.0/16",
+                "168.63.129.16/32",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "100.64.0.0/10",
+            ],
             "::/0": ["fc00::/7", "fe80::/10"],
         }
     assert build_policy.spec.ingress is None  # builds take no connections

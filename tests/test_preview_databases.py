@@ -216,6 +216,24 @@ def shared(request, with_gitea, postgres_server):
     return request.param, admin
 
 
+def test_a_mysql_preview_user_reaches_its_own_database_and_no_lookalike(with_gitea, mariadb_server):
+    """In a MySQL GRANT `_` matches any character: `t1_7`'s user must not get into `t1X7`."""
+    admin = MysqlAdmin(mariadb_server.admin_url)
+    name = f"{with_gitea.settings.database_prefix}7"
+    lookalike = name[: name.rindex("_")] + "X7"  # not of our names' shape: no sweep touches it
+    password = preview_database.new_password()
+    admin.ensure(name, password)
+    execute(mariadb_server.admin_url.rsplit("/", 1)[0] + "/mysql", f"CREATE DATABASE `{lookalike}`")
+    try:
+        own = admin.connection(name, password).url()
+        assert execute(own, "SELECT 1") == [(1,)]
+        with pytest.raises(pymysql.err.OperationalError, match="denied"):
+            execute(own.rsplit("/", 1)[0] + f"/{lookalike}", "SELECT 1")
+    finally:
+        admin.drop(name)
+        execute(mariadb_server.admin_url.rsplit("/", 1)[0] + "/mysql", f"DROP DATABASE `{lookalike}`")
+
+
 def test_a_shared_server_gives_each_preview_its_database_and_drops_it_at_teardown(
     client, with_gitea, shared, repo, kube_api, play_processes
 ):

@@ -1,10 +1,12 @@
 """POST /webhooks/gitea against real Redis and each database."""
 
 import json
+import os
 import time
 
 import pytest
 from rq import Queue
+from rq.serializers import JSONSerializer
 
 from app.adapters.jobqueue import JobQueue
 from app.db import database
@@ -272,3 +274,25 @@ def test_a_label_change_never_asks_for_a_teardown(client, settings):
     assert response.json["outcome"] == DeliveryOutcome.IGNORED and "pin follows the payload" in response.json["reason"]
     with database.connection_context():
         assert Preview.get().state == PreviewState.QUEUED and Preview.get().pinned
+
+
+def test_a_job_written_to_redis_by_someone_else_runs_no_code(settings, tmp_path):
+    """Whoever can write to Redis (the web process too) cannot make a worker run code: a pickled
+    job is never unpickled, and a JSON job naming any function but ours is refused."""
+    from rq.job import Job
+
+    queue = JobQueue(settings.redis_url, settings.queue_name)
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    pickled = Queue(settings.queue_name, connection=queue.connection)  # RQ's default: pickle
+    pickled.enqueue("workers.jobs.report_preview", Payload(), job_id="pickled")
+    # A JSON job naming a function of the standard library.
+    queue.queue.enqueue("os.system", f"touch {marker}", job_id="foreign")
+    run_worker(settings)
+    assert not marker.exists()
+    foreign = Job.fetch("foreign", connection=queue.connection, serializer=JSONSerializer)
+    assert foreign.get_status() == "failed" and "UnknownJob" in (foreign.latest_result().exc_string or "")

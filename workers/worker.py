@@ -9,6 +9,7 @@ import logging
 from rq import Worker
 
 from app import runtime
+from app.adapters.jobqueue import QUEUE_OPTIONS
 from workers.context import services, started
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
         services()
     except runtime.ClusterNotConfigured as error:
         log.warning("%s; jobs will fail until the cluster is configured", error)
-    worker = Worker([queue.queue], connection=queue.connection)
+    worker = Worker([queue.queue], connection=queue.connection, **QUEUE_OPTIONS)
     # The built-in scheduler moves retries with backoff back onto the queue.
     worker.work(burst=args.burst, with_scheduler=not args.burst)
 

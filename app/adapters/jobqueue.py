@@ -2,6 +2,10 @@
 
 Jobs are named by dotted path (e.g. `workers.jobs.process_delivery`) so the
 app does not import the workers package.
+
+Whoever can write to Redis (the web process too) must not be able to make a worker
+run code: jobs are JSON, not pickles (their arguments are ids), and a worker runs
+only the functions of `workers.jobs`, with no callbacks.
 """
 
 from __future__ import annotations
@@ -13,8 +17,57 @@ from typing import Any
 import redis
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
 log = logging.getLogger(__name__)
+
+JOBS_MODULE = "workers.jobs"
+
+
+class UnknownJob(Exception):
+    """A job in the queue names a function that is not one of ours."""
+
+
+class KnownJob(Job):
+    """An RQ job that resolves only `workers.jobs.<name>`, never a method or a callback, and
+    sends no webhook (a job's webhooks would make the worker post to any address)."""
+
+    @property  # type: ignore[override]
+    def webhooks(self) -> list[Any]:
+        return []
+
+    @webhooks.setter
+    def webhooks(self, value: list[Any]) -> None:
+        if value:
+            log.warning("job webhooks ignored job_id=%s", getattr(self, "_id", None))
+
+    @property
+    def func(self) -> Any:
+        module, _, name = (self.func_name or "").rpartition(".")
+        if module != JOBS_MODULE or not name.isidentifier() or self.instance is not None:
+            raise UnknownJob(f"job {self.id} names {self.func_name!r}, not a function of {JOBS_MODULE}")
+        return Job.func.fget(self)  # type: ignore[attr-defined]
+
+    def _no_callback(self, kind: str, name: str | None) -> None:
+        if name:
+            log.warning("job callback ignored job_id=%s kind=%s name=%s", self.id, kind, name)
+
+    @property
+    def success_callback(self) -> None:
+        self._no_callback("success", self._success_callback_name)
+
+    @property
+    def failure_callback(self) -> None:
+        self._no_callback("failure", self._failure_callback_name)
+
+    @property
+    def stopped_callback(self) -> None:
+        self._no_callback("stopped", self._stopped_callback_name)
+
+
+# What a Queue or Worker of ours is made with.
+QUEUE_OPTIONS: dict[str, Any] = {"serializer": JSONSerializer, "job_class": KnownJob}
 
 # Backoff between attempts of a failed job, in seconds.
 RETRY_INTERVALS = [10, 30, 60, 120, 300]
@@ -46,7 +99,7 @@ class JobQueue:
         self.connection = redis.Redis.from_url(
             redis_url, socket_connect_timeout=socket_timeout, socket_timeout=socket_timeout
         )
-        self.queue = Queue(name, connection=self.connection)
+        self.queue = Queue(name, connection=self.connection, **QUEUE_OPTIONS)
 
     def enqueue(self, func: str, *args: object, job_id: str, timeout: int = 3600, keep_result: bool = True) -> bool:
         """Queue `func(*args)` once under `job_id`. False when that job id is already queued or running

@@ -28,6 +28,7 @@ class SqlAdminError(Exception):
 
 class SqlAdmin(Protocol):
     engine: str
+    port: int  # where previews reach it
 
     def ensure(self, name: str, password: str, template: str | None = None) -> bool: ...
     def drop(self, name: str) -> None: ...
@@ -208,7 +209,8 @@ class MysqlAdmin:
             cursor.execute(f"CREATE DATABASE IF NOT EXISTS {identifier}")
             cursor.execute("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", (name, password))
             cursor.execute("ALTER USER %s@'%%' IDENTIFIED BY %s", (name, password))
-            cursor.execute(f"GRANT ALL PRIVILEGES ON {identifier}.* TO %s@'%%'", (name,))
+            # In a GRANT's database name `_` and `%` are wildcards: `preview_1` would match `previewX1`.
+            cursor.execute(f"GRANT ALL PRIVILEGES ON {_mysql_grant_database(name)}.* TO %s@'%%'", (name,))
         return created
 
     def drop(self, name: str) -> None:
@@ -238,6 +240,11 @@ class MysqlAdmin:
 
 def _mysql_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
+
+
+def _mysql_grant_database(name: str) -> str:
+    """The database `name` exactly, as a GRANT reads it (where `_` and `%` match any character)."""
+    return _mysql_identifier(name.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%"))
 
 
 def _like_prefix(prefix: str) -> str:

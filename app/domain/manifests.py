@@ -10,6 +10,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from app.domain.naming import PreviewNames
 from app.settings import Settings
@@ -195,8 +196,35 @@ def limit_range(spec: PreviewSpec) -> dict[str, Any]:
     }
 
 
-def egress_rules(settings: Settings, also_allowed: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """DNS, the namespace itself and the internet; not the denied ranges (metadata address, cluster, API server)."""
+@dataclass(frozen=True)
+class Opening:
+    """An exception to the denied ranges: these addresses, on these TCP ports only."""
+
+    cidrs: tuple[str, ...]
+    ports: tuple[int, ...]
+
+
+def _url_port(url: str) -> int:
+    parts = urlsplit(url if "://" in url else f"https://{url}")
+    return parts.port or (80 if parts.scheme == "http" else 443)
+
+
+def build_opening(settings: Settings) -> Opening:
+    """What builds reach beyond the internet: Gitea's and the registry's ports on BUILD_EGRESS_ALLOWED_CIDRS."""
+    ports = set()
+    if settings.gitea_url:
+        ports.add(_url_port(settings.gitea_url))
+    if settings.preview_registry:
+        host = settings.preview_registry.split("/", 1)[0]
+        ports.add(_url_port(host))
+        if settings.registry_insecure and ":" not in host:
+            ports.add(80)
+    return Opening(settings.build_egress_allowed_cidrs, tuple(sorted(ports)))
+
+
+def egress_rules(settings: Settings, opening: Opening | None = None) -> list[dict[str, Any]]:
+    """DNS, the namespace itself and the internet; not the denied ranges (metadata addresses, cluster,
+    API server), except `opening`'s addresses on its ports."""
     anywhere = []
     for everything in ("0.0.0.0/0", "::/0"):
         version = ipaddress.ip_network(everything).version
@@ -210,14 +238,19 @@ def egress_rules(settings: Settings, also_allowed: tuple[str, ...] = ()) -> list
         {"to": [{"podSelector": {}}]},
         {"to": anywhere},
     ]
-    if also_allowed:
-        rules.append({"to": [{"ipBlock": {"cidr": cidr}} for cidr in also_allowed]})
+    if opening is not None and opening.cidrs and opening.ports:
+        rules.append(
+            {
+                "to": [{"ipBlock": {"cidr": cidr}} for cidr in opening.cidrs],
+                "ports": [{"protocol": "TCP", "port": port} for port in opening.ports],
+            }
+        )
     return rules
 
 
-def network_policy(spec: PreviewSpec, settings: Settings, also_allowed: tuple[str, ...] = ()) -> dict[str, Any]:
+def network_policy(spec: PreviewSpec, settings: Settings, opening: Opening | None = None) -> dict[str, Any]:
     """Admit traffic only from this namespace and from the ingress controller's; let out only
-    what egress_rules says (and `also_allowed`: a shared database server)."""
+    what egress_rules says (and `opening`: a shared database server's port)."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -225,7 +258,7 @@ def network_policy(spec: PreviewSpec, settings: Settings, also_allowed: tuple[st
         "spec": {
             "podSelector": {},
             "policyTypes": ["Ingress", "Egress"],
-            "egress": egress_rules(settings, also_allowed),
+            "egress": egress_rules(settings, opening),
             "ingress": [
                 {
                     "from": [
@@ -525,7 +558,7 @@ def build_network_policy(settings: Settings) -> dict[str, Any]:
             "podSelector": {},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [],
-            "egress": egress_rules(settings, settings.build_egress_allowed_cidrs),
+            "egress": egress_rules(settings, build_opening(settings)),
         },
     }
 
@@ -570,9 +603,9 @@ def access_objects(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]
     return [namespace(spec, settings), *role_bindings(spec, settings)]
 
 
-def guard_objects(spec: PreviewSpec, settings: Settings, egress_also: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def guard_objects(spec: PreviewSpec, settings: Settings, opening: Opening | None = None) -> list[dict[str, Any]]:
     """Quota, limits and isolation: applied before anything runs in the namespace."""
-    return [resource_quota(spec, settings), limit_range(spec), network_policy(spec, settings, egress_also)]
+    return [resource_quota(spec, settings), limit_range(spec), network_policy(spec, settings, opening)]
 
 
 def workload_objects(spec: PreviewSpec, app: AppSpec) -> list[dict[str, Any]]:

@@ -246,11 +246,12 @@ def _deploy(run: Run) -> str:
         run.wait_for_reports()  # the work horse ends with the job: never cut a report short
 
 
-def _database_egress(settings: Settings, config: PreviewConfig) -> tuple[str, ...]:
-    """A shared database server is let through the preview's egress policy; nothing else is."""
-    if config.database is not None and config.database.engine in sql_admin.admins(settings):
-        return settings.database_egress_cidrs
-    return ()
+def _database_egress(settings: Settings, config: PreviewConfig) -> manifests.Opening | None:
+    """A shared database server's port is let through the preview's egress policy; nothing else is."""
+    admin = sql_admin.admins(settings).get(config.database.engine) if config.database is not None else None
+    if admin is None:
+        return None
+    return manifests.Opening(settings.database_egress_cidrs, (admin.port,))
 
 
 def _prepare_database(

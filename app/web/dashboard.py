@@ -56,6 +56,11 @@ def _settings() -> Any:
     return current_app.extensions["preview.settings"]
 
 
+def _secure() -> bool:
+    """Cookies are Secure when the service is served over https, whatever the hop before us says."""
+    return bool(_settings().public_url.startswith("https://"))
+
+
 @blueprint.errorhandler(GiteaError)
 def _gitea_down(error: GiteaError) -> ResponseReturnValue:
     return Response(render_template("dashboard_error.html", message="Gitea cannot be asked right now."), status=503)
@@ -224,9 +229,7 @@ def signin() -> ResponseReturnValue:
         return Response(render_template("dashboard_off.html"), status=200)
     authorize, nonce = board.start(request.args.get("next", "/"))
     response = redirect(authorize, code=302)
-    response.set_cookie(
-        NONCE_COOKIE, nonce, max_age=SIGNIN_SECONDS, httponly=True, secure=request.is_secure, samesite="Lax"
-    )
+    response.set_cookie(NONCE_COOKIE, nonce, max_age=SIGNIN_SECONDS, httponly=True, secure=_secure(), samesite="Lax")
     return response
 
 
@@ -243,7 +246,7 @@ def signin_callback() -> ResponseReturnValue:
     except ValueError as error:
         return Response(render_template("dashboard_error.html", message=str(error)), status=400)
     response = redirect(next_path, code=302)
-    response.set_cookie(SESSION_COOKIE, cookie, httponly=True, secure=request.is_secure, samesite="Lax")
+    response.set_cookie(SESSION_COOKIE, cookie, httponly=True, secure=_secure(), samesite="Lax")
     response.delete_cookie(NONCE_COOKIE)
     return response
 

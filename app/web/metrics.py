@@ -14,10 +14,14 @@ blueprint = Blueprint("metrics", __name__)
 
 @blueprint.get("/metrics")
 def scrape() -> Response:
-    token = current_app.extensions["preview.settings"].metrics_token
+    settings = current_app.extensions["preview.settings"]
+    token = settings.metrics_token
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     if token and not hmac.compare_digest(given.encode(), token.encode()):
         return Response("metrics need Authorization: Bearer <METRICS_TOKEN>\n", status=401, mimetype="text/plain")
+    if not token and not settings.metrics_open:
+        message = "metrics are closed: the operator sets METRICS_TOKEN (or METRICS_OPEN=true)\n"
+        return Response(message, status=401, mimetype="text/plain")
     registry = current_app.extensions.setdefault(
         "preview.metrics", metrics.registry(current_app.extensions["preview.queue"])
     )

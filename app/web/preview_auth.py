@@ -4,6 +4,7 @@ proxies ask, and the OAuth2 sign-in and callback. Logic in app/usecases/preview_
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, redirect, request
 from flask.typing import ResponseReturnValue
@@ -14,6 +15,10 @@ from app.usecases.preview_access import COOKIE, NONCE_COOKIE, Decision, PreviewA
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("preview_auth", __name__)
+
+
+def _settings() -> Any:
+    return current_app.extensions["preview.settings"]
 
 
 def _access() -> PreviewAccess:
@@ -86,7 +91,7 @@ def signin() -> ResponseReturnValue:
         nonce,
         max_age=SIGNIN_SECONDS,
         httponly=True,
-        secure=request.is_secure,
+        secure=_settings().public_url.startswith("https://"),
         samesite="Lax",
         path="/auth/",
     )
