@@ -66,13 +66,18 @@ class Repository(BaseModel):
 
     @classmethod
     def named(cls, full_name: str) -> Repository | None:
-        """Gitea's names ignore case."""
-        return cls.get_or_none(peewee.fn.LOWER(cls.full_name) == full_name.lower())
+        """Gitea's names ignore case. A registered row first: if an older release stored the same
+        repository twice in two letter cases, the one with its own secret decides."""
+        found = cls.select().where(peewee.fn.LOWER(cls.full_name) == full_name.lower())
+        return found.order_by(cls.webhook_secret.is_null(), cls.id).first()
 
     @classmethod
     def upsert(cls, full_name: str, clone_url: str, private: bool = False) -> Repository:
         fields = {"clone_url": clone_url, "private": private}
-        repo, created = cls.get_or_create(full_name=full_name, defaults=fields)
+        existing = cls.named(full_name)  # in whatever letter case it was first stored
+        repo, created = (
+            (existing, False) if existing is not None else cls.get_or_create(full_name=full_name, defaults=fields)
+        )
         if not created and any(getattr(repo, key) != value for key, value in fields.items()):
             for key, value in fields.items():
                 setattr(repo, key, value)
@@ -95,6 +100,7 @@ class Preview(BaseModel):
     from_fork = peewee.BooleanField(default=False)
     approved_sha = peewee.CharField(max_length=64, null=True)  # the commit a maintainer approved
     approved_by = peewee.CharField(max_length=255, null=True)
+    approval_label_on = peewee.BooleanField(default=False)  # the approval label, as last seen on the PR
     pinned = peewee.BooleanField(default=False)  # PR label preview:keep: never expires
     waiting_since = peewee.DateTimeField(null=True, index=True)  # in line for a slot since
     holds_slot = peewee.BooleanField(default=False, index=True)  # counts against MAX_ACTIVE_PREVIEWS

@@ -94,6 +94,13 @@ def _patterns(text: str) -> tuple[str, ...]:
     return patterns
 
 
+def _image_prefixes(text: str) -> tuple[str, ...]:
+    prefixes = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not prefixes or any(not p.endswith(("/", ":", "@")) for p in prefixes):
+        raise ValueError("must list image prefixes ending in / (registry.example.com/team/), comma-separated")
+    return prefixes
+
+
 def _cidrs(text: str) -> tuple[str, ...]:
     found = []
     for part in (p.strip() for p in text.split(",")):
@@ -253,6 +260,8 @@ class Settings:
     # Push with the shared registry Secret when a repository has none of its own. Off: that
     # Secret can push (and pull) every repository's images, and a build's RUN can read it.
     registry_shared_fallback: bool = False
+    # Prefixes a preview file's `image:` must start with (default: PREVIEW_REGISTRY's).
+    allowed_images: tuple[str, ...] = ()
     build_timeout: timedelta = timedelta(minutes=30)
     build_concurrency: int = 4  # builds at once: the build namespace's ResourceQuota
     rollout_timeout: timedelta = timedelta(seconds=300)
@@ -297,6 +306,7 @@ class Settings:
     quota_requests_memory: str = "1Gi"
     quota_limits_cpu: str = "1"
     quota_limits_memory: str = "2Gi"
+    quota_ephemeral_storage: str = "5Gi"
     quota_pods: int = 5
     quota_services: int = 3
     # Show the preview password in the PR comment (never for public repositories).
@@ -376,6 +386,7 @@ class Settings:
         maybe_set("source_image", "SOURCE_IMAGE")
         maybe_set("registry_insecure", "PREVIEW_REGISTRY_INSECURE", _bool)
         maybe_set("registry_shared_fallback", "REGISTRY_SHARED_FALLBACK", _bool)
+        maybe_set("allowed_images", "PREVIEW_ALLOWED_IMAGES", _image_prefixes)
         maybe_set("build_timeout", "BUILD_TIMEOUT", parse_duration)
         maybe_set("build_concurrency", "BUILD_CONCURRENCY", _positive_int)
         maybe_set("rollout_timeout", "ROLLOUT_TIMEOUT", parse_duration)
@@ -398,6 +409,7 @@ class Settings:
         maybe_set("quota_requests_memory", "QUOTA_REQUESTS_MEMORY", _quantity)
         maybe_set("quota_limits_cpu", "QUOTA_LIMITS_CPU", _quantity)
         maybe_set("quota_limits_memory", "QUOTA_LIMITS_MEMORY", _quantity)
+        maybe_set("quota_ephemeral_storage", "QUOTA_EPHEMERAL_STORAGE", _quantity)
         maybe_set("quota_pods", "QUOTA_PODS", _positive_int)
         maybe_set("quota_services", "QUOTA_SERVICES", _positive_int)
         maybe_set("comment_password", "COMMENT_PASSWORD", _bool)

@@ -247,3 +247,34 @@ def test_the_worker_account_binds_no_other_role_and_creates_or_deletes_no_foreig
     # What it may do: read and write Jobs in the build namespace, read no Secret outside it.
     assert k8s.BatchV1Api(worker).list_namespaced_job(installed.build_namespace).items == []
     refused(core.read_namespaced_secret, "anything", installed.namespace, write=False)
+
+
+def test_the_worker_account_cannot_weaken_a_preview_namespace_or_bind_its_role_to_another_account(installed, kube_api):
+    worker = installed.client_as(installed.release)
+    core, rbac = k8s.CoreV1Api(worker), k8s.RbacAuthorizationV1Api(worker)
+    name = unique_name("preview-vap")
+    ours = {"app.kubernetes.io/managed-by": "gitea-previews"}
+    # A new preview namespace without a level, or with another one: refused.
+    assert "pod-security.kubernetes.io/enforce=baseline" in refused(
+        core.create_namespace, {"metadata": {"name": name, "labels": ours}}
+    )
+    privileged = {**ours, "pod-security.kubernetes.io/enforce": "privileged"}
+    refused(core.create_namespace, {"metadata": {"name": name, "labels": privileged}})
+    core.create_namespace(
+        {"metadata": {"name": name, "labels": {**ours, "pod-security.kubernetes.io/enforce": "baseline"}}}
+    )
+    try:
+        # Relabelled privileged afterwards: refused.
+        relabel = {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}}
+        assert "never another level" in refused(core.patch_namespace, name, relabel)
+        # Its preview role bound to the namespace's default account (every pod there): refused.
+        to_default = binding_to(installed)
+        to_default["subjects"] = [{"kind": "ServiceAccount", "name": "default", "namespace": name}]
+        assert "each to its own ServiceAccount" in refused(rbac.create_namespaced_role_binding, name, to_default)
+        # The web's account with the worker's role: refused. The worker's own binding: allowed.
+        crossed = binding_to(installed)
+        crossed["subjects"][0]["name"] = f"{installed.release}-web"
+        refused(rbac.create_namespaced_role_binding, name, crossed)
+        rbac.create_namespaced_role_binding(name, binding_to(installed), dry_run="All")
+    finally:
+        k8s.CoreV1Api(kube_api).delete_namespace(name)

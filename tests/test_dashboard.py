@@ -138,10 +138,8 @@ def test_a_writer_watches_a_preview_become_ready_reveals_its_password_and_delete
             Preview.id == building.id
         ).execute()
         Event.record(building, "ready", "ready", progress=100)
-    page.wait_for_function(
-        f"document.querySelector('[data-preview=\"{building.id}\"] [data-field=\"state\"]').textContent === 'ready'",
-        timeout=15000,
-    )
+    # (A locator, not wait_for_function: the page's CSP allows no eval, which that uses.)
+    card(page, building).locator('[data-field="state"]:text-is("ready")').wait_for(timeout=15000)
     assert card(page, building).locator("progress").get_attribute("value") == "100"
     assert (
         card(page, building).locator('[data-field="open"]').get_attribute("href") == "https://three.preview.localhost"
@@ -247,3 +245,41 @@ def test_after_sign_in_the_browser_stays_on_the_dashboards_host(world, browser):
         page.wait_for_selector("h1:has-text('Previews')")
         assert page.url == world["service"] + "/"
         context.close()
+
+
+def test_an_approval_is_of_the_commit_the_page_showed_and_gitea_still_has(world, browser):
+    ready = world["ready"]
+    with database.connection_context():
+        waiting = Preview.create(
+            repository=ready.repository,
+            target_key=f"{ready.repository.full_name}#4",
+            pr_number=4,
+            branch="fork-four",
+            head_sha="c" * 40,
+            state=PreviewState.PENDING_APPROVAL,
+        )
+    context, page = sign_in(browser, world, "writer")
+    page.goto(f"{world['service']}/p/{waiting.id}")
+    assert page.locator("input[name=sha]").get_attribute("value") == "c" * 40
+    # A force-push lands between the page and the click.
+    with database.connection_context():
+        Preview.update(head_sha="d" * 40).where(Preview.id == waiting.id).execute()
+    page.once("dialog", lambda dialog: dialog.accept())
+    with page.expect_navigation():
+        page.click("button:has-text('Approve this commit')")
+    assert "Nothing approved" in page.content()
+    # The current head, but Gitea has no such open PR at that commit: still nothing.
+    session = next(c["value"] for c in context.cookies() if c["name"] == SESSION_COOKIE)
+    csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    answer = requests.post(
+        f"{world['service']}/p/{waiting.id}/approve",
+        cookies={SESSION_COOKIE: session},
+        data={"csrf": csrf, "sha": "d" * 40},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert answer.status_code == 409
+    with database.connection_context():
+        unchanged = Preview.get_by_id(waiting.id)
+    assert unchanged.state == PreviewState.PENDING_APPROVAL and unchanged.approved_sha is None
+    context.close()

@@ -151,6 +151,37 @@ def test_a_replayed_close_of_a_reopened_pr_tears_nothing_down(repo, stack, kube_
     assert k8s.CoreV1Api(kube_api).read_namespace(namespace).metadata.uid == uid  # never deleted
 
 
+def test_a_replayed_open_of_a_closed_pr_deploys_nothing(repo, stack, kube_api):
+    """A correctly signed `opened` delivery, sent again after the close: Gitea says the PR is
+    closed, so nothing is deployed, whatever sha the payload names."""
+    sha = repo.commit("feature/reopen-replay", {"o.txt": "o"}, "A change")
+    number = repo.open_pr("feature/reopen-replay")
+    namespace = namespace_of(success_status(repo, sha))
+    repo.close_pr(number)
+    namespace_gone(kube_api, namespace)
+    old_open = with_changes(
+        payload("pull_request_opened"),
+        number=number,
+        **{
+            "repository.full_name": repo.full_name,
+            "pull_request.number": number,
+            "pull_request.head.sha": sha,
+            "pull_request.head.ref": "feature/reopen-replay",
+        },
+    )
+    answer = requests.post(
+        f"{stack['url']}/webhooks/gitea", timeout=10, **webhook_request(old_open, "pull_request", secret=SECRET)
+    )
+    assert answer.json()["outcome"] == "accepted"
+    eventually(
+        lambda: "nothing deployed" in requests.get(details_page(repo, number), timeout=10).text,
+        what="the replayed open refused",
+    )
+    with pytest.raises(k8s.ApiException) as missing:
+        k8s.CoreV1Api(kube_api).read_namespace(namespace)
+    assert missing.value.status == 404
+
+
 def test_a_task_branch_without_a_pr_gets_a_preview_until_deleted(repo, kube_api):
     sha = repo.commit("task/add-search", {"search.txt": "s"}, "Search")
     namespace = namespace_of(success_status(repo, sha))
@@ -224,6 +255,12 @@ def test_a_strangers_fork_pr_is_built_only_once_a_maintainer_approves_each_commi
     repo.add_label(number, "preview:approved")
     success_status(repo, sha1)
     assert len(builds_of(kube_api, sha1)) == 1
+    # Another label while the approval label is still on: a label event, but no new approval.
+    repo.add_label(number, "needs-review")
+    eventually(
+        lambda: "preview:approved was on the PR already" in requests.get(details_page(repo, number), timeout=10).text,
+        what="the old approval label not taken as a new approval",
+    )
 
     # A new push to the fork is not approved by the old approval: it waits again, and the
     # label comes off so that adding it again approves the new commit.

@@ -1,9 +1,11 @@
 """Schema and model behaviour, on SQLite and PostgreSQL alike (the `database_url` fixture runs both)."""
 
+from datetime import timedelta
+
 import peewee
 import pytest
 
-from app.db import database
+from app.db import database, utcnow
 from app.migrations import apply_migrations, pending
 from app.models import ALL_MODELS, Deployment, Event, Preview, PreviewState, Repository, WebhookDelivery
 
@@ -79,3 +81,15 @@ def test_change_rejects_unknown_states(db):
     preview = _preview(_repository())
     with pytest.raises(ValueError):
         Preview.change(preview.id, state="bogus")
+
+
+def test_extending_a_preview_never_goes_past_the_maximum_ttl(db, settings):
+    from app.usecases.dashboard import extend
+
+    now = utcnow()
+    preview = _preview(_repository(), expires_at=now + timedelta(days=13, hours=12))
+    bounded = settings.replace(max_preview_ttl=timedelta(days=14))
+    assert extend(bounded, preview, timedelta(hours=24), now) == now + timedelta(days=14)
+    assert Preview.get_by_id(preview.id).expires_at == now + timedelta(days=14)
+    fresh = _preview(preview.repository, key="acme/shop#2", expires_at=now + timedelta(hours=1))
+    assert extend(bounded, fresh, timedelta(hours=24), now) == now + timedelta(hours=25)

@@ -32,6 +32,7 @@ SHA_B = "9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b"
 
 
 def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api):
+    services.settings = services.settings.replace(gitea_url="http://gitea.test")  # links are made from it
     accepted = deliver(client, "pull_request_opened", "pull_request")
     assert run(services, accepted["delivery_id"]) == "ready"
 
@@ -57,6 +58,7 @@ def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api)
         "previews.gitea.io/pr-url",
     ):
         assert ns.metadata.annotations[key]
+    assert ns.metadata.annotations["previews.gitea.io/pr-url"] == "http://gitea.test/acme/shop/pulls/12"
     assert ns.metadata.annotations["ttl"] == "604800s"
 
     quota = core.read_namespaced_resource_quota("preview-quota", preview.namespace)
@@ -65,12 +67,14 @@ def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api)
         "requests.memory": "1Gi",
         "limits.cpu": "1",
         "limits.memory": "2Gi",
+        "limits.ephemeral-storage": "5Gi",
         "pods": "5",
         "services": "3",
     }
     assert eventually(lambda: core.read_namespaced_resource_quota("preview-quota", preview.namespace).status.used)
     limits = core.read_namespaced_limit_range("preview-limits", preview.namespace).spec.limits[0]
-    assert limits.default_request == {"cpu": "100m", "memory": "128Mi"}
+    assert limits.default_request == {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "128Mi"}
+    assert limits.default["ephemeral-storage"] == "1Gi"  # no preview fills the node's disk
     policy = networking.read_namespaced_network_policy("preview-isolation", preview.namespace)
     assert policy.spec.policy_types == ["Ingress", "Egress"]
     build_policy = networking.read_namespaced_network_policy("build-isolation", services.settings.build_namespace)

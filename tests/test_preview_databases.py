@@ -48,7 +48,9 @@ def repo(gitea, tmp_path):
 def with_gitea(services, gitea):
     services.gitea = Gitea(gitea.url, gitea.bot_token)
     # Each test its own names on the shared servers: the orphan sweep of one never sees another's.
-    services.settings = services.settings.replace(database_prefix=f"t{uuid.uuid4().hex[:6]}_")
+    services.settings = services.settings.replace(
+        database_prefix=f"t{uuid.uuid4().hex[:6]}_", allowed_images=(IMAGE.split("/", 1)[0] + "/",)
+    )
     return services
 
 
@@ -186,6 +188,15 @@ def test_the_file_at_the_head_commit_drives_the_preview(client, with_gitea, repo
     assert not any(sha3[:12] in name for name in jobs_in(kube_api, services.settings.build_namespace))
     with database.connection_context():
         assert "replicas" in Deployment.get(Deployment.head_sha == sha3).failure_reason
+
+
+def test_a_file_may_name_an_image_only_under_the_operators_prefixes(client, with_gitea, repo, kube_api):
+    """Its migrate and seed would run in that image with the database's password."""
+    _, delivery = push(client, repo, "task/image", {".gitea/preview.yml": "image: docker.io/someone/tool:1\n"})
+    assert run(with_gitea, delivery) == "failed"
+    with database.connection_context():
+        reason = Deployment.get().failure_reason
+    assert "docker.io/someone/tool:1 is not under the allowed prefixes (registry.example.test/)" in reason
 
 
 def test_a_file_that_turns_branch_previews_off_removes_the_preview(client, with_gitea, repo, kube_api):

@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
+import redis
 import requests
 from werkzeug.serving import make_server
 
@@ -165,6 +166,7 @@ def world(gitea, settings, tmp_path):
             "outsider": (outsider, passwords[outsider]),
             "nginx_port": nginx_port,
             "service": service,
+            "redis_url": configured.redis_url,
         }
     finally:
         stop_process(nginx)
@@ -229,6 +231,10 @@ def test_a_reader_signs_in_and_sees_the_app_and_the_cookie_opens_nothing_else(wo
 
     cookies = {c["name"]: c for c in context.cookies()}
     preview_cookie = cookies[COOKIE]
+    # The user's Gitea token is sealed at rest in Redis: no session record shows it (or the login).
+    store = redis.Redis.from_url(world["redis_url"])
+    records = [store.get(key) for key in store.scan_iter("preview-auth:session:*")]
+    assert records and not any(world["reader"][0].encode() in record for record in records)
     assert preview_cookie["domain"] == host  # host-only: no other preview receives it
     assert preview_cookie["httpOnly"]
     # The same cookie, presented at another repository's preview, opens nothing there.

@@ -120,3 +120,17 @@ def test_short_secrets_are_refused_at_start_up(variable):
     with pytest.raises(SettingsError, match=f"{variable}: must be at least 16 characters"):
         Settings.from_env({variable: "short-secret"})
     assert Settings.from_env({variable: "x" * 16})
+
+
+def test_a_preview_file_names_images_from_the_preview_registry_unless_told_otherwise():
+    from app.usecases.preview_config import image_allowed
+
+    default = Settings.from_env({"PREVIEW_REGISTRY": "registry.example.com/previews"})
+    assert image_allowed(default, "registry.example.com/previews/acme-shop@sha256:" + "a" * 64)
+    assert not image_allowed(default, "registry.example.com/previewsX/app:1")
+    assert not image_allowed(default, "docker.io/library/alpine:3")
+    assert not image_allowed(Settings(), "docker.io/library/alpine:3")  # no registry: no image from a file
+    chosen = Settings.from_env({"PREVIEW_ALLOWED_IMAGES": "ghcr.io/acme/, registry.example.com/base/"})
+    assert image_allowed(chosen, "ghcr.io/acme/app:2") and not image_allowed(chosen, "ghcr.io/other/app:2")
+    with pytest.raises(SettingsError, match="PREVIEW_ALLOWED_IMAGES"):
+        Settings.from_env({"PREVIEW_ALLOWED_IMAGES": "ghcr.io"})

@@ -296,3 +296,15 @@ def test_a_job_written_to_redis_by_someone_else_runs_no_code(settings, tmp_path)
     assert not marker.exists()
     foreign = Job.fetch("foreign", connection=queue.connection, serializer=JSONSerializer)
     assert foreign.get_status() == "failed" and "UnknownJob" in (foreign.latest_result().exc_string or "")
+
+
+def test_the_shared_secret_never_speaks_for_a_registered_repository_in_another_letter_case(client, settings):
+    with database.connection_context():  # a row an older release stored from a shared-secret delivery
+        Repository.create(full_name="ACME/Shop", clone_url="http://git/ACME/Shop.git")
+    register_with_secret("acme/shop", "secret-of-the-shop-0123")
+    for claimed in ("acme/shop", "ACME/Shop", "Acme/SHOP"):
+        body = with_changes(payload("pull_request_opened"), **{"repository.full_name": claimed})
+        refused = client.post(URL, **webhook_request(body, "pull_request"))  # the shared secret
+        assert refused.status_code == 401, claimed
+    with database.connection_context():
+        assert WebhookDelivery.select().count() == 0

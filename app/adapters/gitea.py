@@ -96,11 +96,20 @@ class Gitea:
             body["target_url"] = target_url
         return self._json("POST", f"{_repo_path(repository)}/statuses/{sha}", expect=(200, 201), json=body)
 
-    def comments(self, repository: str, number: int) -> list[dict[str, Any]]:
-        comments = self._json("GET", f"{_repo_path(repository)}/issues/{number}/comments")
-        if not isinstance(comments, list):
-            raise GiteaError(f"GET comments of {repository}#{number}: expected a list")
-        return comments
+    def comments(self, repository: str, number: int, page_size: int = 50) -> list[dict[str, Any]]:
+        """Every comment of the issue or PR, page by page (ours may be far down a long thread).
+        Stops at a short page, or at one that brings nothing new (a server that does not page)."""
+        found: dict[Any, dict[str, Any]] = {}
+        for page in range(1, 101):
+            path = f"{_repo_path(repository)}/issues/{number}/comments?page={page}&limit={page_size}"
+            comments = self._json("GET", path)
+            if not isinstance(comments, list):
+                raise GiteaError(f"GET comments of {repository}#{number}: expected a list")
+            new = {c.get("id"): c for c in comments if isinstance(c, dict) and c.get("id") not in found}
+            found |= new
+            if len(comments) < page_size or not new:
+                break
+        return list(found.values())
 
     def find_comment(self, repository: str, number: int, marker: str) -> dict[str, Any] | None:
         """Our comment on the PR: it carries `marker` and was written by the token's user."""

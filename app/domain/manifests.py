@@ -31,6 +31,10 @@ AUTH_REALM = "Preview environment"
 # Container defaults (the seed's): a small web app.
 APP_REQUESTS = {"cpu": "100m", "memory": "128Mi"}
 APP_LIMITS = {"cpu": "500m", "memory": "512Mi"}
+# Scratch space (emptyDir, logs, a container's writable layer) per container unless it says:
+# a preview must not fill the node's disk.
+EPHEMERAL_REQUEST = {"ephemeral-storage": "128Mi"}
+EPHEMERAL_LIMIT = {"ephemeral-storage": "1Gi"}
 # One kaniko build: millicores and GiB it requests, and its limits.
 BUILD_CPU_REQUEST_M, BUILD_MEMORY_REQUEST_GI = 500, 1
 BUILD_CPU_LIMIT_M, BUILD_MEMORY_LIMIT_GI = 2000, 4
@@ -180,6 +184,7 @@ def resource_quota(spec: PreviewSpec, settings: Settings) -> dict[str, Any]:
                 "requests.memory": settings.quota_requests_memory,
                 "limits.cpu": settings.quota_limits_cpu,
                 "limits.memory": settings.quota_limits_memory,
+                "limits.ephemeral-storage": settings.quota_ephemeral_storage,
                 "pods": str(settings.quota_pods),
                 "services": str(settings.quota_services),
             }
@@ -192,7 +197,15 @@ def limit_range(spec: PreviewSpec) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "LimitRange",
         "metadata": object_meta(spec, "preview-limits"),
-        "spec": {"limits": [{"type": "Container", "defaultRequest": APP_REQUESTS, "default": APP_LIMITS}]},
+        "spec": {
+            "limits": [
+                {
+                    "type": "Container",
+                    "defaultRequest": {**APP_REQUESTS, **EPHEMERAL_REQUEST},
+                    "default": {**APP_LIMITS, **EPHEMERAL_LIMIT},
+                }
+            ]
+        },
     }
 
 

@@ -15,6 +15,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from app.adapters.gitea_oauth import GiteaOAuth
 from app.domain import gitea_links, redirects
+from app.domain.sealing import Sealer
 from app.models import Deployment, Event, Preview, PreviewState, Repository, WebhookDelivery
 from app.settings import Settings
 from app.usecases import previews
@@ -40,6 +41,7 @@ class Dashboard:
         self.settings, self.store, self.oauth = settings, store, oauth
         self.signer = URLSafeTimedSerializer(settings.session_secret, salt="dashboard")
         self.signin = GiteaSignin(oauth, self.signer, "dashboard")
+        self.sealer = Sealer(settings.session_secret, "dashboard")
 
     # --- sign-in ------------------------------------------------------------------------
 
@@ -52,7 +54,9 @@ class Dashboard:
         signed_in = self.signin.finish(code, state, nonce)
         sid = secrets.token_urlsafe(24)
         record = {"login": signed_in.login, "token": signed_in.token, "csrf": secrets.token_urlsafe(24)}
-        self.store.set(f"dashboard:session:{sid}", json.dumps(record), ex=min(signed_in.lifetime, SESSION_SECONDS))
+        self.store.set(
+            f"dashboard:session:{sid}", self.sealer.seal(record), ex=min(signed_in.lifetime, SESSION_SECONDS)
+        )
         return self.signer.dumps(sid), redirects.local_path(signed_in.back_to) or "/"
 
     def user(self, cookie: str | None) -> User | None:
@@ -62,10 +66,9 @@ class Dashboard:
             sid = self.signer.loads(cookie, max_age=SESSION_SECONDS)
         except BadSignature:
             return None
-        raw = self.store.get(f"dashboard:session:{sid}")
-        if raw is None:
+        found = self.sealer.open(self.store.get(f"dashboard:session:{sid}"))
+        if found is None:
             return None
-        found = json.loads(raw)
         return User(str(sid), found["login"], found["token"], found["csrf"])
 
     def sign_out(self, user: User) -> None:
@@ -188,9 +191,12 @@ def history(preview: Preview) -> dict[str, Any]:
     }
 
 
-def extend(preview: Preview, by: timedelta, now: datetime) -> None:
+def extend(settings: Settings, preview: Preview, by: timedelta, now: datetime) -> datetime:
+    """Push the expiry back by `by`, never past PREVIEW_MAX_TTL from now; returns the new expiry."""
     start = max(preview.expires_at or now, now)
-    Preview.update(expires_at=start + by, updated_at=now).where(Preview.id == preview.id).execute()
+    expires_at = min(start + by, now + settings.max_preview_ttl)
+    Preview.update(expires_at=expires_at, updated_at=now).where(Preview.id == preview.id).execute()
+    return expires_at
 
 
 def stats_for(settings: Settings, readable: list[str], now: datetime) -> dict[str, Any]:

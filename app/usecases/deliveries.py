@@ -42,14 +42,16 @@ def _head_now(services: Services, preview: Preview) -> str | None:
     Preview.update(pinned=PIN_LABEL in labels).where(
         (Preview.id == preview.id) & (Preview.pinned != (PIN_LABEL in labels))
     ).execute()
+    trust.labels_read(preview, labels)
     try:
         return str(pull["head"]["sha"])
     except (KeyError, TypeError) as error:
         raise GiteaError(f"pull request {preview.target_key}: no head sha in Gitea's answer") from error
 
 
-def _confirmed_sha(services: Services, delivery: WebhookDelivery) -> str:
-    """The commit to deploy: Gitea's head when it moved on since this delivery.
+def _confirmed_sha(services: Services, delivery: WebhookDelivery) -> str | None:
+    """The commit to deploy: Gitea's head when it moved on since this delivery; None when Gitea
+    says the PR is closed or the branch is gone (a payload's sha is never deployed then).
 
     Gitea may deliver the webhooks of quick successive pushes out of order, or a
     signed delivery may be replayed; the newest delivery is then an older commit.
@@ -60,7 +62,9 @@ def _confirmed_sha(services: Services, delivery: WebhookDelivery) -> str:
         return sha
     # A GiteaError propagates: the job is retried later; nothing is built on an unconfirmed claim.
     head = _head_now(services, delivery.preview)
-    if head and head != sha:
+    if head is None:
+        return None
+    if head != sha:
         moved = Preview.change(delivery.preview_id, sha=sha, states=PreviewState.DEPLOYING_STATES, head_sha=head)
         if moved:
             Event.record(delivery.preview, "queued", f"Gitea's head is {head[:12]}, not {sha[:12]}: following it")
@@ -87,6 +91,20 @@ def _stale_teardown(services: Services, delivery: WebhookDelivery) -> str | None
     return "stale"
 
 
+def _not_wanted(services: Services, delivery: WebhookDelivery) -> str:
+    """Gitea says the PR is closed or the branch is gone: what this delivery wanted is not
+    deployed, and whatever is up for it goes (unless a newer delivery wants something else)."""
+    reason = "Gitea says the pull request is closed or the branch is gone"
+    marked = Preview.change(
+        delivery.preview_id, sha=delivery.head_sha, states=PreviewState.ACTIVE, state=PreviewState.DELETING
+    )
+    if not marked:
+        return "superseded"
+    Preview.update(waiting_since=None).where(Preview.id == delivery.preview_id).execute()
+    Event.record(delivery.preview, "teardown", f"{reason}: nothing deployed")
+    return pipeline.teardown(services, delivery.preview_id, reason)
+
+
 def process_delivery(services: Services, delivery_id: int) -> str:
     """Carry out one delivery's intent. Safe to re-run: a processed delivery is skipped.
 
@@ -101,7 +119,8 @@ def process_delivery(services: Services, delivery_id: int) -> str:
         # A later push or close for the same preview already owns its desired state.
         result = "superseded"
     elif delivery.intent == DEPLOY:
-        result = pipeline.deploy(services, delivery.preview_id, _confirmed_sha(services, delivery))
+        sha = _confirmed_sha(services, delivery)
+        result = _not_wanted(services, delivery) if sha is None else pipeline.deploy(services, delivery.preview_id, sha)
     elif delivery.intent == APPROVE:
         result = trust.approve(services, delivery)
         if result == "approved" and services.queue is not None:

@@ -112,6 +112,9 @@ def _configuration(services: Services, preview: Preview) -> PreviewConfig:
         )
     except PreviewFileError as error:
         raise StepFailed("config", str(error)) from None
+    if found is not None and found.image and not preview_config.image_allowed(services.settings, found.image):
+        allowed = ", ".join(preview_config.allowed_image_prefixes(services.settings)) or "none"
+        raise StepFailed("config", f"image {found.image} is not under the allowed prefixes ({allowed})")
     return preview_config.resolve(preview.repository.settings, found)
 
 
@@ -156,6 +159,7 @@ def _deploy(run: Run) -> str:
     try:
         preview = run.check()
         if preview.approved_sha != run.sha:
+            trust.forget_stale_label(services, preview, run.sha)
             why = trust.untrusted_because(services, preview)
             if why is not None:
                 return _await_approval(run, preview, why)
@@ -302,7 +306,6 @@ def _await_approval(run: Run, preview: Preview, why: str) -> str:
         raise
     Event.record(preview, "approval", hint)
     log.info("deploy waits for approval preview_id=%s sha=%s why=%r", run.preview_id, run.sha[:12], why)
-    trust.forget_stale_label(run.services, preview)
     _report(run.services, preview, detail=hint)
     return "pending approval"
 
@@ -326,7 +329,9 @@ def _fail(run: Run, failure: StepFailed) -> str:
     log.info(
         "deploy failed preview_id=%s sha=%s phase=%s why=%r", run.preview_id, run.sha[:12], failure.phase, str(failure)
     )
-    _report(run.services, preview, detail=str(failure))
+    # The database's reason can name the shared server's address: that stays in the API and the log.
+    public = "the database could not be prepared" if failure.phase == "database" else str(failure)
+    _report(run.services, preview, detail=public)
     return "failed"
 
 

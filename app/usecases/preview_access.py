@@ -22,6 +22,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from app.adapters.gitea_oauth import GiteaOAuth
 from app.domain import redirects
+from app.domain.sealing import Sealer
 from app.models import Preview, PreviewState
 from app.settings import Settings
 from app.usecases.gitea_signin import GiteaSignin
@@ -82,6 +83,7 @@ class PreviewAccess:
         self.settings, self.store, self.oauth = settings, store, oauth
         self.signer = URLSafeTimedSerializer(settings.session_secret, salt="preview-access")
         self.signin = GiteaSignin(oauth, self.signer, "preview")
+        self.sealer = Sealer(settings.session_secret, "preview")
 
     # --- forward auth ---------------------------------------------------------------
 
@@ -134,10 +136,9 @@ class PreviewAccess:
         return self._session(str(value.get("s")))
 
     def _session(self, sid: str) -> tuple[str, str, str] | None:
-        raw = self.store.get(f"preview-auth:session:{sid}")
-        if raw is None:
+        found = self.sealer.open(self.store.get(f"preview-auth:session:{sid}"))
+        if found is None:
             return None
-        found = json.loads(raw)
         return sid, str(found["login"]), str(found["token"])
 
     def _redeem(self, ticket: str, host: str) -> str | None:
@@ -178,7 +179,7 @@ class PreviewAccess:
         if back_to is None:
             raise ValueError("not a preview address")
         sid = secrets.token_urlsafe(24)
-        session = json.dumps({"login": signed_in.login, "token": signed_in.token})
+        session = self.sealer.seal({"login": signed_in.login, "token": signed_in.token})
         self.store.set(f"preview-auth:session:{sid}", session, ex=min(signed_in.lifetime, SESSION_SECONDS))
         ticket = secrets.token_urlsafe(24)
         host = (urlsplit(back_to).hostname or "").lower()

@@ -119,3 +119,15 @@ def resolve(repository_settings: dict[str, Any] | None, found: PreviewFile | Non
         branches=file.branches,
         from_file=found is not None,
     )
+
+
+def allowed_image_prefixes(settings: Settings) -> tuple[str, ...]:
+    """Where a preview file's `image:` may come from: PREVIEW_ALLOWED_IMAGES, else the preview
+    registry. A file's migrate and seed commands run in that image with the database's password."""
+    if settings.allowed_images:
+        return settings.allowed_images
+    return (settings.preview_registry.rstrip("/") + "/",) if settings.preview_registry else ()
+
+
+def image_allowed(settings: Settings, image: str) -> bool:
+    return any(image.startswith(prefix) for prefix in allowed_image_prefixes(settings))

@@ -150,9 +150,16 @@ def set_pinned(preview: Preview, pinned: bool, now: datetime) -> None:
     Event.record(preview, "pin", "pinned from the dashboard" if pinned else "unpinned from the dashboard")
 
 
-def approve(queue: JobQueue, preview: Preview, approver: str, now: datetime) -> bool:
-    """A writer's approval of an untrusted PR's current commit (the caller checked the permission)."""
-    sha = preview.head_sha
+def approve(gitea: Gitea | None, queue: JobQueue, preview: Preview, approver: str, sha: str, now: datetime) -> bool:
+    """A writer's approval of commit `sha`, the one their page showed (the caller checked the
+    permission). Nothing is approved unless it is still the preview's head and Gitea's: a push
+    between the page and the click approves nothing."""
+    if not sha or sha != preview.head_sha or preview.pr_number is None:
+        return False
+    pull = _gitea(gitea).pull_request(preview.repository.full_name, preview.pr_number) or {}
+    if (pull.get("head") or {}).get("sha") != sha or pull.get("state") != "open":
+        Event.record(preview, "approval", f"approval by {approver} ignored: {sha[:12]} is no longer the PR's head")
+        return False
     approved = Preview.change(
         preview.id,
         sha=sha,

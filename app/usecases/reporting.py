@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -49,7 +50,17 @@ def status_for(settings: Settings, preview: Preview, detail: str | None = None) 
     return state, description, target
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&])")
+
+
+def markdown_text(text: str) -> str:
+    """`text` shown as itself in a Markdown table cell: a PR's author, branch, file or command
+    output (in a failure's detail) must not become a link, an image, HTML or a new row."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(text.split()))
+
+
 def comment_body(settings: Settings, preview: Preview, password: str | None, detail: str | None = None) -> str:
+    detail = markdown_text(detail) if detail else None
     lines = [comment_marker(preview), "### Preview environment", ""]
     if preview.state == PreviewState.DELETED:
         lines.append(f"The preview was removed{': ' + detail if detail else ''}.")

@@ -15,16 +15,13 @@ approver's access and the head being approved are confirmed with Gitea.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from app.adapters.gitea import Gitea, GiteaError
+from app.adapters.gitea import Gitea
 from app.domain.git_refs import branch_name_problem
 from app.domain.planning import APPROVAL_COMMAND, APPROVAL_LABEL
 from app.models import Event, Preview, PreviewState, WebhookDelivery
 from app.runtime import Services
-
-log = logging.getLogger(__name__)
 
 WRITERS = frozenset({"write", "admin", "owner"})
 
@@ -79,15 +76,32 @@ def approval_hint(services: Services, why: str) -> str:
     )
 
 
-def forget_stale_label(services: Services, preview: Preview) -> None:
-    """After a new push, take off the label that approved an earlier commit, so that
-    adding it again is the approval of this one."""
-    if services.gitea is None or preview.pr_number is None or preview.approved_sha in (None, preview.head_sha):
+def forget_stale_label(services: Services, preview: Preview, sha: str) -> None:
+    """At a new head, before anything else: take off the label that approved an earlier commit,
+    so that only adding it again approves this one. A GiteaError propagates: the job is retried
+    rather than going on while the old approval still shows."""
+    if services.gitea is None or preview.pr_number is None or preview.approved_sha in (None, sha):
         return
-    try:
-        services.gitea.remove_label(preview.repository.full_name, preview.pr_number, APPROVAL_LABEL)
-    except GiteaError as error:
-        log.warning("could not remove the approval label preview_id=%s error=%s", preview.id, error)
+    services.gitea.remove_label(preview.repository.full_name, preview.pr_number, APPROVAL_LABEL)
+    Preview.update(approval_label_on=False).where(Preview.id == preview.id).execute()
+
+
+def labels_read(preview: Preview, labels: set[str]) -> None:
+    """Gitea's labels of the PR, read for another reason: when the approval label is not among
+    them, the next label event that carries it is new. (Only that way round: a read that finds it
+    must not make the event that added it look old.)"""
+    if APPROVAL_LABEL not in labels:
+        Preview.update(approval_label_on=False).where(
+            (Preview.id == preview.id) & (Preview.approval_label_on == True)  # noqa: E712
+        ).execute()
+
+
+def _newly_labelled(preview: Preview) -> bool:
+    """Compare-and-set: True for the first label event that finds the approval label on the PR."""
+    newly = Preview.update(approval_label_on=True).where(
+        (Preview.id == preview.id) & (Preview.approval_label_on == False)  # noqa: E712
+    )
+    return bool(newly.execute())
 
 
 def approve(services: Services, delivery: WebhookDelivery) -> str:
@@ -113,6 +127,9 @@ def approve(services: Services, delivery: WebhookDelivery) -> str:
     if access not in WRITERS and not label_by_writer:
         Event.record(preview, "approval", f"approval by {actor} ignored: they cannot write to {repository}")
         return "refused"
+    if delivery.event_type == "pull_request_label" and not _newly_labelled(preview):
+        Event.record(preview, "approval", f"label change by {actor} ignored: {APPROVAL_LABEL} was on the PR already")
+        return "stale"
     approved = {"approved_sha": sha, "approved_by": actor}
     waiting = (PreviewState.PENDING_APPROVAL,)
     if Preview.change(preview.id, sha=sha, states=waiting, state=PreviewState.QUEUED, **approved):

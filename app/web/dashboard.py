@@ -195,9 +195,12 @@ def act(preview_id: int, action: str) -> ResponseReturnValue:
     elif action in ("pin", "unpin"):
         previews.set_pinned(preview, action == "pin", now)
     elif action == "extend":
-        dashboard.extend(preview, EXTEND_BY, now)
+        dashboard.extend(_settings(), preview, EXTEND_BY, now)
     elif action == "approve":
-        previews.approve(queue, preview, user.login, now)
+        sha = request.form.get("sha", "")
+        if not previews.approve(current_app.extensions["preview.gitea"], queue, preview, user.login, sha, now):
+            message = "Nothing approved: the pull request has moved on since this page was shown. Look again."
+            return Response(render_template("dashboard_error.html", message=message), status=409)
     back = redirects.local_path(request.form.get("back") or "")
     return redirect(back or url_for("dashboard.preview_page", preview_id=preview_id), code=303)
 

@@ -17,6 +17,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 - name: BUILD_NAMESPACE
   value: {{ .Values.buildNamespace | quote }}
+- name: PREVIEW_POD_SECURITY
+  value: {{ .Values.podSecurityLevel | quote }}
 - name: CONTROLLER_SERVICE_ACCOUNT
   value: {{ printf "%s/%s" .Release.Namespace $name | quote }}
 - name: PREVIEW_CLUSTER_ROLE
