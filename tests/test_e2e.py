@@ -125,26 +125,31 @@ def test_close_then_reopen_gives_a_fresh_preview(repo, kube_api):
     assert len(repo.bot_comments(number)) == 1
 
 
+def replay(stack, repo, name: str, number: int, sha: str, branch: str) -> dict:
+    """Send a correctly signed PR delivery (a recorded one, made to name this PR) as a replay would."""
+    body = with_changes(
+        payload(name),
+        number=number,
+        **{
+            "repository.full_name": repo.full_name,
+            "pull_request.number": number,
+            "pull_request.head.sha": sha,
+            "pull_request.head.ref": branch,
+        },
+    )
+    answer = requests.post(
+        f"{stack['url']}/webhooks/gitea", timeout=10, **webhook_request(body, "pull_request", secret=SECRET)
+    )
+    return answer.json()
+
+
 def test_a_replayed_close_of_a_reopened_pr_tears_nothing_down(repo, stack, kube_api):
     """A correctly signed but old `closed` delivery: Gitea says the PR is open, so the preview stays."""
     sha = repo.commit("feature/replay", {"r.txt": "r"}, "A change")
     number = repo.open_pr("feature/replay")
     namespace = namespace_of(success_status(repo, sha))
     uid = k8s.CoreV1Api(kube_api).read_namespace(namespace).metadata.uid
-    old_close = with_changes(
-        payload("pull_request_closed"),
-        number=number,
-        **{
-            "repository.full_name": repo.full_name,
-            "pull_request.number": number,
-            "pull_request.head.sha": sha,
-            "pull_request.head.ref": "feature/replay",
-        },
-    )
-    answer = requests.post(
-        f"{stack['url']}/webhooks/gitea", timeout=10, **webhook_request(old_close, "pull_request", secret=SECRET)
-    )
-    assert answer.json()["outcome"] == "accepted"
+    assert replay(stack, repo, "pull_request_closed", number, sha, "feature/replay")["outcome"] == "accepted"
     page = re.search(r"\(\[details\]\(([^)]+)\)\)", repo.bot_comments(number)[0]["body"]).group(1)
     eventually(lambda: "still open" in requests.get(page, timeout=10).text, what="the close recorded as stale")
     success_status(repo, sha)
@@ -159,20 +164,7 @@ def test_a_replayed_open_of_a_closed_pr_deploys_nothing(repo, stack, kube_api):
     namespace = namespace_of(success_status(repo, sha))
     repo.close_pr(number)
     namespace_gone(kube_api, namespace)
-    old_open = with_changes(
-        payload("pull_request_opened"),
-        number=number,
-        **{
-            "repository.full_name": repo.full_name,
-            "pull_request.number": number,
-            "pull_request.head.sha": sha,
-            "pull_request.head.ref": "feature/reopen-replay",
-        },
-    )
-    answer = requests.post(
-        f"{stack['url']}/webhooks/gitea", timeout=10, **webhook_request(old_open, "pull_request", secret=SECRET)
-    )
-    assert answer.json()["outcome"] == "accepted"
+    assert replay(stack, repo, "pull_request_opened", number, sha, "feature/reopen-replay")["outcome"] == "accepted"
     eventually(
         lambda: "nothing deployed" in requests.get(details_page(repo, number), timeout=10).text,
         what="the replayed open refused",

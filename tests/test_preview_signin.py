@@ -218,13 +218,19 @@ def test_without_a_cookie_the_preview_sends_to_gitea(world, gitea):
     assert elsewhere.status_code == 400
 
 
-def test_a_reader_signs_in_and_sees_the_app_and_the_cookie_opens_nothing_else(world, browser, tmp_path):
+def reader_at_readable_preview(world, browser):
+    """A new browser context in which the reader signed in at the readable preview, and its page."""
     context = browser.new_context()
     page = context.new_page()
-    readable_url, other_url = world["url"][world["readable"]], world["url"][world["other"]]
-    page.goto(readable_url)
+    page.goto(world["url"][world["readable"]])
     sign_in_through_gitea(page, *world["reader"])
     page.wait_for_selector("#app")
+    return context, page
+
+
+def test_a_reader_signs_in_and_sees_the_app_and_the_cookie_opens_nothing_else(world, browser, tmp_path):
+    context, page = reader_at_readable_preview(world, browser)
+    readable_url, other_url = world["url"][world["readable"]], world["url"][world["other"]]
     host = readable_url.split("//")[1].split(":")[0]
     assert page.inner_text("#app") == f"the app at {host}"
     page.screenshot(path=str(tmp_path / "signed-in.png"))
@@ -278,12 +284,8 @@ def absolute_form(url: str, host: str, cookie: str) -> tuple[int, str]:
 
 
 def test_a_cookie_for_one_preview_never_opens_another_whatever_the_request_claims(world, browser):
-    context = browser.new_context()
-    page = context.new_page()
+    context, _ = reader_at_readable_preview(world, browser)
     readable_url, other_url = world["url"][world["readable"]], world["url"][world["other"]]
-    page.goto(readable_url)
-    sign_in_through_gitea(page, *world["reader"])
-    page.wait_for_selector("#app")
     cookie = next(c["value"] for c in context.cookies() if c["name"] == COOKIE)
     context.close()
     readable_host, other_host = urlsplit(readable_url).netloc, urlsplit(other_url).hostname

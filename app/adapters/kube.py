@@ -245,29 +245,31 @@ class Kube:
             raise _error(f"read secret {namespace}/{name}", error) from error
         return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
 
-    def delete_secret(self, namespace: str, name: str) -> bool:
-        """Delete a Secret. False when it was already gone (a 404 is success)."""
+    @staticmethod
+    def _delete(what: str, call: Callable[[], Any]) -> bool:
+        """Run a delete call. False when the object was already gone (a 404 is success)."""
         try:
-            self.core.delete_namespaced_secret(name, namespace, _request_timeout=self.timeout)
+            call()
         except ApiException as error:
             if error.status == 404:
                 return False
-            raise _error(f"delete secret {namespace}/{name}", error) from error
+            raise _error(what, error) from error
         except _CLIENT_ERRORS as error:
-            raise _error(f"delete secret {namespace}/{name}", error) from error
+            raise _error(what, error) from error
         return True
 
+    def delete_secret(self, namespace: str, name: str) -> bool:
+        return self._delete(
+            f"delete secret {namespace}/{name}",
+            lambda: self.core.delete_namespaced_secret(name, namespace, _request_timeout=self.timeout),
+        )
+
     def delete_namespace(self, name: str) -> bool:
-        """Start deleting a namespace. False when it was already gone (a 404 is success)."""
-        try:
-            self.core.delete_namespace(name, propagation_policy="Background", _request_timeout=self.timeout)
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise _error(f"delete namespace {name}", error) from error
-        except _CLIENT_ERRORS as error:
-            raise _error(f"delete namespace {name}", error) from error
-        return True
+        """Start deleting a namespace. False when it was already gone."""
+        return self._delete(
+            f"delete namespace {name}",
+            lambda: self.core.delete_namespace(name, propagation_policy="Background", _request_timeout=self.timeout),
+        )
 
     def wait_while_terminating(self, name: str, timeout: float) -> None:
         """If the namespace is being deleted (a PR reopened right after closing), wait until it is gone."""
@@ -325,17 +327,12 @@ class Kube:
             raise _error(f"list jobs in {namespace}", error) from error
 
     def delete_job(self, namespace: str, name: str) -> bool:
-        try:
-            self.batch.delete_namespaced_job(
+        return self._delete(
+            f"delete job {namespace}/{name}",
+            lambda: self.batch.delete_namespaced_job(
                 name, namespace, propagation_policy="Background", _request_timeout=self.timeout
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise _error(f"delete job {namespace}/{name}", error) from error
-        except _CLIENT_ERRORS as error:
-            raise _error(f"delete job {namespace}/{name}", error) from error
-        return True
+            ),
+        )
 
     def replace_job(self, job: dict[str, Any], recreate: bool = False, timeout: float = 60.0) -> None:
         """Apply a Job. With `recreate`, or when an older Job of that name differs (a Job's template
