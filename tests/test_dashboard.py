@@ -261,6 +261,7 @@ def test_an_approval_is_of_the_commit_the_page_showed_and_gitea_still_has(world,
     context, page = sign_in(browser, world, "writer")
     page.goto(f"{world['service']}/p/{waiting.id}")
     assert page.locator("input[name=sha]").get_attribute("value") == "c" * 40
+    csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
     # A force-push lands between the page and the click.
     with database.connection_context():
         Preview.update(head_sha="d" * 40).where(Preview.id == waiting.id).execute()
@@ -270,7 +271,6 @@ def test_an_approval_is_of_the_commit_the_page_showed_and_gitea_still_has(world,
     assert "Nothing approved" in page.content()
     # The current head, but Gitea has no such open PR at that commit: still nothing.
     session = next(c["value"] for c in context.cookies() if c["name"] == SESSION_COOKIE)
-    csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
     answer = requests.post(
         f"{world['service']}/p/{waiting.id}/approve",
         cookies={SESSION_COOKIE: session},

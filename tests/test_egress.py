@@ -38,3 +38,17 @@ def test_default_ports_follow_the_scheme():
 def test_no_exception_without_addresses():
     settings = Settings(gitea_url="http://gitea.internal:3000")
     assert len(manifests.egress_rules(settings, manifests.build_opening(settings))) == 3
+
+
+def test_a_preview_reaches_its_shared_database_server_on_that_servers_port_only():
+    from app.domain.preview_file import Database, PreviewFile
+    from app.usecases import pipeline, preview_config
+
+    settings = Settings(
+        postgres_admin_url="postgresql://admin@db.internal:6543/postgres", database_egress_cidrs=("10.9.0.0/16",)
+    )
+    wants_postgres = preview_config.resolve({}, PreviewFile(database=Database(engine="postgres")))
+    assert pipeline._database_egress(settings, wants_postgres) == manifests.Opening(("10.9.0.0/16",), (6543,))
+    wants_mysql = preview_config.resolve({}, PreviewFile(database=Database(engine="mysql")))
+    assert pipeline._database_egress(settings, wants_mysql) is None  # no shared MySQL server: nothing opened
+    assert pipeline._database_egress(settings, preview_config.resolve({}, None)) is None

@@ -221,8 +221,8 @@ def _register_nodes(api: k8s.ApiClient, names: tuple[str, ...]) -> None:
                 "labels": {"type": "kwok", "kubernetes.io/os": "linux", "kubernetes.io/hostname": name},
             },
             "status": {
-                "allocatable": {"cpu": "1000", "memory": "4Ti", "pods": "10000"},
-                "capacity": {"cpu": "1000", "memory": "4Ti", "pods": "10000"},
+                "allocatable": {"cpu": "1000", "memory": "4Ti", "ephemeral-storage": "100Ti", "pods": "10000"},
+                "capacity": {"cpu": "1000", "memory": "4Ti", "ephemeral-storage": "100Ti", "pods": "10000"},
             },
         }
         core.create_node(node)
