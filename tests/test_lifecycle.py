@@ -54,6 +54,27 @@ def test_a_preview_past_its_ttl_is_torn_down(client, services, kube_api):
     eventually(lambda: namespace_gone(kube_api, ready.namespace), timeout=90, what="namespace deleted")
 
 
+def test_an_expired_preview_wanted_again_comes_back_and_stays(client, services, kube_api):
+    """After a TTL teardown a push is a new deploy with its own expiry: no scheduler pass, before
+    or after the worker runs it, expires it again."""
+    run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
+    first = preview()
+    with database.connection_context():
+        Preview.update(expires_at=utcnow() - timedelta(seconds=1)).where(Preview.id == first.id).execute()
+    assert lifecycle.run_pass(services)["expired"] == [first.id]
+    with database.connection_context():
+        assert pipeline.teardown(services, first.id, "TTL expired") == "deleted"
+    namespace_gone(kube_api, first.namespace)
+
+    pushed = deliver(client, "pull_request_synchronized", "pull_request_sync")
+    assert lifecycle.run_pass(services)["expired"] == []  # queued, not yet deployed: not expired again
+    assert run(services, pushed["delivery_id"]) == "ready"
+    for _ in range(3):
+        assert lifecycle.run_pass(services)["expired"] == []
+    again = preview()
+    assert again.state == PreviewState.READY and again.expires_at > utcnow() + timedelta(hours=167)
+
+
 def test_a_pinned_preview_does_not_expire(client, services):
     run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
     deliver(

@@ -80,7 +80,15 @@ def want_deploy(ref: RepositoryRef, wanted: Plan) -> Preview:
         created_at=now,
         updated_at=now,
     ).on_conflict_ignore().execute()
-    desired = {"branch": wanted.branch, "head_sha": wanted.head_sha, "state": PreviewState.QUEUED, "updated_at": now}
+    # A new deploy gets its own expiry when it takes its slot: an old one (past, after a TTL
+    # teardown) must not expire it while it waits for a worker.
+    desired = {
+        "branch": wanted.branch,
+        "head_sha": wanted.head_sha,
+        "state": PreviewState.QUEUED,
+        "updated_at": now,
+        "expires_at": None,
+    }
     if wanted.pr_number is not None:
         desired["from_fork"] = wanted.from_fork
     Preview.update(**desired).where(Preview.target_key == wanted.target_key).execute()
