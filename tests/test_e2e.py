@@ -162,13 +162,11 @@ def test_a_replayed_open_of_a_closed_pr_deploys_nothing(repo, stack, kube_api):
     sha = repo.commit("feature/reopen-replay", {"o.txt": "o"}, "A change")
     number = repo.open_pr("feature/reopen-replay")
     namespace = namespace_of(success_status(repo, sha))
+    page = details_page(repo, number)  # the comment loses the link once the preview is gone
     repo.close_pr(number)
-    namespace_gone(kube_api, namespace)
+    eventually(lambda: namespace_gone(kube_api, namespace), timeout=120, what="namespace deleted after close")
     assert replay(stack, repo, "pull_request_opened", number, sha, "feature/reopen-replay")["outcome"] == "accepted"
-    eventually(
-        lambda: "nothing deployed" in requests.get(details_page(repo, number), timeout=10).text,
-        what="the replayed open refused",
-    )
+    eventually(lambda: "nothing deployed" in requests.get(page, timeout=10).text, what="the replayed open refused")
     with pytest.raises(k8s.ApiException) as missing:
         k8s.CoreV1Api(kube_api).read_namespace(namespace)
     assert missing.value.status == 404

@@ -64,7 +64,7 @@ def test_an_expired_preview_wanted_again_comes_back_and_stays(client, services, 
     assert lifecycle.run_pass(services)["expired"] == [first.id]
     with database.connection_context():
         assert pipeline.teardown(services, first.id, "TTL expired") == "deleted"
-    namespace_gone(kube_api, first.namespace)
+    eventually(lambda: namespace_gone(kube_api, first.namespace), timeout=120, what="namespace deleted")
 
     pushed = deliver(client, "pull_request_synchronized", "pull_request_sync")
     assert lifecycle.run_pass(services)["expired"] == []  # queued, not yet deployed: not expired again
