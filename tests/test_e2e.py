@@ -137,10 +137,7 @@ def replay(stack, repo, name: str, number: int, sha: str, branch: str) -> dict:
             "pull_request.head.ref": branch,
         },
     )
-    answer = requests.post(
-        f"{stack['url']}/webhooks/gitea", timeout=10, **webhook_request(body, "pull_request", secret=SECRET)
-    )
-    return answer.json()
+    return signed_post(stack, body, "pull_request")
 
 
 def test_a_replayed_close_of_a_reopened_pr_tears_nothing_down(repo, stack, kube_api):
@@ -354,6 +351,25 @@ def test_a_replayed_old_push_leaves_the_preview_at_the_newer_commit(repo, stack,
         timeout=60,
         what="the preview still at the newer commit",
     )
+
+
+def test_a_force_push_back_to_the_first_commit_deploys_it(repo, kube_api):
+    sha1 = repo.commit("feature/back", {"b.txt": "1"}, "One")
+    number = repo.open_pr("feature/back")
+    namespace = namespace_of(success_status(repo, sha1))
+    sha2 = repo.commit("feature/back", {"b.txt": "2"}, "Two")
+    success_status(repo, sha2)
+    repo.git("push", "--force", "origin", f"{sha1}:refs/heads/feature/back")
+
+    def running():
+        return k8s.CoreV1Api(kube_api).read_namespace(namespace).metadata.annotations["previews.gitea.io/head-sha"]
+
+    eventually(lambda: running() == sha1, timeout=120, what="the preview back at the first commit")
+    success_status(repo, sha1)
+    # And forward again to the second: its sync event was seen once already, and is new work now.
+    repo.git("push", "--force", "origin", f"{sha2}:refs/heads/feature/back")
+    eventually(lambda: running() == sha2, timeout=120, what="the preview at the second commit again")
+    assert repo.pr(number)["head"]["sha"] == sha2
 
 
 def test_the_pin_follows_the_prs_real_labels_not_a_replayed_payload(repo, stack):

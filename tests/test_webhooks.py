@@ -129,12 +129,19 @@ def test_redelivery_with_a_new_uuid_enqueues_nothing_new(client, settings):
     assert queued_job_ids(settings) == [deliveries()[0].job_id]
 
 
-def test_stale_redelivery_after_a_newer_push_is_still_a_duplicate(client):
+def test_a_commit_seen_before_is_new_work_unless_it_is_the_last_work(client):
+    """A force-push back to the first commit looks like a stale redelivery of its push; only
+    Gitea can tell them apart, and the worker asks it. A redelivery of the last work is a duplicate."""
+    opened = payload("pull_request_opened")
     post(client, "pull_request_opened", "pull_request")
     post(client, "pull_request_synchronized", "pull_request_sync")
-    assert post(client, "pull_request_opened", "pull_request").json["outcome"] == DeliveryOutcome.DUPLICATE
+    back = with_changes(
+        payload("pull_request_synchronized"), **{"pull_request.head.sha": opened["pull_request"]["head"]["sha"]}
+    )
+    assert post(client, None, "pull_request_sync", body=back).json["outcome"] == DeliveryOutcome.ACCEPTED
+    assert post(client, None, "pull_request_sync", body=back).json["outcome"] == DeliveryOutcome.DUPLICATE
     with database.connection_context():
-        assert Preview.get().head_sha == payload("pull_request_synchronized")["pull_request"]["head"]["sha"]
+        assert Preview.get().head_sha == opened["pull_request"]["head"]["sha"]
 
 
 def test_push_to_a_pr_branch_does_not_build_twice(client, settings):

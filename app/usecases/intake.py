@@ -41,21 +41,22 @@ def _open_pr_number(event: PushEvent) -> int | None:
 
 
 def _is_duplicate(target_key: str, intent: str, work_key: str) -> bool:
-    """The same work was accepted since the target last asked for the opposite intent.
+    """The target's last accepted work is this same work: a Gitea "Redeliver" of it.
 
-    So a Gitea "Redeliver" (or a stale one after newer pushes) is recognised, while
-    a PR closed, reopened and closed again at the same sha, or a task branch
-    deleted and pushed again, is new work each time.
+    Anything else is new work, even a commit seen before: a force-push back to an earlier
+    commit (A, B, then A again) must deploy A. Only Gitea can tell that from a stale
+    redelivery of A's push, so the worker asks it (and follows its head) before building.
+    A PR closed, reopened and closed again at the same sha is new work each time too.
     """
     accepted = (WebhookDelivery.target_key == target_key) & (WebhookDelivery.outcome == DeliveryOutcome.ACCEPTED)
-    opposite = TEARDOWN if intent == DEPLOY else DEPLOY
-    # One round trip: the last opposite delivery's id is a subquery.
-    last_opposite = WebhookDelivery.select(peewee.fn.MAX(WebhookDelivery.id)).where(
-        accepted & (WebhookDelivery.intent == opposite)
-    )
-    since_last_opposite = WebhookDelivery.id > peewee.fn.COALESCE(last_opposite, 0)
+    # One round trip: the last accepted delivery's id is a subquery.
+    last = WebhookDelivery.select(peewee.fn.MAX(WebhookDelivery.id)).where(accepted)
     return (
-        WebhookDelivery.select().where(accepted & (WebhookDelivery.work_key == work_key) & since_last_opposite).exists()
+        WebhookDelivery.select()
+        .where(
+            (WebhookDelivery.id == last) & (WebhookDelivery.work_key == work_key) & (WebhookDelivery.intent == intent)
+        )
+        .exists()
     )
 
 
