@@ -225,7 +225,7 @@ class TestTriggersWithGitea:
         assert logs.status_code == 200 and set(logs.json) == {"id", "tail", "app", "build"}
         deleted = client.delete(f"/api/tasks/42/preview?repository={repo.full_name}", headers=AUTH)
         assert deleted.status_code == 202 and deleted.json["state"] == "deleting"
-        assert any(j.startswith(f"teardown-{created.json['id']}-") for j in services.queue.queue.job_ids)
+        assert any(j.startswith(f"teardown-{created.json['id']}-") for j in services.queue.job_ids)
 
     def test_trigger_by_pr(self, api):
         client, repo, _ = api

@@ -30,7 +30,7 @@ def preview(preview_id=None):
 
 
 def queued(services, prefix):
-    return [job_id for job_id in services.queue.queue.job_ids if job_id.startswith(prefix)]
+    return [job_id for job_id in services.queue.job_ids if job_id.startswith(prefix)]
 
 
 def run_queued_jobs(services):

@@ -393,7 +393,7 @@ def test_a_gitea_that_refuses_reports_delays_them_but_never_fails_the_deploy(cli
     accepted = deliver(client, "push_task_branch", "push", **pushed)
     assert run(services, accepted["delivery_id"]) == "ready"
     assert the_preview().state == PreviewState.READY and the_preview().deployed_sha == sha
-    retries = [job_id for job_id in services.queue.queue.job_ids if job_id.startswith("report-")]
+    retries = [job_id for job_id in services.queue.job_ids if job_id.startswith("report-")]
     assert retries, "a report job is queued to retry once Gitea takes it"
     assert repo.latest_status(sha) is None
 

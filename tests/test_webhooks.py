@@ -24,7 +24,7 @@ def post(client, name, kind, **options):
 
 
 def queued_job_ids(settings):
-    return JobQueue(settings.redis_url, settings.queue_name).queue.job_ids
+    return JobQueue(settings.redis_url, settings.queue_name).job_ids
 
 
 def deliveries():
@@ -315,3 +315,14 @@ def test_the_shared_secret_never_speaks_for_a_registered_repository_in_another_l
         assert refused.status_code == 401, claimed
     with database.connection_context():
         assert WebhookDelivery.select().count() == 0
+
+
+def test_two_installations_on_one_redis_do_not_share_job_ids(settings):
+    """Job ids are global to a Redis server: another queue's `delivery-1` is not this one's."""
+    mine = JobQueue(settings.redis_url, settings.queue_name)
+    theirs = JobQueue(settings.redis_url, settings.queue_name + "-other")
+    assert mine.enqueue("workers.jobs.process_delivery", 1, job_id="delivery-1")
+    assert theirs.enqueue("workers.jobs.process_delivery", 1, job_id="delivery-1")
+    assert not mine.enqueue("workers.jobs.process_delivery", 1, job_id="delivery-1")  # still one per queue
+    assert mine.job_ids == ["delivery-1"] and theirs.job_ids == ["delivery-1"]
+    theirs.queue.empty()

@@ -11,6 +11,7 @@ only the functions of `workers.jobs`, with no callbacks.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -100,12 +101,20 @@ class JobQueue:
             redis_url, socket_connect_timeout=socket_timeout, socket_timeout=socket_timeout
         )
         self.queue = Queue(name, connection=self.connection, **QUEUE_OPTIONS)
+        # Job ids are global to the Redis server: two installations (two queues) on one Redis
+        # must not take each other's `delivery-1` for a duplicate.
+        self.prefix = re.sub(r"[^A-Za-z0-9_-]", "_", name) + "--"
+
+    @property
+    def job_ids(self) -> list[str]:
+        """The ids of the jobs waiting in the queue, as the callers named them."""
+        return [job_id.removeprefix(self.prefix) for job_id in self.queue.job_ids]
 
     def enqueue(self, func: str, *args: object, job_id: str, timeout: int = 3600, keep_result: bool = True) -> bool:
         """Queue `func(*args)` once under `job_id`. False when that job id is already queued or running
         (or, with `keep_result`, finished within the last day)."""
         try:
-            self.queue.enqueue(func, *args, **_job_options(job_id, timeout, keep_result))
+            self.queue.enqueue(func, *args, **_job_options(self.prefix + job_id, timeout, keep_result))
         except DuplicateJobError:
             log.info("job already queued job_id=%s", job_id)
             return False
@@ -117,7 +126,9 @@ class JobQueue:
         """Queue `func(*args)` to run in `seconds` (the workers' scheduler moves it onto the queue).
         False when that job id exists already."""
         try:
-            self.queue.enqueue_in(timedelta(seconds=seconds), func, *args, **_job_options(job_id, timeout))
+            self.queue.enqueue_in(
+                timedelta(seconds=seconds), func, *args, **_job_options(self.prefix + job_id, timeout)
+            )
         except DuplicateJobError:
             return False
         except redis.RedisError as error:
