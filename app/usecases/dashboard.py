@@ -191,12 +191,20 @@ def history(preview: Preview) -> dict[str, Any]:
     }
 
 
-def extend(settings: Settings, preview: Preview, by: timedelta, now: datetime) -> datetime:
-    """Push the expiry back by `by`, never past PREVIEW_MAX_TTL from now; returns the new expiry."""
+def extend(settings: Settings, preview: Preview, by: timedelta, now: datetime) -> datetime | None:
+    """Push the expiry back by `by`, never past PREVIEW_MAX_TTL from now; returns the new expiry.
+
+    Compare-and-set on the expiry the caller read, and only while the preview is live: None
+    when a deploy, a teardown or another click changed it meanwhile (nothing is overwritten)."""
     start = max(preview.expires_at or now, now)
     expires_at = min(start + by, now + settings.max_preview_ttl)
-    Preview.update(expires_at=expires_at, updated_at=now).where(Preview.id == preview.id).execute()
-    return expires_at
+    read = Preview.expires_at.is_null() if preview.expires_at is None else Preview.expires_at == preview.expires_at
+    changed = (
+        Preview.update(expires_at=expires_at, updated_at=now)
+        .where((Preview.id == preview.id) & read & Preview.state.in_(PreviewState.ACTIVE))
+        .execute()
+    )
+    return expires_at if changed else None
 
 
 def stats_for(settings: Settings, readable: list[str], now: datetime) -> dict[str, Any]:

@@ -195,7 +195,9 @@ def act(preview_id: int, action: str) -> ResponseReturnValue:
     elif action in ("pin", "unpin"):
         previews.set_pinned(preview, action == "pin", now)
     elif action == "extend":
-        dashboard.extend(_settings(), preview, EXTEND_BY, now)
+        if dashboard.extend(_settings(), preview, EXTEND_BY, now) is None:
+            message = "Not extended: the preview changed meanwhile (a deploy or a teardown). Look again."
+            return Response(render_template("dashboard_error.html", message=message), status=409)
     elif action == "approve":
         sha = request.form.get("sha", "")
         if not previews.approve(current_app.extensions["preview.gitea"], queue, preview, user.login, sha, now):
