@@ -15,6 +15,13 @@ from tests.servers import die_with_parent, free_port, stop_process, wait_for_por
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class SecretEnv(dict):
+    """The processes' environment (tokens, passwords in URLs), never shown in a failing test's output."""
+
+    def __repr__(self) -> str:
+        return f"<environment: {len(self)} variables>"
+
+
 def procfile() -> dict[str, str]:
     commands = {}
     for line in (ROOT / "Procfile").read_text().splitlines():

@@ -18,7 +18,7 @@ from tests.gitea_repo import create_repository
 from tests.gitea_server import BOT
 from tests.kube.waiting import eventually, namespace_gone
 from tests.servers import free_port
-from tests.service_processes import ROOT, service_processes
+from tests.service_processes import ROOT, SecretEnv, service_processes
 
 pytestmark = [pytest.mark.kube, pytest.mark.gitea]
 
@@ -45,7 +45,7 @@ def stack(gitea, kube_cluster, redis_server, postgres_server, tmp_path_factory):
         "WEB_CONCURRENCY": "2",
     }
     with service_processes(env, folder, port):
-        yield {"url": f"http://127.0.0.1:{port}", "folder": folder, "env": env}
+        yield {"url": f"http://127.0.0.1:{port}", "folder": folder, "env": SecretEnv(env)}
 
 
 @pytest.fixture

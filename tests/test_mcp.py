@@ -20,7 +20,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tests.gitea_repo import create_repository
 from tests.servers import free_port, wait_for_port
-from tests.service_processes import ROOT, service_processes
+from tests.service_processes import ROOT, SecretEnv, service_processes
 
 pytestmark = [pytest.mark.kube, pytest.mark.gitea, pytest.mark.slow]
 
@@ -56,7 +56,7 @@ def stack(gitea, kube_cluster, redis_server, postgres_server, tmp_path_factory):
     }
     with service_processes(env, folder, port, with_mcp=True) as processes:
         wait_for_port(mcp_port, processes["mcp"], timeout=60)
-        yield {"env": env, "mcp_url": f"http://127.0.0.1:{mcp_port}/mcp"}
+        yield {"env": SecretEnv(env), "mcp_url": f"http://127.0.0.1:{mcp_port}/mcp"}
 
 
 @pytest.fixture
