@@ -22,3 +22,36 @@ def test_migrate_command_applies_and_checks(settings):
     with database.connection_context():
         assert pending(database.obj) == []
     database.obj.close()
+
+
+def test_migrations_run_at_once_by_several_processes_apply_each_once(settings):
+    """Two pods of a rolling upgrade both run `migrate`: each migration is applied once, and
+    none of them fails. (Four connections of their own, started together.)"""
+    import threading
+
+    from peewee import SqliteDatabase
+    from playhouse.db_url import connect
+
+    from app.migrations import apply_migrations, available
+
+    barrier, results, errors = threading.Barrier(4), [], []
+
+    def migrate() -> None:
+        db = connect(settings.database_url.replace("postgres://", "postgresql://", 1))
+        if isinstance(db, SqliteDatabase):
+            db.pragma("busy_timeout", 10000)  # as app.db sets it
+        try:
+            barrier.wait()
+            results.append(apply_migrations(db))
+        except Exception as error:  # noqa: BLE001 (the test reports what failed)
+            errors.append(repr(error))
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert sorted(name for names in results for name in names) == sorted(name for _, name in available())

@@ -8,11 +8,14 @@ meant when it was written.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import pkgutil
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import peewee
 
@@ -21,6 +24,7 @@ from app.db import utcnow
 log = logging.getLogger(__name__)
 
 _MODULE_NAME = re.compile(r"m(\d{4})_\w+")
+LOCK_KEY = "gitea-previews:migrations"
 
 
 @dataclass(frozen=True)
@@ -52,16 +56,40 @@ def applied(db: peewee.Database) -> set[int]:
     return {row[0] for row in db.execute_sql("SELECT version FROM schema_migrations")}
 
 
+@contextlib.contextmanager
+def _one_migrator(db: peewee.Database) -> Iterator[None]:
+    """One process migrates at a time: two pods of a rolling upgrade may both run `migrate`.
+    PostgreSQL: a session advisory lock. SQLite: each migration's transaction takes the write
+    lock first (IMMEDIATE) and looks again at what is applied."""
+    if not isinstance(db, peewee.PostgresqlDatabase):
+        yield
+        return
+    db.execute_sql("SELECT pg_advisory_lock(hashtext(%s))", (LOCK_KEY,))
+    try:
+        yield
+    finally:
+        db.execute_sql("SELECT pg_advisory_unlock(hashtext(%s))", (LOCK_KEY,))
+
+
+def _transaction(db: peewee.Database) -> Any:
+    return db.atomic("IMMEDIATE") if isinstance(db, peewee.SqliteDatabase) else db.atomic()
+
+
 def apply_migrations(db: peewee.Database) -> list[str]:
     """Apply every migration not yet applied, each in its own transaction; return their names."""
     types = POSTGRES if isinstance(db, peewee.PostgresqlDatabase) else SQLITE
-    done = applied(db)
+    with _one_migrator(db):
+        return _apply(db, types)
+
+
+def _apply(db: peewee.Database, types: ColumnTypes) -> list[str]:
+    applied(db)  # the table exists
     names = []
     for version, name in available():
-        if version in done:
-            continue
         module = importlib.import_module(f"{__name__}.{name}")
-        with db.atomic():
+        with _transaction(db):
+            if version in applied(db):
+                continue  # another process applied it meanwhile
             for statement in module.statements(types):
                 db.execute_sql(statement)
             db.execute_sql(
