@@ -107,3 +107,17 @@ def test_extending_is_a_compare_and_set_on_the_expiry_read(db, settings):
     # Nor does it bring a torn-down preview an expiry.
     gone = _preview(preview.repository, key="acme/shop#3", state=PreviewState.DELETED, expires_at=None)
     assert extend(settings, gone, timedelta(hours=24), now) is None
+
+
+def test_a_slot_held_by_a_deleted_preview_is_freed(db):
+    from app.usecases.capacity import free_stale_slots
+
+    repository = _repository()
+    leaked = _preview(repository, state=PreviewState.DELETED, holds_slot=True)
+    live = _preview(repository, key="acme/shop#2", state=PreviewState.READY, holds_slot=True)
+    going = _preview(repository, key="acme/shop#3", state=PreviewState.DELETING, holds_slot=True)
+    assert free_stale_slots(utcnow(), dry_run=True) == [leaked.id]
+    assert Preview.get_by_id(leaked.id).holds_slot  # a dry run changes nothing
+    assert free_stale_slots(utcnow()) == [leaked.id]
+    assert [p.id for p in Preview.active()] == [live.id, going.id]  # a namespace still going keeps its slot
+    assert free_stale_slots(utcnow()) == []

@@ -15,7 +15,7 @@ import peewee
 
 from app.adapters.jobqueue import JobQueue
 from app.db import exclusive
-from app.models import Event, Preview
+from app.models import Event, Preview, PreviewState
 from app.settings import Settings
 from app.usecases.jobs import enqueue_deploy
 
@@ -58,6 +58,18 @@ def claim_slot(settings: Settings, preview_id: int, now: datetime) -> int | None
         if limit is not None:
             Event.record(preview, "slot", f"took one of {limit} slots")
         return None
+
+
+def free_stale_slots(now: datetime, dry_run: bool = False) -> list[int]:
+    """Slots held by deleted previews (a teardown by a worker of an older release, or one that
+    died between its steps) are freed: the slot count is the rows', whatever wrote them."""
+    stale = Preview.select(Preview.id).where((Preview.holds_slot == True) & (Preview.state == PreviewState.DELETED))  # noqa: E712
+    found = [preview.id for preview in stale]
+    if found and not dry_run:
+        Preview.update(holds_slot=False, updated_at=now).where(
+            Preview.id.in_(found) & (Preview.state == PreviewState.DELETED)
+        ).execute()
+    return found
 
 
 def start_waiting(queue: JobQueue, settings: Settings, now: datetime, dry_run: bool = False) -> list[int]:

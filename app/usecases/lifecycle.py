@@ -183,6 +183,7 @@ def run_pass(context: Services, now: datetime | None = None, dry_run: bool = Fal
     assert queue is not None
     steps: dict[str, Callable[[], Any]] = {
         "expired": lambda: expire(queue, settings, now, dry_run),
+        "slots_freed": lambda: capacity.free_stale_slots(now, dry_run),
         "started": lambda: capacity.start_waiting(queue, settings, now, dry_run),
         "resumed": lambda: resume_stuck(queue, settings, now, dry_run),
         "orphans": lambda: collect_orphans(context.kube, now, dry_run),
