@@ -146,11 +146,15 @@ def test_a_replayed_close_of_a_reopened_pr_tears_nothing_down(repo, stack, kube_
     number = repo.open_pr("feature/replay")
     namespace = namespace_of(success_status(repo, sha))
     uid = k8s.CoreV1Api(kube_api).read_namespace(namespace).metadata.uid
+    statuses = len(repo.statuses_in_order())
     assert replay(stack, repo, "pull_request_closed", number, sha, "feature/replay")["outcome"] == "accepted"
-    page = re.search(r"\(\[details\]\(([^)]+)\)\)", repo.bot_comments(number)[0]["body"]).group(1)
+    page = details_page(repo, number)
     eventually(lambda: "still open" in requests.get(page, timeout=10).text, what="the close recorded as stale")
     success_status(repo, sha)
     assert k8s.CoreV1Api(kube_api).read_namespace(namespace).metadata.uid == uid  # never deleted
+    # Gitea was asked before anything was touched: the live preview was never marked for
+    # teardown nor deployed again, so no new status was posted.
+    assert len(repo.statuses_in_order()) == statuses
 
 
 def test_a_replayed_open_of_a_closed_pr_deploys_nothing(repo, stack, kube_api):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import peewee
+
 from app.adapters.gitea import GiteaError
 from app.db import database, utcnow
 from app.domain.planning import APPROVE, DEPLOY, LABELS, TEARDOWN
@@ -15,17 +17,17 @@ from app.usecases.intake import PIN_LABEL
 log = logging.getLogger(__name__)
 
 
-def _newer_delivery_exists(delivery: WebhookDelivery) -> bool:
-    return (
-        WebhookDelivery.select()
-        .where(
-            (WebhookDelivery.target_key == delivery.target_key)
-            & (WebhookDelivery.outcome == DeliveryOutcome.ACCEPTED)
-            & (WebhookDelivery.intent.in_((DEPLOY, TEARDOWN)))  # an approval changes no desired commit
-            & (WebhookDelivery.id > delivery.id)
-        )
-        .exists()
+def _newer_deliveries(delivery: WebhookDelivery) -> peewee.SelectQuery:
+    return WebhookDelivery.select().where(
+        (WebhookDelivery.target_key == delivery.target_key)
+        & (WebhookDelivery.outcome == DeliveryOutcome.ACCEPTED)
+        & (WebhookDelivery.intent.in_((DEPLOY, TEARDOWN)))  # an approval changes no desired commit
+        & (WebhookDelivery.id > delivery.id)
     )
+
+
+def _newer_delivery_exists(delivery: WebhookDelivery) -> bool:
+    return bool(_newer_deliveries(delivery).exists())
 
 
 def _head_now(services: Services, preview: Preview) -> str | None:
@@ -72,23 +74,27 @@ def _confirmed_sha(services: Services, delivery: WebhookDelivery) -> str | None:
     return sha
 
 
-def _stale_teardown(services: Services, delivery: WebhookDelivery) -> str | None:
-    """'stale' when Gitea says the PR is open or the branch exists after all (a replayed or
-    late close or delete): the preview is asked to deploy Gitea's head again, and nothing is
-    deleted. None when the teardown stands. A GiteaError propagates: the job is retried."""
-    if services.gitea is None:
-        return None
-    head = _head_now(services, delivery.preview)
-    if head is None:
-        return None
-    reopened = Preview.change(
-        delivery.preview_id, states=(PreviewState.DELETING,), state=PreviewState.QUEUED, head_sha=head
-    )
-    if reopened:
-        Event.record(delivery.preview, "teardown", f"Gitea says it is still open at {head[:12]}: not torn down")
-        if services.queue is not None:
-            jobs.enqueue_deploy(services.queue, delivery.preview_id, head, f"stale-{delivery.id}")
-    return "stale"
+def _teardown(services: Services, delivery: WebhookDelivery) -> str:
+    """A close or a branch delete: asked of Gitea first (when there is one to ask). Gitea says
+    the PR is open or the branch exists after all (a replayed or late close or delete): 'stale',
+    and the live preview is not touched. Else the preview is marked for teardown, unless it
+    changed since it was read (a reopen came in), and torn down. A GiteaError propagates: the
+    job is retried, and nothing was touched."""
+    read = Preview.get_by_id(delivery.preview_id)
+    if services.gitea is not None:
+        head = _head_now(services, read)
+        if head is not None:
+            Event.record(read, "teardown", f"Gitea says it is still open at {head[:12]}: not torn down")
+            return "stale"
+    if read.state in PreviewState.ACTIVE:
+        # In the same statement: no reopen or push came in while Gitea was asked (a deploy under
+        # way is no reason to wait: the teardown wins over it, as it does at intake).
+        not_since = ~peewee.fn.EXISTS(_newer_deliveries(delivery))
+        marked = Preview.change(read.id, states=PreviewState.ACTIVE, also=not_since, state=PreviewState.DELETING)
+        if not marked:
+            return "superseded"
+        Preview.update(waiting_since=None).where(Preview.id == read.id).execute()
+    return pipeline.teardown(services, delivery.preview_id, delivery.reason or "teardown requested")
 
 
 def _not_wanted(services: Services, delivery: WebhookDelivery) -> str:
@@ -128,9 +134,7 @@ def process_delivery(services: Services, delivery_id: int) -> str:
     elif delivery.intent == LABELS:
         result = "labels read" if services.gitea is not None and _head_now(services, delivery.preview) else "skipped"
     elif delivery.intent == TEARDOWN:
-        result = _stale_teardown(services, delivery) or pipeline.teardown(
-            services, delivery.preview_id, delivery.reason or "teardown requested"
-        )
+        result = _teardown(services, delivery)
     else:
         result = "skipped"
     with database.atomic():

@@ -102,9 +102,21 @@ def want_deploy(ref: RepositoryRef, wanted: Plan) -> Preview:
     return preview
 
 
-def want_teardown(wanted: Plan) -> Preview | None:
+def want_teardown(wanted: Plan, ask_gitea_first: bool) -> Preview | None:
+    """The live preview a close or delete asks to tear down (None: nothing is live).
+
+    With Gitea to ask, nothing is marked here: the worker asks Gitea first, so a replayed or
+    late close of a PR that is open today touches nothing. Without, the payload is all there
+    is, and the preview is marked for teardown at once."""
     assert wanted.target_key
     now = utcnow()
+    if ask_gitea_first:
+        preview = Preview.get_or_none(
+            (Preview.target_key == wanted.target_key) & Preview.state.not_in(PreviewState.GONE)
+        )
+        if preview is not None:
+            Event.record(preview, "teardown", f"{wanted.reason}: asking Gitea before tearing down")
+        return preview
     asked = (
         Preview.update(state=PreviewState.DELETING, waiting_since=None, updated_at=now)
         .where((Preview.target_key == wanted.target_key) & Preview.state.not_in(PreviewState.GONE))
@@ -148,7 +160,7 @@ def record_delivery(settings: Settings, headers: DeliveryHeaders, event: GiteaEv
                 assert event is not None
                 outcome, preview = DeliveryOutcome.ACCEPTED, want_deploy(event.repository, wanted)
             else:
-                preview = want_teardown(wanted)
+                preview = want_teardown(wanted, ask_gitea_first=bool(settings.gitea_url))
                 if preview is None:
                     reason = f"{wanted.reason}, but there is no live preview to tear down"
                 else:
