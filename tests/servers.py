@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import glob
+import logging
 import os
 import pwd
 import secrets
@@ -28,6 +29,12 @@ _PR_SET_PDEATHSIG = 1
 def die_with_parent() -> None:
     """preexec_fn: the child is killed when the process that started it dies, so none is left behind."""
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def quiet_request_log() -> None:
+    """werkzeug's request log names every query string: an OAuth2 callback's `code` and `state`
+    would reach a failing test's output."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
 def free_port() -> int:

@@ -24,7 +24,7 @@ from app.usecases.dashboard import SESSION_COOKIE
 from tests.browser import sign_in_through_gitea
 from tests.gitea_server import ADMIN
 from tests.helpers import deliver, run
-from tests.servers import free_port
+from tests.servers import free_port, quiet_request_log
 
 pytestmark = [pytest.mark.kube, pytest.mark.gitea, pytest.mark.slow]
 
@@ -84,6 +84,7 @@ def world(client, services, gitea):
         oauth_client_secret=oauth_app["client_secret"],
         session_secret="session-" + uuid.uuid4().hex,
     )
+    quiet_request_log()
     server = make_server("127.0.0.1", port, create_app(configured), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

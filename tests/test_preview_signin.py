@@ -31,7 +31,7 @@ from app.models import Preview, PreviewState, Repository
 from app.usecases.preview_access import COOKIE
 from tests.browser import sign_in_through_gitea
 from tests.gitea_server import ADMIN
-from tests.servers import die_with_parent, free_port, stop_process, wait_for_port
+from tests.servers import die_with_parent, free_port, quiet_request_log, stop_process, wait_for_port
 
 pytestmark = [pytest.mark.gitea, pytest.mark.slow]
 
@@ -148,6 +148,7 @@ def world(gitea, settings, tmp_path):
                 slug=slug,
             )
             slugs[full_name] = slug
+    quiet_request_log()
     server = make_server("127.0.0.1", service_port, flask_app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     apps = {}
