@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from app.db import database
+from app.domain.manifests import LABEL_PREVIEW_ID
 from app.models import Preview, Repository
 from app.usecases import deliveries
 from tests.factories import payload, webhook_request, with_changes
@@ -85,3 +87,33 @@ def descendants(root: int) -> dict[int, int]:
                 found[pid] = stat[1]
                 frontier.append(pid)
     return found
+
+
+def start_busy_worker(client, services, stderr=subprocess.DEVNULL) -> tuple[subprocess.Popen, int]:
+    """A worker process in the middle of a deploy: a PR opened whose build never finishes
+    (KWOK's `never-ready`). Returns the process (in a session of its own: kill its group) and
+    the preview's id, once the build Job exists."""
+    from tests.kube.controlplane import BEHAVIOUR_LABEL
+    from tests.kube.waiting import eventually
+
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    configure_repository(build_pod_labels={BEHAVIOUR_LABEL: "never-ready"})
+    settings = services.settings
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "workers.worker"],
+        env=worker_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        start_new_session=True,
+    )
+    preview_id = accepted["preview_id"]
+    selector = f"{LABEL_PREVIEW_ID}={preview_id}"
+    try:
+        eventually(
+            lambda: services.kube.list_jobs(settings.build_namespace, selector), timeout=60, what="the build job"
+        )
+    except BaseException:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+        raise
+    return worker, preview_id

@@ -15,7 +15,16 @@ from app.domain.naming import image_repository, registry_secret
 from app.models import Deployment, Event, Preview, PreviewState, WebhookDelivery
 from app.usecases import pipeline
 from tests.factories import payload
-from tests.helpers import AUTH, TOKEN, configure_repository, deliver, run, run_worker, the_preview, worker_env
+from tests.helpers import (
+    AUTH,
+    TOKEN,
+    configure_repository,
+    deliver,
+    run,
+    run_worker,
+    start_busy_worker,
+    the_preview,
+)
 from tests.kube.controlplane import BEHAVIOUR_LABEL
 from tests.kube.waiting import eventually, namespace_gone
 
@@ -428,29 +437,13 @@ def test_a_repository_that_names_an_image_skips_the_build(client, services, kube
 def test_a_worker_killed_mid_deploy_and_started_again_ends_ready_without_duplicates(client, services, kube_api):
     import os
     import signal
-    import subprocess
-    import sys
 
     from app.db import utcnow
     from app.usecases import lifecycle
 
-    accepted = deliver(client, "pull_request_opened", "pull_request")
-    configure_repository(build_pod_labels={BEHAVIOUR_LABEL: "never-ready"})  # the build hangs until we intervene
     settings = services.settings
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "workers.worker"],
-        env=worker_env(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    worker, preview_id = start_busy_worker(client, services)  # its build hangs until we intervene
     try:
-        preview_id = accepted["preview_id"]
-        eventually(
-            lambda: services.kube.list_jobs(settings.build_namespace, f"{LABEL_PREVIEW_ID}={preview_id}"),
-            timeout=60,
-            what="the build job",
-        )
         assert the_preview().state == PreviewState.BUILDING
     finally:
         os.killpg(worker.pid, signal.SIGKILL)  # the worker and the work horse it forked, as a crash would

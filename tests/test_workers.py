@@ -17,11 +17,10 @@ from kubernetes import client as k8s
 from kubernetes import watch
 
 from app.db import database
-from app.domain.manifests import LABEL_PREVIEW_ID
 from app.models import Deployment, Event, Preview, PreviewState, Repository
 from tests.factories import SECRET, payload, webhook_request, with_changes
 from tests.gitea_repo import create_repository
-from tests.helpers import descendants, worker_env
+from tests.helpers import descendants, start_busy_worker, worker_env
 from tests.kube.controlplane import BEHAVIOUR_LABEL
 from tests.kube.waiting import eventually
 from tests.servers import free_port
@@ -288,26 +287,9 @@ def test_a_worker_killed_at_any_moment_of_a_deploy_twenty_times_every_time_ends_
 def test_a_busy_worker_rides_out_redis_going_away(client, services, redis_server, tmp_path):
     """Redis restarts (a failover, an upgrade) while a worker is in the middle of a deploy: the
     worker waits for it instead of exiting, which under `make run` would stop every process."""
-    from tests.helpers import configure_repository, deliver
-
-    settings = services.settings
-    accepted = deliver(client, "pull_request_opened", "pull_request")
-    configure_repository(build_pod_labels={BEHAVIOUR_LABEL: "never-ready"})  # the build hangs: the worker is busy
     log = (tmp_path / "worker.log").open("w")  # what RQ says while Redis is away
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "workers.worker"],
-        env=worker_env(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        start_new_session=True,
-    )
+    worker, _ = start_busy_worker(client, services, stderr=log)
     try:
-        preview_id = accepted["preview_id"]
-        eventually(
-            lambda: services.kube.list_jobs(settings.build_namespace, f"{LABEL_PREVIEW_ID}={preview_id}"),
-            timeout=60,
-            what="the build job",
-        )
         redis_server.stop()
         try:
             time.sleep(10)
