@@ -54,7 +54,12 @@ DOMAIN = "preview.example.com"
     ],
 )
 def test_a_preview_address_is_accepted_as_given(target):
-    assert preview_url(target, DOMAIN) == target
+    assert preview_url(target, DOMAIN, schemes=("http", "https")) == target
+
+
+def test_by_default_only_https_carries_the_ticket_back():
+    assert preview_url("https://a.preview.example.com/x", DOMAIN) == "https://a.preview.example.com/x"
+    assert preview_url("http://a.preview.example.com/x", DOMAIN) is None
 
 
 @pytest.mark.parametrize(
@@ -78,8 +83,11 @@ def test_anything_a_browser_could_read_as_another_host_is_refused(target):
 
 
 def test_the_previews_port_is_the_only_one_accepted():
-    assert preview_url("http://a.preview.example.com:8080/x", DOMAIN, 8080) == "http://a.preview.example.com:8080/x"
-    assert preview_url("http://a.preview.example.com/x", DOMAIN, 8080) is None
+    plain = ("http", "https")
+    assert (
+        preview_url("http://a.preview.example.com:8080/x", DOMAIN, 8080, plain) == "http://a.preview.example.com:8080/x"
+    )
+    assert preview_url("http://a.preview.example.com/x", DOMAIN, 8080, plain) is None
 
 
 @pytest.mark.parametrize("target", ["/", "/p/12", "/?state=ready&q=x"])

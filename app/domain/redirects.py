@@ -27,13 +27,16 @@ def local_path(target: str) -> str | None:
     return rebuilt if rebuilt == target.split("#", 1)[0] else None
 
 
-def preview_url(target: str, preview_domain: str, port: int | None = None) -> str | None:
-    """`target` when it is an address on one preview's host (`<slug>.<preview_domain>`), over
-    http(s) and on no port but `port` (the previews' port when not the scheme's default), else None."""
+def preview_url(
+    target: str, preview_domain: str, port: int | None = None, schemes: tuple[str, ...] = ("https",)
+) -> str | None:
+    """`target` when it is an address on one preview's host (`<slug>.<preview_domain>`), in one
+    of `schemes` and on no port but `port` (the previews' port when not the scheme's default),
+    else None. https only by default: the address carries a sign-in ticket."""
     if not target or _AMBIGUOUS.search(target):
         return None
     parts = urlsplit(target)
-    if parts.scheme not in ("http", "https") or "@" in parts.netloc:
+    if parts.scheme not in schemes or "@" in parts.netloc:
         return None
     try:
         given_port = parts.port

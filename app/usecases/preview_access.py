@@ -54,7 +54,7 @@ class Original:
 
 def original_request(headers: Any, rest: str = "") -> Original | None:
     """The request's path, from what each proxy sends: X-Original-URL (nginx), X-Forwarded-Uri
-    (Traefik), or the path appended to ours (Envoy). `headers` is case-insensitive (werkzeug's Headers)."""
+    (Traefik), or the path appended to our address. `headers` is case-insensitive (werkzeug's Headers)."""
     url = headers.get("X-Original-URL")
     if url:
         parts = urlsplit(url)
@@ -165,7 +165,10 @@ class PreviewAccess:
     def preview_url(self, url: str) -> str | None:
         """`url` when it is a preview's address as a browser reads it, else None: the sign-in
         never redirects anywhere else."""
-        return redirects.preview_url(url, self.settings.preview_domain, self.settings.preview_port)
+        # Plain http only where the service itself runs without TLS (a test bed, a laptop).
+        plain = self.settings.public_url.startswith("http://")
+        schemes = ("http", "https") if plain else ("https",)
+        return redirects.preview_url(url, self.settings.preview_domain, self.settings.preview_port, schemes)
 
     def start(self, back_to: str) -> tuple[str, str]:
         """Gitea's authorize URL, and the nonce for the browser's cookie (ties the callback to it)."""
