@@ -5,8 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # python3-venv: Debian's python3 cannot make a virtualenv without it.
 # mariadb-server: the tests' shared MySQL-compatible server for preview databases; chromium:
-# the tests' browser (driven by playwright, which downloads no browser of its own).
-DEBIAN_PACKAGES := git redis-server postgresql mariadb-server nginx-light chromium util-linux procps python3-venv
+# the tests' browser (driven by playwright, which downloads no browser of its own); faketime:
+# the tests run a scheduler and a worker whose clocks are off.
+DEBIAN_PACKAGES := git redis-server postgresql mariadb-server nginx-light chromium util-linux procps python3-venv faketime
 
 .PHONY: run test bench deps venv tools migrate cluster lint
 

@@ -11,7 +11,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from app.adapters.gitea import Gitea, GiteaError
-from app.db import database, utcnow
+from app.db import database
 from app.migrations import apply_migrations, pending
 from app.models import ApiToken, PreviewState
 from app.usecases import lifecycle, previews, repositories, tokens
@@ -75,7 +75,7 @@ def register(app: Flask) -> None:
     @click.option("--dry-run", is_flag=True, help="Say what a pass would do; change nothing.")
     def sweep(dry_run: bool) -> None:
         """Run one scheduler pass now: expiry, waiting previews, stuck work, orphans."""
-        summary = lifecycle.run_pass(current_app.extensions["preview.services"](), utcnow(), dry_run=dry_run)
+        summary = lifecycle.run_pass(current_app.extensions["preview.services"](), dry_run=dry_run)
         for step, result in summary.items():
             if hasattr(result, "deleted"):
                 result = f"namespaces {result.deleted or '-'}, vanished previews {result.vanished or '-'}"

@@ -22,6 +22,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def database_now() -> datetime:
+    """Naive UTC by the database server's clock: what leases and expiries are compared with,
+    so a process whose own clock is off (a paused VM, a bad NTP) cannot take a live lease or
+    expire a preview early. SQLite runs in our process: its clock is ours."""
+    db = database.obj
+    if isinstance(db, peewee.PostgresqlDatabase):
+        row = db.execute_sql("SELECT clock_timestamp() AT TIME ZONE 'UTC'").fetchone()
+        return row[0].replace(tzinfo=None)
+    return utcnow()
+
+
 # The web's PostgreSQL pool, per gunicorn worker process: connections are reused for
 # 5 minutes, and a request waits up to 10 s for a free one rather than failing at once.
 POOL_SIZE = 20

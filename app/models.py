@@ -48,6 +48,9 @@ class PreviewState:
     # A deploy is wanted and has not concluded yet.
     DEPLOYING_STATES = (QUEUED, BUILDING, DEPLOYING)
     GONE = (DELETING, DELETED)
+    # States Gitea is told about (app/usecases/reporting.py): a deleting preview says nothing
+    # until it is deleted.
+    REPORTED = (QUEUED, PENDING_APPROVAL, BUILDING, DEPLOYING, READY, FAILED, DELETED)
 
 
 class Repository(BaseModel):
@@ -118,6 +121,13 @@ class Preview(BaseModel):
     database_template = peewee.CharField(max_length=63, null=True)  # cloned from this template
     database_seeded_at = peewee.DateTimeField(null=True)  # the seed ran (or came with the template)
     database_size_bytes = peewee.BigIntegerField(null=True)  # measured on the shared server after a deploy
+    # What Gitea has been told (the report outbox): each change of state makes a report due
+    # (report_version); Gitea has it once reported_version catches up. Retried with backoff.
+    report_version = peewee.IntegerField(default=0)
+    reported_version = peewee.IntegerField(default=0)
+    report_detail = peewee.TextField(null=True)  # the why that goes with the state (a failure, a teardown)
+    report_attempts = peewee.IntegerField(default=0)
+    report_next_at = peewee.DateTimeField(null=True, index=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
 
@@ -177,7 +187,9 @@ class Preview(BaseModel):
         forgotten = cls.lease_owner.is_null() & (cls.updated_at < before)
         query = cls.select().where(cls.state.in_(transitional) & (lease_expired | forgotten))
         if capped:
-            in_line = (cls.state == PreviewState.QUEUED) & (cls.holds_slot == False)  # noqa: E712
+            # In line: waiting for a slot. An approved preview (queued, no slot, not in line yet)
+            # whose job was lost is stuck, not waiting.
+            in_line = (cls.state == PreviewState.QUEUED) & (cls.holds_slot == False) & cls.waiting_since.is_null(False)  # noqa: E712
             query = query.where(~in_line)
         return query
 
@@ -195,10 +207,16 @@ class Preview(BaseModel):
     ) -> bool:
         """Compare-and-set: write `fields` only if the row still wants `sha`, is in one of
         `states` and is leased by `owner`, as the writer believed. True when it took; False
-        means someone else moved it. `also` adds a condition of the caller's."""
+        means someone else moved it. `also` adds a condition of the caller's.
+
+        A new reported state makes a report due in the same statement (with `report_detail`,
+        the why, if given): a worker that dies right after still leaves Gitea to be told."""
         if "state" in fields and fields["state"] not in PreviewState.ALL:
             raise ValueError(f"unknown preview state {fields['state']!r}")
-        query = cls.update(updated_at=now or utcnow(), **fields).where(cls.id == preview_id)
+        now = now or utcnow()
+        if fields.get("state") in PreviewState.REPORTED:
+            fields.update(cls.report_due_fields(now, fields.pop("report_detail", None)))
+        query = cls.update(updated_at=now, **fields).where(cls.id == preview_id)
         if sha is not None:
             query = query.where(cls.head_sha == sha)
         if states is not None:
@@ -208,6 +226,33 @@ class Preview(BaseModel):
         if also is not None:
             query = query.where(also)
         return query.execute() == 1
+
+    @classmethod
+    def report_due_fields(cls, now: datetime, detail: str | None) -> dict[str, Any]:
+        """The fields of an update that makes a new report due now."""
+        return {
+            "report_version": cls.report_version + 1,
+            "report_detail": detail,
+            "report_attempts": 0,
+            "report_next_at": now,
+        }
+
+    @classmethod
+    def reports_due(cls, now: datetime, limit: int = 100) -> peewee.ModelSelect:
+        """Previews whose state Gitea has not been told, due for a try, and that no worker is
+        acting on (a worker reports for itself; a dead one's lease has expired)."""
+        free = cls.lease_owner.is_null() | (cls.lease_expires_at < now)
+        return (
+            cls.select()
+            .where(
+                (cls.report_version > cls.reported_version)
+                & (cls.report_next_at <= now)
+                & cls.state.in_(PreviewState.REPORTED)
+                & free
+            )
+            .order_by(cls.report_next_at)
+            .limit(limit)
+        )
 
     # --- the lease: one worker acts on a preview at a time ---------------------------
 
@@ -298,6 +343,21 @@ class WebhookDelivery(BaseModel):
         return list(
             cls.select()
             .where((cls.outcome == DeliveryOutcome.ACCEPTED) & cls.enqueued_at.is_null())
+            .order_by(cls.id)
+            .limit(limit)
+        )
+
+    @classmethod
+    def unfinished(cls, before: datetime, limit: int = 100) -> list[WebhookDelivery]:
+        """Accepted deliveries queued before `before` whose work has not been carried out yet."""
+        return list(
+            cls.select()
+            .where(
+                (cls.outcome == DeliveryOutcome.ACCEPTED)
+                & cls.processed_at.is_null()
+                & cls.enqueued_at.is_null(False)
+                & (cls.enqueued_at < before)
+            )
             .order_by(cls.id)
             .limit(limit)
         )

@@ -243,6 +243,10 @@ class Settings:
     # lease) is queued again after this long without progress; a duplicate job is harmless.
     stalled_after: timedelta = timedelta(minutes=2)
     scheduler_interval: timedelta = timedelta(seconds=15)
+    # Gitea is told every state, however long it is down: a failed report is tried again
+    # after report_retry_min, doubling up to report_retry_max, with no deadline.
+    report_retry_min: timedelta = timedelta(seconds=10)
+    report_retry_max: timedelta = timedelta(minutes=5)
     max_webhook_bytes: int = 5 * 1024 * 1024
     # Where this service is reachable: links to its own page for a preview.
     public_url: str = "http://127.0.0.1:8000"
@@ -371,6 +375,8 @@ class Settings:
         maybe_set("lease_ttl", "PREVIEW_LEASE_TTL", parse_duration)
         maybe_set("scheduler_interval", "SCHEDULER_INTERVAL", parse_duration)
         maybe_set("stalled_after", "STALLED_AFTER", parse_duration)
+        maybe_set("report_retry_min", "REPORT_RETRY_MIN", parse_duration)
+        maybe_set("report_retry_max", "REPORT_RETRY_MAX", parse_duration)
         maybe_set("max_preview_ttl", "PREVIEW_MAX_TTL", parse_duration)
         maybe_set("preview_registry", "PREVIEW_REGISTRY")
         maybe_set("kubeconfig", "KUBECONFIG")

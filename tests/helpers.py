@@ -52,6 +52,7 @@ def worker_env(settings):
         "PREVIEW_REGISTRY": settings.preview_registry,
         "BUILD_NAMESPACE": settings.build_namespace,
         "REGISTRY_SHARED_FALLBACK": "true" if settings.registry_shared_fallback else "false",
+        "PREVIEW_LEASE_TTL": str(int(settings.lease_ttl.total_seconds())),
     }
     return dict(os.environ, **{name: value for name, value in ours.items() if value is not None})
 
@@ -89,6 +90,21 @@ def descendants(root: int) -> dict[int, int]:
     return found
 
 
+def signal_worker(worker: subprocess.Popen, signum: int) -> None:
+    """Signal a worker and its work horse (RQ puts the horse in a process group of its own)."""
+    for pid in [worker.pid, *descendants(worker.pid)]:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass  # it ended meanwhile
+
+
+def kill_worker(worker: subprocess.Popen) -> None:
+    """As a crash would: the worker and its work horse at once, no clean-up."""
+    signal_worker(worker, signal.SIGKILL)
+    worker.wait()
+
+
 def start_busy_worker(client, services, stderr=subprocess.DEVNULL) -> tuple[subprocess.Popen, int]:
     """A worker process in the middle of a deploy: a PR opened whose build never finishes
     (KWOK's `never-ready`). Returns the process (in a session of its own: kill its group) and
@@ -113,7 +129,6 @@ def start_busy_worker(client, services, stderr=subprocess.DEVNULL) -> tuple[subp
             lambda: services.kube.list_jobs(settings.build_namespace, selector), timeout=60, what="the build job"
         )
     except BaseException:
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
+        kill_worker(worker)
         raise
     return worker, preview_id

@@ -1,6 +1,7 @@
 """The test control plane behaves like a real cluster: these would fail against a mock."""
 
 import base64
+import time
 
 import pytest
 from kubernetes import client
@@ -232,3 +233,23 @@ def test_secrets_round_trip_through_etcd(kube_api, kube_namespace):
         kube_namespace, {"metadata": {"name": "s"}, "data": {"auth": base64.b64encode(b"preview:$apr1$x$y").decode()}}
     )
     assert base64.b64decode(core.read_namespaced_secret("s", kube_namespace).data["auth"]) == b"preview:$apr1$x$y"
+
+
+def test_a_watch_from_a_version_the_server_no_longer_has_ends_quietly(kube_cluster, kube_namespace):
+    """After an API server restart or a compaction a watch gets 410 Gone: our watches end
+    their window and read the object again (a re-list), instead of failing the job."""
+    from types import SimpleNamespace
+
+    from app.adapters.kube import Kube, load_configuration
+
+    kube = Kube(load_configuration(str(kube_cluster.kubeconfig)))
+    try:
+        kube.core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "watched"}})
+        kube_cluster.compact_etcd()
+        gone = SimpleNamespace(metadata=SimpleNamespace(resource_version="1"))  # compacted away
+        list_call = kube.core.list_namespaced_config_map
+        started = time.monotonic()
+        assert list(kube._watch_named(list_call, "watched", gone, 5, kube_namespace)) == []
+        assert time.monotonic() - started < 4  # ended at the 410, not at the window's end
+    finally:
+        kube.close()

@@ -8,7 +8,7 @@ from kubernetes import client as k8s
 from app.adapters.kube import Kube
 from app.db import database, utcnow
 from app.domain.manifests import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
-from app.models import Preview, PreviewState
+from app.models import Preview, PreviewState, WebhookDelivery
 from app.usecases import lifecycle, pipeline
 from tests.helpers import configure_repository, deliver, run, run_worker
 from tests.kube.controlplane import BEHAVIOUR_LABEL
@@ -167,6 +167,7 @@ def test_a_preview_stuck_mid_deploy_is_resumed(client, services, how):
             )
         else:  # no lease and no progress for longer than any run: its job never ran
             Preview.change(stuck.id, now=utcnow() - timedelta(hours=2), state=PreviewState.DEPLOYING, holds_slot=True)
+            services.queue.queue.empty()  # and is gone from Redis
         assert lifecycle.run_pass(services, dry_run=True)["resumed"] == [stuck.id]
     summary = lifecycle.run_pass(services)
     assert summary["resumed"] == [stuck.id]
@@ -175,6 +176,50 @@ def test_a_preview_stuck_mid_deploy_is_resumed(client, services, how):
     run_queued_jobs(services)
     assert preview().state == PreviewState.READY
     assert accepted["preview_id"] == stuck.id
+
+
+def test_work_still_waiting_in_the_queue_is_busy_not_stuck(client, services):
+    """A backlog is not a stall: nothing is queued twice while the delivery's job still waits."""
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    with database.connection_context():
+        Preview.change(accepted["preview_id"], now=utcnow() - timedelta(hours=2), state=PreviewState.QUEUED)
+    summary = lifecycle.run_pass(services, now=utcnow() + timedelta(hours=1))
+    assert summary["resumed"] == [] and summary["requeued"] == []
+    assert services.queue.job_ids == [f"delivery-{accepted['delivery_id']}"]
+
+
+def test_a_delivery_whose_job_redis_lost_is_queued_again_until_done(client, services):
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    services.queue.connection.flushdb()  # a Redis flush or a failover to an empty replica
+    assert lifecycle.run_pass(services)["requeued"] == []  # not before STALLED_AFTER
+    later = utcnow() + services.settings.stalled_after + timedelta(seconds=1)
+    summary = lifecycle.run_pass(services, now=later)
+    assert summary["requeued"] == [accepted["delivery_id"]]
+    assert summary["resumed"] == []  # the delivery's job waits again: one job, not two
+    assert services.queue.job_ids == [f"delivery-{accepted['delivery_id']}"]
+    run_queued_jobs(services)
+    assert preview().state == PreviewState.READY
+    assert lifecycle.run_pass(services, now=later)["requeued"] == []  # carried out: out of the outbox
+
+
+def test_an_approved_preview_whose_job_was_lost_is_resumed_under_a_cap(client, services):
+    """Approved, it is neither waiting for approval nor in line for a slot: if its job is lost,
+    it is stuck, and a cap must not hide it."""
+    services.settings = services.settings.replace(max_active_previews=3)
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    approved = preview(accepted["preview_id"])
+    with database.connection_context():
+        Preview.change(
+            approved.id,
+            now=utcnow() - timedelta(hours=2),
+            state=PreviewState.QUEUED,
+            waiting_since=None,
+            approved_sha=approved.head_sha,
+        )
+        WebhookDelivery.update(processed_at=utcnow()).execute()
+    services.queue.queue.empty()
+    assert lifecycle.run_pass(services)["resumed"] == [approved.id]
+    assert queued(services, f"deploy-{approved.id}-")
 
 
 def test_capacity_makes_new_previews_wait_in_order(client, services):
@@ -217,3 +262,44 @@ def test_a_preview_whose_first_rollout_fails_is_gone_after_the_failed_ttl(client
     eventually(lambda: namespace_gone(kube_api, failed.namespace), timeout=90, what="the failed preview's namespace")
     gone = preview()
     assert gone.state == PreviewState.DELETED and not gone.holds_slot
+
+
+def test_processes_with_a_clock_90s_ahead_steal_no_lease_and_still_converge(client, services, kube_api):
+    """Leases and expiries are written and compared by the database's clock: a scheduler whose
+    own clock runs 90 s ahead neither takes a live worker's lease nor keeps re-queueing it,
+    and a worker with that clock still brings a preview to ready."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import kill_worker, start_busy_worker, worker_env
+
+    services.settings = services.settings.replace(lease_ttl=timedelta(seconds=6))
+    ahead = ["faketime", "-f", "+90s", sys.executable, "-m"]
+    # The wall clock is off, as on a machine with a bad NTP; the monotonic clock (timeouts,
+    # waits) is not: libfaketime's fake one never wakes Python's timed waits.
+    env = {**worker_env(services.settings), "SCHEDULER_INTERVAL": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    worker, preview_id = start_busy_worker(client, services)
+    scheduler = subprocess.Popen([*ahead, "workers.scheduler"], env=env, stdout=subprocess.DEVNULL)
+    second = None
+    try:
+        owner = preview(preview_id).lease_owner
+        time.sleep(5)  # five passes, each 90 s "later" than the lease's last renewal
+        held = preview(preview_id)
+        assert (held.state, held.lease_owner) == (PreviewState.BUILDING, owner)
+        with database.connection_context():
+            assert not any(event.phase == "resume" for event in held.events)
+
+        # Its worker dies; once its lease has lapsed by the database's clock the work resumes,
+        # on a worker whose clock is ahead too.
+        kill_worker(worker)
+        configure_repository(build_pod_labels={})
+        second = subprocess.Popen([*ahead, "workers.worker"], env=env, stdout=subprocess.DEVNULL)
+        eventually(lambda: preview(preview_id).state == PreviewState.READY, timeout=90, what="ready")
+        with database.connection_context():
+            resumes = [event for event in preview(preview_id).events if event.phase == "resume"]
+        assert len(resumes) == 1
+    finally:
+        for process in (worker, scheduler, second):
+            if process is not None:
+                kill_worker(process)

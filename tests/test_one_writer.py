@@ -87,6 +87,29 @@ def test_hold_renews_in_the_background_and_releases(db):
     assert Preview.get_by_id(preview.id).lease_owner is None
 
 
+def test_a_lease_not_renewed_for_its_ttl_is_lost_even_if_nobody_took_it(db):
+    """A worker paused, or cut off from the database, past its ttl may have been replaced: it
+    stops, and renews nothing, whatever the row still says."""
+    preview = want(SHA_A)
+    paused = lease.Lease(preview.id, timedelta(seconds=0.3))
+    assert paused.acquire() and not paused.lost
+    threading.Event().wait(0.4)  # no renewal meanwhile
+    assert Preview.get_by_id(preview.id).lease_owner == paused.owner
+    assert paused.lost and paused.renew() is False
+
+
+def test_lease_times_come_from_the_database_clock(db):
+    """The expiry written is the database's now plus the ttl, whatever this process's clock says."""
+    from app.db import database_now
+
+    preview = want(SHA_A)
+    held = lease.Lease(preview.id, timedelta(seconds=30))
+    before = database_now()
+    assert held.acquire()
+    expiry = Preview.get_by_id(preview.id).lease_expires_at
+    assert before + timedelta(seconds=30) <= expiry <= database_now() + timedelta(seconds=30)
+
+
 def test_slots_are_claimed_exactly_and_in_line_order_by_concurrent_workers(db, settings):
     limit, contenders = 3, 12
     settings = settings.replace(max_active_previews=limit)

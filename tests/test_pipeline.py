@@ -20,8 +20,10 @@ from tests.helpers import (
     TOKEN,
     configure_repository,
     deliver,
+    kill_worker,
     run,
     run_worker,
+    signal_worker,
     start_busy_worker,
     the_preview,
 )
@@ -389,22 +391,44 @@ def test_a_redeploy_after_a_crash_creates_no_duplicates(client, services, kube_a
 
 
 @pytest.mark.gitea
-def test_a_gitea_that_refuses_reports_delays_them_but_never_fails_the_deploy(client, services, gitea, tmp_path):
+def test_a_report_gitea_refused_stays_due_until_gitea_takes_it(client, services, gitea, tmp_path):
     from app.adapters.gitea import Gitea
+    from app.db import utcnow
+    from app.usecases import lifecycle
     from tests.gitea_repo import create_repository
     from tests.gitea_server import BOT
 
     repo = create_repository(gitea, f"reports-{uuid.uuid4().hex[:6]}", tmp_path / "work")
     sha = repo.commit("task/reports", {"r.txt": "r"}, "r")
+    writer = Gitea(gitea.url, gitea.bot_token)
     # A token that can read (so the head is confirmed) but not write statuses or comments.
     services.gitea = Gitea(gitea.url, gitea.token_for(BOT, "read:repository,read:issue,read:user"))
     pushed = {"repository.full_name": repo.full_name, "ref": "refs/heads/task/reports", "after": sha}
     accepted = deliver(client, "push_task_branch", "push", **pushed)
-    assert run(services, accepted["delivery_id"]) == "ready"
-    assert the_preview().state == PreviewState.READY and the_preview().deployed_sha == sha
-    retries = [job_id for job_id in services.queue.job_ids if job_id.startswith("report-")]
-    assert retries, "a report job is queued to retry once Gitea takes it"
+    assert run(services, accepted["delivery_id"]) == "ready"  # the deploy never fails on a report
+    preview = the_preview()
+    assert preview.state == PreviewState.READY and preview.deployed_sha == sha
+    assert preview.reported_version < preview.report_version and preview.report_attempts >= 1
     assert repo.latest_status(sha) is None
+
+    # Gitea takes reports again; the scheduler's next pass after the backoff has it told.
+    services.gitea = writer
+    with database.connection_context():
+        assert lifecycle.run_pass(services, now=utcnow())["reported"] == []  # still backing off
+    summary = lifecycle.run_pass(services, now=utcnow() + services.settings.report_retry_max)
+    assert summary["reported"] == [preview.id]
+    assert [j for j in services.queue.job_ids if j.startswith("report-")] == [
+        f"report-{preview.id}-v{preview.report_version}-a{preview.report_attempts}"
+    ]
+    with database.connection_context():  # the job the scheduler queued, run here: the worker has no Gitea
+        assert pipeline.report_due(services, preview.id) == "reported"
+    assert repo.latest_status(sha)["status"] == "success"
+    caught_up = the_preview()
+    assert caught_up.reported_version == caught_up.report_version and caught_up.report_next_at is None
+    # Told once: a report job run again sends nothing.
+    with database.connection_context():
+        assert pipeline.report_due(services, preview.id) == "already reported"
+    assert len([s for s in repo.statuses(sha) if s["status"] == "success"]) == 1
 
 
 @pytest.mark.parametrize(
@@ -434,9 +458,43 @@ def test_a_repository_that_names_an_image_skips_the_build(client, services, kube
     assert deployed.spec.template.spec.containers[0].image == image
 
 
-def test_a_worker_killed_mid_deploy_and_started_again_ends_ready_without_duplicates(client, services, kube_api):
-    import os
+def test_a_worker_paused_past_its_lease_writes_nothing_when_it_wakes(client, services, kube_api):
+    """SIGSTOP (a paused VM, a long GC): its lease lapses, another worker deploys the newer
+    push; woken, the first one notices it no longer holds the preview and stops."""
     import signal
+    import time
+
+    services.settings = services.settings.replace(lease_ttl=timedelta(seconds=3))
+    worker, preview_id = start_busy_worker(client, services)  # building SHA A, hanging
+    try:
+        signal_worker(worker, signal.SIGSTOP)
+        time.sleep(4)  # past its lease, by the database's clock
+        configure_repository(build_pod_labels={})
+        sync = deliver(client, "pull_request_synchronized", "pull_request_sync")
+        assert run(services, sync["delivery_id"]) == "ready"
+        deployed = the_preview()
+        apps = k8s.AppsV1Api(kube_api)
+        before = apps.read_namespaced_deployment("shop-preview", deployed.namespace)
+
+        signal_worker(worker, signal.SIGCONT)
+
+        def old_run_stopped():
+            with database.connection_context():
+                return Deployment.get(Deployment.preview == preview_id, Deployment.head_sha != SHA_B).status
+
+        assert eventually(lambda: old_run_stopped() == "superseded", timeout=60, what="the woken worker stopped")
+    finally:
+        kill_worker(worker)
+    after = the_preview()
+    assert (after.state, after.deployed_sha, after.head_sha) == (PreviewState.READY, SHA_B, SHA_B)
+    assert after.lease_owner is None
+    now = apps.read_namespaced_deployment("shop-preview", after.namespace)
+    assert now.metadata.resource_version == before.metadata.resource_version  # not applied again
+    with database.connection_context():
+        assert not Event.select().where((Event.preview == preview_id) & Event.message.contains("failed")).exists()
+
+
+def test_a_worker_killed_mid_deploy_and_started_again_ends_ready_without_duplicates(client, services, kube_api):
 
     from app.db import utcnow
     from app.usecases import lifecycle
@@ -446,8 +504,7 @@ def test_a_worker_killed_mid_deploy_and_started_again_ends_ready_without_duplica
     try:
         assert the_preview().state == PreviewState.BUILDING
     finally:
-        os.killpg(worker.pid, signal.SIGKILL)  # the worker and the work horse it forked, as a crash would
-        worker.wait()
+        kill_worker(worker)  # the worker and the work horse it forked, as a crash would
 
     configure_repository(build_pod_labels={})
     resumed = lifecycle.run_pass(services, now=utcnow() + timedelta(hours=1))["resumed"]

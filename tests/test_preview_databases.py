@@ -297,6 +297,42 @@ def test_a_shared_server_gives_each_preview_its_database_and_drops_it_at_teardow
         assert Preview.get_by_id(preview.id).database_name is None
 
 
+def test_a_push_during_a_teardown_gets_a_new_seeded_database(
+    client, with_gitea, shared, repo, kube_api, play_processes, monkeypatch
+):
+    """The push lands right after the teardown dropped the database: the teardown stops before
+    its next destructive step, and the drop is on record, so the next deploy seeds again."""
+    services, (engine, admin) = with_gitea, shared
+    files = preview_file(engine=engine, migrate="[migrate]", seed="[seed]")
+    _, delivery = push(client, repo, "task/again", files)
+    assert run(services, delivery) == "ready"
+    preview = the_preview()
+    pushed_meanwhile = []
+    real_release = preview_database.release
+
+    def release_then_push(settings, dropping):
+        real_release(settings, dropping)
+        pushed_meanwhile.append(push(client, repo, "task/again", {"later.txt": "x"}))
+
+    monkeypatch.setattr(preview_database, "release", release_then_push)
+    with database.connection_context():
+        previews.delete_preview(services.queue, Preview.get_by_id(preview.id))
+        assert pipeline.teardown(services, preview.id) == "superseded"
+    kept = the_preview()
+    assert kept.state == PreviewState.QUEUED and kept.database_name is None and kept.database_seeded_at is None
+    assert services.kube.namespace_labels(preview.namespace) is not None  # stopped before the namespace
+    assert preview.database_name not in admin.names(services.settings.database_prefix)  # what it did drop
+
+    play_processes.clear()
+    [(sha, delivery)] = pushed_meanwhile
+    assert run(services, delivery) == "ready"
+    again = the_preview()
+    assert again.deployed_sha == sha and again.database_seeded_at is not None
+    assert [phase for phase, _ in play_processes] == ["migrate", "seed"]
+    url = secret_env(services, again.namespace)["DATABASE_URL"]
+    assert execute(url, "SELECT name FROM products ORDER BY id") == [("seeded",), ("seeded",)]
+
+
 def test_the_orphan_sweep_drops_only_databases_no_live_preview_owns(client, with_gitea, shared, repo, play_processes):
     services, (engine, admin) = with_gitea, shared
     prefix = services.settings.database_prefix

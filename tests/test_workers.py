@@ -20,7 +20,7 @@ from app.db import database
 from app.models import Deployment, Event, Preview, PreviewState, Repository
 from tests.factories import SECRET, payload, webhook_request, with_changes
 from tests.gitea_repo import create_repository
-from tests.helpers import descendants, start_busy_worker, worker_env
+from tests.helpers import descendants, kill_worker, start_busy_worker, worker_env
 from tests.kube.controlplane import BEHAVIOUR_LABEL
 from tests.kube.waiting import eventually
 from tests.servers import free_port
@@ -299,6 +299,5 @@ def test_a_busy_worker_rides_out_redis_going_away(client, services, redis_server
         time.sleep(5)
         assert worker.poll() is None, f"the worker exited with {worker.returncode} after Redis came back"
     finally:
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
+        kill_worker(worker)
         log.close()

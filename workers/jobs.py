@@ -33,7 +33,7 @@ def teardown_preview(preview_id: int, reason: str) -> str:
     return result
 
 
-def report_preview(preview_id: int) -> None:
+def report_preview(preview_id: int) -> str:
     context = services()
     with database.connection_context():
-        pipeline.report_again(context, preview_id)
+        return pipeline.report_due(context, preview_id)

@@ -17,8 +17,8 @@ from typing import Any
 
 import redis
 from rq import Queue, Retry
-from rq.exceptions import DuplicateJobError
-from rq.job import Job
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 log = logging.getLogger(__name__)
@@ -134,6 +134,35 @@ class JobQueue:
         except redis.RedisError as error:
             raise QueueUnavailable(str(error)) from error
         return True
+
+    def waiting_job_ids(self) -> set[str]:
+        """The ids of the jobs still to run: in the queue, or scheduled for later (a retry's
+        backoff, a deferral). A job that is running is not counted: its worker may be dead."""
+        try:
+            ids = [
+                *self.queue.job_ids,
+                *self.queue.scheduled_job_registry.get_job_ids(),
+                *self.queue.deferred_job_registry.get_job_ids(),
+            ]
+        except redis.RedisError as error:
+            raise QueueUnavailable(str(error)) from error
+        return {job_id.removeprefix(self.prefix) for job_id in ids}
+
+    def resubmit(self, func: str, *args: object, job_id: str, timeout: int = 3600) -> bool:
+        """Queue `func(*args)` under `job_id` again unless that job is still waiting or running:
+        True when it was lost (Redis flushed or failed over) or had failed for good, and is queued anew."""
+        key = self.prefix + job_id
+        try:
+            job = KnownJob.fetch(key, connection=self.connection, serializer=JSONSerializer)
+        except NoSuchJobError:
+            job = None
+        except redis.RedisError as error:
+            raise QueueUnavailable(str(error)) from error
+        if job is not None:
+            if job.get_status(refresh=False) not in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+                return False
+            job.delete()
+        return self.enqueue(func, *args, job_id=job_id, timeout=timeout)
 
     def ping(self) -> bool:
         try:

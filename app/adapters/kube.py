@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -149,18 +149,29 @@ class Kube:
         scope = (namespace,) if namespace else ()
         return list_call(*scope, field_selector=f"metadata.name={name}", _request_timeout=self.timeout)
 
-    def _watch_named(self, list_call: Any, name: str, listed: Any, seconds: float, namespace: str | None = None) -> Any:
-        """Watch the object called `name` from where `listed` left off, for at most `seconds`."""
+    def _watch_named(
+        self, list_call: Any, name: str, listed: Any, seconds: float, namespace: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Watch the object called `name` from where `listed` left off, for at most `seconds`.
+
+        A version the API server no longer has (410 Gone: it restarted, or compacted its
+        history) ends the window early instead of failing: callers read the object again
+        and watch from there, which is what a re-list is."""
         scope = (namespace,) if namespace else ()
         seconds = max(1, int(seconds))
-        return watch.Watch().stream(
-            list_call,
-            *scope,
-            field_selector=f"metadata.name={name}",
-            resource_version=listed.metadata.resource_version,
-            timeout_seconds=seconds,
-            _request_timeout=self.timeout + seconds,
-        )
+        try:
+            yield from watch.Watch().stream(
+                list_call,
+                *scope,
+                field_selector=f"metadata.name={name}",
+                resource_version=listed.metadata.resource_version,
+                timeout_seconds=seconds,
+                _request_timeout=self.timeout + seconds,
+            )
+        except ApiException as error:
+            if error.status != 410:
+                raise
+            log.info("watch of %s expired (410 Gone): reading it again", name)
 
     def _path(self, obj: dict[str, Any]) -> str:
         key = (obj["apiVersion"], obj["kind"])

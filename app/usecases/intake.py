@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 import peewee
 
@@ -204,3 +205,15 @@ def enqueue_pending(queue: JobQueue, limit: int = 100) -> int:
             break
         queued += 1
     return queued
+
+
+def requeue_lost(queue: JobQueue, before: datetime, limit: int = 100) -> list[int]:
+    """Deliveries queued before `before` and still not carried out whose job Redis no longer
+    holds (flushed, failed over) or gave up on: queued again, under the same job id, so a
+    delivery stays in the outbox until its work is done. Returns their ids."""
+    requeued = []
+    for delivery in WebhookDelivery.unfinished(before, limit):
+        if queue.resubmit(PROCESS_DELIVERY_JOB, delivery.id, job_id=delivery.job_id):
+            log.warning("delivery job lost or failed, queued again delivery_id=%s", delivery.id)
+            requeued.append(delivery.id)
+    return requeued

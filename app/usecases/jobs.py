@@ -28,11 +28,11 @@ def enqueue_teardown(queue: JobQueue, preview_id: int, reason: str, tag: str) ->
     return queue.enqueue(TEARDOWN_JOB, preview_id, reason, job_id=f"teardown-{preview_id}-{tag}")
 
 
-def enqueue_report(queue: JobQueue, preview_id: int) -> None:
-    try:
-        queue.enqueue(REPORT_JOB, preview_id, job_id=f"report-{preview_id}-{utcnow().timestamp():.0f}")
-    except QueueUnavailable:
-        log.warning("could not queue the report retry preview_id=%s", preview_id)
+def enqueue_report(queue: JobQueue, preview_id: int, version: int, attempt: int) -> bool:
+    """One job per report try while it waits or runs (then forgotten, so a try that found the
+    lease held is simply queued again by the scheduler's next pass)."""
+    job_id = f"report-{preview_id}-v{version}-a{attempt}"
+    return queue.enqueue(REPORT_JOB, preview_id, job_id=job_id, keep_result=False)
 
 
 def defer(queue: JobQueue | None, func: str, preview_id: int, *args: str) -> None:

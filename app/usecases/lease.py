@@ -2,8 +2,15 @@
 
 It lives in the preview's row, so it works the same on SQLite and PostgreSQL and
 across machines. A worker that dies stops renewing; after `ttl` the lease is
-free again and the scheduler resumes the work. A worker whose renewal fails
-(someone took over after it stalled) learns it at its next checkpoint and stops.
+free again and the scheduler resumes the work. Expiries are written and compared
+by the database's clock, never a process's own.
+
+The owner is the fencing token: every write a worker makes to the preview's row is
+conditional on it, and before each side effect outside the row (an apply, a delete,
+a drop) the worker asks `lost`. A worker counts its lease lost once a renewal is
+refused (someone took over after it stalled) or once no renewal has succeeded for
+`ttl` by its own monotonic clock (it was paused, or the database was unreachable):
+from then on the lease may be someone else's, so it stops.
 """
 
 from __future__ import annotations
@@ -13,11 +20,12 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
-from app.db import database, utcnow
+from app.db import database, database_now
 from app.models import Preview
 
 log = logging.getLogger(__name__)
@@ -35,17 +43,34 @@ class Lease:
         self._lost = threading.Event()
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        self._valid_until = 0.0  # monotonic: the lease is surely ours until then
 
     @property
     def lost(self) -> bool:
+        if not self._lost.is_set() and time.monotonic() >= self._valid_until:
+            self._lost.set()  # no renewal for a whole ttl: someone may hold it now
         return self._lost.is_set()
 
+    def _held_from(self, asked_at: float) -> None:
+        # Counted from before the request was sent: the row's expiry is at least that late.
+        self._valid_until = asked_at + self.ttl.total_seconds()
+
     def acquire(self) -> bool:
-        now = utcnow()
-        return Preview.take_lease(self.preview_id, self.owner, now + self.ttl, now)
+        asked_at = time.monotonic()
+        now = database_now()
+        taken = Preview.take_lease(self.preview_id, self.owner, now + self.ttl, now)
+        if taken:
+            self._held_from(asked_at)
+        return taken
 
     def renew(self) -> bool:
-        if not Preview.renew_lease(self.preview_id, self.owner, utcnow() + self.ttl):
+        """Extend the lease; False (and lost for good) when it is no longer ours."""
+        if self.lost:
+            return False
+        asked_at = time.monotonic()
+        if Preview.renew_lease(self.preview_id, self.owner, database_now() + self.ttl):
+            self._held_from(asked_at)
+        else:
             self._lost.set()
         return not self.lost
 

@@ -21,14 +21,14 @@ import peewee
 
 from app.adapters.jobqueue import JobQueue
 from app.adapters.kube import Kube
-from app.db import database, utcnow
+from app.db import database, database_now
 from app.domain.manifests import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
 from app.domain.naming import NAMESPACE_PREFIX
-from app.models import Event, Preview, PreviewState
+from app.models import Event, Preview, PreviewState, WebhookDelivery
 from app.runtime import Services
 from app.settings import Settings
 from app.usecases import capacity, intake, preview_database
-from app.usecases.jobs import enqueue_deploy, enqueue_teardown
+from app.usecases.jobs import enqueue_deploy, enqueue_report, enqueue_teardown
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +75,30 @@ def expire(queue: JobQueue, settings: Settings, now: datetime, dry_run: bool = F
     return expired
 
 
+def _still_queued(preview: Preview, waiting: set[str]) -> bool:
+    """A job for the preview still waits in Redis: it is busy behind a long queue, not lost."""
+    mine = (f"deploy-{preview.id}-", f"teardown-{preview.id}-")
+    if any(job_id.startswith(mine) for job_id in waiting):
+        return True
+    unfinished = WebhookDelivery.select(WebhookDelivery.id).where(
+        (WebhookDelivery.preview == preview.id) & WebhookDelivery.processed_at.is_null()
+    )
+    return any(f"delivery-{delivery.id}" in waiting for delivery in unfinished)
+
+
 def resume_stuck(queue: JobQueue, settings: Settings, now: datetime, dry_run: bool = False) -> list[int]:
     """Re-queue work that nobody is doing: a worker died (its lease expired) or its job was lost.
 
-    Each stall is resumed once: the expired lease is cleared, or the row touched, by a
-    conditional update that only one scheduler can win.
+    Work whose job still waits in the queue is busy, not lost, and is left to it: a backlog
+    must not multiply jobs. Each stall is resumed once: the expired lease is cleared, or the
+    row touched, by a conditional update that only one scheduler can win.
     """
     resumed = []
     capped = settings.max_active_previews is not None
+    waiting = queue.waiting_job_ids()
     for preview in Preview.stuck(now - settings.stalled_after, now, capped):
+        if preview.lease_owner is None and _still_queued(preview, waiting):
+            continue
         if dry_run:
             resumed.append(preview.id)
             continue
@@ -110,6 +125,16 @@ def resume_stuck(queue: JobQueue, settings: Settings, now: datetime, dry_run: bo
         log.info("resumed stuck preview preview_id=%s state=%s", preview.id, preview.state)
         resumed.append(preview.id)
     return resumed
+
+
+def report_pending(queue: JobQueue, now: datetime, dry_run: bool = False) -> list[int]:
+    """Queue a report for each preview whose state Gitea has not been told (its worker died
+    before, or Gitea was down): tried again with backoff until Gitea has it."""
+    due = [preview for preview in Preview.reports_due(now)]
+    if not dry_run:
+        for preview in due:
+            enqueue_report(queue, preview.id, preview.report_version, preview.report_attempts)
+    return [preview.id for preview in due]
 
 
 @dataclass
@@ -164,13 +189,17 @@ def collect_orphans(kube: Kube, now: datetime, dry_run: bool = False, grace: tim
         if dry_run:
             report.vanished.append(preview.id)
             continue
-        marked = Preview.update(state=PreviewState.DELETED, deployed_sha=None, holds_slot=False, updated_at=now).where(
-            (Preview.id == preview.id)
-            & (Preview.state == preview.state)
-            & (Preview.updated_at == preview.updated_at)
-            & Preview.lease_owner.is_null()
+        marked = Preview.change(
+            preview.id,
+            states=(preview.state,),
+            also=(Preview.updated_at == preview.updated_at) & Preview.lease_owner.is_null(),
+            now=now,
+            state=PreviewState.DELETED,
+            deployed_sha=None,
+            holds_slot=False,
+            report_detail=f"its namespace {preview.namespace} vanished",
         )
-        if marked.execute() == 1:
+        if marked:
             report.vanished.append(preview.id)
             Event.record(preview, "drift", f"namespace {preview.namespace} vanished; marked deleted")
     return report
@@ -178,7 +207,9 @@ def collect_orphans(kube: Kube, now: datetime, dry_run: bool = False, grace: tim
 
 def run_pass(context: Services, now: datetime | None = None, dry_run: bool = False) -> dict[str, Any]:
     """One pass; returns what each step did (or its error). With dry_run nothing changes."""
-    now = now or utcnow()
+    if now is None:
+        with database.connection_context():
+            now = database_now()  # the database's clock: leases and expiries are written by it
     queue, settings = context.queue, context.settings
     assert queue is not None
     steps: dict[str, Callable[[], Any]] = {
@@ -189,8 +220,14 @@ def run_pass(context: Services, now: datetime | None = None, dry_run: bool = Fal
         "orphans": lambda: collect_orphans(context.kube, now, dry_run),
         "orphan_databases": lambda: preview_database.collect_orphans(settings, now, dry_run),
     }
+    if context.gitea is not None:
+        steps["reported"] = lambda: report_pending(queue, now, dry_run)
     if not dry_run:
-        steps = {"enqueued": lambda: intake.enqueue_pending(queue), **steps}
+        steps = {
+            "enqueued": lambda: intake.enqueue_pending(queue),
+            "requeued": lambda: intake.requeue_lost(queue, now - settings.stalled_after),
+            **steps,
+        }
     summary: dict[str, Any] = {}
     for name, step in steps.items():
         try:

@@ -77,6 +77,11 @@ class PreviewCollector(Collector):
             deliveries.add_metric([outcome], count)
         yield deliveries
 
+        unreported = PreviewModel.select().where(PreviewModel.report_version > PreviewModel.reported_version).count()
+        yield GaugeMetricFamily(
+            "preview_reports_pending", "Previews whose state Gitea has not been told yet", value=unreported
+        )
+
         durations = SummaryMetricFamily(
             "preview_phase_duration_seconds", "Time spent per pipeline phase", labels=["phase"]
         )

@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any
 
 from app.adapters import sql_admin
-from app.adapters.gitea import GiteaError
 from app.adapters.kube import Kube
 from app.adapters.sql_admin import SqlAdminError
 from app.db import database, utcnow
@@ -26,7 +25,7 @@ from app.domain import credentials, gitea_links, manifests, routing
 from app.domain.naming import PreviewNames, preview_names
 from app.domain.preview_file import PreviewFileError
 from app.models import Deployment, Event, Preview, PreviewState
-from app.runtime import DEPLOY_JOB, REPORT_JOB, TEARDOWN_JOB, Services
+from app.runtime import DEPLOY_JOB, TEARDOWN_JOB, Services
 from app.settings import Settings
 from app.usecases import building, capacity, jobs, lease, preview_config, preview_database, reporting, trust
 from app.usecases.preview_config import PreviewConfig
@@ -41,16 +40,16 @@ def names_for(settings: Settings, preview: Preview) -> PreviewNames:
     )
 
 
-def _report(services: Services, preview: Preview, password: str | None = None, detail: str | None = None) -> None:
-    """Tell Gitea; if Gitea is down, leave it to a retried report job. Never fails the deploy."""
-    if services.gitea is None:
-        return
-    try:
-        reporting.report(services.gitea, services.settings, preview, password, detail)
-    except GiteaError as error:
-        log.warning("gitea report failed, will retry preview_id=%s error=%s", preview.id, error)
-        if services.queue is not None:
-            jobs.enqueue_report(services.queue, preview.id)
+def _report(services: Services, preview: Preview, password: str | None = None) -> None:
+    """Tell Gitea the state `preview` was read in. Never fails the deploy: a report Gitea did
+    not take stays due in the outbox, and the scheduler has it sent again."""
+    if services.gitea is not None:
+        reporting.publish(services.gitea, services.settings, preview, password)
+
+
+def _report_in_background(services: Services, preview: Preview) -> None:
+    with database.connection_context():  # the thread's own connection: peewee's are per thread
+        _report(services, preview)
 
 
 def _report_meanwhile(run: Run, preview: Preview) -> None:
@@ -58,8 +57,8 @@ def _report_meanwhile(run: Run, preview: Preview) -> None:
     the way to ready. The run's next report, and its end, wait for this one, so Gitea
     sees the states in order."""
     run.wait_for_reports()
-    _ = preview.repository  # loaded here: the thread reads no database
-    run.pending_report = threading.Thread(target=_report, args=(run.services, preview), daemon=True)
+    _ = preview.repository  # loaded here, once
+    run.pending_report = threading.Thread(target=_report_in_background, args=(run.services, preview), daemon=True)
     run.pending_report.start()
 
 
@@ -170,7 +169,8 @@ def _deploy(run: Run) -> str:
         if position is not None:
             detail = f"waiting for a free slot ({settings.max_active_previews} previews running), position {position}"
             Event.record(preview, "queued", detail, progress=0)
-            _report(services, run.check(), detail=detail)
+            Preview.update(**Preview.report_due_fields(utcnow(), detail)).where(Preview.id == run.preview_id).execute()
+            _report(services, run.check())
             return "waiting"
         names = names_for(settings, preview)
         now = utcnow()
@@ -299,23 +299,26 @@ def _await_approval(run: Run, preview: Preview, why: str) -> str:
     not_approved = Preview.approved_sha.is_null() | (Preview.approved_sha != run.sha)
     try:
         # Not in line for a slot until approved.
-        preview = run.move(PreviewState.PENDING_APPROVAL, also=not_approved, waiting_since=None)
+        preview = run.move(PreviewState.PENDING_APPROVAL, also=not_approved, waiting_since=None, report_detail=hint)
     except Superseded:
         if run.check().approved_sha == run.sha:
             return _deploy(run)  # approved while we were asking Gitea
         raise
     Event.record(preview, "approval", hint)
     log.info("deploy waits for approval preview_id=%s sha=%s why=%r", run.preview_id, run.sha[:12], why)
-    _report(run.services, preview, detail=hint)
+    _report(run.services, preview)
     return "pending approval"
 
 
 def _fail(run: Run, failure: StepFailed) -> str:
     settings = run.services.settings
+    # The database's reason can name the shared server's address: that stays in the API and the log.
+    public = "the database could not be prepared" if failure.phase == "database" else str(failure)
     with database.atomic():
         try:
             # A failed preview still holds its namespace: it expires sooner than a ready one.
-            preview = run.move(PreviewState.FAILED, expires_at=utcnow() + settings.failed_preview_ttl)
+            expires_at = utcnow() + settings.failed_preview_ttl
+            preview = run.move(PreviewState.FAILED, expires_at=expires_at, report_detail=public)
         except Superseded:
             return "superseded"
         Deployment.get_or_create(preview=preview, head_sha=run.sha)  # a file refused before any build has none yet
@@ -329,9 +332,7 @@ def _fail(run: Run, failure: StepFailed) -> str:
     log.info(
         "deploy failed preview_id=%s sha=%s phase=%s why=%r", run.preview_id, run.sha[:12], failure.phase, str(failure)
     )
-    # The database's reason can name the shared server's address: that stays in the API and the log.
-    public = "the database could not be prepared" if failure.phase == "database" else str(failure)
-    _report(run.services, preview, detail=public)
+    _report(run.services, preview)
     return "failed"
 
 
@@ -348,25 +349,47 @@ def teardown(services: Services, preview_id: int, reason: str = "teardown reques
         return "deferred"
 
 
+def _still_tearing_down(held: lease.Lease, preview_id: int) -> bool:
+    """Asked right before each destructive step: the preview is still to be torn down, and by
+    this worker (a reopen or a push wants it again; a lapsed lease may be someone else's)."""
+    if held.lost:
+        return False
+    preview = Preview.get_or_none(Preview.id == preview_id)
+    return preview is not None and preview.state == PreviewState.DELETING and preview.lease_owner == held.owner
+
+
 def _teardown(services: Services, held: lease.Lease, preview_id: int, reason: str) -> str:
     settings, kube = services.settings, services.kube
     preview = Preview.get_by_id(preview_id)
-    if preview.state != PreviewState.DELETING:
-        return "superseded"
     names = names_for(settings, preview)
     started = time.monotonic()
+
+    def stop() -> str:
+        Event.record(preview, "teardown", "teardown stopped: the preview is wanted again, or no longer this worker's")
+        return "superseded"
+
+    if not _still_tearing_down(held, preview_id):
+        return stop()
     selector = f"{manifests.LABEL_PREVIEW_ID}={preview.id},{manifests.LABEL_COMPONENT}=build"
     for job in kube.list_jobs(settings.build_namespace, selector):
         kube.delete_job(settings.build_namespace, job.name)
     namespace = preview.namespace or names.namespace
+    if not _still_tearing_down(held, preview_id):
+        return stop()
     try:
         preview_database.release(settings, preview)
     except SqlAdminError as error:
         # Kept as it is, namespace included, and retried: a database is never left without its record.
         Event.record(preview, "teardown", f"the database could not be dropped: {error}")
         raise
+    # What is removed is recorded as removed at once: a reopen now gets a new, seeded database.
+    preview_database.forget_dropped(preview)
+    if not _still_tearing_down(held, preview_id):
+        return stop()
     if _ours_or_free(kube, namespace, preview_id):
         kube.delete_namespace(namespace)
+        # Whatever ran there (an in-namespace database too) is gone with it.
+        Preview.update(deployed_sha=None, **preview_database.FORGOTTEN).where(Preview.id == preview_id).execute()
     else:
         log.warning(
             "teardown left a namespace that is not this preview's preview_id=%s namespace=%s", preview_id, namespace
@@ -380,6 +403,7 @@ def _teardown(services: Services, held: lease.Lease, preview_id: int, reason: st
         deployed_sha=None,
         waiting_since=None,
         holds_slot=False,
+        report_detail=reason,
         **preview_database.FORGOTTEN,
     )
     if not gone:
@@ -391,22 +415,25 @@ def _teardown(services: Services, held: lease.Lease, preview_id: int, reason: st
         f"namespace {names.namespace} deleted ({reason})",
         duration_ms=int((time.monotonic() - started) * 1000),
     )
-    _report(services, preview, detail=reason)
+    _report(services, preview)
     if services.queue is not None:
         # A slot is free: the next preview in line starts now, not at the scheduler's next pass.
         capacity.start_waiting(services.queue, settings, utcnow())
     return "deleted"
 
 
-def report_again(services: Services, preview_id: int) -> None:
-    """The retried report job: publish the current state; a GiteaError makes RQ retry it.
+def report_due(services: Services, preview_id: int) -> str:
+    """The outbox's report job: tell Gitea the preview's state if it has not been told yet.
 
-    It holds the lease too, so a report never overtakes the deploy of a newer commit."""
+    It holds the lease too, so a report never overtakes the deploy of a newer commit, and
+    a report already sent is not sent again."""
     if services.gitea is None:
-        return
+        return "skipped"
     try:
         with lease.hold(preview_id, services.settings.lease_ttl):
-            preview = Preview.get_by_id(preview_id)
+            preview = Preview.get_or_none(Preview.id == preview_id)
+            if preview is None or preview.reported_version >= preview.report_version:
+                return "already reported"
             password = None
             if (
                 services.settings.comment_password
@@ -415,6 +442,6 @@ def report_again(services: Services, preview_id: int) -> None:
             ):
                 names = names_for(services.settings, preview)
                 password = (services.kube.read_secret_data(names.namespace, names.auth_secret) or {}).get("password")
-            reporting.report(services.gitea, services.settings, preview, password)
+            return "reported" if reporting.publish(services.gitea, services.settings, preview, password) else "failed"
     except lease.LeaseHeld:
-        jobs.defer(services.queue, REPORT_JOB, preview_id)
+        return "deferred"  # its holder reports, or the scheduler comes back when the lease is free

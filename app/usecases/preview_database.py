@@ -193,6 +193,15 @@ def release(settings: Settings, preview: Preview) -> None:
     Event.record(preview, "teardown", f"database {preview.database_name} dropped")
 
 
+def forget_dropped(preview: Preview) -> None:
+    """Record that the shared-server database `release` dropped is gone (unless the row names
+    another one by now)."""
+    if preview.database_mode == SHARED and preview.database_name:
+        Preview.update(**FORGOTTEN).where(
+            (Preview.id == preview.id) & (Preview.database_name == preview.database_name)
+        ).execute()
+
+
 def collect_orphans(settings: Settings, now: datetime, dry_run: bool = False) -> list[str]:
     """Drop shared-server databases no live preview owns, and templates no live preview was cloned from.
 

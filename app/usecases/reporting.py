@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
-from app.adapters.gitea import Gitea
+from app.adapters.gitea import Gitea, GiteaError
 from app.db import utcnow
 from app.domain.planning import APPROVAL_COMMAND, APPROVAL_LABEL
 from app.models import Preview, PreviewState
@@ -110,3 +111,30 @@ def report(
             sent.append(pool.submit(gitea.upsert_comment, repository, preview.pr_number, comment_marker(preview), body))
         for request in sent:
             request.result()  # a GiteaError of either is raised here, after both have ended
+
+
+def retry_delay(settings: Settings, attempts: int) -> timedelta:
+    """How long after its `attempts`-th failure a report is tried again: doubling, capped."""
+    return min(settings.report_retry_max, settings.report_retry_min * 2 ** min(attempts, 20))
+
+
+def publish(gitea: Gitea, settings: Settings, preview: Preview, password: str | None = None) -> bool:
+    """Send the report due for `preview` as read (its state, and the why recorded with it) and
+    record the outcome in the outbox; True when Gitea has it.
+
+    Recorded only against the version it was made for: a state that changed meanwhile is
+    due in its own right. A failure is tried again later (the scheduler's `reported` step).
+    """
+    version = preview.report_version
+    same = (Preview.id == preview.id) & (Preview.report_version == version)
+    try:
+        report(gitea, settings, preview, password, preview.report_detail)
+    except GiteaError as error:
+        delay = retry_delay(settings, preview.report_attempts)
+        Preview.update(report_attempts=Preview.report_attempts + 1, report_next_at=utcnow() + delay).where(
+            same
+        ).execute()
+        log.warning("gitea report failed, tried again in %ss preview_id=%s error=%s", delay.seconds, preview.id, error)
+        return False
+    Preview.update(reported_version=version, report_attempts=0, report_next_at=None).where(same).execute()
+    return True
