@@ -33,6 +33,18 @@ def database_now() -> datetime:
     return utcnow()
 
 
+class ImmediateSqliteDatabase(peewee.SqliteDatabase):
+    """SQLite whose transactions take the write lock when they begin (BEGIN IMMEDIATE).
+
+    A deferred transaction that reads, then writes after another process committed, fails
+    at once with "database is locked": its snapshot is stale, and the busy timeout does not
+    help it. Taking the lock first makes it wait its turn (up to the busy timeout) instead.
+    Every transaction of ours writes, so this costs no concurrency worth keeping."""
+
+    def begin(self, lock_type: str | None = None) -> None:
+        super().begin(lock_type or "IMMEDIATE")
+
+
 # The web's PostgreSQL pool, per gunicorn worker process: connections are reused for
 # 5 minutes, and a request waits up to 10 s for a free one rather than failing at once.
 POOL_SIZE = 20
@@ -55,7 +67,9 @@ def open_database(url: str, pooled: bool = False) -> peewee.Database:
         path = url[len("sqlite:///") :]
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        db = connect(url, pragmas={"journal_mode": "wal", "busy_timeout": 10000, "foreign_keys": 1})
+        db = ImmediateSqliteDatabase(
+            path or ":memory:", pragmas={"journal_mode": "wal", "busy_timeout": 10000, "foreign_keys": 1}
+        )
     elif pooled:
         db = connect(
             re.sub(r"^postgres(ql)?://", "postgresql+pool://", url),
