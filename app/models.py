@@ -63,6 +63,7 @@ class Repository(BaseModel):
     # Registered (`flask repos add`): deliveries naming it must be signed with this secret.
     webhook_secret = peewee.CharField(max_length=128, null=True)
     hook_id = peewee.IntegerField(null=True)  # the webhook the service made for it in Gitea
+    gitea_id = peewee.IntegerField(null=True, unique=True)  # Gitea's id: the same after a rename
 
     def __repr__(self) -> str:  # never the secret
         return f"<Repository {self.full_name}>"
@@ -73,6 +74,22 @@ class Repository(BaseModel):
         repository twice in two letter cases, the one with its own secret decides."""
         found = cls.select().where(peewee.fn.LOWER(cls.full_name) == full_name.lower())
         return found.order_by(cls.webhook_secret.is_null(), cls.id).first()
+
+    def rename(self, full_name: str, clone_url: str) -> None:
+        """Gitea renamed (or moved) the repository: its row, its previews and their deliveries
+        follow, so later deliveries find the same previews. Their names (namespace, host) stay."""
+        old = self.full_name
+        with self._meta.database.atomic():
+            for preview in Preview.select().where(Preview.repository == self):
+                Preview.update(target_key=full_name + preview.target_key[len(old) :]).where(
+                    Preview.id == preview.id
+                ).execute()
+            renamed_key = peewee.Value(full_name).concat(peewee.fn.SUBSTR(WebhookDelivery.target_key, len(old) + 1))
+            WebhookDelivery.update(target_key=renamed_key, repository_full_name=full_name).where(
+                (WebhookDelivery.repository_full_name == old) & WebhookDelivery.target_key.is_null(False)
+            ).execute()
+            Repository.update(full_name=full_name, clone_url=clone_url).where(Repository.id == self.id).execute()
+        self.full_name, self.clone_url = full_name, clone_url
 
     @classmethod
     def upsert(cls, full_name: str, clone_url: str, private: bool = False) -> Repository:
@@ -121,6 +138,9 @@ class Preview(BaseModel):
     database_template = peewee.CharField(max_length=63, null=True)  # cloned from this template
     database_seeded_at = peewee.DateTimeField(null=True)  # the seed ran (or came with the template)
     database_size_bytes = peewee.BigIntegerField(null=True)  # measured on the shared server after a deploy
+    # The target key the preview was created under: its names (namespace, host, app) come from
+    # it, so a rename of the repository changes none of them.
+    names_key = peewee.CharField(max_length=1024, null=True)
     # What Gitea has been told (the report outbox): each change of state makes a report due
     # (report_version); Gitea has it once reported_version catches up. Retried with backoff.
     report_version = peewee.IntegerField(default=0)

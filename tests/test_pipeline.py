@@ -580,3 +580,55 @@ def test_untrusted_prs_setting(client, app, services, policy, result):
     services.settings = services.settings.replace(untrusted_prs=policy)
     delivery = deliver(client, "pull_request_opened", "pull_request", **FORK)
     assert run(services, delivery["delivery_id"]) == result
+
+
+@pytest.mark.gitea
+def test_a_renamed_repository_keeps_its_preview_and_a_deleted_one_loses_it(app, client, services, gitea, tmp_path):
+    """Repositories are known by Gitea's id: after a rename the next push updates the same
+    preview (same names, same URL); once Gitea deletes the repository, its previews go, pinned or not."""
+    from app.adapters.gitea import Gitea
+    from app.models import Repository
+    from app.usecases import lifecycle
+    from tests.gitea_repo import create_repository
+
+    services.gitea = app.extensions["preview.gitea"] = Gitea(gitea.url, gitea.bot_token)
+    repo = create_repository(gitea, f"named-{uuid.uuid4().hex[:6]}", tmp_path / "work")
+    gitea_id = gitea.api("GET", f"/repos/{repo.full_name}")["id"]
+
+    def push(sha):
+        changes = {
+            "repository.full_name": repo.full_name,
+            "repository.id": gitea_id,
+            "ref": "refs/heads/task/named",
+            "after": sha,
+        }
+        return deliver(client, "push_task_branch", "push", **changes)
+
+    first = push(repo.commit("task/named", {"a.txt": "1"}, "one"))
+    assert run(services, first["delivery_id"]) == "ready"
+    before = the_preview()
+    lifecycle.run_pass(services)  # learns the repository's id from Gitea
+    with database.connection_context():
+        assert Repository.get().gitea_id == gitea_id
+        Preview.update(pinned=True).execute()
+
+    renamed = f"{repo.full_name}-renamed"
+    gitea.api("PATCH", f"/repos/{repo.full_name}", json={"name": renamed.split("/")[1]})
+    repo.full_name = renamed
+    repo.git("remote", "set-url", "origin", gitea.git_url(renamed))
+    second = push(sha := repo.commit("task/named", {"a.txt": "2"}, "two"))
+    assert second["preview_id"] == before.id
+    assert run(services, second["delivery_id"]) == "ready"
+    after = the_preview()
+    assert (after.deployed_sha, after.namespace, after.url) == (sha, before.namespace, before.url)
+    assert after.target_key == f"{renamed}@task/named"
+    with database.connection_context():
+        assert Repository.get().full_name == renamed and Repository.select().count() == 1
+
+    gitea.api("DELETE", f"/repos/{renamed}")
+    assert lifecycle.run_pass(services)["repositories_gone"] == [before.id]
+    with database.connection_context():
+        assert pipeline.teardown(services, before.id, "the repository was deleted in Gitea") == "deleted"
+    gone = the_preview()
+    assert gone.state == PreviewState.DELETED
+    assert gone.reported_version == gone.report_version  # nothing left in Gitea to tell: not retried forever

@@ -214,6 +214,10 @@ class Gitea:
     def repository(self, repository: str) -> dict[str, Any] | None:
         return self._json_or_none(_repo_path(repository))
 
+    def repository_by_id(self, gitea_id: int) -> dict[str, Any] | None:
+        """The repository with Gitea's id `gitea_id`, under whatever name it has now; None when gone."""
+        return self._json_or_none(f"/repositories/{int(gitea_id)}")
+
     def _json_or_none(self, path: str) -> dict[str, Any] | None:
         """GET an object; None when Gitea says 404."""
         response = self._request("GET", path, expect=(200, 404))

@@ -78,6 +78,7 @@ def want_deploy(ref: RepositoryRef, wanted: Plan) -> Preview:
         branch=wanted.branch,
         head_sha=wanted.head_sha,
         from_fork=wanted.from_fork,
+        names_key=wanted.target_key,
         state=PreviewState.QUEUED,
         created_at=now,
         updated_at=now,

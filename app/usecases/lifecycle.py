@@ -24,10 +24,10 @@ from app.adapters.kube import Kube
 from app.db import database, database_now
 from app.domain.manifests import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
 from app.domain.naming import NAMESPACE_PREFIX
-from app.models import Event, Preview, PreviewState, WebhookDelivery
+from app.models import Event, Preview, PreviewState, Repository, WebhookDelivery
 from app.runtime import Services
 from app.settings import Settings
-from app.usecases import capacity, intake, preview_database
+from app.usecases import capacity, intake, preview_database, repositories
 from app.usecases.jobs import enqueue_deploy, enqueue_report, enqueue_teardown
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,25 @@ def resume_stuck(queue: JobQueue, settings: Settings, now: datetime, dry_run: bo
     return resumed
 
 
+def follow_repositories(context: Services, now: datetime) -> list[int]:
+    """Repositories with live previews, asked of Gitea by id: a renamed one is followed (its
+    previews keep their names); a deleted one has every live preview torn down, pinned or not.
+    Returns the previews torn down."""
+    assert context.gitea is not None and context.queue is not None
+    live = Preview.select(Preview.repository).where(Preview.state.in_(PreviewState.ACTIVE))
+    torn_down = []
+    for repository in Repository.select().where(Repository.id.in_(live)):
+        if repositories.follow_gitea(context.gitea, repository) != "deleted":
+            continue
+        log.info("repository deleted in Gitea: tearing its previews down repository=%s", repository.full_name)
+        for preview in Preview.select().where(
+            (Preview.repository == repository) & Preview.state.in_(PreviewState.ACTIVE)
+        ):
+            if request_teardown(context.queue, preview, "the repository was deleted in Gitea", now):
+                torn_down.append(preview.id)
+    return torn_down
+
+
 def report_pending(queue: JobQueue, now: datetime, dry_run: bool = False) -> list[int]:
     """Queue a report for each preview whose state Gitea has not been told (its worker died
     before, or Gitea was down): tried again with backoff until Gitea has it."""
@@ -222,6 +241,8 @@ def run_pass(context: Services, now: datetime | None = None, dry_run: bool = Fal
     }
     if context.gitea is not None:
         steps["reported"] = lambda: report_pending(queue, now, dry_run)
+        if not dry_run:
+            steps["repositories_gone"] = lambda: follow_repositories(context, now)
     if not dry_run:
         steps = {
             "enqueued": lambda: intake.enqueue_pending(queue),

@@ -12,6 +12,7 @@ simply run again.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from datetime import datetime
@@ -35,9 +36,10 @@ log = logging.getLogger(__name__)
 
 
 def names_for(settings: Settings, preview: Preview) -> PreviewNames:
-    return preview_names(
-        preview.repository.full_name, preview.target_key, preview.pr_number, preview.branch, settings.preview_domain
-    )
+    """The preview's names, from the key it was created under (a renamed repository keeps them)."""
+    key = preview.names_key or preview.target_key
+    repository = re.split(r"[#@]", key, maxsplit=1)[0]  # owner/name#12 or owner/name@branch
+    return preview_names(repository, key, preview.pr_number, preview.branch, settings.preview_domain)
 
 
 def _report(services: Services, preview: Preview, password: str | None = None) -> None:

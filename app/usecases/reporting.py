@@ -130,6 +130,11 @@ def publish(gitea: Gitea, settings: Settings, preview: Preview, password: str | 
     try:
         report(gitea, settings, preview, password, preview.report_detail)
     except GiteaError as error:
+        if error.status == 404:
+            # The repository, the PR or the commit is gone from Gitea: nobody is left to tell.
+            log.info("nothing to report to: Gitea says 404 preview_id=%s error=%s", preview.id, error)
+            Preview.update(reported_version=version, report_attempts=0, report_next_at=None).where(same).execute()
+            return True
         delay = retry_delay(settings, preview.report_attempts)
         Preview.update(report_attempts=Preview.report_attempts + 1, report_next_at=utcnow() + delay).where(
             same

@@ -8,12 +8,15 @@ to manage its hooks (and to ask who may write, see app/usecases/trust.py).
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 
 from app.adapters.gitea import Gitea
 from app.models import Repository
 from app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # What a preview needs to hear about; "pull_request" includes its sync, label and comment events.
 HOOK_EVENTS = ["push", "delete", "pull_request"]
@@ -63,7 +66,10 @@ def register(gitea: Gitea, settings: Settings, full_name: str) -> Registered:
             clone_url=str(found.get("clone_url") or ""),
             private=bool(found.get("private")),
         )
-    Repository.update(webhook_secret=secret, hook_id=hook_id).where(Repository.id == repository.id).execute()
+    known = {"webhook_secret": secret, "hook_id": hook_id}
+    if isinstance(found.get("id"), int):
+        known["gitea_id"] = found["id"]
+    Repository.update(**known).where(Repository.id == repository.id).execute()
     return Registered(canonical, hook_id, created)
 
 
@@ -83,6 +89,35 @@ def remove(gitea: Gitea | None, full_name: str) -> None:
     if gitea is not None and repository.hook_id is not None:
         gitea.delete_hook(repository.full_name, repository.hook_id)
     Repository.update(webhook_secret=None, hook_id=None).where(Repository.id == repository.id).execute()
+
+
+def follow_gitea(gitea: Gitea, repository: Repository) -> str | None:
+    """Bring the row in line with what Gitea says of the repository, by Gitea's id (learnt from
+    Gitea by name the first time): 'renamed' when it has a new name now (the row, its previews
+    and deliveries follow), 'deleted' when Gitea no longer has it, else None. Only Gitea's word
+    renames a registration: a delivery's payload is not enough. GiteaError propagates."""
+    if repository.gitea_id is None:
+        found = gitea.repository(repository.full_name)
+        if found is not None and isinstance(found.get("id"), int):
+            Repository.update(gitea_id=found["id"]).where(
+                (Repository.id == repository.id) & Repository.gitea_id.is_null()
+            ).execute()
+    else:
+        found = gitea.repository_by_id(repository.gitea_id)
+    if found is None:
+        return "deleted"
+    name = str(found.get("full_name") or repository.full_name)
+    if name.lower() == repository.full_name.lower():
+        return None
+    taken = Repository.named(name)
+    if taken is not None and taken.id != repository.id:
+        log.warning(
+            "repository renamed to a name another row holds: not followed old=%s new=%s", repository.full_name, name
+        )
+        return None
+    log.info("repository renamed in Gitea old=%s new=%s", repository.full_name, name)
+    repository.rename(name, str(found.get("clone_url") or repository.clone_url))
+    return "renamed"
 
 
 def registered() -> list[Repository]:

@@ -8,11 +8,12 @@ import logging
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from app.adapters.gitea import GiteaError
 from app.domain.gitea_events import PayloadError, parse_event
 from app.domain.signature import signature_matches
 from app.models import DeliveryOutcome, Repository
 from app.settings import Settings
-from app.usecases import intake, metrics
+from app.usecases import intake, metrics, repositories
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("webhooks", __name__)
@@ -22,22 +23,46 @@ def _error(status: int, message: str) -> ResponseReturnValue:
     return jsonify(error=message), status
 
 
-def _claimed_repository(body: bytes) -> str | None:
-    """The repository the body says it is about: only to choose the secret that must have signed it."""
+def _claimed_repository(body: bytes) -> tuple[str | None, int | None]:
+    """The repository the body says it is about (name, Gitea's id): only to choose the secret
+    that must have signed it."""
     try:
-        payload = json.loads(body)
-        name = payload["repository"]["full_name"]
-    except (ValueError, RecursionError, KeyError, TypeError):
-        return None
-    return name if isinstance(name, str) else None
+        claimed = json.loads(body)["repository"]
+        name, gitea_id = claimed["full_name"], claimed.get("id")
+    except (ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        return None, None
+    return (name if isinstance(name, str) else None), (gitea_id if type(gitea_id) is int else None)
 
 
-def _secret_for(settings: Settings, claimed: str | None) -> str | None:
+def _repository_for(name: str | None, gitea_id: int | None) -> Repository | None:
+    """By name; else by Gitea's id (learnt from Gitea), for a repository renamed since."""
+    repository = Repository.named(name) if name else None
+    if repository is None and gitea_id is not None:
+        repository = Repository.get_or_none(Repository.gitea_id == gitea_id)
+    return repository
+
+
+def _secret_for(settings: Settings, repository: Repository | None) -> str | None:
     """A registered repository's own secret; else the single GITEA_WEBHOOK_SECRET, when it is set."""
-    repository = Repository.named(claimed) if claimed else None
     if repository is not None and repository.webhook_secret:
         return str(repository.webhook_secret)
     return settings.gitea_webhook_secret
+
+
+def _follow_rename(repository: Repository | None, claimed: str | None) -> bool:
+    """A signed delivery names a registered repository by a new name: asked of Gitea (by id)
+    before anything is recorded under it. False when Gitea could not confirm it."""
+    if repository is None or claimed is None or repository.full_name.lower() == claimed.lower():
+        return True
+    gitea = current_app.extensions["preview.gitea"]
+    if gitea is None:
+        return False
+    try:
+        repositories.follow_gitea(gitea, repository)
+    except GiteaError as error:
+        log.warning("could not confirm a rename with Gitea repository=%r error=%s", claimed, error)
+        return False
+    return repository.full_name.lower() == claimed.lower()
 
 
 @blueprint.post("/webhooks/gitea")
@@ -48,8 +73,9 @@ def receive_gitea_webhook() -> ResponseReturnValue:
     body = request.get_data(cache=False)
     if len(body) > settings.max_webhook_bytes:
         return _error(413, f"body larger than {settings.max_webhook_bytes} bytes")
-    claimed = _claimed_repository(body)
-    secret = _secret_for(settings, claimed)
+    claimed, claimed_id = _claimed_repository(body)
+    repository = _repository_for(claimed, claimed_id)
+    secret = _secret_for(settings, repository)
     if secret is None:
         log.warning("refused a webhook for an unregistered repository repository=%r", claimed)
         metrics.record_refused_webhook(current_app.extensions["preview.queue"], "unregistered")
@@ -58,6 +84,8 @@ def receive_gitea_webhook() -> ResponseReturnValue:
         log.warning("rejected webhook with a missing or wrong signature repository=%r", claimed)
         metrics.record_refused_webhook(current_app.extensions["preview.queue"], "signature")
         return _error(401, "missing or invalid X-Gitea-Signature")
+    if not _follow_rename(repository, claimed):
+        return _error(503, "the repository has a new name that Gitea did not confirm yet; try again")
 
     headers = intake.DeliveryHeaders(
         delivery_uuid=request.headers.get("X-Gitea-Delivery", "").strip(),
