@@ -47,7 +47,7 @@ def start(settings: Settings, pooled: bool = False) -> tuple[peewee.Database, Jo
     if settings.access == "public":
         log.warning("PREVIEW_ACCESS=public: every preview is open to anyone who has its URL (demos only)")
     db = open_database(settings.database_url, pooled)
-    return db, JobQueue(settings.redis_url, settings.queue_name)
+    return db, JobQueue(settings.redis_url, settings.queue_name, job_timeout=int(settings.job_timeout.total_seconds()))
 
 
 def bind(app: Flask, settings: Settings) -> None:

@@ -448,7 +448,47 @@ class Settings:
             raise SettingsError("PREVIEW_GATEWAY: the Gateway (namespace/name) is required with a gateway routing")
         if values.get("access") == "gitea":
             _check_gitea_access(values)
-        return cls(**values)
+        settings = cls(**values)
+        settings.check_timings()
+        return settings
+
+    def check_timings(self) -> None:
+        """Durations that only make sense together; SettingsError names the pair."""
+        rules = [
+            (
+                self.lease_ttl >= timedelta(seconds=3),
+                "PREVIEW_LEASE_TTL must be at least 3s: it is renewed every third",
+            ),
+            (
+                self.stalled_after > self.lease_ttl,
+                "STALLED_AFTER must be longer than PREVIEW_LEASE_TTL: work a live worker holds would be resumed",
+            ),
+            (
+                self.scheduler_interval < self.stalled_after,
+                "SCHEDULER_INTERVAL must be shorter than STALLED_AFTER: stalls would wait a whole pass more",
+            ),
+            (
+                self.preview_ttl <= self.max_preview_ttl,
+                "PREVIEW_TTL must not be longer than PREVIEW_MAX_TTL, the longest a preview file may ask for",
+            ),
+            (
+                self.failed_preview_ttl <= self.preview_ttl,
+                "FAILED_PREVIEW_TTL must not be longer than PREVIEW_TTL: a failed preview goes sooner",
+            ),
+            (
+                self.report_retry_min <= self.report_retry_max,
+                "REPORT_RETRY_MIN must not be longer than REPORT_RETRY_MAX",
+            ),
+        ]
+        for holds, message in rules:
+            if not holds:
+                raise SettingsError(message)
+
+    @property
+    def job_timeout(self) -> timedelta:
+        """How long one job may run before RQ stops it (and the scheduler resumes its preview):
+        a build, the app's rollout and a database server's, and ten minutes for the rest."""
+        return self.build_timeout + 2 * self.rollout_timeout + timedelta(minutes=10)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -9,7 +9,7 @@ from app.adapters.kube import Kube
 from app.db import database, utcnow
 from app.domain.manifests import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
 from app.models import Preview, PreviewState, WebhookDelivery
-from app.usecases import lifecycle, pipeline
+from app.usecases import lifecycle, metrics, pipeline
 from tests.helpers import configure_repository, deliver, run, run_worker
 from tests.kube.controlplane import BEHAVIOUR_LABEL
 from tests.kube.waiting import eventually, namespace_gone, unique_name
@@ -141,6 +141,19 @@ def test_a_wrong_database_refuses_to_sweep(services, kube_api, app):
     assert "the database knows no previews" in summary["orphans"]
     assert k8s.CoreV1Api(kube_api).read_namespace(orphan).status.phase == "Active"
 
+    # The circuit breaker is open, says /metrics, until a pass sweeps cleanly again.
+    def breaker() -> str:
+        metrics.record_sweep(services.queue, lifecycle.removed_counts(summary), lifecycle.sweep_refused(summary))
+        text = app.test_client().get("/metrics").get_data(as_text=True)
+        return next(line for line in text.splitlines() if line.startswith("preview_sweep_refused "))
+
+    assert breaker() == "preview_sweep_refused 1.0"
+    k8s.CoreV1Api(kube_api).delete_namespace(orphan)
+    eventually(lambda: namespace_gone(kube_api, orphan), timeout=90, what="namespace deleted")
+    summary = lifecycle.run_pass(services, now=utcnow() + timedelta(minutes=11))
+    assert not lifecycle.sweep_refused(summary)
+    assert breaker() == "preview_sweep_refused 0.0"
+
 
 def test_a_preview_whose_namespace_vanished_is_marked(client, services, kube_api):
     run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
@@ -150,6 +163,16 @@ def test_a_preview_whose_namespace_vanished_is_marked(client, services, kube_api
     report = lifecycle.run_pass(services, now=utcnow() + timedelta(minutes=11))["orphans"]
     assert report.vanished == [ready.id]
     assert preview().state == PreviewState.DELETED
+
+
+def test_a_preview_whose_build_failed_is_not_taken_for_vanished(client, services):
+    """Its namespace was never made: it stays failed (its reason shown) until its failed TTL."""
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    configure_repository(build_pod_labels={BEHAVIOUR_LABEL: "fail"})
+    assert run(services, accepted["delivery_id"]) == "failed"
+    report = lifecycle.run_pass(services, now=utcnow() + timedelta(minutes=11))["orphans"]
+    assert report.vanished == []
+    assert preview().state == PreviewState.FAILED
 
 
 @pytest.mark.parametrize("how", ["lease expired", "job lost"])

@@ -459,6 +459,29 @@ def test_a_pr_database_is_a_clone_of_its_base_commits_seeded_template(
     assert admin.names(prefix) == set()
 
 
+def test_a_clone_interrupted_before_it_was_recorded_is_made_again_not_seeded_on_top(
+    client, with_gitea, repo, kube_api, postgres_server, play_processes
+):
+    services = with_gitea
+    services.settings = services.settings.replace(postgres_admin_url=postgres_server.url())
+    file = preview_file(built=True, engine="postgres", migrate="[migrate]", seed="[seed]")
+    repo.commit("main", file, "the preview file on main")
+    _, delivery = open_pr(client, repo, "feature/crash", {"c.txt": "1"})
+    assert run(services, delivery) == "ready"
+    cloned = the_preview()
+    with database.connection_context():
+        # The worker died after the copy and before recording it done (and the rows are there).
+        Preview.change(cloned.id, state=PreviewState.DEPLOYING, database_seeded_at=None)
+    play_processes.clear()
+    with database.connection_context():
+        assert pipeline.deploy(services, cloned.id, cloned.head_sha) == "ready"
+    again = the_preview()
+    assert again.database_template == cloned.database_template and again.database_seeded_at is not None
+    assert "seed" not in [phase for phase, _ in play_processes]
+    url = secret_env(services, again.namespace)["DATABASE_URL"]
+    assert execute(url, "SELECT count(*) FROM products") == [(2,)]  # the template's rows, once
+
+
 def test_a_prs_env_never_reaches_the_template_every_later_clone_copies(
     client, with_gitea, repo, kube_api, postgres_server, play_processes
 ):

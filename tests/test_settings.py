@@ -134,3 +134,24 @@ def test_a_preview_file_names_images_from_the_preview_registry_unless_told_other
     assert image_allowed(chosen, "ghcr.io/acme/app:2") and not image_allowed(chosen, "ghcr.io/other/app:2")
     with pytest.raises(SettingsError, match="PREVIEW_ALLOWED_IMAGES"):
         Settings.from_env({"PREVIEW_ALLOWED_IMAGES": "ghcr.io"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"PREVIEW_LEASE_TTL": "2s"}, "PREVIEW_LEASE_TTL must be at least 3s"),
+        ({"PREVIEW_LEASE_TTL": "5m", "STALLED_AFTER": "2m"}, "STALLED_AFTER must be longer than PREVIEW_LEASE_TTL"),
+        ({"SCHEDULER_INTERVAL": "5m"}, "SCHEDULER_INTERVAL must be shorter than STALLED_AFTER"),
+        ({"PREVIEW_TTL": "30d"}, "PREVIEW_TTL must not be longer than PREVIEW_MAX_TTL"),
+        ({"FAILED_PREVIEW_TTL": "200h"}, "FAILED_PREVIEW_TTL must not be longer than PREVIEW_TTL"),
+        ({"REPORT_RETRY_MIN": "10m"}, "REPORT_RETRY_MIN must not be longer than REPORT_RETRY_MAX"),
+    ],
+)
+def test_durations_that_contradict_each_other_are_refused_at_start(environ, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(environ)
+
+
+def test_a_job_may_run_as_long_as_a_build_and_two_rollouts_and_no_longer():
+    settings = Settings.from_env({"BUILD_TIMEOUT": "20m", "ROLLOUT_TIMEOUT": "5m"})
+    assert settings.job_timeout == timedelta(minutes=40)

@@ -3,6 +3,7 @@
 import json
 import os
 import time
+from datetime import timedelta
 
 import pytest
 from rq import Queue
@@ -326,3 +327,15 @@ def test_two_installations_on_one_redis_do_not_share_job_ids(settings):
     assert not mine.enqueue("workers.jobs.process_delivery", 1, job_id="delivery-1")  # still one per queue
     assert mine.job_ids == ["delivery-1"] and theirs.job_ids == ["delivery-1"]
     theirs.queue.empty()
+
+
+def test_jobs_run_no_longer_than_the_settings_allow(settings):
+    """RQ stops a job after JOB timeout (a build and two rollouts): a hung job frees its preview."""
+    from app import runtime
+
+    settings = settings.replace(build_timeout=timedelta(minutes=7), rollout_timeout=timedelta(minutes=2))
+    _, queue = runtime.start(settings)
+    assert queue.enqueue("workers.jobs.report_preview", 1, job_id="timed")
+    job = queue.queue.fetch_job(queue.prefix + "timed")
+    assert job.timeout == int(settings.job_timeout.total_seconds()) == 21 * 60
+    queue.queue.empty()

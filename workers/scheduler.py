@@ -35,7 +35,7 @@ def main(stop: threading.Event | None = None) -> None:
     while not stop.is_set():
         summary = lifecycle.run_pass(context)
         assert context.queue is not None
-        metrics.record_sweep(context.queue, lifecycle.removed_counts(summary))
+        metrics.record_sweep(context.queue, lifecycle.removed_counts(summary), lifecycle.sweep_refused(summary))
         log.info("scheduler pass %s", " ".join(f"{k}={_count(v)}" for k, v in summary.items()))
         stop.wait(settings.scheduler_interval.total_seconds())
 

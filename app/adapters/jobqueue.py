@@ -95,7 +95,7 @@ class QueueUnavailable(Exception):
 
 
 class JobQueue:
-    def __init__(self, redis_url: str, name: str, socket_timeout: float = 2.0) -> None:
+    def __init__(self, redis_url: str, name: str, socket_timeout: float = 2.0, job_timeout: int = 3600) -> None:
         # Short timeouts keep a webhook answer well inside Gitea's 5 s budget when Redis is down.
         self.connection = redis.Redis.from_url(
             redis_url, socket_connect_timeout=socket_timeout, socket_timeout=socket_timeout
@@ -104,17 +104,22 @@ class JobQueue:
         # Job ids are global to the Redis server: two installations (two queues) on one Redis
         # must not take each other's `delivery-1` for a duplicate.
         self.prefix = re.sub(r"[^A-Za-z0-9_-]", "_", name) + "--"
+        # A job running longer is stopped by RQ: its lease then lapses and the scheduler resumes it.
+        self.job_timeout = job_timeout
 
     @property
     def job_ids(self) -> list[str]:
         """The ids of the jobs waiting in the queue, as the callers named them."""
         return [job_id.removeprefix(self.prefix) for job_id in self.queue.job_ids]
 
-    def enqueue(self, func: str, *args: object, job_id: str, timeout: int = 3600, keep_result: bool = True) -> bool:
+    def enqueue(
+        self, func: str, *args: object, job_id: str, timeout: int | None = None, keep_result: bool = True
+    ) -> bool:
         """Queue `func(*args)` once under `job_id`. False when that job id is already queued or running
         (or, with `keep_result`, finished within the last day)."""
         try:
-            self.queue.enqueue(func, *args, **_job_options(self.prefix + job_id, timeout, keep_result))
+            options = _job_options(self.prefix + job_id, timeout or self.job_timeout, keep_result)
+            self.queue.enqueue(func, *args, **options)
         except DuplicateJobError:
             log.info("job already queued job_id=%s", job_id)
             return False
@@ -122,12 +127,15 @@ class JobQueue:
             raise QueueUnavailable(str(error)) from error
         return True
 
-    def enqueue_in(self, seconds: float, func: str, *args: object, job_id: str, timeout: int = 3600) -> bool:
+    def enqueue_in(self, seconds: float, func: str, *args: object, job_id: str, timeout: int | None = None) -> bool:
         """Queue `func(*args)` to run in `seconds` (the workers' scheduler moves it onto the queue).
         False when that job id exists already."""
         try:
             self.queue.enqueue_in(
-                timedelta(seconds=seconds), func, *args, **_job_options(self.prefix + job_id, timeout)
+                timedelta(seconds=seconds),
+                func,
+                *args,
+                **_job_options(self.prefix + job_id, timeout or self.job_timeout),
             )
         except DuplicateJobError:
             return False
@@ -148,7 +156,7 @@ class JobQueue:
             raise QueueUnavailable(str(error)) from error
         return {job_id.removeprefix(self.prefix) for job_id in ids}
 
-    def resubmit(self, func: str, *args: object, job_id: str, timeout: int = 3600) -> bool:
+    def resubmit(self, func: str, *args: object, job_id: str, timeout: int | None = None) -> bool:
         """Queue `func(*args)` under `job_id` again unless that job is still waiting or running:
         True when it was lost (Redis flushed or failed over) or had failed for good, and is queued anew."""
         key = self.prefix + job_id

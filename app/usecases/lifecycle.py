@@ -197,9 +197,11 @@ def collect_orphans(kube: Kube, now: datetime, dry_run: bool = False, grace: tim
         if not dry_run:
             kube.delete_namespace(name)
             log.info("orphan namespace deleted namespace=%s", name)
-    holding = Preview.select().where(
-        Preview.state.in_((PreviewState.READY, PreviewState.FAILED)) & Preview.namespace.is_null(False)
+    # A failed preview that never ran (its build failed) may never have had its namespace.
+    ran = (Preview.state == PreviewState.READY) | (
+        (Preview.state == PreviewState.FAILED) & Preview.deployed_sha.is_null(False)
     )
+    holding = Preview.select().where(ran & Preview.namespace.is_null(False))
     for preview in holding:
         if preview.namespace in seen or now - preview.updated_at < grace:
             continue
@@ -254,10 +256,18 @@ def run_pass(context: Services, now: datetime | None = None, dry_run: bool = Fal
         try:
             with database.connection_context():
                 summary[name] = step()
+        except SweepRefused as error:  # the circuit breaker: nothing deleted, said in /metrics
+            log.error("scheduler step refused step=%s why=%s", name, error)
+            summary[name] = f"refused: {error}"
         except Exception as error:  # one failed step must not stop the others or the loop
             log.exception("scheduler step failed step=%s", name)
             summary[name] = f"error: {error}"
     return summary
+
+
+def sweep_refused(summary: dict[str, Any]) -> bool:
+    """The pass's orphan sweep refused to delete (its circuit breaker is open)."""
+    return any(isinstance(value, str) and value.startswith("refused:") for value in summary.values())
 
 
 def removed_counts(summary: dict[str, Any]) -> dict[str, int]:

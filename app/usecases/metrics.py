@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 SWEEP_RUNS_KEY = "previews:metrics:sweeps"
 SWEEP_REMOVED_KEY = "previews:metrics:sweep_removed"  # hash: kind -> count
 WEBHOOKS_REFUSED_KEY = "previews:metrics:webhooks_refused"  # hash: reason -> count
+SWEEP_REFUSED_KEY = "previews:metrics:sweep_refused"  # 1 while the last pass's sweep refused to delete
 
 
 def record_refused_webhook(queue: JobQueue, reason: str) -> None:
@@ -36,11 +37,13 @@ def record_refused_webhook(queue: JobQueue, reason: str) -> None:
         log.warning("could not count a refused webhook error=%s", error)
 
 
-def record_sweep(queue: JobQueue, removed: dict[str, int]) -> None:
-    """Called by the scheduler after each pass."""
+def record_sweep(queue: JobQueue, removed: dict[str, int], refused: bool = False) -> None:
+    """Called by the scheduler after each pass. `refused`: its sweep's circuit breaker opened
+    (it closes again with the next clean pass)."""
     try:
         pipe = queue.connection.pipeline()
         pipe.incr(SWEEP_RUNS_KEY)
+        pipe.set(SWEEP_REFUSED_KEY, 1 if refused else 0)
         for kind, count in removed.items():
             if count:
                 pipe.hincrby(SWEEP_REMOVED_KEY, kind, count)
@@ -94,12 +97,19 @@ class PreviewCollector(Collector):
             depth = self.queue.depth()
             runs = int(self.queue.connection.get(SWEEP_RUNS_KEY) or 0)
             removed = self._counts(SWEEP_REMOVED_KEY)
+            sweep_refused = int(self.queue.connection.get(SWEEP_REFUSED_KEY) or 0)
             refused = self._counts(WEBHOOKS_REFUSED_KEY)
         except Exception as error:  # Redis down: the database metrics still answer
             log.warning("metrics from redis unavailable error=%s", error)
             return
         yield GaugeMetricFamily("preview_queue_depth", "Jobs waiting in the queue", value=depth)
         yield CounterMetricFamily("preview_sweeps", "Scheduler passes", value=runs)
+        yield GaugeMetricFamily(
+            "preview_sweep_refused",
+            "1 while the last scheduler pass refused to delete orphans (too many at once, or a database"
+            " that knows no previews); 0 again after a clean pass",
+            value=sweep_refused,
+        )
         family = CounterMetricFamily("preview_sweep_removed", "What the sweeps removed or acted on", labels=["kind"])
         for kind, count in sorted(removed.items()):
             family.add_metric([kind], count)

@@ -93,6 +93,12 @@ def prepare(
     if admin is not None:
         name = databases.database_name(settings.database_prefix, preview.id)
         fresh = preview.database_name is None
+        if preview.database_template is not None and not seeded:
+            # A clone was begun and never recorded as done (the worker died): the copy may hold
+            # the template's seed already, so it is not seeded again on top: made afresh instead.
+            admin.drop(name)
+            record(database_template=None)
+            fresh = True
         # Recorded before it exists: a teardown after a crash here still drops it.
         record(database_engine=engine, database_mode=mode, database_name=name)
         cloned_from = None
@@ -166,6 +172,8 @@ def _clone_template(
             admin.mark_template(template)  # frozen: its role can no longer log in or own it
             kube.delete_secret(spec.names.namespace, TEMPLATE_SECRET)
         Event.record(preview, "database", f"cloning {template} (base {base.sha[:12]})")
+        # Recorded before the copy: a retry after a crash here knows a clone was under way.
+        Preview.update(database_template=template).where(Preview.id == preview.id).execute()
         admin.ensure(databases.database_name(settings.database_prefix, preview.id), password, template=template)
         Preview.update(database_template=template, database_seeded_at=utcnow()).where(
             Preview.id == preview.id
