@@ -13,7 +13,7 @@ from app.settings import Settings
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app. Tests pass `settings`; processes read them from the environment."""
     from app import cli, runtime
-    from app.web import api, dashboard, health, metrics, pages, preview_auth, security_headers, webhooks
+    from app.web import api, dashboard, health, metrics, outages, pages, preview_auth, security_headers, webhooks
 
     if settings is None:
         runtime.configure_logging()
@@ -22,6 +22,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
     runtime.bind(app, settings)
     security_headers.install(app)
+    outages.install(app)
     if settings.trusted_proxy_hops:
         # The ingress (or the chart's Service) in front: its X-Forwarded-For/-Proto, no client's.
         hops = settings.trusted_proxy_hops

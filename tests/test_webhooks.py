@@ -339,3 +339,16 @@ def test_jobs_run_no_longer_than_the_settings_allow(settings):
     job = queue.queue.fetch_job(queue.prefix + "timed")
     assert job.timeout == int(settings.job_timeout.total_seconds()) == 21 * 60
     queue.queue.empty()
+
+
+def test_a_webhook_while_the_database_is_down_is_answered_503(settings):
+    """Not a 500: Gitea shows the failed delivery to redeliver, and the answer says why."""
+    from app import create_app
+    from tests.servers import free_port
+
+    down = settings.replace(database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/previews")
+    client = create_app(down).test_client()
+    response = client.post("/webhooks/gitea", **webhook_request(payload("pull_request_opened"), "pull_request"))
+    assert response.status_code == 503
+    assert response.json == {"error": "the service's database is unavailable; try again shortly"}
+    assert response.headers["Retry-After"] == "10"
