@@ -1,10 +1,8 @@
 """Several worker processes at once against the real control plane, Redis, PostgreSQL and
 Gitea: one writer per preview, exact capacity, and work that survives a killed worker."""
 
-import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -20,7 +18,7 @@ from app.db import database
 from app.models import Deployment, Event, Preview, PreviewState, Repository
 from tests.factories import SECRET, payload, webhook_request, with_changes
 from tests.gitea_repo import create_repository
-from tests.helpers import descendants, kill_worker, start_busy_worker, worker_env
+from tests.helpers import kill_worker, start_busy_worker, worker_env
 from tests.kube.controlplane import BEHAVIOUR_LABEL
 from tests.kube.waiting import eventually
 from tests.servers import free_port
@@ -220,16 +218,6 @@ def start_worker(env, folder):
     return process
 
 
-def kill_with_horse(worker):
-    """SIGKILL the worker and the work horse it forked (which sits in a process group of its own)."""
-    for pid in [worker.pid, *descendants(worker.pid)]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    worker.wait()
-
-
 def test_a_worker_killed_at_any_moment_of_a_deploy_twenty_times_every_time_ends_ready(
     app, kube_settings, kube_api, tmp_path
 ):
@@ -247,7 +235,7 @@ def test_a_worker_killed_at_any_moment_of_a_deploy_twenty_times_every_time_ends_
                 post_delivery(port, with_changes(payload(name), **{"pull_request.head.sha": sha}), kind)
                 time.sleep(random.uniform(0.0, 2.5))  # somewhere in intake, build, apply, rollout or report
                 [before] = rows()
-                kill_with_horse(worker)
+                kill_worker(worker)
                 killed_at = time.monotonic()
                 worker = start_worker(env, tmp_path)
                 if before.lease_owner:
@@ -280,7 +268,7 @@ def test_a_worker_killed_at_any_moment_of_a_deploy_twenty_times_every_time_ends_
                 assert [job.metadata.name for job in jobs.items] == [f"build-{preview.slug}-{sha[:12]}"]
                 assert len(k8s.AppsV1Api(kube_api).list_namespaced_deployment(preview.namespace).items) == 1
         finally:
-            kill_with_horse(worker)
+            kill_worker(worker)
         assert processes["web"].poll() is None
 
 
@@ -301,3 +289,160 @@ def test_a_busy_worker_rides_out_redis_going_away(client, services, redis_server
     finally:
         kill_worker(worker)
         log.close()
+
+
+def test_redis_flushed_in_the_middle_of_fifty_deliveries_everything_converges(app, kube_settings, gitea, tmp_path):
+    """FLUSHALL (a failover to an empty replica) while Gitea sends 50 previews' webhooks, under a
+    cap of 3, with one PR waiting for approval: every delivery is carried out all the same, the
+    cap's three are ready, every other preview is in line, the approval is not lost."""
+    import redis
+
+    from app.models import WebhookDelivery
+    from tests.gitea_server import BOT
+
+    port = free_port()
+    env = service_env(kube_settings, port, GITEA_URL=gitea.url, GITEA_TOKEN=gitea.bot_token, MAX_ACTIVE_PREVIEWS="3")
+    with service_processes(env, tmp_path, port, workers=2):
+        repo = create_repository(
+            gitea, f"flush-{uuid.uuid4().hex[:6]}", tmp_path / "work", f"http://127.0.0.1:{port}/webhooks/gitea", SECRET
+        )
+        gitea.api("PUT", f"/repos/{repo.full_name}/collaborators/{BOT}", json={"permission": "admin"})
+        register(repo.full_name)
+        reader = f"reader{uuid.uuid4().hex[:6]}"
+        password = gitea.create_user(reader)
+        gitea.api("PUT", f"/repos/{repo.full_name}/collaborators/{reader}", json={"permission": "read"})
+        number, pr_sha = repo.agit_pr(reader, password, {"agit.txt": "from a reader"}, topic="flush")
+        heads = {}
+        for n in range(49):
+            if n == 20:
+                redis.Redis.from_url(kube_settings.redis_url).flushall()
+            repo.git("checkout", "main")
+            heads[f"task/b{n}"] = repo.commit(f"task/b{n}", {"n.txt": str(n)}, f"branch {n}")
+        repo.comment(number, "/preview")  # the owner approves the reader's PR
+
+        def converged():
+            with database.connection_context():
+                deliveries = WebhookDelivery.select().where(WebhookDelivery.outcome == "accepted")
+                if deliveries.where(WebhookDelivery.processed_at.is_null()).exists():
+                    return False
+                previews = list(Preview.select())
+            holding = [p for p in previews if p.holds_slot]
+            waiting = [p for p in previews if not p.holds_slot]
+            return (
+                len(previews) == 50
+                and len(holding) == 3
+                and all(p.state == PreviewState.READY for p in holding)
+                and all(p.state == PreviewState.QUEUED and p.waiting_since is not None for p in waiting)
+            )
+
+        eventually(converged, timeout=300, interval=2, what="50 previews: 3 ready, 47 in line")
+        pr_preview = next(p for p in rows() if p.pr_number == number)
+        assert pr_preview.approved_sha == pr_sha  # the approval, sent after the flush, was carried out
+        by_branch = {p.branch: p for p in rows() if p.pr_number is None}
+        assert {branch: p.head_sha for branch, p in by_branch.items()} == heads
+
+        def told(preview):
+            status = repo.latest_status(preview.head_sha)
+            wanted = "success" if preview.state == PreviewState.READY else "pending"
+            return status is not None and status["status"] == wanted
+
+        eventually(lambda: all(told(p) for p in rows()), timeout=120, interval=2, what="Gitea told every state")
+
+
+def test_four_workers_killed_at_random_with_gitea_databases_and_teardowns_converge(
+    app, kube_settings, gitea, kube_api, postgres_server, tmp_path
+):
+    """Four workers, one of them SIGKILLed every second or two, while five PRs with a database
+    each are opened, pushed to, and two of them closed: at the end every open PR is ready at its
+    head with a success status, one comment and its database; every closed one is gone, its
+    namespace and database with it, and its comment says so."""
+    from app.adapters.sql_admin import PostgresAdmin
+    from tests.gitea_server import BOT
+
+    image = "registry.example.test/acme/app@sha256:" + "e" * 64
+    prefix = f"k{uuid.uuid4().hex[:6]}_"
+    port = free_port()
+    env = service_env(
+        kube_settings,
+        port,
+        GITEA_URL=gitea.url,
+        GITEA_TOKEN=gitea.bot_token,
+        PREVIEW_POSTGRES_ADMIN_URL=postgres_server.url(),
+        PREVIEW_DATABASE_PREFIX=prefix,
+        PREVIEW_ALLOWED_IMAGES="registry.example.test/",
+    )
+    admin = PostgresAdmin(postgres_server.url())
+    with service_processes(env, tmp_path, port, workers=0):
+        repo = create_repository(
+            gitea, f"chaos-{uuid.uuid4().hex[:6]}", tmp_path / "work", f"http://127.0.0.1:{port}/webhooks/gitea", SECRET
+        )
+        gitea.api("PUT", f"/repos/{repo.full_name}/collaborators/{BOT}", json={"permission": "admin"})
+        register(repo.full_name)
+        preview_file = f"image: {image}\nport: 3000\ndatabase:\n  engine: postgres\n  seed: [seed]\n"
+        workers = [start_worker(env, tmp_path) for _ in range(4)]
+        done = threading.Event()
+
+        def chaos():
+            while not done.wait(random.uniform(1.0, 2.0)):
+                victim = random.randrange(len(workers))
+                kill_worker(workers[victim])
+                workers[victim] = start_worker(env, tmp_path)
+
+        killer = threading.Thread(target=chaos, daemon=True)
+        killer.start()
+        try:
+            numbers, heads = [], {}
+            for n in range(5):
+                repo.git("checkout", "main")
+                repo.commit(f"feature/c{n}", {".gitea/preview.yml": preview_file, "c.txt": "0"}, f"pr {n}")
+                numbers.append(repo.open_pr(f"feature/c{n}", f"Change {n}"))
+            for n in range(5):
+                repo.git("checkout", f"feature/c{n}")
+                heads[numbers[n]] = repo.commit(f"feature/c{n}", {"c.txt": "1"}, f"push {n}")
+            closed = numbers[:2]
+            for number in closed:
+                repo.close_pr(number)
+            open_ones = numbers[2:]
+
+            def converged():
+                by_number = {p.pr_number: p for p in rows()}
+                if len(by_number) < 5:
+                    return False
+                ready = all(
+                    by_number[n].state == PreviewState.READY
+                    and by_number[n].deployed_sha == heads[n]
+                    and by_number[n].database_seeded_at is not None
+                    for n in open_ones
+                )
+                gone = all(by_number[n].state == PreviewState.DELETED for n in closed)
+                settled = all(p.lease_owner is None and p.reported_version == p.report_version for p in rows())
+                return ready and gone and settled
+
+            eventually(converged, timeout=300, interval=1, what="open PRs ready, closed ones gone, all reported")
+        finally:
+            done.set()
+            killer.join()
+            for worker in workers:
+                kill_worker(worker)
+
+        by_number = {p.pr_number: p for p in rows()}
+        databases = admin.names(prefix)
+        for number in open_ones:
+            preview = by_number[number]
+            assert repo.latest_status(heads[number])["status"] == "success"
+            [comment] = repo.bot_comments(number)
+            assert heads[number][:12] in comment["body"] and "ready" in comment["body"]
+            assert preview.database_name in databases
+            assert k8s.CoreV1Api(kube_api).read_namespace(preview.namespace).status.phase == "Active"
+        for number in closed:
+            preview = by_number[number]
+            [comment] = repo.bot_comments(number)
+            assert "The preview was removed" in comment["body"]
+            eventually(
+                lambda name=preview.namespace: (
+                    not k8s.CoreV1Api(kube_api).list_namespace(field_selector=f"metadata.name={name}").items
+                ),
+                timeout=90,
+                what="closed PR's namespace gone",
+            )
+        assert len(databases) == len(open_ones)  # the closed PRs' databases were dropped
