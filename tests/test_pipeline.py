@@ -632,3 +632,60 @@ def test_a_renamed_repository_keeps_its_preview_and_a_deleted_one_loses_it(app, 
     gone = the_preview()
     assert gone.state == PreviewState.DELETED
     assert gone.reported_version == gone.report_version  # nothing left in Gitea to tell: not retried forever
+
+
+@pytest.mark.gitea
+def test_gitea_answering_500_to_every_report_for_a_while_gets_one_comment_and_the_status(
+    client, services, gitea, tmp_path
+):
+    """Gitea's status and comment endpoints answer 500 (after acting: the worst case) for a
+    while: the reports are tried again with backoff and no deadline; once Gitea is well, it
+    shows the final status once and a single comment."""
+    import time
+
+    from app.adapters.gitea import Gitea
+    from app.usecases import lifecycle
+    from tests.faulty_proxy import faulty_proxy
+    from tests.gitea_repo import create_repository
+
+    outage = threading.Event()
+    outage.set()
+
+    def failing(method, path):
+        return outage.is_set() and method in ("POST", "PATCH") and ("/statuses/" in path or "/comments" in path)
+
+    repo = create_repository(gitea, f"outage-{uuid.uuid4().hex[:6]}", tmp_path / "work")
+    sha = repo.commit("feature/outage", {"o.txt": "o"}, "o")
+    number = repo.open_pr("feature/outage")
+    services.settings = services.settings.replace(
+        report_retry_min=timedelta(seconds=1), report_retry_max=timedelta(seconds=2)
+    )
+    changes = {
+        "repository.full_name": repo.full_name,
+        "number": number,
+        "pull_request.number": number,
+        "pull_request.head.sha": sha,
+        "pull_request.head.ref": "feature/outage",
+        "pull_request.base.ref": "main",
+    }
+    with faulty_proxy(gitea.url, failing) as proxied:
+        services.gitea = Gitea(proxied, gitea.bot_token)
+        accepted = deliver(client, "pull_request_opened", "pull_request", **changes)
+        assert run(services, accepted["delivery_id"]) == "ready"
+        preview_id = accepted["preview_id"]
+        for _ in range(4):  # the outage goes on: every try fails, none is the last
+            time.sleep(2.1)
+            assert lifecycle.run_pass(services)["reported"] == [preview_id]
+            with database.connection_context():
+                assert pipeline.report_due(services, preview_id) == "failed"
+        assert the_preview().report_attempts >= 5
+
+        outage.clear()
+        time.sleep(2.1)
+        assert lifecycle.run_pass(services)["reported"] == [preview_id]
+        with database.connection_context():
+            assert pipeline.report_due(services, preview_id) == "reported"
+    assert repo.latest_status(sha)["status"] == "success"
+    [comment] = repo.bot_comments(number)  # created during the outage (answer lost), edited since
+    assert "| State | ready |" in comment["body"]
+    assert [s["status"] for s in repo.statuses(sha)].count("success") == 1  # stored once, not once per try

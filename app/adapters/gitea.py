@@ -96,6 +96,14 @@ class Gitea:
             body["target_url"] = target_url
         return self._json("POST", f"{_repo_path(repository)}/statuses/{sha}", expect=(200, 201), json=body)
 
+    def latest_status(self, repository: str, sha: str, context: str = STATUS_CONTEXT) -> dict[str, Any] | None:
+        """The commit's newest status in `context` (state, description, target_url), if any."""
+        combined = self._json_or_none(f"{_repo_path(repository)}/commits/{sha}/status") or {}
+        for status in combined.get("statuses") or []:
+            if isinstance(status, dict) and status.get("context") == context:
+                return status
+        return None
+
     def comments(self, repository: str, number: int, page_size: int = 50) -> list[dict[str, Any]]:
         """Every comment of the issue or PR, page by page (ours may be far down a long thread).
         Stops at a short page, or at one that brings nothing new (a server that does not page)."""

@@ -8,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from app.adapters.gitea import Gitea, GiteaError
+from app.adapters.gitea import DESCRIPTION_MAX, Gitea, GiteaError
 from app.db import utcnow
 from app.domain.planning import APPROVAL_COMMAND, APPROVAL_LABEL
 from app.models import Preview, PreviewState
@@ -92,6 +92,21 @@ def comment_body(settings: Settings, preview: Preview, password: str | None, det
     return "\n".join(lines) + "\n"
 
 
+def _set_status(gitea: Gitea, repository: str, preview: Preview, status: tuple[str, str, str], again: bool) -> None:
+    """Post the status; when trying `again` after a failure, not if Gitea shows it already (a
+    status whose answer was lost may have been stored all the same)."""
+    state, description, target = status
+    if again:
+        shown = gitea.latest_status(repository, preview.head_sha)
+        if shown is not None and (shown.get("status"), shown.get("description"), shown.get("target_url")) == (
+            state,
+            description[:DESCRIPTION_MAX],
+            target,
+        ):
+            return
+    gitea.set_status(repository, preview.head_sha, state, target, description)
+
+
 def report(
     gitea: Gitea, settings: Settings, preview: Preview, password: str | None = None, detail: str | None = None
 ) -> None:
@@ -103,8 +118,7 @@ def report(
     with ThreadPoolExecutor(2) as pool:
         sent: list[Future[Any]] = []
         if status is not None:
-            state, description, target = status
-            sent.append(pool.submit(gitea.set_status, repository, preview.head_sha, state, target, description))
+            sent.append(pool.submit(_set_status, gitea, repository, preview, status, preview.report_attempts > 0))
         if preview.pr_number is not None:
             shown = password if settings.comment_password and preview.repository.private else None
             body = comment_body(settings, preview, shown, detail)
