@@ -55,6 +55,17 @@ def register(full_name, **options):
         Repository.create(full_name=full_name, clone_url=f"http://git.test/{full_name}.git", settings=options)
 
 
+def hooked_repository(gitea, prefix, tmp_path, port):
+    """A Gitea repository whose webhook calls the service on `port`, the bot its admin, registered."""
+    from tests.gitea_server import BOT
+
+    hook = f"http://127.0.0.1:{port}/webhooks/gitea"
+    repo = create_repository(gitea, f"{prefix}-{uuid.uuid4().hex[:6]}", tmp_path / "work", hook, SECRET)
+    gitea.api("PUT", f"/repos/{repo.full_name}/collaborators/{BOT}", json={"permission": "admin"})
+    register(repo.full_name)
+    return repo
+
+
 def post_delivery(port, body, kind):
     response = requests.post(f"http://127.0.0.1:{port}/webhooks/gitea", timeout=10, **webhook_request(body, kind))
     assert response.status_code == 202, response.text
@@ -298,16 +309,11 @@ def test_redis_flushed_in_the_middle_of_fifty_deliveries_everything_converges(ap
     import redis
 
     from app.models import WebhookDelivery
-    from tests.gitea_server import BOT
 
     port = free_port()
     env = service_env(kube_settings, port, GITEA_URL=gitea.url, GITEA_TOKEN=gitea.bot_token, MAX_ACTIVE_PREVIEWS="3")
     with service_processes(env, tmp_path, port, workers=2):
-        repo = create_repository(
-            gitea, f"flush-{uuid.uuid4().hex[:6]}", tmp_path / "work", f"http://127.0.0.1:{port}/webhooks/gitea", SECRET
-        )
-        gitea.api("PUT", f"/repos/{repo.full_name}/collaborators/{BOT}", json={"permission": "admin"})
-        register(repo.full_name)
+        repo = hooked_repository(gitea, "flush", tmp_path, port)
         reader = f"reader{uuid.uuid4().hex[:6]}"
         password = gitea.create_user(reader)
         gitea.api("PUT", f"/repos/{repo.full_name}/collaborators/{reader}", json={"permission": "read"})
@@ -357,7 +363,6 @@ def test_four_workers_killed_at_random_with_gitea_databases_and_teardowns_conver
     head with a success status, one comment and its database; every closed one is gone, its
     namespace and database with it, and its comment says so."""
     from app.adapters.sql_admin import PostgresAdmin
-    from tests.gitea_server import BOT
 
     image = "registry.example.test/acme/app@sha256:" + "e" * 64
     prefix = f"k{uuid.uuid4().hex[:6]}_"
@@ -373,11 +378,7 @@ def test_four_workers_killed_at_random_with_gitea_databases_and_teardowns_conver
     )
     admin = PostgresAdmin(postgres_server.url())
     with service_processes(env, tmp_path, port, workers=0):
-        repo = create_repository(
-            gitea, f"chaos-{uuid.uuid4().hex[:6]}", tmp_path / "work", f"http://127.0.0.1:{port}/webhooks/gitea", SECRET
-        )
-        gitea.api("PUT", f"/repos/{repo.full_name}/collaborators/{BOT}", json={"permission": "admin"})
-        register(repo.full_name)
+        repo = hooked_repository(gitea, "chaos", tmp_path, port)
         preview_file = f"image: {image}\nport: 3000\ndatabase:\n  engine: postgres\n  seed: [seed]\n"
         workers = [start_worker(env, tmp_path) for _ in range(4)]
         done = threading.Event()
