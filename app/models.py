@@ -64,6 +64,7 @@ class Repository(BaseModel):
     webhook_secret = peewee.CharField(max_length=128, null=True)
     hook_id = peewee.IntegerField(null=True)  # the webhook the service made for it in Gitea
     gitea_id = peewee.IntegerField(null=True, unique=True)  # Gitea's id: the same after a rename
+    checked_at = peewee.DateTimeField(null=True)  # when the scheduler last asked Gitea about it
 
     def __repr__(self) -> str:  # never the secret
         return f"<Repository {self.full_name}>"

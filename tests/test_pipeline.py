@@ -587,6 +587,7 @@ def test_a_renamed_repository_keeps_its_preview_and_a_deleted_one_loses_it(app, 
     """Repositories are known by Gitea's id: after a rename the next push updates the same
     preview (same names, same URL); once Gitea deletes the repository, its previews go, pinned or not."""
     from app.adapters.gitea import Gitea
+    from app.db import utcnow
     from app.models import Repository
     from app.usecases import lifecycle
     from tests.gitea_repo import create_repository
@@ -626,7 +627,9 @@ def test_a_renamed_repository_keeps_its_preview_and_a_deleted_one_loses_it(app, 
         assert Repository.get().full_name == renamed and Repository.select().count() == 1
 
     gitea.api("DELETE", f"/repos/{renamed}")
-    assert lifecycle.run_pass(services)["repositories_gone"] == [before.id]
+    assert lifecycle.run_pass(services)["repositories_gone"] == []  # asked a moment ago: not yet
+    later = utcnow() + lifecycle.REPOSITORY_CHECK_EVERY + timedelta(seconds=1)
+    assert lifecycle.run_pass(services, now=later)["repositories_gone"] == [before.id]
     with database.connection_context():
         assert pipeline.teardown(services, before.id, "the repository was deleted in Gitea") == "deleted"
     gone = the_preview()

@@ -127,15 +127,22 @@ def resume_stuck(queue: JobQueue, settings: Settings, now: datetime, dry_run: bo
     return resumed
 
 
+# How often the scheduler asks Gitea whether a repository with live previews was renamed or deleted.
+REPOSITORY_CHECK_EVERY = timedelta(minutes=5)
+
+
 def follow_repositories(context: Services, now: datetime) -> list[int]:
-    """Repositories with live previews, asked of Gitea by id: a renamed one is followed (its
-    previews keep their names); a deleted one has every live preview torn down, pinned or not.
-    Returns the previews torn down."""
+    """Repositories with live previews, asked of Gitea by id every few minutes: a renamed one is
+    followed (its previews keep their names); a deleted one has every live preview torn down,
+    pinned or not. Returns the previews torn down."""
     assert context.gitea is not None and context.queue is not None
     live = Preview.select(Preview.repository).where(Preview.state.in_(PreviewState.ACTIVE))
+    due = Repository.checked_at.is_null() | (Repository.checked_at < now - REPOSITORY_CHECK_EVERY)
     torn_down = []
-    for repository in Repository.select().where(Repository.id.in_(live)):
-        if repositories.follow_gitea(context.gitea, repository) != "deleted":
+    for repository in Repository.select().where(Repository.id.in_(live) & due):
+        gone = repositories.follow_gitea(context.gitea, repository) == "deleted"
+        Repository.update(checked_at=now).where(Repository.id == repository.id).execute()
+        if not gone:
             continue
         log.info("repository deleted in Gitea: tearing its previews down repository=%s", repository.full_name)
         for preview in Preview.select().where(
