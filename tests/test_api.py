@@ -1,7 +1,7 @@
 """The JSON API and /metrics. Triggers ask the real Gitea for the head commit."""
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -108,6 +108,23 @@ def test_show_includes_deployments_and_events(client, db):
         "progress": 20,
         "duration_ms": 1500,
         "at": data["events"][0]["at"],
+    }
+
+
+def test_show_says_whether_gitea_has_been_told(client, db):
+    """An agent or operator sees a status Gitea has not taken yet, and when it is tried again."""
+    preview = _preview(_repository(), 8)
+    assert client.get(f"/api/previews/{preview.id}", headers=AUTH).json["gitea_report"] == {
+        "up_to_date": True,
+        "failed_tries": 0,
+        "next_try_at": None,
+    }
+    Preview.change(preview.id, state=PreviewState.FAILED, report_detail="the build failed")
+    Preview.update(report_attempts=3, report_next_at=datetime(2026, 12, 3, 12, 0, 5)).execute()
+    assert client.get(f"/api/previews/{preview.id}", headers=AUTH).json["gitea_report"] == {
+        "up_to_date": False,
+        "failed_tries": 3,
+        "next_try_at": "2026-12-03T12:00:05Z",
     }
 
 

@@ -237,6 +237,16 @@ def _time(moment: datetime | None) -> str | None:
     return moment.replace(microsecond=0).isoformat() + "Z" if moment else None
 
 
+def report_summary(preview: Preview) -> dict[str, Any]:
+    """Whether Gitea shows the preview's current state yet, and when the outbox tries again."""
+    told = preview.reported_version >= preview.report_version
+    return {
+        "up_to_date": told,
+        "failed_tries": 0 if told else preview.report_attempts,
+        "next_try_at": None if told else _time(preview.report_next_at),
+    }
+
+
 def serialize(preview: Preview, full: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": preview.id,
@@ -256,6 +266,7 @@ def serialize(preview: Preview, full: bool = False) -> dict[str, Any]:
         "updated_at": _time(preview.updated_at),
     }
     if full:
+        data["gitea_report"] = report_summary(preview)
         data["database"] = database_summary(preview)
         data["deployments"] = [
             {
