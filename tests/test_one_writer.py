@@ -98,16 +98,26 @@ def test_a_lease_not_renewed_for_its_ttl_is_lost_even_if_nobody_took_it(db):
     assert paused.lost and paused.renew() is False
 
 
-def test_lease_times_come_from_the_database_clock(db):
-    """The expiry written is the database's now plus the ttl, whatever this process's clock says."""
-    from app.db import database_now
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # SQLite's clock is the process's
+def test_lease_times_come_from_the_database_clock(db, monkeypatch):
+    """A process whose own clock runs 90 s ahead still writes the expiry by the server's clock."""
+    from datetime import datetime
+
+    from app import db as db_module
+
+    class Ahead(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.now(tz) + timedelta(seconds=90)
 
     preview = want(SHA_A)
+    monkeypatch.setattr(db_module, "datetime", Ahead)  # every utcnow() of ours is 90 s ahead now
+    assert utcnow() - datetime.utcnow() > timedelta(seconds=89)
     held = lease.Lease(preview.id, timedelta(seconds=30))
-    before = database_now()
     assert held.acquire()
     expiry = Preview.get_by_id(preview.id).lease_expires_at
-    assert before + timedelta(seconds=30) <= expiry <= database_now() + timedelta(seconds=30)
+    real = datetime.utcnow()
+    assert real + timedelta(seconds=25) <= expiry <= real + timedelta(seconds=35)
 
 
 def test_slots_are_claimed_exactly_and_in_line_order_by_concurrent_workers(db, settings):

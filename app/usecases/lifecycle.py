@@ -19,6 +19,7 @@ from typing import Any
 
 import peewee
 
+from app.adapters.gitea import GiteaError
 from app.adapters.jobqueue import JobQueue
 from app.adapters.kube import Kube
 from app.db import database, database_now
@@ -140,7 +141,11 @@ def follow_repositories(context: Services, now: datetime) -> list[int]:
     due = Repository.checked_at.is_null() | (Repository.checked_at < now - REPOSITORY_CHECK_EVERY)
     torn_down = []
     for repository in Repository.select().where(Repository.id.in_(live) & due):
-        gone = repositories.follow_gitea(context.gitea, repository) == "deleted"
+        try:
+            gone = repositories.follow_gitea(context.gitea, repository) == "deleted"
+        except GiteaError as error:  # asked again next pass; the other repositories still are now
+            log.warning("could not ask Gitea about repository=%s error=%s", repository.full_name, error)
+            continue
         Repository.update(checked_at=now).where(Repository.id == repository.id).execute()
         if not gone:
             continue
@@ -156,7 +161,7 @@ def follow_repositories(context: Services, now: datetime) -> list[int]:
 def report_pending(queue: JobQueue, now: datetime, dry_run: bool = False) -> list[int]:
     """Queue a report for each preview whose state Gitea has not been told (its worker died
     before, or Gitea was down): tried again with backoff until Gitea has it."""
-    due = [preview for preview in Preview.reports_due(now)]
+    due = list(Preview.reports_due(now))
     if not dry_run:
         for preview in due:
             enqueue_report(queue, preview.id, preview.report_version, preview.report_attempts)

@@ -141,13 +141,14 @@ def publish(gitea: Gitea, settings: Settings, preview: Preview, password: str | 
     """
     version = preview.report_version
     same = (Preview.id == preview.id) & (Preview.report_version == version)
+    told = Preview.update(reported_version=version, report_attempts=0, report_next_at=None).where(same)
     try:
         report(gitea, settings, preview, password, preview.report_detail)
     except GiteaError as error:
         if error.status == 404:
             # The repository, the PR or the commit is gone from Gitea: nobody is left to tell.
             log.info("nothing to report to: Gitea says 404 preview_id=%s error=%s", preview.id, error)
-            Preview.update(reported_version=version, report_attempts=0, report_next_at=None).where(same).execute()
+            told.execute()
             return True
         delay = retry_delay(settings, preview.report_attempts)
         Preview.update(report_attempts=Preview.report_attempts + 1, report_next_at=utcnow() + delay).where(
@@ -155,5 +156,5 @@ def publish(gitea: Gitea, settings: Settings, preview: Preview, password: str | 
         ).execute()
         log.warning("gitea report failed, tried again in %ss preview_id=%s error=%s", delay.seconds, preview.id, error)
         return False
-    Preview.update(reported_version=version, report_attempts=0, report_next_at=None).where(same).execute()
+    told.execute()
     return True

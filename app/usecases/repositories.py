@@ -66,10 +66,8 @@ def register(gitea: Gitea, settings: Settings, full_name: str) -> Registered:
             clone_url=str(found.get("clone_url") or ""),
             private=bool(found.get("private")),
         )
-    known = {"webhook_secret": secret, "hook_id": hook_id}
-    if isinstance(found.get("id"), int):
-        known["gitea_id"] = found["id"]
-    Repository.update(**known).where(Repository.id == repository.id).execute()
+    Repository.update(webhook_secret=secret, hook_id=hook_id).where(Repository.id == repository.id).execute()
+    _learn_id(repository, found.get("id"))
     return Registered(canonical, hook_id, created)
 
 
@@ -91,6 +89,14 @@ def remove(gitea: Gitea | None, full_name: str) -> None:
     Repository.update(webhook_secret=None, hook_id=None).where(Repository.id == repository.id).execute()
 
 
+def _learn_id(repository: Repository, gitea_id: object) -> None:
+    """Record Gitea's id for the row, unless another row holds it already (an older release may
+    have stored one repository twice, in two letter cases: the first row keeps it)."""
+    if not isinstance(gitea_id, int) or Repository.select().where(Repository.gitea_id == gitea_id).exists():
+        return
+    Repository.update(gitea_id=gitea_id).where(Repository.id == repository.id).execute()
+
+
 def follow_gitea(gitea: Gitea, repository: Repository) -> str | None:
     """Bring the row in line with what Gitea says of the repository, by Gitea's id (learnt from
     Gitea by name the first time): 'renamed' when it has a new name now (the row, its previews
@@ -98,10 +104,8 @@ def follow_gitea(gitea: Gitea, repository: Repository) -> str | None:
     renames a registration: a delivery's payload is not enough. GiteaError propagates."""
     if repository.gitea_id is None:
         found = gitea.repository(repository.full_name)
-        if found is not None and isinstance(found.get("id"), int):
-            Repository.update(gitea_id=found["id"]).where(
-                (Repository.id == repository.id) & Repository.gitea_id.is_null()
-            ).execute()
+        if found is not None:
+            _learn_id(repository, found.get("id"))
     else:
         found = gitea.repository_by_id(repository.gitea_id)
     if found is None:
