@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # mariadb-server: the tests' shared MySQL-compatible server for preview databases; chromium:
 # the tests' browser (driven by playwright, which downloads no browser of its own); faketime:
 # the tests run a scheduler and a worker whose clocks are off.
-DEBIAN_PACKAGES := git redis-server postgresql mariadb-server nginx-light chromium util-linux procps python3-venv faketime
+DEBIAN_PACKAGES := git redis-server postgresql mariadb-server nginx-light chromium util-linux procps python3-venv faketime libseccomp-dev pkg-config iptables nftables iproute2 mmdebstrap
 
 .PHONY: run test bench deps venv tools migrate cluster lint
 

@@ -101,6 +101,15 @@ def kube_cluster():
         yield plane
 
 
+@pytest.fixture(scope="session")
+def real_node():
+    """The real node and its own control plane (tests/node/node.py), for the session."""
+    from tests.node.node import real_node
+
+    with real_node() as node:
+        yield node
+
+
 @pytest.fixture
 def kube_api(kube_cluster):
     from kubernetes import client

@@ -149,9 +149,15 @@ class Repo:
 
 
 def create_repository(
-    gitea: GiteaServer, name: str, workdir: Path, webhook_url: str | None = None, secret: str | None = None
+    gitea: GiteaServer,
+    name: str,
+    workdir: Path,
+    webhook_url: str | None = None,
+    secret: str | None = None,
+    files: dict[str, str] | None = None,
 ) -> Repo:
-    """A repository with the app on `main`, the bot as a writer, and (optionally) our webhook."""
+    """A repository with the app (APP_FILES, or `files`) on `main`, the bot as a writer, and
+    (optionally) our webhook."""
     gitea.api("POST", "/user/repos", json={"name": name, "private": False, "default_branch": "main"})
     full_name = f"{ADMIN}/{name}"
     gitea.api("PUT", f"/repos/{full_name}/collaborators/{BOT}", json={"permission": "write"})
@@ -170,5 +176,5 @@ def create_repository(
     repo = Repo(gitea, full_name, workdir)
     repo.git("init", "-b", "main")
     repo.git("remote", "add", "origin", gitea.git_url(full_name))
-    repo.commit("main", APP_FILES, "The app")
+    repo.commit("main", files or APP_FILES, "The app")
     return repo

@@ -136,6 +136,7 @@ def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api)
     assert container.image.startswith(f"{image_repository('registry.preview.test:5000', 'acme/shop')}@sha256:")
     env = {e.name: e.value for e in container.env}
     assert env["PREVIEW_MODE"] == "true" and env["PREVIEW_URL"] == preview.url
+    assert env["PREVIEW_COMMIT"] == preview.head_sha
     assert container.readiness_probe.http_get.path == "/"
     assert deployment.status.available_replicas == 1
 

@@ -69,9 +69,17 @@ def test_a_gateway_routing_needs_its_gateway():
     ],
 )
 def test_the_secret_holds_the_hash_each_controller_reads_under_its_key(name, key, prefix):
-    secret = routing.auth_secret(spec(), settings_for(name), "preview", "s3cret-s3cret")
-    assert secret["stringData"][key].startswith(prefix)
-    assert secret["stringData"]["password"] == "s3cret-s3cret"
+    secrets = {
+        s["metadata"]["name"]: s["stringData"]
+        for s in routing.auth_secrets(spec(), settings_for(name), "preview", "s3cret-s3cret")
+    }
+    assert secrets["preview-basic-auth"]["password"] == "s3cret-s3cret"
+    if name == "gateway-traefik":  # Traefik reads a Secret with exactly one key
+        assert list(secrets["preview-auth"]) == [key] and key not in secrets["preview-basic-auth"]
+        assert secrets["preview-auth"][key].startswith(prefix)
+    else:
+        assert list(secrets) == ["preview-basic-auth"]
+        assert secrets["preview-basic-auth"][key].startswith(prefix)
 
 
 def _kinds(objects):
@@ -101,7 +109,7 @@ def test_the_route_objects_of_each_routing():
     assert "filters" not in envoy["HTTPRoute"]["spec"]["rules"][0]
 
     traefik = {obj["kind"]: obj for obj in routing.route_objects(s, settings_for("gateway-traefik"))}
-    assert traefik["Middleware"]["spec"]["basicAuth"]["secret"] == s.names.auth_secret
+    assert traefik["Middleware"]["spec"]["basicAuth"]["secret"] == routing.AUTH_OBJECT
     assert traefik["HTTPRoute"]["spec"]["rules"][0]["filters"][0]["extensionRef"]["group"] == "traefik.io"
 
 
@@ -170,7 +178,8 @@ def test_a_deploy_and_teardown_with_each_routing(client, services, kube_api, rou
             "items"
         ][0]["spec"]
         if access == "basic":
-            assert middleware["basicAuth"]["secret"] == "preview-basic-auth"
+            assert middleware["basicAuth"]["secret"] == "preview-auth"
+            assert list(services.kube.read_secret_data(preview.namespace, "preview-auth")) == ["users"]
         else:
             forward = middleware["forwardAuth"]
             assert forward["address"] == f"http://previews-web.previews.svc/auth/forward/{preview.slug}"

@@ -93,7 +93,12 @@ class AppSpec:
     services: tuple[ExtraServiceSpec, ...] = ()
 
     def container_env(self, spec: PreviewSpec) -> list[dict[str, Any]]:
-        env = [{"name": "PREVIEW_MODE", "value": "true"}, {"name": "PREVIEW_URL", "value": spec.url}]
+        env = [
+            {"name": "PREVIEW_MODE", "value": "true"},
+            {"name": "PREVIEW_URL", "value": spec.url},
+            # The commit the image was built from: an app can show which version a reviewer sees.
+            {"name": "PREVIEW_COMMIT", "value": spec.head_sha},
+        ]
         return env + [{"name": key, "value": str(value)} for key, value in sorted(self.env.items())]
 
     def env_from(self) -> list[dict[str, Any]]:
@@ -425,9 +430,13 @@ def ingress(spec: PreviewSpec, settings: Settings) -> dict[str, Any]:
 
 # The fetch-source init container: the exact commit into the shared volume, then no
 # trace of git (nor of the credentials, which only ever live in this container's env).
+# The repository lives beside the build context, never in it: the context is an emptyDir the
+# kubelet made (owned by root), and this container runs unprivileged. With GIT_DIR given, git
+# does not search for a repository, so it does not refuse a work tree it does not own; and
+# nothing of the fetch (its URL, its config) reaches the build.
 FETCH_SOURCE_SCRIPT = """set -eu
-cd "$WORKSPACE"
-git init -q .
+export GIT_DIR="$HOME/source.git" GIT_WORK_TREE="$WORKSPACE"
+git init -q
 fetch() {
   git -c 'credential.helper=!f() { echo "username=${GIT_USERNAME:-}"; echo "password=${GIT_PASSWORD:-}"; }; f' \\
     fetch -q --no-tags --depth="$1" "$SOURCE_URL" "$2"
@@ -435,7 +444,6 @@ fetch() {
 # The commit itself; servers that refuse a bare sha get the ref, deep enough to hold it.
 fetch 1 "$SOURCE_SHA" || fetch 50 "$SOURCE_REF"
 git -c advice.detachedHead=false checkout -q "$SOURCE_SHA"
-rm -rf .git
 """
 SOURCE_DIR = "/workspace"
 

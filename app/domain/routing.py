@@ -9,7 +9,10 @@ controller reads. Adding a controller is one more `Routing` in ROUTINGS.
 | ingress-nginx    | Ingress + annotations    | (annotations)                              | auth        | apr1   |
 | gateway-nginx    | HTTPRoute + ExtensionRef | gateway.nginx.org AuthenticationFilter     | auth        | apr1   |
 | gateway-envoy    | HTTPRoute                | gateway.envoyproxy.io SecurityPolicy       | .htpasswd   | {SHA}  |
-| gateway-traefik  | HTTPRoute + ExtensionRef | traefik.io Middleware                      | users       | apr1   |
+| gateway-traefik  | HTTPRoute + ExtensionRef | traefik.io Middleware                      | users (*)   | apr1   |
+
+(*) in a Secret of its own, `preview-auth`: Traefik refuses a Secret with any other key
+(seen on the real node: "found 3 elements for secret ..., must be single element exactly").
 """
 
 from __future__ import annotations
@@ -31,20 +34,30 @@ class Routing:
     secret_key: str  # where the controller reads the htpasswd file in the auth Secret
     hash_scheme: str  # credentials.htpasswd_line scheme it accepts
     objects: Callable[[PreviewSpec, Settings], list[dict[str, Any]]]
+    # The controller reads the htpasswd line from a Secret holding nothing else (AUTH_OBJECT).
+    hash_alone: bool = False
 
 
-def auth_secret(spec: PreviewSpec, settings: Settings, username: str, password: str) -> dict[str, Any]:
-    """The preview's credentials: the htpasswd line under the key (and in the hash) its controller
-    reads; the plain username and password are for people (the credentials route)."""
-    routing = ROUTINGS[settings.routing]
-    line = credentials.htpasswd_line(username, password, routing.hash_scheme)
+def _secret(spec: PreviewSpec, name: str, data: dict[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
-        "metadata": object_meta(spec, spec.names.auth_secret),
-        "stringData": {routing.secret_key: line + "\n", "username": username, "password": password},
+        "metadata": object_meta(spec, name),
+        "stringData": data,
     }
+
+
+def auth_secrets(spec: PreviewSpec, settings: Settings, username: str, password: str) -> list[dict[str, Any]]:
+    """The preview's credentials: the plain username and password for people (the credentials
+    route), and the htpasswd line under the key (and in the hash) its controller reads, in the
+    same Secret or, where the controller wants it alone, in one of its own."""
+    routing = ROUTINGS[settings.routing]
+    line = {routing.secret_key: credentials.htpasswd_line(username, password, routing.hash_scheme) + "\n"}
+    for_people = {"username": username, "password": password}
+    if routing.hash_alone:
+        return [_secret(spec, spec.names.auth_secret, for_people), _secret(spec, AUTH_OBJECT, line)]
+    return [_secret(spec, spec.names.auth_secret, {**line, **for_people})]
 
 
 def route_objects(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]]:
@@ -142,7 +155,7 @@ def _gateway_traefik(spec: PreviewSpec, settings: Settings) -> list[dict[str, An
         return [_http_route(spec, settings, [])]
     group, kind = "traefik.io", "Middleware"
     middleware: dict[str, Any] = (
-        {"basicAuth": {"secret": spec.names.auth_secret, "realm": AUTH_REALM}}
+        {"basicAuth": {"secret": AUTH_OBJECT, "realm": AUTH_REALM}}
         if settings.access == "basic"
         # Traefik sends the X-Forwarded-* headers and hands a non-2xx answer to the browser.
         else {
@@ -169,5 +182,5 @@ ROUTINGS: dict[str, Routing] = {
     "ingress-nginx": Routing("auth", "apr1", _ingress_nginx),
     "gateway-nginx": Routing("auth", "apr1", _gateway_nginx),
     "gateway-envoy": Routing(".htpasswd", "sha", _gateway_envoy),
-    "gateway-traefik": Routing("users", "apr1", _gateway_traefik),
+    "gateway-traefik": Routing("users", "apr1", _gateway_traefik, hash_alone=True),
 }

@@ -214,7 +214,7 @@ def _deploy(run: Run) -> str:
         with phase(preview, deployment, "configure", "applying the app"):
             password = _password(services, names) if settings.access == "basic" else None
             objects = [
-                *([routing.auth_secret(spec, settings, credentials.USERNAME, password)] if password else []),
+                *(routing.auth_secrets(spec, settings, credentials.USERNAME, password) if password else []),
                 *manifests.workload_objects(spec, _app_spec(config, image, env_secret)),
                 *routing.route_objects(spec, settings),
             ]

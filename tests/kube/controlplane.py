@@ -11,6 +11,7 @@ stopped on exit, also when the start fails half-way.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import subprocess
@@ -72,10 +73,12 @@ class ControlPlane:
     kubeconfig: Path
     processes: list[Process] = field(default_factory=list)
     etcd_url: str = ""
+    address: str = "127.0.0.1"  # where the apiserver listens: the real node's cluster uses its link
+    ca: pki.CertificateAuthority | None = None
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.api_port}"
+        return f"https://{self.address}:{self.api_port}"
 
     def compact_etcd(self) -> int:
         """Compact etcd's history up to now (what it does every few minutes in a real cluster):
@@ -181,26 +184,39 @@ def _start_etcd(plane: ControlPlane) -> str:
 
 
 def _start_apiserver(
-    plane: ControlPlane, etcd_url: str, ca: pki.CertificateAuthority, sa_private: Path, sa_public: Path
+    plane: ControlPlane,
+    etcd_url: str,
+    ca: pki.CertificateAuthority,
+    sa_private: Path,
+    sa_public: Path,
+    service_cidr: str,
 ) -> None:
+    service_ip = str(next(ipaddress.ip_network(service_cidr).hosts()))
     serving_cert, serving_key = ca.issue(
         "apiserver",
         "kube-apiserver",
-        server_names=[
-            "127.0.0.1",
-            "localhost",
-            "kubernetes",
-            "kubernetes.default",
-            "kubernetes.default.svc",
-            "10.96.0.1",
-        ],
+        server_names=sorted(
+            {plane.address, "127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"}
+        )
+        + [service_ip],
     )
+    on_loopback = plane.address == "127.0.0.1"
+    # A real kubelet (not KWOK) serves logs and exec: reach it by its address, with a client
+    # certificate its x509 authentication accepts.
+    kubelet_client = ca.issue(
+        "apiserver-kubelet-client", "kube-apiserver-kubelet-client", organization="system:masters"
+    )
+    to_kubelets = [
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--kubelet-client-certificate={kubelet_client[0]}",
+        f"--kubelet-client-key={kubelet_client[1]}",
+    ]
     plane.start(
         "kube-apiserver",
         [
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={plane.address}",
+            f"--advertise-address={plane.address}",
             f"--secure-port={plane.api_port}",
             f"--cert-dir={plane.folder / 'apiserver-certs'}",
             f"--tls-cert-file={serving_cert}",
@@ -214,9 +230,9 @@ def _start_apiserver(
             # can see a watch from a compacted version answered 410 Gone, as after a restart.
             "--watch-cache-sizes=configmaps#0",
             f"--enable-admission-plugins={ADMISSION_PLUGINS}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-cluster-ip-range={service_cidr}",
             # Loopback is not a valid endpoint address: do not publish the `kubernetes` service endpoints.
-            "--endpoint-reconciler-type=none",
+            *(["--endpoint-reconciler-type=none"] if on_loopback else to_kubelets),
             "--allow-privileged=true",
             "--profiling=false",
             "--v=0",
@@ -273,16 +289,21 @@ def explain_failure(plane: ControlPlane, error: BaseException, ready: bool) -> N
 
 
 @contextlib.contextmanager
-def control_plane(nodes: int = 1, timeout: float = 180.0) -> Iterator[ControlPlane]:
-    """Start a control plane, yield it once usable, stop everything on exit."""
+def control_plane(
+    nodes: int = 1, timeout: float = 180.0, address: str = "127.0.0.1", service_cidr: str = SERVICE_CIDR
+) -> Iterator[ControlPlane]:
+    """Start a control plane, yield it once usable, stop everything on exit.
+
+    `nodes`: how many KWOK nodes (0: none, and no KWOK: the real node's cluster).
+    """
     folder = Path(tempfile.mkdtemp(prefix="preview-kube-"))
-    plane = ControlPlane(folder=folder, api_port=free_port(), kubeconfig=folder / "admin.kubeconfig")
+    plane = ControlPlane(folder=folder, api_port=free_port(), kubeconfig=folder / "admin.kubeconfig", address=address)
     ready = False
     try:
-        ca = pki.CertificateAuthority(folder)
+        ca = plane.ca = pki.CertificateAuthority(folder)
         sa_private, sa_public = pki.service_account_keys(folder)
         etcd_url = plane.etcd_url = _start_etcd(plane)
-        _start_apiserver(plane, etcd_url, ca, sa_private, sa_public)
+        _start_apiserver(plane, etcd_url, ca, sa_private, sa_public, service_cidr)
 
         admin_cert, admin_key = ca.issue("admin", "preview-test-admin", organization="system:masters")
         _write_kubeconfig(plane.kubeconfig, plane.server, ca.cert_path, admin_cert, admin_key, "admin")
@@ -324,7 +345,7 @@ def control_plane(nodes: int = 1, timeout: float = 180.0) -> Iterator[ControlPla
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={free_port()}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--service-cluster-ip-range={service_cidr}",
                 "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
                 "--v=0",
             ],
@@ -341,19 +362,20 @@ def control_plane(nodes: int = 1, timeout: float = 180.0) -> Iterator[ControlPla
                 "--v=0",
             ],
         )
-        plane.start(
-            "kwok",
-            [
-                f"--kubeconfig={kubeconfigs['kwok']}",
-                f"--config={KWOK_CONFIG}",
-                "--server-address=127.0.0.1:" + str(free_port()),
-                "--node-ip=10.244.0.1",
-                "--cidr=10.244.0.0/16",
-            ],
-        )
         api = plane.api_client()
-        _register_nodes(api, NODE_NAMES[:nodes])
-        _wait("nodes Ready", lambda: _nodes_ready(api, nodes), plane, timeout)
+        if nodes:
+            plane.start(
+                "kwok",
+                [
+                    f"--kubeconfig={kubeconfigs['kwok']}",
+                    f"--config={KWOK_CONFIG}",
+                    "--server-address=127.0.0.1:" + str(free_port()),
+                    "--node-ip=10.244.0.1",
+                    "--cidr=10.244.0.0/16",
+                ],
+            )
+            _register_nodes(api, NODE_NAMES[:nodes])
+            _wait("nodes Ready", lambda: _nodes_ready(api, nodes), plane, timeout)
         _wait("default ServiceAccount", lambda: _default_service_account(api), plane, timeout)
         api.close()
         ready = True
