@@ -196,3 +196,141 @@ def test_a_pr_is_built_run_and_served_behind_its_password_then_updated_then_gone
     repo.close_pr(number)
     eventually(lambda: namespace_gone(api, namespace), timeout=180, what="namespace deleted after close")
     eventually(lambda: page(real_node, host).status_code == 404, timeout=30, what="host answers 404")
+
+
+def in_pod(real_node, namespace: str, script: str, timeout: float = 120) -> tuple[int, str]:
+    """Run `script` in a pod of `namespace` (the curl image, unprivileged, as PodSecurity
+    `restricted` wants it); return its exit code and log. The pod is deleted afterwards."""
+    api = real_node.plane.api_client()
+    core = k8s.CoreV1Api(api)
+    name = f"probe-{uuid.uuid4().hex[:6]}"
+    restricted = {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    limits = {"cpu": "200m", "memory": "64Mi", "ephemeral-storage": "64Mi"}
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "containers": [
+                    {
+                        "name": "probe",
+                        "image": real_node.image("git"),
+                        "command": ["sh", "-c", script],
+                        "securityContext": restricted,
+                        "resources": {"requests": limits, "limits": limits},
+                    }
+                ],
+            },
+        },
+    )
+    try:
+        pod = eventually(
+            lambda: (
+                (found := core.read_namespaced_pod(name, namespace)).status.phase in ("Succeeded", "Failed") and found
+            ),
+            timeout=timeout,
+            interval=0.5,
+            what=f"pod {name} to finish",
+        )
+        code = pod.status.container_statuses[0].state.terminated.exit_code
+        return code, core.read_namespaced_pod_log(name, namespace)
+    finally:
+        core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+        api.close()
+
+
+@pytest.fixture(scope="module")
+def served(real_node, stack, gitea, tmp_path_factory):
+    """One ready preview for the tests that only look at it."""
+    repo = create_repository(
+        gitea,
+        f"node-served-{uuid.uuid4().hex[:6]}",
+        tmp_path_factory.mktemp("served") / "work",
+        webhook_url=f"{stack['url']}/webhooks/gitea",
+        secret=SECRET,
+        files=sample_app(real_node.image("base"), "first version"),
+    )
+    sha = repo.commit("feature/served", {"site/message.txt": "served\n"}, "Serve")
+    repo.open_pr("feature/served")
+    host = success_status(repo, sha, real_node)["target_url"].split("://", 1)[1].split("/", 1)[0]
+    namespace = "preview-" + host.split(".", 1)[0]
+    [service] = k8s.CoreV1Api(stack["api"]).list_namespaced_service(namespace).items
+    return {"namespace": namespace, "host": host, "service": service.metadata.name, "sha": sha}
+
+
+def test_a_preview_pod_resolves_names_and_reaches_its_own_services(real_node, served):
+    service = f"{served['service']}.{served['namespace']}.svc.cluster.local"
+    code, log = in_pod(real_node, served["namespace"], f"getent hosts {service} && curl -sS -m 10 http://{service}/")
+    assert code == 0, log
+    assert f"commit {served['sha']}" in log
+    # Names outside the cluster are refused, never asked of a resolver outside the machine.
+    code, log = in_pod(real_node, served["namespace"], "getent hosts example.com")
+    assert code != 0, log
+
+
+def test_the_egress_and_isolation_policies_are_enforced(real_node, served):
+    # The canary answers whoever the network lets through: the node itself does reach it.
+    reached = real_node.run_inside("curl", "-sS", "-m", "5", real_node.canary_url, check=False)
+    assert reached.stdout == "canary\n", reached.stderr
+    if not real_node.policy_enforced:
+        pytest.skip(
+            "NetworkPolicy is not enforced on this machine: its kernel lacks nftables' queue statement"
+            " (CONFIG_NFT_QUEUE), which kube-network-policies needs"
+        )
+    canary = f"curl -sS -m 5 {real_node.canary_url}"
+    code, log = in_pod(real_node, served["namespace"], canary)
+    assert code != 0 and "canary" not in log, "a preview reached an address in a denied range"
+    code, log = in_pod(real_node, "preview-builds", canary)
+    assert code != 0 and "canary" not in log, "a build reached an address in a denied range"
+    # Another namespace's pod cannot reach the preview's Service.
+    api = real_node.plane.api_client()
+    outsider = f"outsider-{uuid.uuid4().hex[:6]}"
+    k8s.CoreV1Api(api).create_namespace({"metadata": {"name": outsider}})
+    service = f"{served['service']}.{served['namespace']}.svc.cluster.local"
+    code, log = in_pod(real_node, outsider, f"curl -sS -m 5 http://{service}/")
+    assert code != 0 and "commit" not in log, "a pod of another namespace reached the preview"
+    k8s.CoreV1Api(api).delete_namespace(outsider)
+    api.close()
+
+
+def test_a_real_kubelet_s_failures_are_said_in_a_sentence(real_node, stack, gitea, tmp_path):
+    repo = create_repository(
+        gitea,
+        f"node-fail-{uuid.uuid4().hex[:6]}",
+        tmp_path / "work",
+        webhook_url=f"{stack['url']}/webhooks/gitea",
+        secret=SECRET,
+        files=sample_app(real_node.image("base"), "fine"),
+    )
+    base = real_node.image("base")
+    missing = f"{real_node.registry}/previews/{repo.full_name.replace('/', '-')}/missing@sha256:{'0' * 64}"
+    cases = {
+        # branch: (files, what the status must say)
+        "crash": ({"Dockerfile": f'FROM {base}\nCMD ["sh", "-c", "echo starting; exit 1"]\n'}, "keeps crashing"),
+        # One line of 700 MiB, which sort holds whole: past the app's 512 MiB limit.
+        "oom": (
+            {"Dockerfile": f'FROM {base}\nCMD ["sh", "-c", "head -c 734003200 /dev/zero | sort"]\n'},
+            "more memory than its limit",
+        ),
+        "pull": ({".gitea/preview.yml": f"image: {missing}\n"}, "cannot be pulled"),
+    }
+    shas = {}
+    for branch, (files, _) in cases.items():
+        shas[branch] = repo.commit(f"fail/{branch}", files, f"Fail: {branch}")
+        repo.git("checkout", "main")
+        repo.open_pr(f"fail/{branch}")
+    for branch, (_, sentence) in cases.items():
+        status = eventually(
+            lambda sha=shas[branch]: (found := repo.latest_status(sha)) and found["status"] == "failure" and found,
+            timeout=300,
+            interval=1,
+            what=f"the {branch} preview to fail",
+        )
+        assert sentence in status["description"], (branch, status["description"])

@@ -50,6 +50,7 @@ from tests.servers import die_with_parent, free_port, stop_process
 NODE_NAME = "preview-node"
 SERVICE_CIDR = "10.215.0.0/24"
 REGISTRY_PORT = 5000
+CANARY_PORT = 8080
 CLUSTER_DOMAIN = "cluster.local"
 # What the kubelet checks before it starts (protectKernelDefaults). The machine's own values
 # differ and are not ours to change: the node's mount namespace shows it these instead.
@@ -66,11 +67,14 @@ class RealNode:
     cgroup: CgroupParent
     plane: ControlPlane
     holder: subprocess.Popen | None = None
+    canary: subprocess.Popen | None = None  # the listener in a denied range (network.canary_ip)
     processes: list[Process] = field(default_factory=list)
     forwards: list[PortForward] = field(default_factory=list)
     registry_user: str = "testbed"
     registry_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     image_refs: dict[str, str] = field(default_factory=dict)
+    # NetworkPolicy is enforced (kube-network-policies runs): see _kernel_queues_packets.
+    policy_enforced: bool = False
 
     @property
     def registry(self) -> str:
@@ -84,6 +88,10 @@ class RealNode:
     @property
     def gateway(self) -> str:
         return addons.GATEWAY
+
+    @property
+    def canary_url(self) -> str:
+        return f"http://{self.network.canary_ip}:{CANARY_PORT}/"
 
     def image(self, name: str) -> str:
         return self.image_refs[name]
@@ -213,6 +221,22 @@ def _start_holder(node: RealNode) -> None:
         shown.write_text(value + "\n")
         script.append(f"mount --bind {shown} /proc/sys/{key}")
     node.run_inside("sh", "-c", "\n".join(script))
+
+
+def _start_canary(node: RealNode) -> subprocess.Popen:
+    """A web server in the canary's namespace: whoever reaches it got past the egress policy."""
+    page = node.folder / "canary"
+    page.mkdir()
+    (page / "index.html").write_text("canary\n")
+    canary = subprocess.Popen(
+        ["ip", "netns", "exec", node.network.canary_netns, "python3", "-m", "http.server"]
+        + ["--bind", node.network.canary_ip, "--directory", str(page), str(CANARY_PORT)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
+    return canary
 
 
 # -- configuration files ----------------------------------------------------------------------
@@ -453,6 +477,21 @@ def _push_images(node: RealNode) -> None:
         node.image_refs[name] = ref
 
 
+def _kernel_queues_packets(node: RealNode) -> bool:
+    """kube-network-policies hands packets to itself with nftables' `queue` statement; a kernel
+    built without CONFIG_NFT_QUEUE (this machine's) refuses that rule, and then nothing enforces
+    NetworkPolicy here. Tried in the node's own namespace, with a table removed at once."""
+    probe = node.run_inside(
+        "sh",
+        "-c",
+        "nft add table inet testbed-probe && nft add chain inet testbed-probe forward"
+        " '{ type filter hook forward priority 0; }' && nft add rule inet testbed-probe forward queue num 1 bypass;"
+        " status=$?; nft delete table inet testbed-probe; exit $status",
+        check=False,
+    )
+    return probe.returncode == 0
+
+
 def _node_ready(node: RealNode) -> bool:
     api = node.plane.api_client()
     try:
@@ -497,6 +536,7 @@ def real_node(timeout: float = 180.0) -> Iterator[RealNode]:
         stack.callback(_stop, node)
         try:
             _start_holder(node)
+            node.canary = _start_canary(node)
             _install_account_files(node, _infra_token(node))
             in_cluster = {"KUBERNETES_SERVICE_HOST": network.host_ip, "KUBERNETES_SERVICE_PORT": str(plane.api_port)}
             node.start("registry", [binary("registry"), "serve", str(_registry_config(node))])
@@ -519,15 +559,17 @@ def real_node(timeout: float = 180.0) -> Iterator[RealNode]:
             )
             proxy_kubeconfig = _kubeconfig(node, "kube-proxy", "system:kube-proxy", None)
             node.start("kube-proxy", [binary("kube-proxy"), f"--config={_kube_proxy_config(node, proxy_kubeconfig)}"])
-            node.start(
-                "kube-network-policies",
-                [
-                    binary("kube-network-policies"),
-                    f"--hostname-override={NODE_NAME}",
-                    f"--metrics-bind-address=127.0.0.1:{free_port()}",
-                ],
-                env=in_cluster,
-            )
+            node.policy_enforced = _kernel_queues_packets(node)
+            if node.policy_enforced:
+                node.start(
+                    "kube-network-policies",
+                    [
+                        binary("kube-network-policies"),
+                        f"--hostname-override={NODE_NAME}",
+                        f"--metrics-bind-address=127.0.0.1:{free_port()}",
+                    ],
+                    env=in_cluster,
+                )
             _wait("node Ready", lambda: _node_ready(node), node, timeout)
             _install_crds(node)
             _apply(node, addons.coredns(node.image("coredns")) + addons.traefik(node.image("traefik"), network.node_ip))
@@ -546,6 +588,8 @@ def _answers(url: str) -> bool:
 def _stop(node: RealNode) -> None:
     for forward in node.forwards:
         forward.close()
+    if node.canary is not None:
+        stop_process(node.canary)
     for process in reversed(node.processes):
         stop_process(process.popen, timeout=15)
     node.processes.clear()
