@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # the tests run a scheduler and a worker whose clocks are off.
 DEBIAN_PACKAGES := git redis-server postgresql mariadb-server nginx-light chromium util-linux procps python3-venv faketime libseccomp-dev pkg-config iptables nftables iproute2 mmdebstrap
 
-.PHONY: run test bench deps venv tools migrate cluster lint
+.PHONY: run test bench deps venv tools migrate cluster node lint
 
 run: deps venv tools
 	$(BIN)/python -m tests.devstack
@@ -49,6 +49,10 @@ migrate: venv
 # A local Kubernetes control plane in the foreground; prints the KUBECONFIG to use.
 cluster: venv tools
 	$(BIN)/python -m tests.kube.controlplane
+
+# The real node (kubelet, containerd, Traefik, registry) and its own control plane, in the foreground.
+node: deps venv tools
+	$(BIN)/python -m tests.node.node
 
 lint: venv
 	$(BIN)/ruff check app workers tests bench

@@ -397,6 +397,7 @@ def main() -> None:
         print(f"control plane ready in {time.monotonic() - started:.1f} s", flush=True)
         print(f"export KUBECONFIG={plane.kubeconfig}", flush=True)
         print(f"kubectl: {binary('kubectl')}   (Ctrl-C stops everything)", flush=True)
+        print("KWOK plays the kubelet here; `make node` starts a real node (and its own cluster)", flush=True)
         stop = []
         signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
         try:

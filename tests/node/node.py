@@ -616,3 +616,30 @@ def leftovers(folder: Path, network: NodeNetwork, cgroup: CgroupParent) -> list[
     if folder.exists():
         found.append(f"folder {folder}")
     return found
+
+
+def main() -> None:
+    """Run the real node and its cluster in the foreground until interrupted (`make node`)."""
+    import signal
+
+    started = time.monotonic()
+    with real_node() as node:
+        print(f"real node ready in {time.monotonic() - started:.1f} s", flush=True)
+        print(f"export KUBECONFIG={node.plane.kubeconfig}", flush=True)
+        print(f"kubectl: {binary('kubectl')}", flush=True)
+        print(f"registry: http://{node.registry} (user {node.registry_user}; config in {node.folder / 'docker'})")
+        print(f"Traefik: {node.ingress_url} (Gateway {node.gateway}); a pod's shell: kubectl exec", flush=True)
+        print(f"the node's namespaces: ip netns exec {node.network.netns} ...; logs in {node.folder / 'logs'}")
+        print("Ctrl-C stops everything and removes it", flush=True)
+        stop: list[bool] = []
+        signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+        try:
+            while not stop:
+                node.check_alive()
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
