@@ -16,6 +16,7 @@ import requests
 from kubernetes import client as k8s
 
 from tests.gitea_repo import create_repository
+from tests.gitea_server import BOT
 from tests.kube.waiting import eventually, namespace_gone
 from tests.servers import free_port
 from tests.service_processes import SecretEnv, service_processes
@@ -23,6 +24,7 @@ from tests.service_processes import SecretEnv, service_processes
 pytestmark = [pytest.mark.node, pytest.mark.gitea, pytest.mark.slow]
 
 SECRET = "node-webhook-secret-" + uuid.uuid4().hex[:8]
+API_TOKEN = "node-api-token-" + uuid.uuid4().hex
 DOMAIN = "preview.localhost"
 MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json"
 
@@ -65,6 +67,11 @@ def stack(gitea, real_node, redis_server, postgres_server, tmp_path_factory):
             "data": {".dockerconfigjson": base64.b64encode(docker_config).decode()},
         },
     )
+    # And the credentials fetch-source clones with (private repositories): the bot's token.
+    core.create_namespaced_secret(
+        "preview-builds",
+        {"metadata": {"name": "git-credentials"}, "stringData": {"username": BOT, "password": gitea.bot_token}},
+    )
     network = real_node.network
     env = {
         "DATABASE_URL": postgres_server.create_database(f"node_{uuid.uuid4().hex[:8]}"),
@@ -86,6 +93,7 @@ def stack(gitea, real_node, redis_server, postgres_server, tmp_path_factory):
         "INGRESS_CONTROLLER_NAMESPACE": "traefik",
         "PREVIEW_DOMAIN": DOMAIN,
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "API_TOKENS": API_TOKEN,
     }
     with service_processes(env, folder, port):
         yield {"url": f"http://127.0.0.1:{port}", "folder": folder, "env": SecretEnv(env), "api": api}
@@ -334,3 +342,57 @@ def test_a_real_kubelet_s_failures_are_said_in_a_sentence(real_node, stack, gite
             what=f"the {branch} preview to fail",
         )
         assert sentence in status["description"], (branch, status["description"])
+
+
+# Runs as root, as a hostile Dockerfile would; prints its environment, then every (small) file
+# it can read under the places a credential could be: kaniko's own folder, /var/run and /run
+# (a service account token would be there) and the source.
+PEEKING_DOCKERFILE = """FROM {base}
+USER root
+COPY . /src
+RUN echo "== env"; env; for d in /kaniko /var/run /run /workspace /src; do \\
+      find "$d" -type f 2>/dev/null | while read -r f; do \\
+        echo "== $f"; [ "$(wc -c < "$f" 2>/dev/null)" -lt 65536 ] 2>/dev/null && cat "$f"; echo; \\
+      done; \\
+    done; chmod 755 /src/site/cgi-bin/index.cgi
+USER 65532
+CMD ["httpd", "-f", "-p", "8080", "-h", "/src/site"]
+"""
+
+
+def test_an_approved_fork_s_build_sees_no_git_credential_and_no_service_account_token(
+    real_node, stack, gitea, tmp_path
+):
+    repo = create_repository(
+        gitea,
+        f"node-fork-{uuid.uuid4().hex[:6]}",
+        tmp_path / "work",
+        webhook_url=f"{stack['url']}/webhooks/gitea",
+        secret=SECRET,
+        files=sample_app(real_node.image("base"), "upstream"),
+    )
+    gitea.api("PUT", f"/repos/{repo.full_name}/collaborators/{BOT}", json={"permission": "admin"})
+    stranger = f"stranger{uuid.uuid4().hex[:6]}"
+    password = gitea.create_user(stranger)
+    dockerfile = PEEKING_DOCKERFILE.format(base=real_node.image("base"))
+    number, sha = repo.fork_pr(stranger, password, "fork/peek", {"Dockerfile": dockerfile})
+    eventually(lambda: (repo.latest_status(sha) or {}).get("status") == "pending", what="waiting for approval")
+    repo.add_label(number, "preview:approved")
+    success_status(repo, sha, real_node)
+
+    # The build's log, read back as an agent would: through the API.
+    bearer = {"Authorization": f"Bearer {API_TOKEN}"}
+    [preview] = requests.get(
+        f"{stack['url']}/api/previews", params={"repository": repo.full_name}, headers=bearer, timeout=10
+    ).json()["items"]
+    answer = requests.get(f"{stack['url']}/api/previews/{preview['id']}/logs?tail=5000", headers=bearer, timeout=10)
+    assert answer.status_code == 200
+    log = answer.json()["build"]
+    # The RUN did look (not a vacuous pass): its environment and kaniko's own files are there.
+    assert "== env" in log and "== /kaniko/executor" in log and "== /workspace/Dockerfile" in log
+    assert "== /kaniko/.docker/config.json" in log  # a mounted Secret is readable: one more would show
+    # Booleans first: a failing assert must not print the log (it holds the registry's push config).
+    git_token_seen = gitea.bot_token in log or "git-credentials" in log or "GIT_PASSWORD" in log
+    account_token_seen = "serviceaccount" in log or "eyJhbGciOi" in log  # a projected token is a JWT
+    assert not git_token_seen, "the build saw the git credential"
+    assert not account_token_seen, "the build saw a service account token"
