@@ -255,6 +255,8 @@ class Settings:
     # The port previews are served on, when not their scheme's default (a test bed's proxy):
     # a sign-in sends the browser back to a preview on no other port.
     preview_port: int | None = None
+    # How reviewers reach previews: https, but for a demo without TLS at its ingress (`make run`).
+    preview_scheme: str = "https"
     # Build: kaniko Jobs run here (not PodSecurity "restricted": kaniko runs as root).
     build_namespace: str = "preview-builds"
     builder_image: str = "ghcr.io/osscontainertools/kaniko:v1.27.6"
@@ -386,6 +388,7 @@ class Settings:
         maybe_set("queue_name", "PREVIEW_QUEUE")
         maybe_set("public_url", "PUBLIC_URL", _url("http", "https"))
         maybe_set("preview_port", "PREVIEW_PORT", _port)
+        maybe_set("preview_scheme", "PREVIEW_SCHEME", _choice("https", "http"))
         maybe_set("trusted_proxy_hops", "TRUSTED_PROXY_HOPS", _count)
         maybe_set("build_namespace", "BUILD_NAMESPACE", _dns_label)
         maybe_set("builder_image", "BUILDER_IMAGE")

@@ -1,8 +1,9 @@
 """The README's run command, as a newcomer types it: `make run` from a plain login shell.
 
-No virtualenv on PATH, nothing configured: it must start Redis, the control
-plane, Gitea with the demo repository and the service, get the demo's task
-branch to a `success` status, and leave no process behind after Ctrl-C.
+No virtualenv on PATH, nothing configured: it must start Redis, the cluster
+(the real node on this machine), Gitea with the demo repository and the service,
+get the demo's task branch to a `success` status whose "Details" link opens the
+demo's app in Chromium, and leave no process behind after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tests.helpers import descendants, process_stat
 from tests.kube.waiting import eventually
 from tests.servers import free_port
 
-pytestmark = [pytest.mark.kube, pytest.mark.gitea, pytest.mark.slow]
+pytestmark = [pytest.mark.kube, pytest.mark.gitea, pytest.mark.node, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAIN_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -38,7 +39,23 @@ def _alive(processes: dict[int, int]) -> list[str]:
     return left
 
 
-def test_make_run_from_a_plain_shell_reaches_a_ready_preview_and_ctrl_c_stops_everything():
+def open_the_details_link(browser, link: str, output: str, service: str) -> None:
+    """What a reviewer does: the "Details" link in a browser, with the preview's password (read
+    from the API with the token `make run` printed). The page is the demo's own app."""
+    assert re.match(r"http://[a-z0-9-]+\.preview\.localhost:\d+$", link), link
+    token = re.search(r"Authorization: Bearer (\S+)", output).group(1)
+    bearer = {"Authorization": f"Bearer {token}"}
+    [preview] = requests.get(f"{service}/api/previews", headers=bearer, timeout=10).json()["items"]
+    access = requests.get(f"{service}/api/previews/{preview['id']}/credentials", headers=bearer, timeout=10).json()
+    context = browser.new_context(http_credentials={"username": access["username"], "password": access["password"]})
+    page = context.new_page()
+    answer = page.goto(link)
+    assert answer.status == 200
+    assert page.content().count(f"commit {preview['head_sha']}") == 1 and "Hello from the demo" in page.content()
+    context.close()
+
+
+def test_make_run_from_a_plain_shell_reaches_a_ready_preview_and_ctrl_c_stops_everything(browser):
     env = {"PATH": PLAIN_PATH, "HOME": os.environ["HOME"], "LANG": "C.UTF-8", "BIND": f"127.0.0.1:{free_port()}"}
     if "PREVIEW_TOOLS_CACHE" in os.environ:
         env["PREVIEW_TOOLS_CACHE"] = os.environ["PREVIEW_TOOLS_CACHE"]
@@ -72,8 +89,13 @@ def test_make_run_from_a_plain_shell_reaches_a_ready_preview_and_ctrl_c_stops_ev
             preview = next((s for s in statuses if s["context"] == "preview"), None)
             return preview if preview and preview["status"] == "success" else None
 
-        status = eventually(demo_status, timeout=180, interval=1, what="the demo preview's success status")
+        # On the real node the demo is really built (under a minute here).
+        status = eventually(demo_status, timeout=300, interval=1, what="the demo preview's success status")
         assert status["target_url"].startswith("http")
+        # This machine can run the real node (the `node` tests do): the demo must have used it.
+        said = "".join(output)
+        assert "real node ready" in said, [line for line in output if "real node" in line]
+        open_the_details_link(browser, status["target_url"], said, f"http://{env['BIND']}")
 
         started = descendants(make.pid)
         assert any(b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in started)

@@ -8,7 +8,6 @@ The service runs as its Procfile processes against the node's own cluster
 from __future__ import annotations
 
 import base64
-import json
 import uuid
 
 import pytest
@@ -18,6 +17,7 @@ from kubernetes import client as k8s
 from tests.gitea_repo import create_repository
 from tests.gitea_server import BOT
 from tests.kube.waiting import eventually, namespace_gone
+from tests.node.service import prepare_builds, sample_app, service_env
 from tests.servers import free_port
 from tests.service_processes import SecretEnv, service_processes
 
@@ -25,28 +25,7 @@ pytestmark = [pytest.mark.node, pytest.mark.gitea, pytest.mark.slow]
 
 SECRET = "node-webhook-secret-" + uuid.uuid4().hex[:8]
 API_TOKEN = "node-api-token-" + uuid.uuid4().hex
-DOMAIN = "preview.localhost"
 MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json"
-
-
-def sample_app(base_image: str, message: str) -> dict[str, str]:
-    """A tiny app on the test bed's busybox base: its page shows the commit it runs and a
-    file of the commit, so a page can only be right if the build used that commit."""
-    return {
-        "Dockerfile": (
-            f"FROM {base_image}\n"
-            "COPY --chown=65532:65532 site /site\n"
-            "RUN chmod 755 /site/cgi-bin/index.cgi\n"
-            'CMD ["httpd", "-f", "-p", "8080", "-h", "/site"]\n'
-        ),
-        "site/cgi-bin/index.cgi": (
-            "#!/bin/sh\n"
-            "printf 'Content-Type: text/plain\\r\\n\\r\\n'\n"
-            'echo "commit $PREVIEW_COMMIT"\n'
-            "cat /site/message.txt\n"
-        ),
-        "site/message.txt": message + "\n",
-    }
 
 
 @pytest.fixture(scope="module")
@@ -54,47 +33,18 @@ def stack(gitea, real_node, redis_server, postgres_server, tmp_path_factory):
     folder = tmp_path_factory.mktemp("node")
     port = free_port()
     gitea_host, gitea_port = real_node.expose(gitea.port)
-    api = real_node.plane.api_client()
-    # The operator's part: the build namespace's registry credentials (kaniko pushes with them).
-    core = k8s.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": "preview-builds"}})
-    docker_config = json.dumps(real_node.docker_config()).encode()
-    core.create_namespaced_secret(
-        "preview-builds",
-        {
-            "metadata": {"name": "registry-credentials"},
-            "type": "kubernetes.io/dockerconfigjson",
-            "data": {".dockerconfigjson": base64.b64encode(docker_config).decode()},
-        },
-    )
-    # And the credentials fetch-source clones with (private repositories): the bot's token.
-    core.create_namespaced_secret(
-        "preview-builds",
-        {"metadata": {"name": "git-credentials"}, "stringData": {"username": BOT, "password": gitea.bot_token}},
-    )
-    network = real_node.network
+    prepare_builds(real_node, BOT, gitea.bot_token)
     env = {
+        **service_env(real_node, f"http://{gitea_host}:{gitea_port}"),
         "DATABASE_URL": postgres_server.create_database(f"node_{uuid.uuid4().hex[:8]}"),
         "REDIS_URL": redis_server.url,
         "PREVIEW_QUEUE": f"node-{uuid.uuid4().hex[:8]}",
-        # One address for Gitea that the service and the build pods both reach.
-        "GITEA_URL": f"http://{gitea_host}:{gitea_port}",
         "GITEA_TOKEN": gitea.bot_token,
         "GITEA_WEBHOOK_SECRET": SECRET,
-        "KUBECONFIG": str(real_node.plane.kubeconfig),
-        "PREVIEW_REGISTRY": f"{real_node.registry}/previews",
-        "PREVIEW_REGISTRY_INSECURE": "true",
-        "REGISTRY_SHARED_FALLBACK": "true",
-        "SOURCE_IMAGE": real_node.image("git"),
-        "BUILDER_IMAGE": real_node.image("kaniko"),
-        "BUILD_EGRESS_ALLOWED_CIDRS": f"{network.host_ip}/32,{network.node_ip}/32",
-        "PREVIEW_ROUTING": "gateway-traefik",
-        "PREVIEW_GATEWAY": real_node.gateway,
-        "INGRESS_CONTROLLER_NAMESPACE": "traefik",
-        "PREVIEW_DOMAIN": DOMAIN,
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "API_TOKENS": API_TOKEN,
     }
+    api = real_node.plane.api_client()
     with service_processes(env, folder, port):
         yield {"url": f"http://127.0.0.1:{port}", "folder": folder, "env": SecretEnv(env), "api": api}
     api.close()

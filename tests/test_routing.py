@@ -4,6 +4,7 @@ teardown through the pipeline with each."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import datetime, timedelta
 
@@ -210,3 +211,14 @@ def test_the_server_accepts_the_nginx_gateway_route(kube_cluster, kube_api, rout
     k8s.CustomObjectsApi(kube_api).create_namespaced_custom_object(
         "gateway.networking.k8s.io", "v1", kube_namespace, "httproutes", route, dry_run="All"
     )
+
+
+def test_a_preview_url_carries_the_scheme_and_port_previews_are_served_on():
+    s = spec()
+    assert s.url == f"https://{s.names.host}"
+    demo = dataclasses.replace(s, scheme="http", port=8080)
+    assert demo.url == f"http://{s.names.host}:8080"
+    settings = Settings.from_env({"PREVIEW_SCHEME": "http", "PREVIEW_PORT": "8080"})
+    assert (settings.preview_scheme, settings.preview_port) == ("http", 8080)
+    with pytest.raises(SettingsError, match="PREVIEW_SCHEME"):
+        Settings.from_env({"PREVIEW_SCHEME": "ftp"})

@@ -60,10 +60,12 @@ class PreviewSpec:
     ttl: timedelta
     pr_number: int | None = None
     pr_url: str | None = None
+    scheme: str = "https"  # PREVIEW_SCHEME
+    port: int | None = None  # PREVIEW_PORT, when not the scheme's default
 
     @property
     def url(self) -> str:
-        return f"https://{self.names.host}"
+        return f"{self.scheme}://{self.names.host}{'' if self.port is None else f':{self.port}'}"
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,8 @@ def _spec(
         ttl=ttl,
         pr_number=preview.pr_number,
         pr_url=gitea_links.pull_request_url(settings.gitea_url, preview.repository.full_name, preview.pr_number),
+        scheme=settings.preview_scheme,
+        port=settings.preview_port,
     )
 
 

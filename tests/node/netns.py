@@ -9,6 +9,7 @@ pod behind it, can send a packet anywhere the test bed did not create.
 from __future__ import annotations
 
 import ipaddress
+import os
 import subprocess
 from dataclasses import dataclass
 
@@ -20,7 +21,11 @@ CANARY_LINK = "192.168.213.0/30"
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(list(args), check=check, capture_output=True, text=True, timeout=30)
+    # Root's sbin folders too: a plain login shell's PATH lacks them.
+    path = f"/usr/local/sbin:/usr/sbin:/sbin:{os.environ.get('PATH', os.defpath)}"
+    return subprocess.run(
+        list(args), check=check, capture_output=True, text=True, timeout=30, env={**os.environ, "PATH": path}
+    )
 
 
 def in_netns(netns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:

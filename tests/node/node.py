@@ -132,7 +132,7 @@ class RealNode:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=prepare,
-                env={**os.environ, **(env or {})},
+                env={**os.environ, "PATH": system_path(), **(env or {})},
             )
         process = Process(name, popen, log)
         self.processes.append(process)
@@ -146,6 +146,7 @@ class RealNode:
             capture_output=True,
             text=True,
             timeout=60,
+            env={**os.environ, "PATH": system_path()},
         )
 
     def check_alive(self) -> None:
@@ -156,6 +157,12 @@ class RealNode:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} log tail ---\n{p.tail(40)}" for p in self.processes)
+
+
+def system_path() -> str:
+    """PATH with root's sbin folders first: `make run` from a plain login shell lacks them, and
+    kube-proxy (nft), the CNI plugins (iptables) and the probes need them."""
+    return f"/usr/local/sbin:/usr/sbin:/sbin:{os.environ.get('PATH', os.defpath)}"
 
 
 def _wait(description: str, check: Callable[[], object], node: RealNode, timeout: float) -> None:

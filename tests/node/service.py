@@ -1,0 +1,77 @@
+"""What the service needs to run its previews on the real node: the operator's part of the
+build namespace, the settings, and a sample app to deploy. Shared by the tests and `make run`."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from kubernetes import client as k8s
+
+from tests.node import addons
+from tests.node.node import RealNode
+
+BUILD_NAMESPACE = "preview-builds"
+DOMAIN = "preview.localhost"  # Chromium resolves every *.localhost name to loopback
+
+
+def sample_app(base_image: str, message: str) -> dict[str, str]:
+    """A tiny app on the test bed's busybox base: its page shows the commit it runs and a file
+    of the commit, so a page can only be right if the build used that commit."""
+    return {
+        "Dockerfile": (
+            f"FROM {base_image}\n"
+            "COPY --chown=65532:65532 site /site\n"
+            "RUN chmod 755 /site/cgi-bin/index.cgi\n"
+            'CMD ["httpd", "-f", "-p", "8080", "-h", "/site"]\n'
+        ),
+        "site/cgi-bin/index.cgi": (
+            "#!/bin/sh\n"
+            "printf 'Content-Type: text/plain\\r\\n\\r\\n'\n"
+            'echo "commit $PREVIEW_COMMIT"\n'
+            "cat /site/message.txt\n"
+        ),
+        "site/message.txt": message + "\n",
+    }
+
+
+def prepare_builds(node: RealNode, git_user: str, git_token: str) -> None:
+    """The operator's part: the build namespace with the registry push credentials (kaniko
+    pushes with them) and the git credentials fetch-source clones private repositories with."""
+    api = node.plane.api_client()
+    core = k8s.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": BUILD_NAMESPACE}})
+    docker_config = json.dumps(node.docker_config()).encode()
+    core.create_namespaced_secret(
+        BUILD_NAMESPACE,
+        {
+            "metadata": {"name": "registry-credentials"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": base64.b64encode(docker_config).decode()},
+        },
+    )
+    core.create_namespaced_secret(
+        BUILD_NAMESPACE,
+        {"metadata": {"name": "git-credentials"}, "stringData": {"username": git_user, "password": git_token}},
+    )
+    api.close()
+
+
+def service_env(node: RealNode, gitea_url: str) -> dict[str, str]:
+    """Settings for previews built and served on the node. `gitea_url` must be an address that
+    the service and the build pods both reach (RealNode.expose)."""
+    network = node.network
+    return {
+        "GITEA_URL": gitea_url,
+        "KUBECONFIG": str(node.plane.kubeconfig),
+        "PREVIEW_REGISTRY": f"{node.registry}/previews",
+        "PREVIEW_REGISTRY_INSECURE": "true",
+        "REGISTRY_SHARED_FALLBACK": "true",
+        "SOURCE_IMAGE": node.image("git"),
+        "BUILDER_IMAGE": node.image("kaniko"),
+        "BUILD_EGRESS_ALLOWED_CIDRS": f"{network.host_ip}/32,{network.node_ip}/32",
+        "PREVIEW_ROUTING": "gateway-traefik",
+        "PREVIEW_GATEWAY": node.gateway,
+        "INGRESS_CONTROLLER_NAMESPACE": addons.TRAEFIK_NAMESPACE,
+        "PREVIEW_DOMAIN": DOMAIN,
+    }
