@@ -310,7 +310,9 @@ class Settings:
     # Per-namespace ResourceQuota (the seed's defaults).
     quota_requests_cpu: str = "500m"
     quota_requests_memory: str = "1Gi"
-    quota_limits_cpu: str = "1"
+    # Room for the app during a rolling update (two pods), its in-namespace database and a
+    # migrate Job at their default limits (500m each); found short on the real node at 1.
+    quota_limits_cpu: str = "2"
     quota_limits_memory: str = "2Gi"
     quota_ephemeral_storage: str = "5Gi"
     quota_pods: int = 5

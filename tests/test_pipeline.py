@@ -76,7 +76,7 @@ def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api)
     assert quota.spec.hard == {
         "requests.cpu": "500m",
         "requests.memory": "1Gi",
-        "limits.cpu": "1",
+        "limits.cpu": "2",
         "limits.memory": "2Gi",
         "limits.ephemeral-storage": "5Gi",
         "pods": "5",

@@ -85,14 +85,27 @@ def routing_state(real_node, namespace: str) -> str:
     return f"{routes.stdout}{routes.stderr}\n{pod_logs(real_node, 'traefik')}"
 
 
-def success_status(repo, sha, real_node, timeout=300):
+def success_status(repo, sha, real_node, timeout=300, namespace=None):
+    """The commit's `success` status; a failure, or a timeout, fails the test with what the
+    cluster shows (the builds' logs, and the preview namespace's objects when it is known)."""
+
+    def explain(headline: str) -> str:
+        found = [headline, pod_logs(real_node, "preview-builds")]
+        if namespace:
+            listing = real_node.plane.kubectl("get", "pods,jobs,statefulsets,pvc", "-n", namespace, check=False)
+            found += [listing.stdout + listing.stderr, pod_logs(real_node, namespace)]
+        return "\n".join(found)
+
     def probe():
         status = repo.latest_status(sha)
         if status and status["status"] == "failure":
-            pytest.fail(f"{status['description']}\n{pod_logs(real_node, 'preview-builds')}")
+            pytest.fail(explain(status["description"]))
         return status if status and status["status"] == "success" else None
 
-    return eventually(probe, timeout=timeout, interval=1, what=f"success status on {sha[:12]}")
+    try:
+        return eventually(probe, timeout=timeout, interval=1, what=f"success status on {sha[:12]}")
+    except AssertionError as timeout_error:
+        pytest.fail(explain(f"{timeout_error}; the last status: {repo.latest_status(sha)}"))
 
 
 def page(real_node, host, auth=None):
@@ -346,3 +359,82 @@ def test_an_approved_fork_s_build_sees_no_git_credential_and_no_service_account_
     account_token_seen = "serviceaccount" in log or "eyJhbGciOi" in log  # a projected token is a JWT
     assert not git_token_seen, "the build saw the git credential"
     assert not account_token_seen, "the build saw a service account token"
+
+
+def database_app(postgres_image: str, migrate: str) -> dict[str, str]:
+    """An app on the test bed's PostgreSQL image (for psql): its page counts the rows that seed
+    put in the table that migrate made. psql finds the database in the PG* variables."""
+    return {
+        "Dockerfile": (
+            f"FROM {postgres_image}\n"
+            "COPY site /site\n"
+            "RUN chmod 755 /site/cgi-bin/index.cgi\n"
+            "ENTRYPOINT []\n"
+            'CMD ["busybox", "httpd", "-f", "-p", "8080", "-h", "/site"]\n'
+        ),
+        "site/cgi-bin/index.cgi": (
+            "#!/bin/sh\n"
+            "printf 'Content-Type: text/plain\\r\\n\\r\\n'\n"
+            'echo "commit $PREVIEW_COMMIT"\n'
+            "echo \"rows $(psql -tAc 'select count(*) from visits')\"\n"
+        ),
+        ".gitea/preview.yml": (
+            "database:\n"
+            "  engine: postgres\n"
+            f'  migrate: [psql, -v, ON_ERROR_STOP=1, -c, "{migrate}"]\n'
+            '  seed: [psql, -v, ON_ERROR_STOP=1, -c, "insert into visits select generate_series(1, 3)"]\n'
+        ),
+    }
+
+
+def with_password(real_node, namespace: str, host: str) -> str:
+    """The preview's page through Traefik, with the preview's own credentials."""
+    api = real_node.plane.api_client()
+    secret = k8s.CoreV1Api(api).read_namespaced_secret("preview-basic-auth", namespace).data
+    api.close()
+    credentials = tuple(base64.b64decode(secret[key]).decode() for key in ("username", "password"))
+    return page(real_node, host, auth=credentials).text
+
+
+def test_a_preview_s_own_postgresql_is_migrated_every_push_and_seeded_once(real_node, stack, gitea, tmp_path):
+    repo = create_repository(
+        gitea,
+        f"node-db-{uuid.uuid4().hex[:6]}",
+        tmp_path / "work",
+        webhook_url=f"{stack['url']}/webhooks/gitea",
+        secret=SECRET,
+        files=sample_app(real_node.image("base"), "no database yet"),
+    )
+    image = real_node.image("postgres")
+    sha1 = repo.commit("feature/db", database_app(image, "create table if not exists visits (n int)"), "A table")
+    repo.open_pr("feature/db")
+    host = success_status(repo, sha1, real_node)["target_url"].split("://", 1)[1].split("/", 1)[0]
+    namespace = "preview-" + host.split(".", 1)[0]
+    # The server is the StatefulSet in the namespace, on a volume of its own.
+    api = stack["api"]
+    [claim] = k8s.CoreV1Api(api).list_namespaced_persistent_volume_claim(namespace).items
+    assert claim.status.phase == "Bound"
+    assert eventually(lambda: with_password(real_node, host=host, namespace=namespace) == f"commit {sha1}\nrows 3\n")
+
+    # A second push: migrate runs again, seed does not (the rows stay 3).
+    sha2 = repo.commit("feature/db", {"site/readme.txt": "second\n"}, "Second")
+    success_status(repo, sha2, real_node, namespace=namespace)
+    eventually(
+        lambda: with_password(real_node, host=host, namespace=namespace) == f"commit {sha2}\nrows 3\n",
+        what="the second commit's page, the seed not run again",
+    )
+    jobs = {job.metadata.name for job in k8s.BatchV1Api(api).list_namespaced_job(namespace).items}
+    assert {f"migrate-{sha1[:12]}", f"migrate-{sha2[:12]}", f"seed-{sha1[:12]}"} <= jobs
+    assert f"seed-{sha2[:12]}" not in jobs
+
+    # A failing migrate: the status says why, and the second version keeps serving.
+    broken = database_app(image, "select no_such_function()")
+    sha3 = repo.commit("feature/db", {".gitea/preview.yml": broken[".gitea/preview.yml"]}, "Broken migration")
+    failed = eventually(
+        lambda: (found := repo.latest_status(sha3)) and found["status"] == "failure" and found,
+        timeout=300,
+        interval=1,
+        what="the broken migration's failure",
+    )
+    assert "migrat" in failed["description"], failed["description"]
+    assert with_password(real_node, host=host, namespace=namespace) == f"commit {sha2}\nrows 3\n"

@@ -391,11 +391,30 @@ class Kube:
                 return (terminated.message or "").strip(), terminated.reason or ""
         return "", ""
 
+    def _quota_refusal(self, namespace: str, job_name: str) -> str | None:
+        """What the namespace's quota said when it refused the Job's pod, if it did."""
+        events = self.core.list_namespaced_event(
+            namespace,
+            field_selector=f"involvedObject.kind=Job,involvedObject.name={job_name},reason=FailedCreate",
+            _request_timeout=self.timeout,
+        ).items
+        refusals = [e.message for e in events if e.message and "exceeded quota" in e.message]
+        return refusals[-1] if refusals else None
+
     def wait_for_job(
-        self, namespace: str, name: str, timeout: float, should_stop: Callable[[], bool] | None = None
+        self,
+        namespace: str,
+        name: str,
+        timeout: float,
+        should_stop: Callable[[], bool] | None = None,
+        quota_refusal_is_final: bool = False,
     ) -> JobOutcome:
         """Watch a Job until it completes or fails, disappears, `timeout` seconds pass, or
-        `should_stop()` (asked every few seconds) says the result is no longer wanted."""
+        `should_stop()` (asked every few seconds) says the result is no longer wanted.
+
+        `quota_refusal_is_final`: a pod the namespace's quota refuses fails the Job at once (in a
+        preview's namespace the app and its database hold their share until the preview goes;
+        builds, by contrast, wait their turn for the build namespace's quota)."""
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -406,8 +425,11 @@ class Kube:
                     return JobOutcome("stopped", reason="stopped")
                 jobs = self._list_named(self.batch.list_namespaced_job, name, namespace)
                 state = job_state(jobs.items[0]) if jobs.items else "missing"
+                if state is None and quota_refusal_is_final and (refused := self._quota_refusal(namespace, name)):
+                    return JobOutcome("failed", refused, reason="quota")
                 if state is None:
-                    window = min(remaining, STOP_CHECK_SECONDS if should_stop else 60)
+                    checks = should_stop is not None or quota_refusal_is_final
+                    window = min(remaining, STOP_CHECK_SECONDS if checks else 60)
                     stream = self._watch_named(self.batch.list_namespaced_job, name, jobs, window, namespace)
                     for event in stream:
                         state = "missing" if event["type"] == "DELETED" else job_state(event["object"])

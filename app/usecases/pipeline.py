@@ -128,10 +128,14 @@ def _run_job(run: Run, namespace: str, job: dict[str, Any], phase: str) -> None:
     selector = f"{manifests.LABEL_PREVIEW_ID}={run.preview_id},{manifests.LABEL_COMPONENT}={phase}"
     failed_before = any(j.name == name and j.state == "failed" for j in kube.list_jobs(namespace, selector))
     kube.replace_job(job, recreate=failed_before)
-    outcome = kube.wait_for_job(namespace, name, settings.rollout_timeout.total_seconds(), should_stop=run.stopped)
+    outcome = kube.wait_for_job(
+        namespace, name, settings.rollout_timeout.total_seconds(), should_stop=run.stopped, quota_refusal_is_final=True
+    )
     run.check()
     if outcome.state in ("missing", "stopped"):
         raise Superseded(f"{phase} job {name} was deleted")
+    if outcome.reason == "quota":
+        raise StepFailed(phase, f"the namespace quota refuses the {phase} Job's pod: {outcome.message}")
     if outcome.state != "complete":
         tail = kube.pod_log_tail(namespace, f"job-name={name}") or outcome.message
         last = next((line.strip() for line in reversed(tail.splitlines()) if line.strip()), "")

@@ -166,3 +166,37 @@ def traefik(image: str, node_ip: str) -> list[dict[str, Any]]:
             },
         },
     ]
+
+
+STORAGE_CLASS = "testbed-local"  # DATABASE_STORAGE_CLASS for in-namespace databases
+
+
+def local_volumes(folder: str, count: int) -> list[dict[str, Any]]:
+    """Volumes for in-namespace databases: `count` hostPath PersistentVolumes under the node's
+    folder (gone with it), bound to claims of STORAGE_CLASS as they come (no provisioner)."""
+    volumes: list[dict[str, Any]] = [
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": STORAGE_CLASS},
+            "provisioner": "kubernetes.io/no-provisioner",
+            "reclaimPolicy": "Retain",
+            "volumeBindingMode": "Immediate",
+        }
+    ]
+    for number in range(count):
+        volumes.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": f"testbed-local-{number}"},
+                "spec": {
+                    "capacity": {"storage": "2Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": STORAGE_CLASS,
+                    "hostPath": {"path": f"{folder}/volumes/{number}", "type": "DirectoryOrCreate"},
+                },
+            }
+        )
+    return volumes

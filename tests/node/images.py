@@ -6,6 +6,7 @@
              curl, the tests' HTTP client inside the cluster (busybox's wget needs glibc's
              NSS modules, which a static busybox cannot load)
     kaniko   kaniko's executor, built by tests/tools/build.sh: BUILDER_IMAGE
+    postgres Debian's PostgreSQL 15 with an entrypoint of ours: POSTGRES_IMAGE
     coredns  CoreDNS, built by build.sh: the cluster's DNS, a pod in kube-system
     traefik  Traefik, built by build.sh: the data plane, a pod in its own namespace
 
@@ -79,8 +80,9 @@ def tar_directory(root: Path) -> bytes:
     return buffer.getvalue()
 
 
-def write_layout(folder: Path, layer: bytes, config: dict) -> None:
-    """An OCI image layout with one layer (https://github.com/opencontainers/image-spec, image-layout.md)."""
+def write_layout(folder: Path, layer: bytes | list[bytes], config: dict) -> None:
+    """An OCI image layout (https://github.com/opencontainers/image-spec, image-layout.md)."""
+    layers = layer if isinstance(layer, list) else [layer]
     blobs = folder / "blobs" / "sha256"
     blobs.mkdir(parents=True)
 
@@ -89,15 +91,14 @@ def write_layout(folder: Path, layer: bytes, config: dict) -> None:
         (blobs / digest).write_bytes(content)
         return f"sha256:{digest}", len(content)
 
-    compressed = gzip.compress(layer, mtime=0)
-    layer_digest, layer_size = blob(compressed)
+    stored = [blob(gzip.compress(content, mtime=0)) for content in layers]
     image_config = {
         "architecture": "amd64",
         "os": "linux",
         "created": "2026-01-01T00:00:00Z",
         "config": config,
-        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(layer).hexdigest()}"]},
-        "history": [{"created": "2026-01-01T00:00:00Z", "created_by": "tests/node/images.py"}],
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(c).hexdigest()}" for c in layers]},
+        "history": [{"created": "2026-01-01T00:00:00Z", "created_by": "tests/node/images.py"} for _ in layers],
     }
     config_digest, config_size = blob(json.dumps(image_config, sort_keys=True).encode())
     manifest = {
@@ -109,7 +110,8 @@ def write_layout(folder: Path, layer: bytes, config: dict) -> None:
             "size": config_size,
         },
         "layers": [
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": layer_size}
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size}
+            for digest, size in stored
         ],
     }
     manifest_digest, manifest_size = blob(json.dumps(manifest, sort_keys=True).encode())
@@ -176,6 +178,44 @@ def git_image(root: Path, _cache: Path) -> tuple[bytes, dict]:
     return tarball.read_bytes(), config
 
 
+def debian_tarball(packages: list[str], tarball: Path) -> bytes:
+    """A Debian minbase root with `packages`, as one layer (mmdebstrap; it fetches from Debian's
+    mirror, so it gets a deadline and two more tries)."""
+    command = [
+        "mmdebstrap", "--quiet", "--variant=minbase", f"--include={','.join(packages)}",
+        "--dpkgopt=path-exclude=/usr/share/{doc,man,locale,info}/*", SUITE, str(tarball),
+    ]  # fmt: skip
+    # Root's sbin folders too (dpkg runs ldconfig): a plain login shell's PATH lacks them.
+    path = f"/usr/local/sbin:/usr/sbin:/sbin:{os.environ.get('PATH', os.defpath)}"
+    for attempt in range(3):
+        environment = {**os.environ, "PATH": path, "SOURCE_DATE_EPOCH": str(EPOCH)}
+        made = subprocess.run(["timeout", "900", *command], capture_output=True, text=True, env=environment)
+        if made.returncode == 0:
+            return tarball.read_bytes()
+        if attempt == 2:
+            raise RuntimeError(f"mmdebstrap: {made.stderr.strip()[-2000:]}")
+    raise AssertionError("unreachable")
+
+
+POSTGRES_ENTRYPOINT = Path(__file__).with_name("postgres-entrypoint.sh")
+
+
+def postgres_image(root: Path, _cache: Path) -> tuple[list[bytes], dict]:
+    """POSTGRES_IMAGE for in-namespace databases: Debian's PostgreSQL 15 behind an entrypoint
+    that honours the official image's variables; busybox too, for the database sample app's
+    web server (the app image is FROM this one, so its migrate and seed have psql)."""
+    debian = debian_tarball(["postgresql-15", "busybox-static"], root.parent / "postgres.tar")
+    (root / "usr" / "local" / "bin").mkdir(parents=True)
+    shutil.copy2(POSTGRES_ENTRYPOINT, root / "usr" / "local" / "bin" / "testbed-postgres")
+    config = {
+        "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
+        "Entrypoint": ["/usr/local/bin/testbed-postgres"],
+        "User": "0",
+        "WorkingDir": "/tmp",
+    }
+    return [debian, tar_directory(root)], config
+
+
 def kaniko_image(root: Path, cache: Path) -> tuple[bytes, dict]:
     # The executor works on the container's own root: its image holds nothing but /kaniko.
     (root / "kaniko" / ".docker").mkdir(parents=True)
@@ -206,11 +246,17 @@ def _file_hash(path: Path) -> str:
 
 
 # name -> (how it is made, what its key is made of)
-IMAGES: dict[str, tuple[Callable[[Path, Path], tuple[bytes, dict]], Callable[[Path], str]]] = {
+IMAGES: dict[str, tuple[Callable[[Path, Path], tuple[bytes | list[bytes], dict]], Callable[[Path], str]]] = {
     "pause": (pause_image, lambda cache: package_version("catatonit")),
     "base": (base_image, lambda cache: package_version("busybox-static")),
     "git": (git_image, lambda cache: " ".join([SUITE, *(package_version(p) for p in ("git", "curl", "libc6"))])),
     "kaniko": (kaniko_image, lambda cache: _file_hash(cache / "bin" / "executor")),
+    "postgres": (
+        postgres_image,
+        lambda cache: " ".join(
+            [SUITE, package_version("postgresql-15"), _file_hash(POSTGRES_ENTRYPOINT), package_version("libc6")]
+        ),
+    ),
     "coredns": (
         binary_image("coredns", ["/usr/local/bin/coredns"], UNPRIVILEGED),
         lambda cache: _file_hash(cache / "bin" / "coredns"),

@@ -580,6 +580,7 @@ def real_node(timeout: float = 180.0) -> Iterator[RealNode]:
             _wait("node Ready", lambda: _node_ready(node), node, timeout)
             _install_crds(node)
             _apply(node, addons.coredns(node.image("coredns")) + addons.traefik(node.image("traefik"), network.node_ip))
+            _apply(node, addons.local_volumes(str(folder), count=8))
             for namespace, name in (("kube-system", "coredns"), (addons.TRAEFIK_NAMESPACE, "traefik")):
                 _wait(f"{name} available", lambda n=namespace, d=name: _available(node, n, d), node, timeout)
         except BaseException:

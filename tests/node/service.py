@@ -74,4 +74,7 @@ def service_env(node: RealNode, gitea_url: str) -> dict[str, str]:
         "PREVIEW_GATEWAY": node.gateway,
         "INGRESS_CONTROLLER_NAMESPACE": addons.TRAEFIK_NAMESPACE,
         "PREVIEW_DOMAIN": DOMAIN,
+        # In-namespace databases: the test bed's PostgreSQL image, on the node's local volumes.
+        "POSTGRES_IMAGE": node.image("postgres"),
+        "DATABASE_STORAGE_CLASS": addons.STORAGE_CLASS,
     }
