@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 
-from kubernetes import client as k8s
+import yaml
 
 from tests.node import addons
 from tests.node.node import RealNode
@@ -37,24 +37,26 @@ def sample_app(base_image: str, message: str) -> dict[str, str]:
 
 def prepare_builds(node: RealNode, git_user: str, git_token: str) -> None:
     """The operator's part: the build namespace with the registry push credentials (kaniko
-    pushes with them) and the git credentials fetch-source clones private repositories with."""
-    api = node.plane.api_client()
-    core = k8s.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": BUILD_NAMESPACE}})
+    pushes with them) and the git credentials fetch-source clones private repositories with.
+    Applied, so a second caller in the same session changes nothing."""
     docker_config = json.dumps(node.docker_config()).encode()
-    core.create_namespaced_secret(
-        BUILD_NAMESPACE,
+    objects = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": BUILD_NAMESPACE}},
         {
-            "metadata": {"name": "registry-credentials"},
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "registry-credentials", "namespace": BUILD_NAMESPACE},
             "type": "kubernetes.io/dockerconfigjson",
             "data": {".dockerconfigjson": base64.b64encode(docker_config).decode()},
         },
-    )
-    core.create_namespaced_secret(
-        BUILD_NAMESPACE,
-        {"metadata": {"name": "git-credentials"}, "stringData": {"username": git_user, "password": git_token}},
-    )
-    api.close()
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "git-credentials", "namespace": BUILD_NAMESPACE},
+            "stringData": {"username": git_user, "password": git_token},
+        },
+    ]
+    node.plane.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(objects))
 
 
 def service_env(node: RealNode, gitea_url: str) -> dict[str, str]:
