@@ -19,7 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,19 @@ def quiet_request_log() -> None:
     """werkzeug's request log names every query string: an OAuth2 callback's `code` and `state`
     would reach a failing test's output."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def until_interrupted(check_alive: Callable[[], None]) -> None:
+    """For a test bed part run by hand: wait for Ctrl-C or SIGTERM, checking every second
+    that its processes still run (check_alive raises when one has died)."""
+    stop: list[bool] = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    try:
+        while not stop:
+            check_alive()
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
 
 
 def free_port() -> int:

@@ -50,15 +50,22 @@ def stack(gitea, real_node, redis_server, postgres_server, tmp_path_factory):
     api.close()
 
 
-@pytest.fixture
-def repo(gitea, real_node, stack, tmp_path):
+def hooked_repository(gitea, stack, workdir, prefix: str, files: dict[str, str]):
+    """A repository of the test Gitea whose webhook calls this module's service."""
     return create_repository(
         gitea,
-        f"node-app-{uuid.uuid4().hex[:6]}",
-        tmp_path / "work",
+        f"{prefix}-{uuid.uuid4().hex[:6]}",
+        workdir,
         webhook_url=f"{stack['url']}/webhooks/gitea",
         secret=SECRET,
-        files=sample_app(real_node.image("base"), "first version"),
+        files=files,
+    )
+
+
+@pytest.fixture
+def repo(gitea, real_node, stack, tmp_path):
+    return hooked_repository(
+        gitea, stack, tmp_path / "work", "node-app", sample_app(real_node.image("base"), "first version")
     )
 
 
@@ -220,13 +227,12 @@ def in_pod(real_node, namespace: str, script: str, timeout: float = 120) -> tupl
 @pytest.fixture(scope="module")
 def served(real_node, stack, gitea, tmp_path_factory):
     """One ready preview for the tests that only look at it."""
-    repo = create_repository(
+    repo = hooked_repository(
         gitea,
-        f"node-served-{uuid.uuid4().hex[:6]}",
+        stack,
         tmp_path_factory.mktemp("served") / "work",
-        webhook_url=f"{stack['url']}/webhooks/gitea",
-        secret=SECRET,
-        files=sample_app(real_node.image("base"), "first version"),
+        "node-served",
+        sample_app(real_node.image("base"), "first version"),
     )
     sha = repo.commit("feature/served", {"site/message.txt": "served\n"}, "Serve")
     repo.open_pr("feature/served")
@@ -272,14 +278,7 @@ def test_the_egress_and_isolation_policies_are_enforced(real_node, served):
 
 
 def test_a_real_kubelet_s_failures_are_said_in_a_sentence(real_node, stack, gitea, tmp_path):
-    repo = create_repository(
-        gitea,
-        f"node-fail-{uuid.uuid4().hex[:6]}",
-        tmp_path / "work",
-        webhook_url=f"{stack['url']}/webhooks/gitea",
-        secret=SECRET,
-        files=sample_app(real_node.image("base"), "fine"),
-    )
+    repo = hooked_repository(gitea, stack, tmp_path / "work", "node-fail", sample_app(real_node.image("base"), "fine"))
     base = real_node.image("base")
     missing = f"{real_node.registry}/previews/{repo.full_name.replace('/', '-')}/missing@sha256:{'0' * 64}"
     cases = {
@@ -326,13 +325,8 @@ CMD ["httpd", "-f", "-p", "8080", "-h", "/src/site"]
 def test_an_approved_fork_s_build_sees_no_git_credential_and_no_service_account_token(
     real_node, stack, gitea, tmp_path
 ):
-    repo = create_repository(
-        gitea,
-        f"node-fork-{uuid.uuid4().hex[:6]}",
-        tmp_path / "work",
-        webhook_url=f"{stack['url']}/webhooks/gitea",
-        secret=SECRET,
-        files=sample_app(real_node.image("base"), "upstream"),
+    repo = hooked_repository(
+        gitea, stack, tmp_path / "work", "node-fork", sample_app(real_node.image("base"), "upstream")
     )
     gitea.api("PUT", f"/repos/{repo.full_name}/collaborators/{BOT}", json={"permission": "admin"})
     stranger = f"stranger{uuid.uuid4().hex[:6]}"
@@ -397,13 +391,8 @@ def with_password(real_node, namespace: str, host: str) -> str:
 
 
 def test_a_preview_s_own_postgresql_is_migrated_every_push_and_seeded_once(real_node, stack, gitea, tmp_path):
-    repo = create_repository(
-        gitea,
-        f"node-db-{uuid.uuid4().hex[:6]}",
-        tmp_path / "work",
-        webhook_url=f"{stack['url']}/webhooks/gitea",
-        secret=SECRET,
-        files=sample_app(real_node.image("base"), "no database yet"),
+    repo = hooked_repository(
+        gitea, stack, tmp_path / "work", "node-db", sample_app(real_node.image("base"), "no database yet")
     )
     image = real_node.image("postgres")
     sha1 = repo.commit("feature/db", database_app(image, "create table if not exists visits (n int)"), "A table")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from tests.kube import pki
-from tests.servers import die_with_parent, free_port, stop_process, wait_for_port
+from tests.servers import die_with_parent, free_port, stop_process, until_interrupted, wait_for_port
 
 KWOK_CONFIG = Path(__file__).with_name("kwok.yaml")
 NODE_NAMES = ("kwok-node-0", "kwok-node-1")
@@ -398,14 +397,7 @@ def main() -> None:
         print(f"export KUBECONFIG={plane.kubeconfig}", flush=True)
         print(f"kubectl: {binary('kubectl')}   (Ctrl-C stops everything)", flush=True)
         print("KWOK plays the kubelet here; `make node` starts a real node (and its own cluster)", flush=True)
-        stop = []
-        signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
-        try:
-            while not stop:
-                plane.check_alive()
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+        until_interrupted(plane.check_alive)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ from tests.node import addons, images
 from tests.node.cgroups import CgroupParent
 from tests.node.forward import PortForward
 from tests.node.netns import POD_CIDR, NodeNetwork
-from tests.servers import die_with_parent, free_port, stop_process
+from tests.servers import die_with_parent, free_port, stop_process, until_interrupted
 
 NODE_NAME = "preview-node"
 SERVICE_CIDR = "10.215.0.0/24"
@@ -628,8 +628,6 @@ def leftovers(folder: Path, network: NodeNetwork, cgroup: CgroupParent) -> list[
 
 def main() -> None:
     """Run the real node and its cluster in the foreground until interrupted (`make node`)."""
-    import signal
-
     started = time.monotonic()
     with real_node() as node:
         print(f"real node ready in {time.monotonic() - started:.1f} s", flush=True)
@@ -639,14 +637,7 @@ def main() -> None:
         print(f"Traefik: {node.ingress_url} (Gateway {node.gateway}); a pod's shell: kubectl exec", flush=True)
         print(f"the node's namespaces: ip netns exec {node.network.netns} ...; logs in {node.folder / 'logs'}")
         print("Ctrl-C stops everything and removes it", flush=True)
-        stop: list[bool] = []
-        signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
-        try:
-            while not stop:
-                node.check_alive()
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+        until_interrupted(node.check_alive)
 
 
 if __name__ == "__main__":
