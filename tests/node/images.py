@@ -158,24 +158,9 @@ def base_image(root: Path, _cache: Path) -> tuple[bytes, dict]:
 
 
 def git_image(root: Path, _cache: Path) -> tuple[bytes, dict]:
-    tarball = root.parent / "git.tar"
-    command = [
-        "mmdebstrap", "--quiet", "--variant=minbase", "--include=git,ca-certificates,curl",
-        "--dpkgopt=path-exclude=/usr/share/{doc,man,locale,info}/*", SUITE, str(tarball),
-    ]  # fmt: skip
-    for attempt in range(3):
-        made = subprocess.run(
-            ["timeout", "900", *command],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)},
-        )
-        if made.returncode == 0:
-            break
-        if attempt == 2:
-            raise RuntimeError(f"mmdebstrap: {made.stderr.strip()[-2000:]}")
+    layer = debian_tarball(["git", "ca-certificates", "curl"], root.parent / "git.tar")
     config = {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp"], "User": UNPRIVILEGED, "WorkingDir": "/tmp"}
-    return tarball.read_bytes(), config
+    return layer, config
 
 
 def debian_tarball(packages: list[str], tarball: Path) -> bytes:
@@ -187,14 +172,14 @@ def debian_tarball(packages: list[str], tarball: Path) -> bytes:
     ]  # fmt: skip
     # Root's sbin folders too (dpkg runs ldconfig): a plain login shell's PATH lacks them.
     path = f"/usr/local/sbin:/usr/sbin:/sbin:{os.environ.get('PATH', os.defpath)}"
-    for attempt in range(3):
-        environment = {**os.environ, "PATH": path, "SOURCE_DATE_EPOCH": str(EPOCH)}
+    environment = {**os.environ, "PATH": path, "SOURCE_DATE_EPOCH": str(EPOCH)}
+    error = ""
+    for _ in range(3):
         made = subprocess.run(["timeout", "900", *command], capture_output=True, text=True, env=environment)
         if made.returncode == 0:
             return tarball.read_bytes()
-        if attempt == 2:
-            raise RuntimeError(f"mmdebstrap: {made.stderr.strip()[-2000:]}")
-    raise AssertionError("unreachable")
+        error = made.stderr.strip()[-2000:]
+    raise RuntimeError(f"mmdebstrap: {error}")
 
 
 POSTGRES_ENTRYPOINT = Path(__file__).with_name("postgres-entrypoint.sh")
@@ -266,7 +251,7 @@ IMAGES: dict[str, tuple[Callable[[Path, Path], tuple[bytes | list[bytes], dict]]
         lambda cache: _file_hash(cache / "bin" / "traefik"),
     ),
 }
-# Bumped when tar_directory or write_layout change what they write.
+# Bumped when the helpers (tar_directory, write_layout, debian_tarball) change what they write.
 LAYOUT_VERSION = 1
 
 
