@@ -4,13 +4,14 @@ Layout (every name below is made per run and removed at the end):
 
     root netns   the control plane's apiserver on the host end of a veth pair,
                  port forwards to host servers that listen on loopback only
-    node netns   containerd, kubelet, kube-proxy (nftables), CoreDNS,
-                 kube-network-policies, the registry and Traefik; the pods'
-                 bridge; no default route
+    node netns   containerd, kubelet, kube-proxy (nftables), the registry and
+                 (where the kernel allows) kube-network-policies as processes;
+                 the pods' bridge behind it, with CoreDNS and Traefik as pods
+                 (tests/node/addons.py); no default route
     canary netns a listener in a range every preview's egress policy denies
     mount ns     private to the node's processes: overlay and volume mounts,
-                 /run and /var/lib/cni, and the three kernel settings the
-                 kubelet insists on, all vanish with the namespace
+                 a tmpfs /run, an overlay on /var/lib, and the three kernel
+                 settings the kubelet insists on, all vanish with the namespace
     cgroup       /sys/fs/cgroup/<each v1 hierarchy>/<name>: the node's daemons,
                  and the kubelet's cgroupRoot for every pod
 
