@@ -16,6 +16,7 @@ BENCHMARKS = {
     "webhook_intake": "webhook intake with Redis up and down",
     "template_clone": "a preview database cloned from a template against migrate and seed",
     "controlplane_footprint": "start time and memory of the test control plane",
+    "node_footprint": "warm start time and memory of the real node, beside the control plane alone",
 }
 
 
