@@ -526,7 +526,9 @@ def test_a_prs_env_never_reaches_the_template_every_later_clone_copies(
 def test_without_an_admin_url_the_database_runs_in_the_namespace(client, with_gitea, repo, kube_api):
     services = with_gitea
     storage_class = f"test-{uuid.uuid4().hex[:6]}"
-    services.settings = services.settings.replace(database_storage_class=storage_class)
+    # The quota the service had before the real node showed it short: app + database + migrate
+    # Job are 1.5 CPUs of limits at the defaults.
+    services.settings = services.settings.replace(database_storage_class=storage_class, quota_limits_cpu="1")
     core = k8s.CoreV1Api(kube_api)
     # What a provisioner would do: a volume of the class the claim asks for.
     core.create_persistent_volume(
@@ -541,7 +543,8 @@ def test_without_an_admin_url_the_database_runs_in_the_namespace(client, with_gi
         }
     )
     try:
-        sha, delivery = push(client, repo, "task/inns", preview_file(engine="postgres", version="16"))
+        files = preview_file(engine="postgres", version="16", migrate="[migrate]")
+        sha, delivery = push(client, repo, "task/inns", files)
         assert run(services, delivery) == "ready"
         preview = the_preview()
         assert preview.database_mode == "in-namespace"
@@ -556,5 +559,15 @@ def test_without_an_admin_url_the_database_runs_in_the_namespace(client, with_gi
         assert env["DATABASE_URL"] == f"postgresql://app:{env['PGPASSWORD']}@database:5432/app"
         labels = server.metadata.labels
         assert labels[LABEL_PREVIEW_ID] == str(preview.id)
+
+        # A second push: beside the running app and database the migrate Job's pod does not fit.
+        # It fails at once, saying so, and its Job is not left to run later.
+        sha2, delivery = push(client, repo, "task/inns", {"more.txt": "1"})
+        assert run(services, delivery) == "failed"
+        with database.connection_context():
+            reason = Deployment.select().order_by(Deployment.id.desc()).get().failure_reason
+        assert "the namespace quota refuses the migrate Job's pod" in reason and "limits.cpu" in reason
+        jobs = [j.metadata.name for j in k8s.BatchV1Api(kube_api).list_namespaced_job(preview.namespace).items]
+        assert f"migrate-{sha[:12]}" in jobs and f"migrate-{sha2[:12]}" not in jobs
     finally:
         core.delete_persistent_volume(storage_class)

@@ -135,6 +135,8 @@ def _run_job(run: Run, namespace: str, job: dict[str, Any], phase: str) -> None:
     if outcome.state in ("missing", "stopped"):
         raise Superseded(f"{phase} job {name} was deleted")
     if outcome.reason == "quota":
+        # Not left to run later, when a pod ends and makes room, unwatched by any deploy.
+        kube.delete_job(namespace, name)
         raise StepFailed(phase, f"the namespace quota refuses the {phase} Job's pod: {outcome.message}")
     if outcome.state != "complete":
         tail = kube.pod_log_tail(namespace, f"job-name={name}") or outcome.message
