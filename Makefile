@@ -6,8 +6,10 @@ BIN := $(VENV)/bin
 # python3-venv: Debian's python3 cannot make a virtualenv without it.
 # mariadb-server: the tests' shared MySQL-compatible server for preview databases; chromium:
 # the tests' browser (driven by playwright, which downloads no browser of its own); faketime:
-# the tests run a scheduler and a worker whose clocks are off.
-DEBIAN_PACKAGES := git redis-server postgresql mariadb-server nginx-light chromium util-linux procps python3-venv faketime libseccomp-dev pkg-config iptables nftables iproute2 mmdebstrap
+# the tests run a scheduler and a worker whose clocks are off. libseccomp-dev, pkg-config:
+# runc's build; iptables, nftables, iproute2, curl: the real node (tests/node); mmdebstrap:
+# its images.
+DEBIAN_PACKAGES := git redis-server postgresql mariadb-server nginx-light chromium util-linux procps python3-venv faketime libseccomp-dev pkg-config iptables nftables iproute2 mmdebstrap curl
 
 .PHONY: run test bench deps venv tools migrate cluster node lint
 

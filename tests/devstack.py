@@ -93,7 +93,7 @@ def _real_node(stack: contextlib.ExitStack, env: dict[str, str]):  # -> RealNode
         return None
     port = node.publish_on_loopback()
     # The Gitea address is set once Gitea runs (_local_gitea); the rest is the node's.
-    env.update({k: v for k, v in service_env(node, "").items() if k != "GITEA_URL"})
+    env.update(service_env(node))
     env.update({"PREVIEW_SCHEME": "http", "PREVIEW_PORT": str(port)})
     _say(
         f"real node ready: previews are built by kaniko and served by Traefik at http://<name>.preview.localhost:{port}"

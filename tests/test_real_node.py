@@ -36,7 +36,8 @@ def stack(gitea, real_node, redis_server, postgres_server, tmp_path_factory):
     gitea_host, gitea_port = real_node.expose(gitea.port)
     prepare_builds(real_node, BOT, gitea.bot_token)
     env = {
-        **service_env(real_node, f"http://{gitea_host}:{gitea_port}"),
+        **service_env(real_node),
+        "GITEA_URL": f"http://{gitea_host}:{gitea_port}",
         "DATABASE_URL": postgres_server.create_database(f"node_{uuid.uuid4().hex[:8]}"),
         "REDIS_URL": redis_server.url,
         "PREVIEW_QUEUE": f"node-{uuid.uuid4().hex[:8]}",

@@ -41,7 +41,8 @@ def signin_stack(gitea, real_node, redis_server, postgres_server, tmp_path_facto
     # Traefik (a pod) asks the service through the node's link to the host.
     auth_host, auth_port = real_node.expose(port)
     env = {
-        **service_env(real_node, f"http://{gitea_host}:{gitea_port}"),
+        **service_env(real_node),
+        "GITEA_URL": f"http://{gitea_host}:{gitea_port}",
         "DATABASE_URL": postgres_server.create_database(f"signin_{uuid.uuid4().hex[:8]}"),
         "REDIS_URL": redis_server.url,
         "PREVIEW_QUEUE": f"signin-{uuid.uuid4().hex[:8]}",

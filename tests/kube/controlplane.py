@@ -133,7 +133,7 @@ class ControlPlane:
         self.processes.clear()
 
 
-def _write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> Path:
+def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> Path:
     document = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -147,11 +147,12 @@ def _write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, 
     return path
 
 
-def _wait(description: str, check, plane: ControlPlane, timeout: float) -> None:
+def wait_for(description: str, check, check_alive, timeout: float) -> None:
+    """Until `check()` is truthy; `check_alive()` raises when a process it waits on has died."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
-        plane.check_alive()
+        check_alive()
         try:
             if check():
                 return
@@ -305,9 +306,9 @@ def control_plane(
         _start_apiserver(plane, etcd_url, ca, sa_private, sa_public, service_cidr)
 
         admin_cert, admin_key = ca.issue("admin", "preview-test-admin", organization="system:masters")
-        _write_kubeconfig(plane.kubeconfig, plane.server, ca.cert_path, admin_cert, admin_key, "admin")
+        write_kubeconfig(plane.kubeconfig, plane.server, ca.cert_path, admin_cert, admin_key, "admin")
         # verify= on the call itself: a session's verify loses to REQUESTS_CA_BUNDLE from the environment.
-        _wait(
+        wait_for(
             "apiserver /readyz",
             lambda: (
                 requests.get(
@@ -317,7 +318,7 @@ def control_plane(
                     timeout=2,
                 ).ok
             ),
-            plane,
+            plane.check_alive,
             timeout,
         )
 
@@ -329,7 +330,7 @@ def control_plane(
         kubeconfigs = {}
         for name, (user, group) in components.items():
             cert, key = ca.issue(name, user, organization=group)
-            kubeconfigs[name] = _write_kubeconfig(
+            kubeconfigs[name] = write_kubeconfig(
                 folder / f"{name}.kubeconfig", plane.server, ca.cert_path, cert, key, user
             )
         plane.start(
@@ -374,8 +375,8 @@ def control_plane(
                 ],
             )
             _register_nodes(api, NODE_NAMES[:nodes])
-            _wait("nodes Ready", lambda: _nodes_ready(api, nodes), plane, timeout)
-        _wait("default ServiceAccount", lambda: _default_service_account(api), plane, timeout)
+            wait_for("nodes Ready", lambda: _nodes_ready(api, nodes), plane.check_alive, timeout)
+        wait_for("default ServiceAccount", lambda: _default_service_account(api), plane.check_alive, timeout)
         api.close()
         ready = True
         yield plane

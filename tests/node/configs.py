@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import bcrypt
 import yaml
 
-from tests.kube.controlplane import tools_bin
+from tests.kube.controlplane import tools_bin, write_kubeconfig
 from tests.node import addons
 from tests.node.netns import POD_CIDR
 from tests.servers import free_port
@@ -31,22 +31,12 @@ def write(path: Path, content: str | dict) -> Path:
 
 
 def kubeconfig(node: RealNode, name: str, user: str, group: str | None) -> Path:
+    """A kubeconfig for one of the node's components, with a client certificate of its own."""
     assert node.plane.ca is not None
     cert, key = node.plane.ca.issue(f"node-{name}", user, organization=group)
-    document = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "node",
-                "cluster": {"server": node.plane.server, "certificate-authority": str(node.plane.ca.cert_path)},
-            }
-        ],
-        "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
-        "contexts": [{"name": "node", "context": {"cluster": "node", "user": user}}],
-        "current-context": "node",
-    }
-    return write(node.folder / "kubeconfigs" / f"{name}.yaml", document)
+    path = node.folder / "kubeconfigs" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_kubeconfig(path, node.plane.server, node.plane.ca.cert_path, cert, key, user)
 
 
 def containerd(node: RealNode) -> Path:

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +40,7 @@ import requests
 import yaml
 from kubernetes import client as k8s
 
-from tests.kube.controlplane import ControlPlane, Process, binary, control_plane, tools_bin
+from tests.kube.controlplane import ControlPlane, Process, binary, control_plane, tools_bin, wait_for
 from tests.node import addons, configs, images
 from tests.node.cgroups import CgroupParent
 from tests.node.configs import NODE_NAME
@@ -162,20 +162,6 @@ def system_path() -> str:
     """PATH with root's sbin folders first: `make run` from a plain login shell lacks them, and
     kube-proxy (nft), the CNI plugins (iptables) and the probes need them."""
     return f"/usr/local/sbin:/usr/sbin:/sbin:{os.environ.get('PATH', os.defpath)}"
-
-
-def _wait(description: str, check: Callable[[], object], node: RealNode, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    error: BaseException | None = None
-    while time.monotonic() < deadline:
-        node.check_alive()
-        try:
-            if check():
-                return
-        except Exception as failure:  # not there yet: keep the last reason for the timeout message
-            error = failure
-        time.sleep(0.2)
-    raise TimeoutError(f"{description}: not within {timeout} s ({error})")
 
 
 # -- the mount namespace ----------------------------------------------------------------------
@@ -359,7 +345,7 @@ def real_node(timeout: float = 180.0) -> Iterator[RealNode]:
             _install_account_files(node, _infra_token(node))
             in_cluster = {"KUBERNETES_SERVICE_HOST": network.host_ip, "KUBERNETES_SERVICE_PORT": str(plane.api_port)}
             node.start("registry", [binary("registry"), "serve", str(configs.registry(node))])
-            _wait("registry", lambda: _answers(f"http://{node.registry}/v2/"), node, 30)
+            wait_for("registry", lambda: _answers(f"http://{node.registry}/v2/"), node.check_alive, 30)
             _push_images(node)
             node.start("containerd", [binary("containerd"), f"--config={configs.containerd(node)}"])
             kubelet_kubeconfig = configs.kubeconfig(node, "kubelet", f"system:node:{NODE_NAME}", "system:masters")
@@ -389,12 +375,14 @@ def real_node(timeout: float = 180.0) -> Iterator[RealNode]:
                     ],
                     env=in_cluster,
                 )
-            _wait("node Ready", lambda: _node_ready(node), node, timeout)
+            wait_for("node Ready", lambda: _node_ready(node), node.check_alive, timeout)
             _install_crds(node)
             _apply(node, addons.coredns(node.image("coredns")) + addons.traefik(node.image("traefik"), network.node_ip))
             _apply(node, addons.local_volumes(str(folder), count=8))
             for namespace, name in (("kube-system", "coredns"), (addons.TRAEFIK_NAMESPACE, "traefik")):
-                _wait(f"{name} available", lambda n=namespace, d=name: _available(node, n, d), node, timeout)
+                wait_for(
+                    f"{name} available", lambda n=namespace, d=name: _available(node, n, d), node.check_alive, timeout
+                )
         except BaseException:
             sys.stderr.write(node.logs() + "\n")
             raise

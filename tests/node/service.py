@@ -59,12 +59,11 @@ def prepare_builds(node: RealNode, git_user: str, git_token: str) -> None:
     node.plane.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(objects))
 
 
-def service_env(node: RealNode, gitea_url: str) -> dict[str, str]:
-    """Settings for previews built and served on the node. `gitea_url` must be an address that
+def service_env(node: RealNode) -> dict[str, str]:
+    """Settings for previews built and served on the node. GITEA_URL is the caller's: an address
     the service and the build pods both reach (RealNode.expose)."""
     network = node.network
     return {
-        "GITEA_URL": gitea_url,
         "KUBECONFIG": str(node.plane.kubeconfig),
         "PREVIEW_REGISTRY": f"{node.registry}/previews",
         "PREVIEW_REGISTRY_INSECURE": "true",
