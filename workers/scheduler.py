@@ -15,6 +15,7 @@ from typing import Any
 
 from app import runtime
 from app.usecases import lifecycle, metrics
+from workers import health
 from workers.context import services, started
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def main(stop: threading.Event | None = None) -> None:
         assert context.queue is not None
         metrics.record_sweep(context.queue, lifecycle.removed_counts(summary), lifecycle.sweep_refused(summary))
         log.info("scheduler pass %s", " ".join(f"{k}={_count(v)}" for k, v in summary.items()))
+        health.touch()
         stop.wait(settings.scheduler_interval.total_seconds())
 
 

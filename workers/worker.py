@@ -5,14 +5,24 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+from typing import Any
 
 from rq import Worker
 
 from app import runtime
 from app.adapters.jobqueue import QUEUE_OPTIONS
+from workers import health
 from workers.context import services, started
 
 log = logging.getLogger(__name__)
+
+
+class HeartbeatWorker(Worker):
+    """RQ's worker, whose heartbeats also reach the liveness probe's file (workers/health.py)."""
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        super().heartbeat(timeout, pipeline)
+        health.touch()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         services()
     except runtime.ClusterNotConfigured as error:
         log.warning("%s; jobs will fail until the cluster is configured", error)
-    worker = Worker([queue.queue], connection=queue.connection, **QUEUE_OPTIONS)
+    worker = HeartbeatWorker([queue.queue], connection=queue.connection, **QUEUE_OPTIONS)
     # The built-in scheduler moves retries with backoff back onto the queue.
     worker.work(burst=args.burst, with_scheduler=not args.burst)
 

@@ -61,7 +61,13 @@ def build_server(tools: PreviewTools, caller_token: Callable[[], str | None], ht
     if http_url is not None:
         auth = {
             "token_verifier": ApiTokenVerifier(settings),
-            "auth": AuthSettings(issuer_url=AnyHttpUrl(settings.public_url), resource_server_url=AnyHttpUrl(http_url)),
+            # Our bearer tokens are the service's own API tokens, not OAuth tokens issued for a
+            # resource: there is no audience to check (and saying so silences the SDK's warning).
+            "auth": AuthSettings(
+                issuer_url=AnyHttpUrl(settings.public_url),
+                resource_server_url=AnyHttpUrl(http_url),
+                validate_token_resource=False,
+            ),
         }
     server: MCPServer = MCPServer("gitea-previews", instructions=INSTRUCTIONS, **auth)
 

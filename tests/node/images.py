@@ -7,6 +7,7 @@
              NSS modules, which a static busybox cannot load)
     kaniko   kaniko's executor, built by tests/tools/build.sh: BUILDER_IMAGE
     postgres Debian's PostgreSQL 15 with an entrypoint of ours: POSTGRES_IMAGE
+    python   Debian's Python 3.11 with venv: the base the service's own image is built on
     coredns  CoreDNS, built by build.sh: the cluster's DNS, a pod in kube-system
     traefik  Traefik, built by build.sh: the data plane, a pod in its own namespace
 
@@ -201,6 +202,14 @@ def postgres_image(root: Path, _cache: Path) -> tuple[list[bytes], dict]:
     return [debian, tar_directory(root)], config
 
 
+def python_image(root: Path, _cache: Path) -> tuple[bytes, dict]:
+    """What `python:3.11-slim` gives the service's Dockerfile (BASE_IMAGE): python on PATH and
+    venv with its bundled pip, so the image builds offline from a wheelhouse."""
+    layer = debian_tarball(["python3", "python3-venv", "python-is-python3", "ca-certificates"], root.parent / "py.tar")
+    config = {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"], "Cmd": ["python3"]}
+    return layer, config
+
+
 def kaniko_image(root: Path, cache: Path) -> tuple[bytes, dict]:
     # The executor works on the container's own root: its image holds nothing but /kaniko.
     (root / "kaniko" / ".docker").mkdir(parents=True)
@@ -241,6 +250,10 @@ IMAGES: dict[str, tuple[Callable[[Path, Path], tuple[bytes | list[bytes], dict]]
         lambda cache: " ".join(
             [SUITE, package_version("postgresql-15"), _file_hash(POSTGRES_ENTRYPOINT), package_version("libc6")]
         ),
+    ),
+    "python": (
+        python_image,
+        lambda cache: " ".join([SUITE, *(package_version(p) for p in ("python3.11", "python3-pip-whl", "libc6"))]),
     ),
     "coredns": (
         binary_image("coredns", ["/usr/local/bin/coredns"], UNPRIVILEGED),

@@ -103,7 +103,11 @@ class RealNode:
 
     def publish_on_loopback(self) -> int:
         """A loopback port that leads to Traefik, for a browser that resolves *.localhost to 127.0.0.1."""
-        forward = PortForward(("127.0.0.1", 0), (self.network.node_ip, 80))
+        return self.forward_to_node(80)
+
+    def forward_to_node(self, port: int) -> int:
+        """A loopback port that leads to the node's `port` (a node port, Traefik's 80)."""
+        forward = PortForward(("127.0.0.1", 0), (self.network.node_ip, port))
         self.forwards.append(forward)
         return forward.address[1]
 

@@ -35,24 +35,25 @@ def sample_app(base_image: str, message: str) -> dict[str, str]:
     }
 
 
-def prepare_builds(node: RealNode, git_user: str, git_token: str) -> None:
+def prepare_builds(node: RealNode, git_user: str, git_token: str, namespace: str = BUILD_NAMESPACE) -> None:
     """The operator's part: the build namespace with the registry push credentials (kaniko
     pushes with them) and the git credentials fetch-source clones private repositories with.
-    Applied, so a second caller in the same session changes nothing."""
+    Applied, so a second caller in the same session changes nothing. A `namespace` of the
+    chart's is made by `helm install`, before this."""
     docker_config = json.dumps(node.docker_config()).encode()
     objects = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": BUILD_NAMESPACE}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "registry-credentials", "namespace": BUILD_NAMESPACE},
+            "metadata": {"name": "registry-credentials", "namespace": namespace},
             "type": "kubernetes.io/dockerconfigjson",
             "data": {".dockerconfigjson": base64.b64encode(docker_config).decode()},
         },
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "git-credentials", "namespace": BUILD_NAMESPACE},
+            "metadata": {"name": "git-credentials", "namespace": namespace},
             "stringData": {"username": git_user, "password": git_token},
         },
     ]

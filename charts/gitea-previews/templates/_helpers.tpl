@@ -29,8 +29,36 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   value: {{ printf "%s-preview-reader" $name | quote }}
 {{- end -}}
 
+{{- define "previews.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+{{- end -}}
+
+{{- define "previews.podSecurity" -}}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 10001
+  runAsGroup: 10001
+  fsGroup: 10001
+  seccompProfile: {type: RuntimeDefault}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- /* The one writable place: gunicorn's worker heartbeats, the probes' file, temporary files. */ -}}
+{{- define "previews.volumes" -}}
+volumes:
+  - name: tmp
+    emptyDir: {medium: Memory, sizeLimit: 64Mi}
+{{- end -}}
+
 {{- define "previews.container" -}}
-image: "{{ .root.Values.image.repository }}:{{ .root.Values.image.tag }}"
+image: {{ include "previews.image" .root | quote }}
 imagePullPolicy: {{ .root.Values.image.pullPolicy }}
 envFrom:
   - secretRef:
@@ -41,12 +69,16 @@ envFrom:
   {{- end }}
 env:
 {{- include "previews.env" .root | nindent 2 }}
+{{- if .heartbeat }}
+  - name: HEALTH_FILE
+    value: /tmp/alive
+{{- end }}
 securityContext:
-  runAsNonRoot: true
-  runAsUser: 10001
   allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
   capabilities: {drop: ["ALL"]}
-  seccompProfile: {type: RuntimeDefault}
+volumeMounts:
+  - {name: tmp, mountPath: /tmp}
 resources:
 {{- toYaml .resources | nindent 2 }}
 {{- end -}}
