@@ -17,6 +17,7 @@ BENCHMARKS = {
     "template_clone": "a preview database cloned from a template against migrate and seed",
     "controlplane_footprint": "start time and memory of the test control plane",
     "node_footprint": "warm start time and memory of the real node, beside the control plane alone",
+    "chart_install": "helm install to every pod ready on the real node, beside a plain Deployment of the image",
 }
 
 

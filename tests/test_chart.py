@@ -13,7 +13,9 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from app.adapters.kube import Kube
+from app.domain import manifests
 from app.models import PreviewState
+from app.settings import Settings
 from tests.helpers import deliver, run, the_preview
 from tests.kube.controlplane import binary
 from tests.kube.waiting import eventually, unique_name
@@ -44,6 +46,25 @@ def render(release, namespace, *options):
 def test_the_chart_lints():
     result = subprocess.run([binary("helm"), "lint", str(CHART)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        ("web.replica=3", "additional properties 'replica' not allowed"),
+        ("env.GITEA_TOKEN=secret", "invalid propertyName 'GITEA_TOKEN'"),
+        ("podSecurityLevel=privileged", "value must be one of 'baseline', 'restricted'"),
+        ("image.digest=latest", "does not match pattern"),
+    ],
+)
+def test_a_wrong_value_is_an_error_of_the_install_not_of_a_pod(option, said):
+    result = subprocess.run(
+        [binary("helm"), "template", "previews", str(CHART), "--set", option],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and said in result.stderr, result.stderr
 
 
 def test_only_the_worker_and_the_scheduler_get_the_database_admin_secret():
@@ -105,12 +126,15 @@ class Installed:
         request = {"spec": {"expirationSeconds": 3600}}
         return core.create_namespaced_service_account_token(account, self.namespace, request).status.token
 
-    def client_as(self, account):
-        """An API client that authenticates as the chart's ServiceAccount `account`, and nothing else."""
+    def configuration_as(self, account):
+        """Client settings that authenticate as the chart's ServiceAccount `account`, and nothing else."""
         configuration = self.cluster.client_configuration()
         configuration.cert_file = configuration.key_file = None
         configuration.api_key = {"authorization": f"Bearer {self.token(account)}"}
-        return k8s.ApiClient(configuration)
+        return configuration
+
+    def client_as(self, account):
+        return k8s.ApiClient(self.configuration_as(account))
 
     def settings_for(self, settings):
         return settings.replace(
@@ -232,7 +256,7 @@ def test_the_worker_account_cannot_touch_other_namespaces(installed, kube_api, n
     refused(batch.create_namespaced_job, namespace, JOB_OBJECT)
     refused(core.list_namespaced_secret, namespace, write=False)
     # RBAC lets it bind its preview role anywhere; the admission policy keeps that inside our namespaces.
-    assert "only into namespaces labelled" in refused(
+    assert "namespaces labelled app.kubernetes.io/managed-by=gitea-previews" in refused(
         rbac.create_namespaced_role_binding, namespace, binding_to(installed)
     )
     # Nor can it make a namespace look like ours.
@@ -287,3 +311,19 @@ def test_the_worker_account_cannot_weaken_a_preview_namespace_or_bind_its_role_t
         rbac.create_namespaced_role_binding(name, binding_to(installed), dry_run="All")
     finally:
         k8s.CoreV1Api(kube_api).delete_namespace(name)
+
+
+def test_the_worker_keeps_its_build_namespace_as_helm_labelled_it_and_never_deletes_it(installed):
+    """Helm marks the build namespace `app.kubernetes.io/managed-by: Helm` (its ownership): the
+    worker's own apply of that namespace passes the admission policies without taking the
+    label over, and it may neither change that label nor delete the namespace."""
+    as_worker = Kube(installed.configuration_as(installed.release))
+    core = as_worker.core
+    stored = as_worker.apply(manifests.build_namespace(Settings(build_namespace=installed.build_namespace)))
+    assert stored["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    relabel = {"metadata": {"labels": {"app.kubernetes.io/managed-by": "gitea-previews"}}}
+    assert "never removes or changes the managed-by label" in refused(
+        core.patch_namespace, installed.build_namespace, relabel
+    )
+    assert "never deletes it" in refused(core.delete_namespace, installed.build_namespace)
+    as_worker.close()

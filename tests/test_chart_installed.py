@@ -114,18 +114,28 @@ def can_i(release, account: str, namespace: str) -> list[str]:
 def rights_table(release, preview_namespace: str) -> str:
     """The README's table: what each account may do where, as the API server answers."""
     scopes = [
-        ("worker (previews)", "worker", preview_namespace, "a preview namespace"),
-        ("worker (previews)", "worker", chart.BUILD_NAMESPACE, "the build namespace"),
-        ("worker (previews)", "worker", "default", "any other namespace"),
+        ("worker, scheduler (previews)", "worker", preview_namespace, "a preview namespace"),
+        ("worker, scheduler (previews)", "worker", chart.BUILD_NAMESPACE, "the build namespace"),
+        ("worker, scheduler (previews)", "worker", "default", "any other namespace"),
         ("web, mcp (previews-web)", "web", preview_namespace, "a preview namespace"),
         ("web, mcp (previews-web)", "web", chart.BUILD_NAMESPACE, "the build namespace"),
         ("web, mcp (previews-web)", "web", "default", "any other namespace"),
     ]
-    lines = ["| account | where | resource | names | verbs |", "|---|---|---|---|---|"]
-    for label, account, namespace, where in scopes:
-        for row in can_i(release, account, namespace):
+    return tabulate([(label, where, can_i(release, account, namespace)) for label, account, namespace, where in scopes])
+
+
+def tabulate(scopes: list[tuple[str, str, list[str]]]) -> str:
+    """Markdown rows from `can-i --list` rows: one per account, place, names and verbs."""
+    lines = ["| account | where | resources | names | verbs |", "|---|---|---|---|---|"]
+    for label, where, rows in scopes:
+        grouped: dict[tuple[str, str], list[str]] = {}
+        for row in rows:
             resource, _, names, verbs = re.match(r"(\S+) (\[.*?\]) (\[.*?\]) (\[.*\])", row).groups()
-            lines.append(f"| {label} | {where} | {resource} | {names.strip('[]') or 'any'} | {verbs.strip('[]')} |")
+            grouped.setdefault((names.strip("[]") or "any", verbs.strip("[]")), []).append(resource)
+        for (names, verbs), resources in sorted(grouped.items(), key=lambda item: (-len(item[0][1]), item[0])):
+            lines.append(f"| {label} | {where} | {', '.join(sorted(resources))} | {names} | {verbs} |")
+        if not grouped:
+            lines.append(f"| {label} | {where} | nothing | | |")
     return "\n".join(lines)
 
 
@@ -134,6 +144,13 @@ def readme_rights_table() -> str:
     found = re.search(r"<!-- rights: start -->\n(.*?)\n<!-- rights: end -->", readme, re.S)
     assert found, "the README has no rights table between its markers"
     return found.group(1).strip()
+
+
+def ready(release, repo, sha: str) -> dict:
+    """The commit's success status, or a failure that shows the release's own logs too."""
+    return success_status(
+        repo, sha, release.node, timeout=420, build_namespace=chart.BUILD_NAMESPACE, service_logs=release.explain
+    )
 
 
 def api(release, path: str) -> requests.Response:
@@ -152,7 +169,7 @@ def test_a_preview_made_by_the_installed_service_serves_then_survives_an_upgrade
 
     sha1 = repo.commit("feature/page", sample_app(real_node.image("base"), "from the installed service"), "A page")
     number = repo.open_pr("feature/page")
-    status = success_status(repo, sha1, real_node, timeout=420)
+    status = ready(release, repo, sha1)
     host = status["target_url"].split("://", 1)[1].split("/", 1)[0]
     namespace = "preview-" + host.split(".", 1)[0]
 
@@ -171,11 +188,12 @@ def test_a_preview_made_by_the_installed_service_serves_then_survives_an_upgrade
     assert logs.status_code == 200, logs.text
 
     # What the accounts may do, as the API server answers for the pods' own tokens.
-    table = rights_table(release, namespace)
-    assert table == readme_rights_table(), f"the README's rights table should read:\n{table}"
-    web_rights = [row for row in table.splitlines() if row.startswith("| web") and "a preview namespace" in row]
-    assert {row.split(" | ")[2] for row in web_rights} == {"pods", "pods/log", "secrets"}
-    assert all(set(row.split(" | ")[4].split()) <= {"get", "list"} for row in web_rights)
+    table = rights_table(release, namespace)  # compared with the README's at the end
+    cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in table.splitlines()[2:]]
+    web_rights = [row for row in cells if row[0].startswith("web") and row[1] == "a preview namespace"]
+    assert {resource for row in web_rights for resource in row[2].split(", ")} == {"pods", "pods/log", "secrets"}
+    assert set().union(*(row[4].split() for row in web_rights)) == {"get", "list"}
+    assert {row[3] for row in web_rights if row[2] == "secrets"} == {"preview-basic-auth", "preview-database"}
 
     # A push, and while its build runs, the upgrade to the second image (migration Job first).
     sha2 = repo.commit("feature/page", {"site/message.txt": "during the upgrade\n"}, "Reword")
@@ -185,7 +203,7 @@ def test_a_preview_made_by_the_installed_service_serves_then_survives_an_upgrade
         what="the second commit's pending status",
     )
     release.upgrade(images[1])
-    assert success_status(repo, sha2, real_node, timeout=420)["target_url"] == status["target_url"]
+    assert ready(release, repo, sha2)["target_url"] == status["target_url"]
     eventually(
         lambda: page(real_node, host, auth=auth).text == f"commit {sha2}\nduring the upgrade\n",
         timeout=60,
@@ -199,6 +217,7 @@ def test_a_preview_made_by_the_installed_service_serves_then_survives_an_upgrade
     api_client = real_node.plane.api_client()
     eventually(lambda: namespace_gone(api_client, namespace), timeout=180, what="the preview's namespace gone")
     api_client.close()
+    assert table == readme_rights_table(), f"the README's rights table should read:\n{table}"
 
 
 def ours(real_node) -> list[str]:

@@ -94,12 +94,17 @@ def routing_state(real_node, namespace: str) -> str:
     return f"{routes.stdout}{routes.stderr}\n{pod_logs(real_node, 'traefik')}"
 
 
-def success_status(repo, sha, real_node, timeout=300, namespace=None):
+def success_status(
+    repo, sha, real_node, timeout=300, namespace=None, build_namespace="preview-builds", service_logs=None
+):
     """The commit's `success` status; a failure, or a timeout, fails the test with what the
-    cluster shows (the builds' logs, and the preview namespace's objects when it is known)."""
+    cluster shows (the builds' logs, the preview namespace's objects when it is known, and
+    `service_logs()` when the service runs in the cluster)."""
 
     def explain(headline: str) -> str:
-        found = [headline, pod_logs(real_node, "preview-builds")]
+        found = [headline, pod_logs(real_node, build_namespace)]
+        if service_logs:
+            found.append(service_logs())
         if namespace:
             listing = real_node.plane.kubectl("get", "pods,jobs,statefulsets,pvc", "-n", namespace, check=False)
             found += [listing.stdout + listing.stderr, pod_logs(real_node, namespace)]

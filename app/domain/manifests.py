@@ -610,14 +610,14 @@ def build_quota(settings: Settings) -> dict[str, Any]:
 
 
 def build_namespace(settings: Settings) -> dict[str, Any]:
-    # kaniko runs as root: baseline, never restricted.
+    """kaniko runs as root: baseline, never restricted. No managed-by label: the chart's Helm
+    release owns this namespace and its `app.kubernetes.io/managed-by: Helm`, which a forced
+    apply of ours would take over (and Helm would then refuse to upgrade). The admission
+    policies know it by its name."""
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {
-            "name": settings.build_namespace,
-            "labels": {LABEL_MANAGED_BY: MANAGED_BY, "pod-security.kubernetes.io/enforce": "baseline"},
-        },
+        "metadata": {"name": settings.build_namespace, "labels": {"pod-security.kubernetes.io/enforce": "baseline"}},
     }
 
 

@@ -123,6 +123,7 @@ def prepare_release(
 ) -> Release:
     """The operator's part before `helm install`: the namespace, the settings Secret (the
     only place secrets go), and a values file; forwards for the host's servers."""
+    folder.mkdir(parents=True, exist_ok=True)
     database = _rehosted(database_url, *node.expose(int(database_url.split(":")[2].split("/")[0])))
     redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     redis = _rehosted(redis_url, *node.expose(redis_port))
