@@ -12,10 +12,12 @@ and MCP ready through their own probes. Each run uninstalls and removes the name
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -76,10 +78,31 @@ def install_once(node, folder: Path, postgres, redis, gitea, image: str) -> floa
         api_token=uuid.uuid4().hex,
         queue=f"bench-{uuid.uuid4().hex[:8]}",
     )
+    started = time.time()
     took = release.install(image)
+    print(f"  {ready_after(release, started)}", flush=True)
     release.uninstall()
     node.plane.kubectl("delete", "namespace", chart.NAMESPACE, "--wait=true")
     return took
+
+
+def ready_after(release: chart.Release, started: float) -> str:
+    """When each process's pod was created and became ready, counted from `helm install`'s start
+    (the migration hook runs before any is created)."""
+    pods = json.loads(release.kubectl("get", "pods", "-o", "json").stdout)["items"]
+    said = []
+    for pod in sorted(pods, key=lambda pod: pod["metadata"]["labels"]["app.kubernetes.io/component"]):
+        created = _seconds(pod["metadata"]["creationTimestamp"]) - started
+        ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
+        component = pod["metadata"]["labels"]["app.kubernetes.io/component"]
+        said.append(
+            f"{component} created +{created:.0f} s, ready +{_seconds(ready['lastTransitionTime']) - started:.0f} s"
+        )
+    return "; ".join(said)
+
+
+def _seconds(timestamp: str) -> float:
+    return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
 
 
 def main() -> None:
