@@ -19,7 +19,7 @@ from tests.gitea_repo import create_repository
 from tests.gitea_server import BOT
 from tests.kube.waiting import eventually, namespace_gone
 from tests.node import release as chart
-from tests.node.service import sample_app
+from tests.node.service import prepare_builds, sample_app
 from tests.node.service_image import service_image_builder
 from tests.node.wheelhouse import served, wheelhouse
 from tests.service_processes import ROOT
@@ -35,9 +35,8 @@ EVERYONE = re.compile(r"^(selfsubject\w+\.authorization\.k8s\.io|selfsubjectrevi
 
 @pytest.fixture(scope="module")
 def images(real_node, gitea, tmp_path_factory):
-    """Two images of the service: the working tree's, and a later commit's (for the upgrade)."""
-    from tests.node.service import prepare_builds
-
+    """Two images of the service: the working tree's, and a later commit's (for the upgrade).
+    Built in the host-run service's build namespace, with its registry and git credentials."""
     prepare_builds(real_node, BOT, gitea.bot_token)
     with served(wheelhouse()) as wheels_port:
         host, port = real_node.expose(wheels_port)
