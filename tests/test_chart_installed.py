@@ -28,7 +28,6 @@ from tests.test_real_node import page, success_status
 pytestmark = [pytest.mark.node, pytest.mark.gitea, pytest.mark.slow]
 
 API_TOKEN = "chart-api-token-" + uuid.uuid4().hex
-SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 # Rows every authenticated account has (discovery, asking about itself): not the chart's rights.
 EVERYONE = re.compile(r"^(selfsubject\w+\.authorization\.k8s\.io|selfsubjectreviews\.authentication\.k8s\.io|\s*\[)")
 
@@ -99,14 +98,8 @@ def test_helm_install_migrates_then_every_process_is_ready_by_its_own_probe(rele
 
 def can_i(release, account: str, namespace: str) -> list[str]:
     """`kubectl auth can-i --list` with the token a running pod of `account` holds."""
-    component = "web" if account == "web" else "worker"
-    token = release.exec(component, "python", "-c", f"print(open('{SERVICE_ACCOUNT_TOKEN}').read())").stdout.strip()
-    plane = release.node.plane
-    listed = plane.kubectl(
-        "auth", "can-i", "--list", "-n", namespace, "--kubeconfig=/dev/null", f"--server={plane.server}",
-        f"--certificate-authority={plane.ca.cert_path}", f"--token={token}",
-    ).stdout  # fmt: skip
-    rows = [" ".join(line.split()) for line in listed.splitlines()[1:]]
+    listed = release.kubectl_as("web" if account == "web" else "worker", "auth", "can-i", "--list", "-n", namespace)
+    rows = [" ".join(line.split()) for line in listed.stdout.splitlines()[1:]]
     return [row for row in rows if row and not EVERYONE.match(row)]
 
 

@@ -14,6 +14,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -28,6 +29,7 @@ NAMESPACE = "previews-system"
 BUILD_NAMESPACE = "chart-builds"  # not the host-run service's preview-builds: the chart owns this one
 SECRET = "gitea-previews"
 COMPONENTS = ("web", "worker", "scheduler", "mcp")
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 # The settings the test bed's own previews use that name images or places on the node.
 NODE_SETTINGS = (
     "PREVIEW_REGISTRY",
@@ -42,12 +44,12 @@ NODE_SETTINGS = (
 )
 
 
-def _rehosted(url: str, host: str, port: int) -> str:
-    """`url` (of a server on 127.0.0.1) with the address the node reaches it at."""
-    scheme, rest = url.split("://", 1)
-    credentials, _, location = rest.rpartition("@")
-    path = location.split("/", 1)[1] if "/" in location else ""
-    return f"{scheme}://{credentials + '@' if credentials else ''}{host}:{port}/{path}"
+def _exposed(node: RealNode, url: str) -> str:
+    """`url` of a server on 127.0.0.1, rewritten to the address the node reaches it at."""
+    parts = urlsplit(url)
+    host, port = node.expose(parts.port or 0)
+    credentials = parts.netloc.rpartition("@")[0]
+    return urlunsplit(parts._replace(netloc=f"{credentials + '@' if credentials else ''}{host}:{port}"))
 
 
 @dataclass
@@ -97,6 +99,39 @@ class Release:
         if done.returncode != 0:
             raise RuntimeError(f"helm uninstall: {done.stderr}")
 
+    def kubectl_as(self, component: str, *args: str) -> subprocess.CompletedProcess:
+        """kubectl with the ServiceAccount token a running pod of `component` holds (read from
+        the pod, kept in a kubeconfig file: never on a command line that an error would print)."""
+        token = self.exec(component, "python", "-c", f"print(open('{SERVICE_ACCOUNT_TOKEN}').read())").stdout
+        plane = self.node.plane
+        assert plane.ca is not None
+        kubeconfig = self.folder / f"{component}-token.kubeconfig"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [
+                        {
+                            "name": "node",
+                            "cluster": {"server": plane.server, "certificate-authority": str(plane.ca.cert_path)},
+                        }
+                    ],
+                    "users": [{"name": component, "user": {"token": token.strip()}}],
+                    "contexts": [{"name": "node", "context": {"cluster": "node", "user": component}}],
+                    "current-context": "node",
+                }
+            )
+        )
+        kubeconfig.chmod(0o600)
+        return subprocess.run(
+            [binary("kubectl"), f"--kubeconfig={kubeconfig}", *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
     def exec(self, component: str, *command: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run `command` in a pod of `component` (no shell: the image needs none)."""
         return self.kubectl("exec", f"deployment/{RELEASE}-{component}", "--", *command, check=check)
@@ -124,21 +159,24 @@ def prepare_release(
     """The operator's part before `helm install`: the namespace, the settings Secret (the
     only place secrets go), and a values file; forwards for the host's servers."""
     folder.mkdir(parents=True, exist_ok=True)
-    database = _rehosted(database_url, *node.expose(int(database_url.split(":")[2].split("/")[0])))
-    redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
-    redis = _rehosted(redis_url, *node.expose(redis_port))
     gitea_host, gitea_forward = node.expose(gitea_port)
     node_port = random.randint(30000, 32700)
     public_port = node.forward_to_node(node_port)
     node.plane.kubectl("create", "namespace", NAMESPACE)
-    node.plane.kubectl(
-        "-n", NAMESPACE, "create", "secret", "generic", SECRET,
-        f"--from-literal=DATABASE_URL={database}",
-        f"--from-literal=REDIS_URL={redis}",
-        f"--from-literal=GITEA_TOKEN={gitea_token}",
-        f"--from-literal=GITEA_WEBHOOK_SECRET={webhook_secret}",
-        f"--from-literal=API_TOKENS={api_token}",
-    )  # fmt: skip
+    # On stdin, not the command line: a failed kubectl's error names its arguments.
+    settings_secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": SECRET, "namespace": NAMESPACE},
+        "stringData": {
+            "DATABASE_URL": _exposed(node, database_url),
+            "REDIS_URL": _exposed(node, redis_url),
+            "GITEA_TOKEN": gitea_token,
+            "GITEA_WEBHOOK_SECRET": webhook_secret,
+            "API_TOKENS": api_token,
+        },
+    }
+    node.plane.kubectl("apply", "-f", "-", input=yaml.safe_dump(settings_secret))
     settings = service_env(node)
     public_url = f"http://127.0.0.1:{public_port}"
     env = {name: settings[name] for name in NODE_SETTINGS}

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from app.adapters.kube import Kube
 from app.domain import manifests
@@ -59,7 +60,6 @@ class ServiceImageBuilder:
             0, names, REPOSITORY, "main", sha, now, now + timedelta(hours=1), timedelta(hours=1)
         )
         repository = image_repository(self.settings.preview_registry or "", REPOSITORY)
-        wheels_host = self.wheels_url.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
         build = manifests.BuildSpec(
             job_name=f"service-image-{sha[:12]}",
             namespace=self.settings.build_namespace,
@@ -72,7 +72,7 @@ class ServiceImageBuilder:
                 "BASE_IMAGE": self.node.image("python"),
                 "PIP_NO_INDEX": "1",
                 "PIP_FIND_LINKS": self.wheels_url,
-                "PIP_TRUSTED_HOST": wheels_host,
+                "PIP_TRUSTED_HOST": urlsplit(self.wheels_url).hostname or "",
                 "REVISION": sha,
             },
         )
