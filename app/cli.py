@@ -7,14 +7,16 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup
 
-from app.adapters.gitea import Gitea, GiteaError
 from app.db import database
+from app.domain.states import PreviewState
 from app.migrations import apply_migrations, pending
-from app.models import ApiToken, PreviewState
+from app.models import ApiToken
 from app.usecases import lifecycle, previews, repositories, tokens
+from app.usecases.ports import GiteaError
+from app.web import context
 
 T = TypeVar("T")
 
@@ -63,7 +65,7 @@ def register(app: Flask) -> None:
     @click.argument("preview_id", type=int)
     def delete(preview_id: int) -> None:
         """Tear a preview down (queued for the worker)."""
-        queue = current_app.extensions["preview.queue"]
+        queue = context.services().queue
         with database.connection_context():
             try:
                 preview = previews.delete_preview(queue, previews.get_preview(preview_id))
@@ -75,7 +77,7 @@ def register(app: Flask) -> None:
     @click.option("--dry-run", is_flag=True, help="Say what a pass would do; change nothing.")
     def sweep(dry_run: bool) -> None:
         """Run one scheduler pass now: expiry, waiting previews, stuck work, orphans."""
-        summary = lifecycle.run_pass(current_app.extensions["preview.services"](), dry_run=dry_run)
+        summary = lifecycle.run_pass(context.services(), dry_run=dry_run)
         for step, result in summary.items():
             if hasattr(result, "deleted"):
                 result = f"namespaces {result.deleted or '-'}, vanished previews {result.vanished or '-'}"
@@ -85,12 +87,6 @@ def register(app: Flask) -> None:
 
     repos = AppGroup("repos", help="Repositories the service previews, each with its own webhook secret.")
     app.cli.add_command(repos)
-
-    def _gitea() -> Gitea:
-        gitea: Gitea | None = current_app.extensions["preview.gitea"]
-        if gitea is None:
-            raise click.ClickException("GITEA_URL and GITEA_TOKEN are needed to manage repositories")
-        return gitea
 
     def _registration(action: Callable[[], T]) -> T:
         with database.connection_context():
@@ -103,23 +99,23 @@ def register(app: Flask) -> None:
     @click.argument("full_name")
     def repos_add(full_name: str) -> None:
         """Register owner/name: a new secret, and its Gitea webhook pointed at PUBLIC_URL."""
-        settings = current_app.extensions["preview.settings"]
-        done = _registration(lambda: repositories.register(_gitea(), settings, full_name))
+        settings = context.settings()
+        done = _registration(lambda: repositories.register(context.services().gitea, settings, full_name))
         click.echo(f"{done.full_name} registered; webhook {done.hook_id} calls {repositories.hook_url(settings)}")
 
     @repos.command("rotate-secret")
     @click.argument("full_name")
     def repos_rotate(full_name: str) -> None:
         """A new webhook secret for owner/name, in the database and in Gitea."""
-        settings = current_app.extensions["preview.settings"]
-        done = _registration(lambda: repositories.rotate_secret(_gitea(), settings, full_name))
+        settings = context.settings()
+        done = _registration(lambda: repositories.rotate_secret(context.services().gitea, settings, full_name))
         click.echo(f"{done.full_name}: new secret set on webhook {done.hook_id}")
 
     @repos.command("remove")
     @click.argument("full_name")
     def repos_remove(full_name: str) -> None:
         """Unregister owner/name and delete its webhook in Gitea."""
-        _registration(lambda: repositories.remove(current_app.extensions["preview.gitea"], full_name))
+        _registration(lambda: repositories.remove(context.services().gitea, full_name))
         click.echo(f"{full_name} removed")
 
     @repos.command("list")

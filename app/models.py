@@ -13,6 +13,7 @@ from typing import Any
 import peewee
 
 from app.db import database, utcnow
+from app.domain.states import DeliveryOutcome, DeploymentStatus, PreviewState
 
 
 class JSONField(peewee.TextField):
@@ -29,28 +30,6 @@ class BaseModel(peewee.Model):
         legacy_table_names = False
         # A save writes only the fields this copy changed, never stale values of the others.
         only_save_dirty = True
-
-
-class PreviewState:
-    QUEUED = "queued"
-    BUILDING = "building"
-    DEPLOYING = "deploying"
-    READY = "ready"
-    FAILED = "failed"
-    DELETING = "deleting"
-    DELETED = "deleted"
-    # An untrusted PR's commit, not built until a maintainer approves it.
-    PENDING_APPROVAL = "pending_approval"  # 16 characters: the column's width
-
-    ALL = (QUEUED, PENDING_APPROVAL, BUILDING, DEPLOYING, READY, FAILED, DELETING, DELETED)
-    # States in which the preview is live: it holds (or may come to hold) cluster resources.
-    ACTIVE = (QUEUED, PENDING_APPROVAL, BUILDING, DEPLOYING, READY, FAILED)
-    # A deploy is wanted and has not concluded yet.
-    DEPLOYING_STATES = (QUEUED, BUILDING, DEPLOYING)
-    GONE = (DELETING, DELETED)
-    # States Gitea is told about (app/usecases/reporting.py): a deleting preview says nothing
-    # until it is deleted.
-    REPORTED = (QUEUED, PENDING_APPROVAL, BUILDING, DEPLOYING, READY, FAILED, DELETED)
 
 
 class Repository(BaseModel):
@@ -302,7 +281,7 @@ class Deployment(BaseModel):
     head_sha = peewee.CharField(max_length=64)
     image = peewee.CharField(max_length=1024, null=True)
     digest = peewee.CharField(max_length=128, null=True)
-    status = peewee.CharField(max_length=16, default="pending")
+    status = peewee.CharField(max_length=16, default=DeploymentStatus.PENDING)
     timings: Any = JSONField(default=dict)
     failure_reason = peewee.TextField(null=True)
     build_log_tail = peewee.TextField(null=True)
@@ -326,12 +305,6 @@ class Event(BaseModel):
     @classmethod
     def record(cls, preview: Preview, phase: str, message: str, **fields: Any) -> Event:
         return cls.create(preview=preview, phase=phase, message=message, **fields)
-
-
-class DeliveryOutcome:
-    ACCEPTED = "accepted"  # planned work; enqueued now or by the scheduler later
-    DUPLICATE = "duplicate"  # the same work was already accepted
-    IGNORED = "ignored"  # an event or branch we do not act on
 
 
 class WebhookDelivery(BaseModel):

@@ -31,7 +31,8 @@ from contextlib import contextmanager
 import requests
 
 from app.db import open_database
-from app.models import Deployment, Event, Preview, PreviewState
+from app.domain.states import PreviewState
+from app.models import Deployment, Event, Preview
 from bench.stack import percentile, preview_stack, report, summary
 from tests import servers
 from tests.kube.waiting import eventually

@@ -17,7 +17,8 @@ import time
 from datetime import UTC, datetime
 
 from app.db import open_database
-from app.models import Preview, PreviewState
+from app.domain.states import PreviewState
+from app.models import Preview
 from bench.stack import IMAGE, preview_stack, report, summary
 
 

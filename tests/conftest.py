@@ -161,15 +161,12 @@ def kube_settings(settings, kube_cluster, kube_api):
 
 @pytest.fixture
 def services(app, kube_settings):
-    """The pipeline's adapters, on the real control plane; Gitea is left out unless a test adds it."""
-    from app.adapters.jobqueue import JobQueue
+    """The pipeline's adapters, on the real control plane; no Gitea (NoGitea) unless a test adds one."""
     from app.adapters.kube import Kube, load_configuration
-    from app.runtime import Services
+    from app.bootstrap import bootstrap
 
     kube = Kube(load_configuration(kube_settings.kubeconfig))
-    yield Services(
-        settings=kube_settings, kube=kube, gitea=None, queue=JobQueue(kube_settings.redis_url, kube_settings.queue_name)
-    )
+    yield bootstrap(kube_settings, kube=kube)
     kube.close()
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from app.adapters.gitea import Gitea
 from app.db import database, utcnow
-from app.models import Deployment, Event, Preview, PreviewState, Repository
+from app.domain.states import PreviewState
+from app.models import Deployment, Event, Preview, Repository
 from tests.gitea_repo import create_repository
 from tests.helpers import AUTH, TOKEN
 
@@ -221,8 +222,7 @@ class TestTriggersWithGitea:
     @pytest.fixture
     def api(self, app, services, gitea, tmp_path):
         services.gitea = Gitea(gitea.url, gitea.bot_token)
-        app.extensions["preview.gitea"] = services.gitea
-        app.extensions["preview.services"] = lambda: services
+        app.extensions["previews"].services = services
         repo = create_repository(gitea, f"api-{uuid.uuid4().hex[:6]}", tmp_path / "work")
         return app.test_client(), repo, services
 

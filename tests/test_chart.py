@@ -14,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 
 from app.adapters.kube import Kube
 from app.domain import manifests
-from app.models import PreviewState
+from app.domain.states import PreviewState
 from app.settings import Settings
 from tests.helpers import deliver, run, the_preview
 from tests.kube.controlplane import binary

@@ -8,13 +8,13 @@ import re
 
 import pytest
 
-from app import runtime
+from app.usecases import jobs
 from tests.service_processes import ROOT
 
-JOB_PATHS = [value for name, value in vars(runtime).items() if name.endswith("_JOB")]
+JOB_PATHS = [value for name, value in vars(jobs).items() if name.endswith("_JOB")]
 
 
-def test_runtime_names_the_jobs():
+def test_the_jobs_module_names_the_jobs():
     assert len(JOB_PATHS) >= 4
 
 

@@ -18,7 +18,8 @@ from werkzeug.serving import make_server
 
 from app import create_app
 from app.db import database, utcnow
-from app.models import Event, Preview, PreviewState
+from app.domain.states import PreviewState
+from app.models import Event, Preview
 from app.usecases import pipeline
 from app.usecases.dashboard import SESSION_COOKIE
 from tests.browser import sign_in_through_gitea

@@ -8,7 +8,8 @@ from kubernetes import client as k8s
 from app.adapters.kube import Kube
 from app.db import database, utcnow
 from app.domain.manifests import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
-from app.models import Preview, PreviewState, WebhookDelivery
+from app.domain.states import PreviewState
+from app.models import Preview, WebhookDelivery
 from app.usecases import lifecycle, metrics, pipeline
 from tests.helpers import configure_repository, deliver, run, run_worker
 from tests.kube.controlplane import BEHAVIOUR_LABEL

@@ -6,8 +6,9 @@ import peewee
 import pytest
 
 from app.db import database, utcnow
+from app.domain.states import PreviewState
 from app.migrations import apply_migrations, pending
-from app.models import ALL_MODELS, Deployment, Event, Preview, PreviewState, Repository, WebhookDelivery
+from app.models import ALL_MODELS, Deployment, Event, Preview, Repository, WebhookDelivery
 
 
 def test_migrations_create_every_column_the_models_use(db):

@@ -8,7 +8,8 @@ import pytest
 from app.db import database, utcnow
 from app.domain.gitea_events import RepositoryRef
 from app.domain.planning import DEPLOY, TEARDOWN, Plan
-from app.models import Preview, PreviewState
+from app.domain.states import PreviewState
+from app.models import Preview
 from app.usecases import capacity, intake, lease, lifecycle
 
 SHA_A, SHA_B = "a" * 40, "b" * 40

@@ -12,7 +12,8 @@ from app.db import database
 from app.domain import manifests
 from app.domain.manifests import LABEL_PREVIEW_ID
 from app.domain.naming import image_repository, registry_secret
-from app.models import Deployment, Event, Preview, PreviewState, WebhookDelivery
+from app.domain.states import PreviewState
+from app.models import Deployment, Event, Preview, WebhookDelivery
 from app.usecases import pipeline
 from tests.factories import payload
 from tests.helpers import (
@@ -231,8 +232,8 @@ def test_without_its_own_registry_secret_a_repository_is_not_built_unless_the_op
 
 def test_the_api_hands_out_the_credentials_of_a_live_preview(client, app, services):
 
-    app.extensions["preview.services"] = lambda: services
-    app.extensions["preview.settings"] = app.extensions["preview.settings"].replace(api_tokens=(TOKEN,))
+    services.settings = services.settings.replace(api_tokens=(TOKEN,))
+    app.extensions["previews"].services = services
     run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
     preview = the_preview()
     answer = client.get(f"/api/previews/{preview.id}/credentials", headers=AUTH)
@@ -593,7 +594,7 @@ def test_a_renamed_repository_keeps_its_preview_and_a_deleted_one_loses_it(app, 
     from app.usecases import lifecycle
     from tests.gitea_repo import create_repository
 
-    services.gitea = app.extensions["preview.gitea"] = Gitea(gitea.url, gitea.bot_token)
+    services.gitea = app.extensions["previews"].services.gitea = Gitea(gitea.url, gitea.bot_token)
     repo = create_repository(gitea, f"named-{uuid.uuid4().hex[:6]}", tmp_path / "work")
     gitea_id = gitea.api("GET", f"/repos/{repo.full_name}")["id"]
 

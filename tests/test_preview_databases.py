@@ -23,7 +23,8 @@ from app.adapters.sql_admin import MysqlAdmin, PostgresAdmin, SqlAdminError
 from app.db import database, utcnow
 from app.domain import databases
 from app.domain.manifests import LABEL_PREVIEW_ID
-from app.models import Deployment, Event, Preview, PreviewState
+from app.domain.states import PreviewState
+from app.models import Deployment, Event, Preview
 from app.usecases import pipeline, preview_database, previews
 from tests.gitea_repo import create_repository
 from tests.helpers import deliver, run, the_preview

@@ -26,8 +26,9 @@ from werkzeug.serving import make_server
 
 from app import create_app
 from app.db import database
+from app.domain.states import PreviewState
 from app.migrations import apply_migrations
-from app.models import Preview, PreviewState, Repository
+from app.models import Preview, Repository
 from app.usecases.preview_access import COOKIE
 from tests.browser import sign_in_through_gitea
 from tests.gitea_server import ADMIN

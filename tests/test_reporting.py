@@ -4,7 +4,8 @@ import pytest
 import responses
 
 from app.adapters.gitea import Gitea
-from app.models import Preview, PreviewState, Repository
+from app.domain.states import PreviewState
+from app.models import Preview, Repository
 from app.settings import Settings
 from app.usecases import reporting
 

@@ -17,10 +17,11 @@ pytestmark = pytest.mark.gitea
 
 @pytest.fixture
 def repo(app, gitea, tmp_path):
-    app.extensions["preview.settings"] = app.extensions["preview.settings"].replace(
+    web = app.extensions["previews"].services
+    web.settings = web.settings.replace(
         api_tokens=(TOKEN,), gitea_url=gitea.url, gitea_token=gitea.bot_token, public_url="http://127.0.0.1:9"
     )
-    app.extensions["preview.gitea"] = Gitea(gitea.url, gitea.bot_token)
+    web.gitea = Gitea(gitea.url, gitea.bot_token)
     created = create_repository(gitea, f"api-{uuid.uuid4().hex[:6]}", tmp_path / "work")
     gitea.api("PUT", f"/repos/{created.full_name}/collaborators/{BOT}", json={"permission": "admin"})
     return created

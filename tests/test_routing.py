@@ -14,7 +14,7 @@ from kubernetes import client as k8s
 from app.domain import routing
 from app.domain.manifests import PreviewSpec
 from app.domain.naming import preview_names
-from app.models import PreviewState
+from app.domain.states import PreviewState
 from app.settings import ROUTINGS, Settings, SettingsError
 from tests.helpers import deliver, run, the_preview
 from tests.kube.controlplane import tools_bin

@@ -8,7 +8,8 @@ import pytest
 import requests
 
 from app.db import database
-from app.models import DeliveryOutcome, WebhookDelivery
+from app.domain.states import DeliveryOutcome
+from app.models import WebhookDelivery
 from tests.factories import payload, webhook_request, with_changes
 from tests.kube.waiting import eventually
 from tests.servers import free_port

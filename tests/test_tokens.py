@@ -3,7 +3,8 @@
 import pytest
 
 from app.db import database
-from app.models import ApiToken, Preview, PreviewState, Repository
+from app.domain.states import PreviewState
+from app.models import ApiToken, Preview, Repository
 from app.usecases import tokens
 from tests.helpers import AUTH, TOKEN
 
@@ -73,7 +74,8 @@ def test_another_repositorys_token_lists_nothing_of_this_one(client, world):
 
 def test_tokens_are_stored_hashed_revocable_and_note_their_last_use(app, client, world):
     _, headers = world
-    app.extensions["preview.settings"] = app.extensions["preview.settings"].replace(api_tokens=(TOKEN,))
+    web = app.extensions["previews"].services
+    web.settings = web.settings.replace(api_tokens=(TOKEN,))
     token = headers["read"]["Authorization"].removeprefix("Bearer ")
     with database.connection_context():
         row = ApiToken.get(ApiToken.name == "read")

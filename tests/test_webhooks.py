@@ -11,7 +11,8 @@ from rq.serializers import JSONSerializer
 
 from app.adapters.jobqueue import JobQueue
 from app.db import database
-from app.models import DeliveryOutcome, Event, Preview, PreviewState, Repository, WebhookDelivery
+from app.domain.states import DeliveryOutcome, PreviewState
+from app.models import Event, Preview, Repository, WebhookDelivery
 from app.usecases import lifecycle
 from tests.factories import SECRET, payload, webhook_request, with_changes
 from tests.helpers import run_worker
@@ -331,10 +332,10 @@ def test_two_installations_on_one_redis_do_not_share_job_ids(settings):
 
 def test_jobs_run_no_longer_than_the_settings_allow(settings):
     """RQ stops a job after JOB timeout (a build and two rollouts): a hung job frees its preview."""
-    from app import runtime
+    from app.bootstrap import bootstrap
 
     settings = settings.replace(build_timeout=timedelta(minutes=7), rollout_timeout=timedelta(minutes=2))
-    _, queue = runtime.start(settings)
+    queue = bootstrap(settings).queue
     assert queue.enqueue("workers.jobs.report_preview", 1, job_id="timed")
     job = queue.queue.fetch_job(queue.prefix + "timed")
     assert job.timeout == int(settings.job_timeout.total_seconds()) == 21 * 60

@@ -15,7 +15,8 @@ from kubernetes import client as k8s
 from kubernetes import watch
 
 from app.db import database
-from app.models import Deployment, Event, Preview, PreviewState, Repository
+from app.domain.states import PreviewState
+from app.models import Deployment, Event, Preview, Repository
 from tests.factories import SECRET, payload, webhook_request, with_changes
 from tests.gitea_repo import create_repository
 from tests.helpers import kill_worker, start_busy_worker, worker_env

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 from functools import cache
 
-import peewee
-
-from app import runtime
-from app.adapters.jobqueue import JobQueue
-from app.runtime import Services
+from app import bootstrap
 from app.settings import Settings
-
-
-@cache
-def started() -> tuple[Settings, peewee.Database, JobQueue]:
-    """Read settings and open the database and queue once per process."""
-    settings = Settings.from_env()
-    db, queue = runtime.start(settings)
-    return settings, db, queue
+from app.usecases.ports import Services
 
 
 @cache
 def services() -> Services:
-    """The adapters a job needs: Kubernetes, Gitea (when configured) and the queue."""
-    settings, _, queue = started()
-    return runtime.services(settings, queue)
+    """Read the settings, bind the database and make the adapters, once per process."""
+    return bootstrap.start(Settings.from_env())

@@ -13,10 +13,10 @@ import signal
 import threading
 from typing import Any
 
-from app import runtime
+from app import bootstrap
 from app.usecases import lifecycle, metrics
 from workers import health
-from workers.context import services, started
+from workers.context import services
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +28,16 @@ def _count(value: Any) -> str:
 
 
 def main(stop: threading.Event | None = None) -> None:
-    runtime.configure_logging()
-    settings, _, _ = started()
+    bootstrap.configure_logging()
     context = services()
     stop = stop or threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     while not stop.is_set():
         summary = lifecycle.run_pass(context)
-        assert context.queue is not None
-        metrics.record_sweep(context.queue, lifecycle.removed_counts(summary), lifecycle.sweep_refused(summary))
+        metrics.record_sweep(context.counters, lifecycle.removed_counts(summary), lifecycle.sweep_refused(summary))
         log.info("scheduler pass %s", " ".join(f"{k}={_count(v)}" for k, v in summary.items()))
         health.touch()
-        stop.wait(settings.scheduler_interval.total_seconds())
+        stop.wait(context.settings.scheduler_interval.total_seconds())
 
 
 if __name__ == "__main__":

@@ -14,21 +14,13 @@ from urllib.parse import quote
 import requests
 
 from app.domain.git_refs import branch_name_problem
+from app.usecases.ports import DESCRIPTION_MAX, STATUS_CONTEXT, GiteaError
+
+__all__ = ["DESCRIPTION_MAX", "STATUS_CONTEXT", "Gitea", "GiteaError"]
 
 log = logging.getLogger(__name__)
 
-STATUS_CONTEXT = "preview"
 STATUS_STATES = frozenset({"pending", "success", "error", "failure", "warning"})
-# Gitea truncates longer descriptions; keep ours readable.
-DESCRIPTION_MAX = 140
-
-
-class GiteaError(Exception):
-    """A Gitea call failed. `status` is the HTTP status, or None when Gitea was not reached."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _repo_path(repository: str) -> str:
@@ -43,6 +35,8 @@ def _field(answer: Any, name: str) -> Any:
 
 
 class Gitea:
+    configured = True
+
     def __init__(
         self, base_url: str, token: str | None, timeout: float = 10.0, session: requests.Session | None = None
     ) -> None:

@@ -21,6 +21,8 @@ from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+from app.usecases.ports import QueueUnavailable
+
 log = logging.getLogger(__name__)
 
 JOBS_MODULE = "workers.jobs"
@@ -90,14 +92,17 @@ def _job_options(job_id: str, timeout: int, keep_result: bool = True) -> dict[st
     }
 
 
-class QueueUnavailable(Exception):
-    """Redis could not be reached; the caller keeps the work in the outbox."""
-
-
 class JobQueue:
-    def __init__(self, redis_url: str, name: str, socket_timeout: float = 2.0, job_timeout: int = 3600) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        name: str,
+        socket_timeout: float = 2.0,
+        job_timeout: int = 3600,
+        connection: redis.Redis | None = None,
+    ) -> None:
         # Short timeouts keep a webhook answer well inside Gitea's 5 s budget when Redis is down.
-        self.connection = redis.Redis.from_url(
+        self.connection = connection or redis.Redis.from_url(
             redis_url, socket_connect_timeout=socket_timeout, socket_timeout=socket_timeout
         )
         self.queue = Queue(name, connection=self.connection, **QUEUE_OPTIONS)

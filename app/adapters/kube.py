@@ -11,13 +11,14 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
+
+from app.usecases.ports import JobInfo, JobOutcome, KubeError, NamespaceInfo, RolloutOutcome
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +54,6 @@ _RESOURCES = {
 }
 
 
-class KubeError(Exception):
-    """A Kubernetes call failed. `status` is the HTTP status, or None when the server was not reached."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 def _error(action: str, error: Exception) -> KubeError:
     if isinstance(error, ApiException):
         reason = error.reason
@@ -73,35 +66,6 @@ def _error(action: str, error: Exception) -> KubeError:
 
 
 _CLIENT_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    name: str
-    uid: str
-    state: str | None  # complete | failed | None while running
-
-
-@dataclass(frozen=True)
-class NamespaceInfo:
-    name: str
-    labels: dict[str, str]
-    created_at: datetime | None  # naive UTC, like the database's
-    terminating: bool
-
-
-@dataclass(frozen=True)
-class JobOutcome:
-    state: str  # complete | failed | missing | timeout | stopped
-    message: str = ""  # the pod's termination message (kaniko writes the digest there)
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class RolloutOutcome:
-    ready: bool
-    reason: str = ""  # image-pull | crash-loop | out-of-memory | unschedulable | quota | timeout | stopped
-    message: str = ""
 
 
 # How often a wait asks its caller whether to stop (a newer commit, a lost lease).

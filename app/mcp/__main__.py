@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 
-from app import runtime
+from app import bootstrap
 from app.mcp.server import build_server, http_caller_token
 from app.mcp.tools import PreviewTools
 from app.settings import Settings, SettingsError
@@ -18,15 +17,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
     parser.add_argument("--bind", default=os.environ.get("MCP_BIND", "127.0.0.1:8001"), help="HOST:PORT for --http")
     args = parser.parse_args(argv)
-    runtime.configure_logging()  # to stderr: stdout is the stdio transport
+    bootstrap.configure_logging()  # to stderr: stdout is the stdio transport
     try:
         settings = Settings.from_env()
     except SettingsError as error:
         sys.exit(f"configuration error: {error}")
-    _, queue = runtime.start(settings)
-    tools = PreviewTools(
-        settings, queue, runtime.gitea_client(settings), functools.cache(lambda: runtime.services(settings, queue))
-    )
+    tools = PreviewTools(bootstrap.start(settings))
     if not args.http:
         token = os.environ.get("PREVIEW_MCP_TOKEN")
         if not token:

@@ -9,22 +9,22 @@ from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from app.adapters.gitea import Gitea
-from app.adapters.jobqueue import JobQueue
 from app.db import database
 from app.domain.git_refs import branch_name_problem
-from app.models import Deployment, Event, Preview, PreviewState
-from app.runtime import ClusterNotConfigured, Services
+from app.domain.states import PreviewState
+from app.models import Deployment, Event, Preview
 from app.settings import Settings
 from app.usecases import previews, tokens
+from app.usecases.ports import ClusterNotConfigured, Services
 
 
 @dataclass
 class PreviewTools:
-    settings: Settings
-    queue: JobQueue
-    gitea: Gitea | None
-    services: Callable[[], Services]  # the cluster, built on first use
+    services: Services
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
 
     def _call(self, grant: tokens.Grant | None, work: Callable[[tokens.Grant], Any]) -> Any:
         if grant is None:
@@ -79,7 +79,7 @@ class PreviewTools:
             if wanted_pr is not None and wanted_pr < 1:
                 raise ToolError("pr_number must be a positive whole number")
             self._need(grant, "deploy", full_name)
-            preview, queued = previews.request_preview(self.gitea, self.queue, full_name, wanted_branch, wanted_pr)
+            preview, queued = previews.request_preview(self.services, full_name, wanted_branch, wanted_pr)
             return {**summary(preview), "queued": queued}
 
         return self._call(grant, work)
@@ -104,14 +104,14 @@ class PreviewTools:
     def logs(self, grant: tokens.Grant | None, preview_id: int, tail: int) -> dict[str, Any]:
         def work(grant: tokens.Grant) -> dict[str, Any]:
             preview = self._visible(grant, preview_id, "deploy")
-            services = self.services()
+            services = self.services
             return {"id": preview.id, **previews.logs(services.settings, services.kube, preview, tail)}
 
         return self._call(grant, work)
 
     def delete(self, grant: tokens.Grant | None, preview_id: int) -> dict[str, Any]:
         def work(grant: tokens.Grant) -> dict[str, Any]:
-            preview = previews.delete_preview(self.queue, self._visible(grant, preview_id, "deploy"))
+            preview = previews.delete_preview(self.services.queue, self._visible(grant, preview_id, "deploy"))
             return {"id": preview.id, "state": preview.state}
 
         return self._call(grant, work)
@@ -119,7 +119,7 @@ class PreviewTools:
     def credentials(self, grant: tokens.Grant | None, preview_id: int) -> dict[str, Any]:
         def work(grant: tokens.Grant) -> dict[str, Any]:
             preview = previews.require_deployed(self._visible(grant, preview_id, "admin"))
-            services = self.services()
+            services = self.services
             return dict(previews.credentials(services.settings, services.kube, preview))
 
         return self._call(grant, work)

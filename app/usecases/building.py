@@ -111,7 +111,7 @@ def base_image(
 
     def find() -> preview_database.BaseImage | None:
         gitea, settings = run.services.gitea, run.services.settings
-        if gitea is None or preview.pr_number is None:
+        if not gitea.configured or preview.pr_number is None:
             return None
         repository = preview.repository.full_name
         pull = gitea.pull_request(repository, preview.pr_number) or {}

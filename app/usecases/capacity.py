@@ -13,11 +13,12 @@ from datetime import datetime
 
 import peewee
 
-from app.adapters.jobqueue import JobQueue
 from app.db import exclusive
-from app.models import Event, Preview, PreviewState
+from app.domain.states import PreviewState
+from app.models import Event, Preview
 from app.settings import Settings
 from app.usecases.jobs import enqueue_deploy
+from app.usecases.ports import Queue
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def free_stale_slots(now: datetime, dry_run: bool = False) -> list[int]:
     return found
 
 
-def start_waiting(queue: JobQueue, settings: Settings, now: datetime, dry_run: bool = False) -> list[int]:
+def start_waiting(queue: Queue, settings: Settings, now: datetime, dry_run: bool = False) -> list[int]:
     """Queue the deploys of the previews first in line, as many as there are free slots.
     Each claims its slot itself when it runs."""
     limit = settings.max_active_previews

@@ -10,16 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import redis
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from app.adapters.gitea_oauth import GiteaOAuth
 from app.domain import gitea_links, redirects
 from app.domain.sealing import Sealer
-from app.models import Deployment, Event, Preview, PreviewState, Repository, WebhookDelivery
+from app.domain.states import PreviewState
+from app.models import Deployment, Event, Preview, Repository, WebhookDelivery
 from app.settings import Settings
 from app.usecases import previews
 from app.usecases.gitea_signin import GiteaSignin
+from app.usecases.ports import SessionStore, SignInProvider
 
 SESSION_COOKIE = "dashboard_session"
 NONCE_COOKIE = "dashboard_signin"
@@ -36,7 +36,7 @@ class User:
 
 
 class Dashboard:
-    def __init__(self, settings: Settings, store: redis.Redis, oauth: GiteaOAuth) -> None:
+    def __init__(self, settings: Settings, store: SessionStore, oauth: SignInProvider) -> None:
         assert settings.session_secret
         self.settings, self.store, self.oauth = settings, store, oauth
         self.signer = URLSafeTimedSerializer(settings.session_secret, salt="dashboard")

@@ -6,13 +6,13 @@ import logging
 
 import peewee
 
-from app.adapters.gitea import GiteaError
 from app.db import database, utcnow
 from app.domain.planning import APPROVE, DEPLOY, LABELS, TEARDOWN
-from app.models import DeliveryOutcome, Event, Preview, PreviewState, WebhookDelivery
-from app.runtime import Services
+from app.domain.states import DeliveryOutcome, PreviewState
+from app.models import Event, Preview, WebhookDelivery
 from app.usecases import jobs, pipeline, trust
 from app.usecases.intake import PIN_LABEL
+from app.usecases.ports import GiteaError, Services
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ def _newer_delivery_exists(delivery: WebhookDelivery) -> bool:
 def _head_now(services: Services, preview: Preview) -> str | None:
     """The commit Gitea says the PR or branch is at now (following the PR's real labels for
     the pin on the way); None when it is closed or gone. GiteaError when Gitea cannot say."""
-    assert services.gitea is not None
     repository = preview.repository.full_name
     if preview.pr_number is None:
         return services.gitea.branch_head(repository, preview.branch)
@@ -60,8 +59,8 @@ def _confirmed_sha(services: Services, delivery: WebhookDelivery) -> str | None:
     Following Gitea's answer makes the preview end at the real head whatever the order.
     """
     sha = delivery.head_sha
-    if services.gitea is None:
-        return sha
+    if not services.gitea.configured:
+        return sha  # nobody to ask: the payload's word
     # A GiteaError propagates: the job is retried later; nothing is built on an unconfirmed claim.
     head = _head_now(services, delivery.preview)
     if head is None:
@@ -81,7 +80,7 @@ def _teardown(services: Services, delivery: WebhookDelivery) -> str:
     changed since it was read (a reopen came in), and torn down. A GiteaError propagates: the
     job is retried, and nothing was touched."""
     read = Preview.get_by_id(delivery.preview_id)
-    if services.gitea is not None:
+    if services.gitea.configured:
         head = _head_now(services, read)
         if head is not None:
             Event.record(read, "teardown", f"Gitea says it is still open at {head[:12]}: not torn down")
@@ -129,10 +128,10 @@ def process_delivery(services: Services, delivery_id: int) -> str:
         result = _not_wanted(services, delivery) if sha is None else pipeline.deploy(services, delivery.preview_id, sha)
     elif delivery.intent == APPROVE:
         result = trust.approve(services, delivery)
-        if result == "approved" and services.queue is not None:
+        if result == "approved":
             jobs.enqueue_deploy(services.queue, delivery.preview_id, delivery.head_sha, f"approved-{delivery.id}")
     elif delivery.intent == LABELS:
-        result = "labels read" if services.gitea is not None and _head_now(services, delivery.preview) else "skipped"
+        result = "labels read" if services.gitea.configured and _head_now(services, delivery.preview) else "skipped"
     elif delivery.intent == TEARDOWN:
         result = _teardown(services, delivery)
     else:

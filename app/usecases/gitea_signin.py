@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from app.adapters.gitea_oauth import GiteaOAuth
+from app.usecases.ports import SignInProvider
 
 SIGNIN_SECONDS = 600
 
@@ -23,7 +23,7 @@ class SignedIn:
 
 
 class GiteaSignin:
-    def __init__(self, oauth: GiteaOAuth, signer: URLSafeTimedSerializer, purpose: str) -> None:
+    def __init__(self, oauth: SignInProvider, signer: URLSafeTimedSerializer, purpose: str) -> None:
         # The purpose is in the state's salt: a state made for one sign-in is refused by the other.
         self.oauth, self.signer, self.salt = oauth, signer, f"signin-state:{purpose}"
 

@@ -13,13 +13,14 @@ from datetime import datetime
 
 import peewee
 
-from app.adapters.jobqueue import JobQueue, QueueUnavailable
 from app.db import database, utcnow
 from app.domain.gitea_events import CommentEvent, GiteaEvent, PullRequestEvent, PushEvent, RepositoryRef
 from app.domain.planning import APPROVE, DEPLOY, LABELS, TEARDOWN, Plan, ignore, plan
-from app.models import DeliveryOutcome, Event, Preview, PreviewState, Repository, WebhookDelivery
-from app.runtime import PROCESS_DELIVERY_JOB
+from app.domain.states import DeliveryOutcome, PreviewState
+from app.models import Event, Preview, Repository, WebhookDelivery
 from app.settings import Settings
+from app.usecases.jobs import PROCESS_DELIVERY_JOB
+from app.usecases.ports import Queue, QueueUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ def record_delivery(settings: Settings, headers: DeliveryHeaders, event: GiteaEv
         )
 
 
-def enqueue_delivery(queue: JobQueue, delivery: WebhookDelivery) -> bool:
+def enqueue_delivery(queue: Queue, delivery: WebhookDelivery) -> bool:
     """Queue the delivery's job; True once it is in the queue (now or before)."""
     try:
         queue.enqueue(PROCESS_DELIVERY_JOB, delivery.id, job_id=delivery.job_id)
@@ -198,7 +199,7 @@ def enqueue_delivery(queue: JobQueue, delivery: WebhookDelivery) -> bool:
     return True
 
 
-def enqueue_pending(queue: JobQueue, limit: int = 100) -> int:
+def enqueue_pending(queue: Queue, limit: int = 100) -> int:
     """Queue accepted deliveries that never reached the queue; return how many were queued."""
     queued = 0
     for delivery in WebhookDelivery.unqueued(limit):
@@ -208,7 +209,7 @@ def enqueue_pending(queue: JobQueue, limit: int = 100) -> int:
     return queued
 
 
-def requeue_lost(queue: JobQueue, before: datetime, limit: int = 100) -> list[int]:
+def requeue_lost(queue: Queue, before: datetime, limit: int = 100) -> list[int]:
     """Deliveries queued before `before` and still not carried out whose job Redis no longer
     holds (flushed, failed over) or gave up on: queued again, under the same job id, so a
     delivery stays in the outbox until its work is done. Returns their ids."""

@@ -9,40 +9,44 @@ from __future__ import annotations
 import logging
 import re
 
-from app.adapters.jobqueue import JobQueue, QueueUnavailable
 from app.db import utcnow
-from app.runtime import DEPLOY_JOB, REPORT_JOB, TEARDOWN_JOB
+from app.usecases.ports import Queue, QueueUnavailable
 
 log = logging.getLogger(__name__)
+
+# The jobs, by dotted path: the use cases queue them without importing the workers package
+# (tests/test_code_map.py checks that each path imports).
+PROCESS_DELIVERY_JOB = "workers.jobs.process_delivery"
+DEPLOY_JOB = "workers.jobs.deploy_preview"
+TEARDOWN_JOB = "workers.jobs.teardown_preview"
+REPORT_JOB = "workers.jobs.report_preview"
 
 # A job that finds another worker acting on its preview comes back after this long.
 DEFER_SECONDS = 2
 
 
-def enqueue_deploy(queue: JobQueue, preview_id: int, sha: str, tag: str, keep_result: bool = True) -> bool:
+def enqueue_deploy(queue: Queue, preview_id: int, sha: str, tag: str, keep_result: bool = True) -> bool:
     job_id = f"deploy-{preview_id}-{sha[:12]}-{tag}"
     return queue.enqueue(DEPLOY_JOB, preview_id, sha, job_id=job_id, keep_result=keep_result)
 
 
-def enqueue_teardown(queue: JobQueue, preview_id: int, reason: str, tag: str) -> bool:
+def enqueue_teardown(queue: Queue, preview_id: int, reason: str, tag: str) -> bool:
     return queue.enqueue(TEARDOWN_JOB, preview_id, reason, job_id=f"teardown-{preview_id}-{tag}")
 
 
-def enqueue_report(queue: JobQueue, preview_id: int, version: int, attempt: int) -> bool:
+def enqueue_report(queue: Queue, preview_id: int, version: int, attempt: int) -> bool:
     """One job per report try while it waits or runs (then forgotten, so a try that found the
     lease held is simply queued again by the scheduler's next pass)."""
     job_id = f"report-{preview_id}-v{version}-a{attempt}"
     return queue.enqueue(REPORT_JOB, preview_id, job_id=job_id, keep_result=False)
 
 
-def defer(queue: JobQueue | None, func: str, preview_id: int, *args: str) -> None:
+def defer(queue: Queue, func: str, preview_id: int, *args: str) -> None:
     """Run the job again shortly: its preview's lease is held by another worker.
 
     Deferrals of the same work in the same few seconds share one id, so waiting
     jobs collapse into one instead of multiplying.
     """
-    if queue is None:
-        return
     window = int(utcnow().timestamp() // DEFER_SECONDS)
     kind = func.rsplit(".", 1)[-1]
     key = re.sub(r"[^A-Za-z0-9_-]", "_", "-".join(str(a)[:12] for a in args))

@@ -19,17 +19,15 @@ from typing import Any
 
 import peewee
 
-from app.adapters.gitea import GiteaError
-from app.adapters.jobqueue import JobQueue
-from app.adapters.kube import Kube
 from app.db import database, database_now
 from app.domain.manifests import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
 from app.domain.naming import NAMESPACE_PREFIX
-from app.models import Event, Preview, PreviewState, Repository, WebhookDelivery
-from app.runtime import Services
+from app.domain.states import PreviewState
+from app.models import Event, Preview, Repository, WebhookDelivery
 from app.settings import Settings
 from app.usecases import capacity, intake, preview_database, repositories
 from app.usecases.jobs import enqueue_deploy, enqueue_report, enqueue_teardown
+from app.usecases.ports import Cluster, GiteaError, Queue, Services
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +41,7 @@ class SweepRefused(Exception):
 
 
 def request_teardown(
-    queue: JobQueue, preview: Preview, reason: str, now: datetime, only_if: peewee.Expression | None = None
+    queue: Queue, preview: Preview, reason: str, now: datetime, only_if: peewee.Expression | None = None
 ) -> bool:
     """Mark the preview for teardown and queue it; False when it was already going (or `only_if` no longer holds)."""
     with database.atomic():
@@ -58,7 +56,7 @@ def request_teardown(
     return True
 
 
-def expire(queue: JobQueue, settings: Settings, now: datetime, dry_run: bool = False) -> list[int]:
+def expire(queue: Queue, settings: Settings, now: datetime, dry_run: bool = False) -> list[int]:
     """Previews past their TTL (and not pinned) are torn down."""
     if not dry_run:
         # Every preview holding resources has an expiry, whatever wrote it (older versions did not).
@@ -87,7 +85,7 @@ def _still_queued(preview: Preview, waiting: set[str]) -> bool:
     return any(f"delivery-{delivery.id}" in waiting for delivery in unfinished)
 
 
-def resume_stuck(queue: JobQueue, settings: Settings, now: datetime, dry_run: bool = False) -> list[int]:
+def resume_stuck(queue: Queue, settings: Settings, now: datetime, dry_run: bool = False) -> list[int]:
     """Re-queue work that nobody is doing: a worker died (its lease expired) or its job was lost.
 
     Work whose job still waits in the queue is busy, not lost, and is left to it: a backlog
@@ -136,7 +134,6 @@ def follow_repositories(context: Services, now: datetime) -> list[int]:
     """Repositories with live previews, asked of Gitea by id every few minutes: a renamed one is
     followed (its previews keep their names); a deleted one has every live preview torn down,
     pinned or not. Returns the previews torn down."""
-    assert context.gitea is not None and context.queue is not None
     live = Preview.select(Preview.repository).where(Preview.state.in_(PreviewState.ACTIVE))
     due = Repository.checked_at.is_null() | (Repository.checked_at < now - REPOSITORY_CHECK_EVERY)
     torn_down = []
@@ -158,7 +155,7 @@ def follow_repositories(context: Services, now: datetime) -> list[int]:
     return torn_down
 
 
-def report_pending(queue: JobQueue, now: datetime, dry_run: bool = False) -> list[int]:
+def report_pending(queue: Queue, now: datetime, dry_run: bool = False) -> list[int]:
     """Queue a report for each preview whose state Gitea has not been told (its worker died
     before, or Gitea was down): tried again with backoff until Gitea has it."""
     due = list(Preview.reports_due(now))
@@ -182,7 +179,9 @@ def _owners() -> dict[str, str]:
     return {str(preview.id): preview.namespace for preview in live}
 
 
-def collect_orphans(kube: Kube, now: datetime, dry_run: bool = False, grace: timedelta = ORPHAN_GRACE) -> OrphanReport:
+def collect_orphans(
+    kube: Cluster, now: datetime, dry_run: bool = False, grace: timedelta = ORPHAN_GRACE
+) -> OrphanReport:
     """Delete our namespaces that no live preview owns; mark live previews whose namespace vanished."""
     report = OrphanReport()
     namespaces = kube.list_namespaces(f"{LABEL_MANAGED_BY}={MANAGED_BY},environment=preview")
@@ -244,7 +243,6 @@ def run_pass(context: Services, now: datetime | None = None, dry_run: bool = Fal
         with database.connection_context():
             now = database_now()  # the database's clock: leases and expiries are written by it
     queue, settings = context.queue, context.settings
-    assert queue is not None
     steps: dict[str, Callable[[], Any]] = {
         "expired": lambda: expire(queue, settings, now, dry_run),
         "slots_freed": lambda: capacity.free_stale_slots(now, dry_run),
@@ -253,7 +251,7 @@ def run_pass(context: Services, now: datetime | None = None, dry_run: bool = Fal
         "orphans": lambda: collect_orphans(context.kube, now, dry_run),
         "orphan_databases": lambda: preview_database.collect_orphans(settings, now, dry_run),
     }
-    if context.gitea is not None:
+    if context.gitea.configured:
         steps["reported"] = lambda: report_pending(queue, now, dry_run)
         if not dry_run:
             steps["repositories_gone"] = lambda: follow_repositories(context, now)

@@ -8,53 +8,41 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 import peewee
-import redis
 from peewee import SQL
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from app.adapters.jobqueue import JobQueue
 from app.db import database
-from app.models import Deployment, PreviewState, WebhookDelivery
+from app.domain.states import PreviewState
+from app.models import Deployment, WebhookDelivery
 from app.models import Preview as PreviewModel
+from app.usecases.ports import Counters, CountersUnavailable, Queue, QueueUnavailable
 
 log = logging.getLogger(__name__)
 
-SWEEP_RUNS_KEY = "previews:metrics:sweeps"
-SWEEP_REMOVED_KEY = "previews:metrics:sweep_removed"  # hash: kind -> count
-WEBHOOKS_REFUSED_KEY = "previews:metrics:webhooks_refused"  # hash: reason -> count
-SWEEP_REFUSED_KEY = "previews:metrics:sweep_refused"  # 1 while the last pass's sweep refused to delete
 
-
-def record_refused_webhook(queue: JobQueue, reason: str) -> None:
+def record_refused_webhook(counters: Counters, reason: str) -> None:
     """A delivery refused before anything was stored (unregistered repository, bad signature): counted only."""
     try:
-        queue.connection.hincrby(WEBHOOKS_REFUSED_KEY, reason, 1)
-    except redis.RedisError as error:
+        counters.webhook_refused(reason)
+    except CountersUnavailable as error:
         log.warning("could not count a refused webhook error=%s", error)
 
 
-def record_sweep(queue: JobQueue, removed: dict[str, int], refused: bool = False) -> None:
+def record_sweep(counters: Counters, removed: dict[str, int], refused: bool = False) -> None:
     """Called by the scheduler after each pass. `refused`: its sweep's circuit breaker opened
     (it closes again with the next clean pass)."""
     try:
-        pipe = queue.connection.pipeline()
-        pipe.incr(SWEEP_RUNS_KEY)
-        pipe.set(SWEEP_REFUSED_KEY, 1 if refused else 0)
-        for kind, count in removed.items():
-            if count:
-                pipe.hincrby(SWEEP_REMOVED_KEY, kind, count)
-        pipe.execute()
-    except redis.RedisError as error:
+        counters.record_sweep(removed, refused)
+    except CountersUnavailable as error:
         log.warning("could not record sweep metrics error=%s", error)
 
 
 class PreviewCollector(Collector):
-    def __init__(self, queue: JobQueue) -> None:
-        self.queue = queue
+    def __init__(self, queue: Queue, counters: Counters) -> None:
+        self.queue, self.counters = queue, counters
 
     def collect(self) -> Iterator:
         with database.connection_context():
@@ -95,13 +83,12 @@ class PreviewCollector(Collector):
     def _from_redis(self) -> Iterator:
         try:
             depth = self.queue.depth()
-            runs = int(self.queue.connection.get(SWEEP_RUNS_KEY) or 0)
-            removed = self._counts(SWEEP_REMOVED_KEY)
-            sweep_refused = int(self.queue.connection.get(SWEEP_REFUSED_KEY) or 0)
-            refused = self._counts(WEBHOOKS_REFUSED_KEY)
-        except Exception as error:  # Redis down: the database metrics still answer
+            counted = self.counters.read()
+        except (QueueUnavailable, CountersUnavailable) as error:  # the database metrics still answer
             log.warning("metrics from redis unavailable error=%s", error)
             return
+        runs, sweep_refused = counted["sweeps"], counted["sweep_refused"]
+        removed, refused = counted["sweep_removed"], counted["webhooks_refused"]
         yield GaugeMetricFamily("preview_queue_depth", "Jobs waiting in the queue", value=depth)
         yield CounterMetricFamily("preview_sweeps", "Scheduler passes", value=runs)
         yield GaugeMetricFamily(
@@ -121,10 +108,6 @@ class PreviewCollector(Collector):
             refusals.add_metric([reason], count)
         yield refusals
 
-    def _counts(self, key: str) -> dict[str, int]:
-        raw: dict[Any, Any] = self.queue.connection.hgetall(key)  # type: ignore[assignment]
-        return {k.decode() if isinstance(k, bytes) else str(k): int(v) for k, v in raw.items()}
-
 
 def _counted(column: peewee.Field) -> dict[str, int]:
     rows = column.model.select(column, peewee.fn.COUNT(SQL("*"))).group_by(column).tuples()
@@ -143,7 +126,7 @@ def _phase_totals() -> list[tuple[str, int, float]]:
     return list(cursor.fetchall())
 
 
-def registry(queue: JobQueue) -> CollectorRegistry:
+def registry(queue: Queue, counters: Counters) -> CollectorRegistry:
     result = CollectorRegistry(auto_describe=False)
-    result.register(PreviewCollector(queue))
+    result.register(PreviewCollector(queue, counters))
     return result

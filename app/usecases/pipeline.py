@@ -19,16 +19,17 @@ from datetime import datetime
 from typing import Any
 
 from app.adapters import sql_admin
-from app.adapters.kube import Kube
 from app.adapters.sql_admin import SqlAdminError
 from app.db import database, utcnow
 from app.domain import credentials, gitea_links, manifests, routing
 from app.domain.naming import PreviewNames, preview_names
 from app.domain.preview_file import PreviewFileError
-from app.models import Deployment, Event, Preview, PreviewState
-from app.runtime import DEPLOY_JOB, TEARDOWN_JOB, Services
+from app.domain.states import DeploymentStatus, PreviewState
+from app.models import Deployment, Event, Preview
 from app.settings import Settings
 from app.usecases import building, capacity, jobs, lease, preview_config, preview_database, reporting, trust
+from app.usecases.jobs import DEPLOY_JOB, TEARDOWN_JOB
+from app.usecases.ports import Cluster, Services
 from app.usecases.preview_config import PreviewConfig
 from app.usecases.runs import PROGRESS, Run, StepFailed, Superseded, phase, wants
 
@@ -45,7 +46,7 @@ def names_for(settings: Settings, preview: Preview) -> PreviewNames:
 def _report(services: Services, preview: Preview, password: str | None = None) -> None:
     """Tell Gitea the state `preview` was read in. Never fails the deploy: a report Gitea did
     not take stays due in the outbox, and the scheduler has it sent again."""
-    if services.gitea is not None:
+    if services.gitea.configured:
         reporting.publish(services.gitea, services.settings, preview, password)
 
 
@@ -145,7 +146,7 @@ def _run_job(run: Run, namespace: str, job: dict[str, Any], phase: str) -> None:
         raise StepFailed(phase, f"{why}: {last[:100]}" if last else why, tail)
 
 
-def _ours_or_free(kube: Kube, namespace: str, preview_id: int) -> bool:
+def _ours_or_free(kube: Cluster, namespace: str, preview_id: int) -> bool:
     """Before writing into or deleting a namespace: it does not exist, or it carries this preview's id."""
     labels = kube.namespace_labels(namespace)
     return labels is None or labels.get(manifests.LABEL_PREVIEW_ID) == str(preview_id)
@@ -193,7 +194,7 @@ def _deploy(run: Run) -> str:
             credentials_ref=f"{names.namespace}/{names.auth_secret}",
         )
         deployment, _ = Deployment.get_or_create(preview=preview, head_sha=run.sha)
-        deployment.status, deployment.failure_reason = "running", None
+        deployment.status, deployment.failure_reason = DeploymentStatus.RUNNING, None
         deployment.save()
         if not config.image:  # a ready-made image needs no build: the "deploying" report follows at once
             _report(services, preview)
@@ -240,7 +241,7 @@ def _deploy(run: Run) -> str:
 
         with database.atomic():
             preview = run.move(PreviewState.READY, deployed_sha=run.sha, expires_at=spec.expires_at)
-            deployment.status = "ready"
+            deployment.status = DeploymentStatus.READY
             deployment.save()
         with phase(preview, deployment, "report", "reporting to Gitea"):
             run.wait_for_reports()
@@ -249,8 +250,10 @@ def _deploy(run: Run) -> str:
         return "ready"
     except Superseded as why:
         log.info("deploy superseded preview_id=%s sha=%s why=%r", run.preview_id, run.sha[:12], why)
-        Deployment.update(status="superseded", updated_at=utcnow()).where(
-            (Deployment.preview == run.preview_id) & (Deployment.head_sha == run.sha) & (Deployment.status == "running")
+        Deployment.update(status=DeploymentStatus.SUPERSEDED, updated_at=utcnow()).where(
+            (Deployment.preview == run.preview_id)
+            & (Deployment.head_sha == run.sha)
+            & (Deployment.status == DeploymentStatus.RUNNING)
         ).execute()
         return "superseded"
     except StepFailed as failure:
@@ -333,7 +336,7 @@ def _fail(run: Run, failure: StepFailed) -> str:
             return "superseded"
         Deployment.get_or_create(preview=preview, head_sha=run.sha)  # a file refused before any build has none yet
         Deployment.update(
-            status="failed",
+            status=DeploymentStatus.FAILED,
             failure_reason=f"{failure.phase}: {failure}",
             updated_at=utcnow(),
             build_log_tail=(failure.log_tail or None) and failure.log_tail[-8000:],
@@ -426,9 +429,8 @@ def _teardown(services: Services, held: lease.Lease, preview_id: int, reason: st
         duration_ms=int((time.monotonic() - started) * 1000),
     )
     _report(services, preview)
-    if services.queue is not None:
-        # A slot is free: the next preview in line starts now, not at the scheduler's next pass.
-        capacity.start_waiting(services.queue, settings, utcnow())
+    # A slot is free: the next preview in line starts now, not at the scheduler's next pass.
+    capacity.start_waiting(services.queue, settings, utcnow())
     return "deleted"
 
 
@@ -437,7 +439,7 @@ def report_due(services: Services, preview_id: int) -> str:
 
     It holds the lease too, so a report never overtakes the deploy of a newer commit, and
     a report already sent is not sent again."""
-    if services.gitea is None:
+    if not services.gitea.configured:
         return "skipped"
     try:
         with lease.hold(preview_id, services.settings.lease_ttl):

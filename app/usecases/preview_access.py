@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-import redis
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from app.adapters.gitea_oauth import GiteaOAuth
 from app.domain import redirects
 from app.domain.sealing import Sealer
-from app.models import Preview, PreviewState
+from app.domain.states import PreviewState
+from app.models import Preview
 from app.settings import Settings
 from app.usecases.gitea_signin import GiteaSignin
+from app.usecases.ports import SessionStore, SignInProvider
 
 COOKIE = "preview_auth"
 NONCE_COOKIE = "preview_signin"
@@ -78,7 +78,7 @@ def without_ticket(url: str) -> tuple[str, str | None]:
 
 
 class PreviewAccess:
-    def __init__(self, settings: Settings, store: redis.Redis, oauth: GiteaOAuth) -> None:
+    def __init__(self, settings: Settings, store: SessionStore, oauth: SignInProvider) -> None:
         assert settings.session_secret
         self.settings, self.store, self.oauth = settings, store, oauth
         self.signer = URLSafeTimedSerializer(settings.session_secret, salt="preview-access")

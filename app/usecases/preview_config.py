@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from app.adapters.gitea import Gitea
 from app.domain import preview_file
 from app.domain.preview_file import Build, Database, ExtraService, PreviewFile
 from app.settings import Settings, parse_duration
+from app.usecases.ports import GiteaApi
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,11 @@ def limits(settings: Settings) -> preview_file.Limits:
     )
 
 
-def read_file(gitea: Gitea | None, settings: Settings, repository: str, sha: str) -> PreviewFile | None:
+def read_file(gitea: GiteaApi, settings: Settings, repository: str, sha: str) -> PreviewFile | None:
     """The preview file at `sha`, None when there is none. GiteaError when Gitea cannot say;
     PreviewFileError when the file is not valid."""
-    if gitea is None:
-        return None
+    if not gitea.configured:
+        return None  # no Gitea to read it from: the defaults
     raw = gitea.file_at(repository, preview_file.PATH, sha)
     if raw is None:
         return None

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.adapters import sql_admin
-from app.adapters.kube import Kube
 from app.adapters.sql_admin import PostgresAdmin, SqlAdmin, SqlAdminError
 from app.db import utcnow
 from app.domain import databases
 from app.domain.databases import IN_NAMESPACE, SHARED, Connection
 from app.domain.manifests import AppSpec, PreviewSpec
 from app.domain.preview_file import Database
-from app.models import Event, Preview, PreviewState
+from app.domain.states import PreviewState
+from app.models import Event, Preview
 from app.settings import Settings
+from app.usecases.ports import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,13 @@ def new_password() -> str:
     return secrets.token_hex(24)  # URL-safe as it is: DATABASE_URL needs no escaping
 
 
-def _existing_password(kube: Kube, namespace: str, engine: str) -> str | None:
+def _existing_password(kube: Cluster, namespace: str, engine: str) -> str | None:
     data = kube.read_secret_data(namespace, databases.SECRET) or {}
     return data.get("PGPASSWORD" if engine == "postgres" else "MYSQL_PASSWORD") or None
 
 
 def prepare(
-    kube: Kube,
+    kube: Cluster,
     settings: Settings,
     preview: Preview,
     spec: PreviewSpec,
@@ -133,7 +134,7 @@ def prepare(
 
 
 def _clone_template(
-    kube: Kube,
+    kube: Cluster,
     admin: PostgresAdmin,
     settings: Settings,
     preview: Preview,

@@ -9,18 +9,17 @@ from typing import Any
 
 import peewee
 
-from app.adapters.gitea import Gitea, GiteaError
-from app.adapters.jobqueue import JobQueue, QueueUnavailable
-from app.adapters.kube import Kube
 from app.db import database, utcnow
 from app.domain import databases
 from app.domain.gitea_events import RepositoryRef
 from app.domain.manifests import APP_REQUESTS, LABEL_COMPONENT, LABEL_PREVIEW_ID
 from app.domain.naming import AUTH_SECRET
 from app.domain.planning import DEPLOY, Plan
-from app.models import Deployment, Event, Preview, PreviewState, Repository
+from app.domain.states import PreviewState
+from app.models import Deployment, Event, Preview, Repository
 from app.settings import Settings
 from app.usecases import intake, jobs, lifecycle
+from app.usecases.ports import Cluster, GiteaApi, GiteaError, Queue, QueueUnavailable, Services
 
 
 class NotFound(Exception):
@@ -31,13 +30,7 @@ class Unavailable(Exception):
     """A system we need to answer (Gitea) cannot be reached."""
 
 
-def _gitea(gitea: Gitea | None) -> Gitea:
-    if gitea is None:
-        raise Unavailable("GITEA_URL is not configured: the head commit cannot be looked up")
-    return gitea
-
-
-def _repository_ref(gitea: Gitea, full_name: str) -> RepositoryRef:
+def _repository_ref(gitea: GiteaApi, full_name: str) -> RepositoryRef:
     try:
         found = gitea.repository(full_name)
     except GiteaError as error:
@@ -52,14 +45,14 @@ def _repository_ref(gitea: Gitea, full_name: str) -> RepositoryRef:
 
 
 def request_preview(
-    gitea: Gitea | None, queue: JobQueue, repository: str, branch: str | None = None, pr_number: int | None = None
+    services: Services, repository: str, branch: str | None = None, pr_number: int | None = None
 ) -> tuple[Preview, bool]:
     """Create or update a preview as a webhook would, at the head commit Gitea reports now.
 
     Returns the preview and whether its deploy job is queued (False: Redis was down,
     the scheduler resumes it).
     """
-    client = _gitea(gitea)
+    client, queue = services.gitea, services.queue
     ref = _repository_ref(client, repository)
     try:
         if pr_number is not None:
@@ -137,7 +130,7 @@ def get_preview(preview_id: int) -> Preview:
     return preview
 
 
-def delete_preview(queue: JobQueue, preview: Preview, now: datetime | None = None) -> Preview:
+def delete_preview(queue: Queue, preview: Preview, now: datetime | None = None) -> Preview:
     if preview.state in (PreviewState.DELETING, PreviewState.DELETED):
         return preview
     lifecycle.request_teardown(queue, preview, "deleted through the API", now or utcnow())
@@ -150,13 +143,13 @@ def set_pinned(preview: Preview, pinned: bool, now: datetime) -> None:
     Event.record(preview, "pin", "pinned from the dashboard" if pinned else "unpinned from the dashboard")
 
 
-def approve(gitea: Gitea | None, queue: JobQueue, preview: Preview, approver: str, sha: str, now: datetime) -> bool:
+def approve(gitea: GiteaApi, queue: Queue, preview: Preview, approver: str, sha: str, now: datetime) -> bool:
     """A writer's approval of commit `sha`, the one their page showed (the caller checked the
     permission). Nothing is approved unless it is still the preview's head and Gitea's: a push
     between the page and the click approves nothing."""
     if not sha or sha != preview.head_sha or preview.pr_number is None:
         return False
-    pull = _gitea(gitea).pull_request(preview.repository.full_name, preview.pr_number) or {}
+    pull = gitea.pull_request(preview.repository.full_name, preview.pr_number) or {}
     if (pull.get("head") or {}).get("sha") != sha or pull.get("state") != "open":
         Event.record(preview, "approval", f"approval by {approver} ignored: {sha[:12]} is no longer the PR's head")
         return False
@@ -184,7 +177,7 @@ def require_deployed(preview: Preview) -> Preview:
     return preview
 
 
-def credentials(settings: Settings, kube: Kube, preview: Preview) -> dict[str, Any]:
+def credentials(settings: Settings, kube: Cluster, preview: Preview) -> dict[str, Any]:
     """The basic-auth user and password of a live preview, read from its Secret; and its
     database's URL when it has one (the only place that shows the database password)."""
     require_deployed(preview)
@@ -216,7 +209,7 @@ def database_summary(preview: Preview) -> dict[str, Any] | None:
     }
 
 
-def logs(settings: Settings, kube: Kube, preview: Preview, tail: int) -> dict[str, str]:
+def logs(settings: Settings, kube: Cluster, preview: Preview, tail: int) -> dict[str, str]:
     app_log = ""
     if preview.namespace and preview.state not in (PreviewState.DELETED,):
         app_log = kube.pod_log_tail(preview.namespace, f"{LABEL_COMPONENT}=app", tail)

@@ -8,11 +8,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from app.adapters.gitea import DESCRIPTION_MAX, Gitea, GiteaError
 from app.db import utcnow
 from app.domain.planning import APPROVAL_COMMAND, APPROVAL_LABEL
-from app.models import Preview, PreviewState
+from app.domain.states import PreviewState
+from app.models import Preview
 from app.settings import Settings
+from app.usecases.ports import DESCRIPTION_MAX, GiteaApi, GiteaError
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def comment_body(settings: Settings, preview: Preview, password: str | None, det
     return "\n".join(lines) + "\n"
 
 
-def _set_status(gitea: Gitea, repository: str, preview: Preview, status: tuple[str, str, str], again: bool) -> None:
+def _set_status(gitea: GiteaApi, repository: str, preview: Preview, status: tuple[str, str, str], again: bool) -> None:
     """Post the status; when trying `again` after a failure, not if Gitea shows it already (a
     status whose answer was lost may have been stored all the same)."""
     state, description, target = status
@@ -108,7 +109,7 @@ def _set_status(gitea: Gitea, repository: str, preview: Preview, status: tuple[s
 
 
 def report(
-    gitea: Gitea, settings: Settings, preview: Preview, password: str | None = None, detail: str | None = None
+    gitea: GiteaApi, settings: Settings, preview: Preview, password: str | None = None, detail: str | None = None
 ) -> None:
     """Publish the preview's state to Gitea. Raises GiteaError; the caller decides to retry."""
     repository = preview.repository.full_name
@@ -132,7 +133,7 @@ def retry_delay(settings: Settings, attempts: int) -> timedelta:
     return min(settings.report_retry_max, settings.report_retry_min * 2 ** min(attempts, 20))
 
 
-def publish(gitea: Gitea, settings: Settings, preview: Preview, password: str | None = None) -> bool:
+def publish(gitea: GiteaApi, settings: Settings, preview: Preview, password: str | None = None) -> bool:
     """Send the report due for `preview` as read (its state, and the why recorded with it) and
     record the outcome in the outbox; True when Gitea has it.
 

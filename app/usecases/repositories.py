@@ -12,9 +12,9 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from app.adapters.gitea import Gitea
 from app.models import Repository
 from app.settings import Settings
+from app.usecases.ports import GiteaApi
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def _new_secret() -> str:
     return secrets.token_hex(24)
 
 
-def _ours(gitea: Gitea, full_name: str, url: str) -> int | None:
+def _ours(gitea: GiteaApi, full_name: str, url: str) -> int | None:
     """The id of a hook of the repository that already calls us (from an earlier install)."""
     for hook in gitea.hooks(full_name):
         if (hook.get("config") or {}).get("url") == url:
@@ -49,7 +49,7 @@ def _ours(gitea: Gitea, full_name: str, url: str) -> int | None:
     return None
 
 
-def register(gitea: Gitea, settings: Settings, full_name: str) -> Registered:
+def register(gitea: GiteaApi, settings: Settings, full_name: str) -> Registered:
     """Record the repository with a new secret and point its Gitea webhook at us, with that secret."""
     found = gitea.repository(full_name)
     if found is None:
@@ -71,7 +71,7 @@ def register(gitea: Gitea, settings: Settings, full_name: str) -> Registered:
     return Registered(canonical, hook_id, created)
 
 
-def rotate_secret(gitea: Gitea, settings: Settings, full_name: str) -> Registered:
+def rotate_secret(gitea: GiteaApi, settings: Settings, full_name: str) -> Registered:
     """A new secret, in the database and in the Gitea hook."""
     repository = Repository.named(full_name)
     if repository is None or repository.webhook_secret is None:
@@ -79,12 +79,12 @@ def rotate_secret(gitea: Gitea, settings: Settings, full_name: str) -> Registere
     return register(gitea, settings, repository.full_name)
 
 
-def remove(gitea: Gitea | None, full_name: str) -> None:
+def remove(gitea: GiteaApi, full_name: str) -> None:
     """Unregister: delete our hook in Gitea and forget the secret (its previews are left to their TTL)."""
     repository = Repository.named(full_name)
     if repository is None or repository.webhook_secret is None:
         raise RegistrationError(f"{full_name} is not registered")
-    if gitea is not None and repository.hook_id is not None:
+    if gitea.configured and repository.hook_id is not None:
         gitea.delete_hook(repository.full_name, repository.hook_id)
     Repository.update(webhook_secret=None, hook_id=None).where(Repository.id == repository.id).execute()
 
@@ -97,7 +97,7 @@ def _learn_id(repository: Repository, gitea_id: object) -> None:
     Repository.update(gitea_id=gitea_id).where(Repository.id == repository.id).execute()
 
 
-def follow_gitea(gitea: Gitea, repository: Repository) -> str | None:
+def follow_gitea(gitea: GiteaApi, repository: Repository) -> str | None:
     """Bring the row in line with what Gitea says of the repository, by Gitea's id (learnt from
     Gitea by name the first time): 'renamed' when it has a new name now (the row, its previews
     and deliveries follow), 'deleted' when Gitea no longer has it, else None. Only Gitea's word

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.db import utcnow
-from app.models import Deployment, Event, Preview, PreviewState
-from app.runtime import Services
+from app.domain.states import PreviewState
+from app.models import Deployment, Event, Preview
 from app.usecases import lease
+from app.usecases.ports import Services
 
 # The seed's progress steps.
 PROGRESS = {

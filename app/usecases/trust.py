@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.adapters.gitea import Gitea
 from app.domain.git_refs import branch_name_problem
 from app.domain.planning import APPROVAL_COMMAND, APPROVAL_LABEL
-from app.models import Event, Preview, PreviewState, WebhookDelivery
-from app.runtime import Services
+from app.domain.states import PreviewState
+from app.models import Event, Preview, WebhookDelivery
+from app.usecases.ports import GiteaApi, Services
 
 WRITERS = frozenset({"write", "admin", "owner"})
 
@@ -39,7 +39,7 @@ def untrusted_because(services: Services, preview: Preview) -> str | None:
     if preview.pr_number is None or services.settings.untrusted_prs == "build":
         return None
     gitea, repository = services.gitea, preview.repository.full_name
-    if gitea is None:  # nothing to ask: the payload's word, which only ever makes it stricter
+    if not gitea.configured:  # nothing to ask: the payload's word, which only ever makes it stricter
         return "it comes from a fork" if preview.from_fork else None
     pull = gitea.pull_request(repository, preview.pr_number)
     if pull is None:
@@ -58,7 +58,7 @@ def untrusted_because(services: Services, preview: Preview) -> str | None:
     return f"it comes from {source} by {author}, who cannot write to {repository}"
 
 
-def _pushed_by_a_writer(gitea: Gitea, repository: str, head: dict[str, Any]) -> bool:
+def _pushed_by_a_writer(gitea: GiteaApi, repository: str, head: dict[str, Any]) -> bool:
     """Whether the PR's head is a branch of the base repository standing at the PR's head
     commit: only a writer can push a branch. An AGit PR's head is `refs/pull/<n>/head`."""
     ref, sha = str(head.get("ref") or ""), str(head.get("sha") or "")
@@ -80,7 +80,7 @@ def forget_stale_label(services: Services, preview: Preview, sha: str) -> None:
     """At a new head, before anything else: take off the label that approved an earlier commit,
     so that only adding it again approves this one. A GiteaError propagates: the job is retried
     rather than going on while the old approval still shows."""
-    if services.gitea is None or preview.pr_number is None or preview.approved_sha in (None, sha):
+    if not services.gitea.configured or preview.pr_number is None or preview.approved_sha in (None, sha):
         return
     services.gitea.remove_label(preview.repository.full_name, preview.pr_number, APPROVAL_LABEL)
     Preview.update(approval_label_on=False).where(Preview.id == preview.id).execute()
@@ -111,7 +111,7 @@ def approve(services: Services, delivery: WebhookDelivery) -> str:
     """
     preview, sha, actor = delivery.preview, delivery.head_sha, delivery.actor or ""
     gitea = services.gitea
-    if services.settings.untrusted_prs != "approve" or gitea is None:
+    if services.settings.untrusted_prs != "approve" or not gitea.configured:
         Event.record(preview, "approval", f"approval by {actor} ignored: UNTRUSTED_PRS is not approve")
         return "refused"
     repository = preview.repository.full_name

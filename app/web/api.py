@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from app.adapters.gitea import GiteaError
 from app.db import utcnow
 from app.domain.git_refs import branch_name_problem
-from app.models import PreviewState
-from app.runtime import ClusterNotConfigured
+from app.domain.states import PreviewState
 from app.usecases import previews, repositories, tokens
+from app.usecases.ports import ClusterNotConfigured
+from app.web import context
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 
@@ -30,7 +31,7 @@ class Forbidden(Exception):
 def _require_token() -> ResponseReturnValue | None:
     header = request.headers.get("Authorization", "")
     bearer = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else ""
-    grant = tokens.grant_for(bearer, current_app.extensions["preview.settings"].api_tokens)
+    grant = tokens.grant_for(bearer, context.settings().api_tokens)
     if grant is None:
         return _error(401, "a valid bearer token is required (flask tokens create, or API_TOKENS)")
     g.grant = grant
@@ -69,19 +70,9 @@ def _unavailable(error: previews.Unavailable) -> ResponseReturnValue:
     return _error(503, str(error))
 
 
-def _queue() -> Any:
-    return current_app.extensions["preview.queue"]
-
-
-def _gitea() -> Any:
-    return current_app.extensions["preview.gitea"]
-
-
-def _services() -> Any:
-    try:
-        return current_app.extensions["preview.services"]()
-    except ClusterNotConfigured as error:
-        raise previews.Unavailable(str(error)) from error
+@blueprint.errorhandler(ClusterNotConfigured)
+def _no_cluster(error: ClusterNotConfigured) -> ResponseReturnValue:
+    return _error(503, str(error))
 
 
 def _json_body(optional: bool = False) -> dict[str, Any]:
@@ -135,13 +126,13 @@ def create_preview() -> ResponseReturnValue:
     if pr is not None and (not isinstance(pr, int) or isinstance(pr, bool) or pr < 1):
         raise BadInput("pr_number must be a positive whole number")
     _need("deploy", repository)
-    preview, queued = previews.request_preview(_gitea(), _queue(), repository, branch, pr)
+    preview, queued = previews.request_preview(context.services(), repository, branch, pr)
     return _accepted(preview, queued)
 
 
 @blueprint.post("/tasks/<task_id>/preview")
 def create_task_preview(task_id: str) -> ResponseReturnValue:
-    settings = current_app.extensions["preview.settings"]
+    settings = context.settings()
     body = _json_body(optional=True)
     named = body.get("repository") or request.args.get("repository")
     if named is not None and (not isinstance(named, str) or named.count("/") != 1):
@@ -153,7 +144,7 @@ def create_task_preview(task_id: str) -> ResponseReturnValue:
         raise BadInput(
             f"task id {task_id!r} makes the branch {branch!r}, which is not a valid git branch name: it {problem}"
         )
-    preview, queued = previews.request_preview(_gitea(), _queue(), repository, branch)
+    preview, queued = previews.request_preview(context.services(), repository, branch)
     return _accepted(preview, queued)
 
 
@@ -176,7 +167,7 @@ def list_previews() -> ResponseReturnValue:
 def stats() -> ResponseReturnValue:
     if _need("read").repository is not None:
         raise Forbidden("the stats cover every repository; this token is for one")
-    return jsonify(previews.stats(current_app.extensions["preview.settings"], utcnow()))
+    return jsonify(previews.stats(context.settings(), utcnow()))
 
 
 @blueprint.get("/previews/<int:preview_id>")
@@ -186,22 +177,22 @@ def show_preview(preview_id: int) -> ResponseReturnValue:
 
 @blueprint.delete("/previews/<int:preview_id>")
 def delete_preview(preview_id: int) -> ResponseReturnValue:
-    preview = previews.delete_preview(_queue(), _visible(previews.get_preview(preview_id), "deploy"))
+    preview = previews.delete_preview(context.services().queue, _visible(previews.get_preview(preview_id), "deploy"))
     return jsonify(id=preview.id, state=preview.state), 202
 
 
 @blueprint.delete("/tasks/<task_id>/preview")
 def delete_task_preview(task_id: str) -> ResponseReturnValue:
-    settings = current_app.extensions["preview.settings"]
+    settings = context.settings()
     preview = _visible(previews.preview_for_task(settings, task_id, request.args.get("repository")), "deploy")
-    preview = previews.delete_preview(_queue(), preview)
+    preview = previews.delete_preview(context.services().queue, preview)
     return jsonify(id=preview.id, state=preview.state), 202
 
 
 @blueprint.get("/previews/<int:preview_id>/credentials")
 def preview_credentials(preview_id: int) -> ResponseReturnValue:
     preview = previews.require_deployed(_visible(previews.get_preview(preview_id), "admin"))
-    services = _services()
+    services = context.services()
     return jsonify(previews.credentials(services.settings, services.kube, preview))
 
 
@@ -209,16 +200,16 @@ def preview_credentials(preview_id: int) -> ResponseReturnValue:
 def preview_logs(preview_id: int) -> ResponseReturnValue:
     tail = _int_arg("tail", 100, 1, 5000)
     preview = _visible(previews.get_preview(preview_id), "deploy")
-    services = _services()
+    services = context.services()
     return jsonify(id=preview.id, tail=tail, **previews.logs(services.settings, services.kube, preview, tail))
 
 
 @blueprint.get("/tasks/<task_id>/preview-logs")
 def task_preview_logs(task_id: str) -> ResponseReturnValue:
-    settings = current_app.extensions["preview.settings"]
+    settings = context.settings()
     tail = _int_arg("tail", 100, 1, 5000)
     preview = _visible(previews.preview_for_task(settings, task_id, request.args.get("repository")), "deploy")
-    services = _services()
+    services = context.services()
     return jsonify(id=preview.id, tail=tail, **previews.logs(services.settings, services.kube, preview, tail))
 
 
@@ -230,15 +221,12 @@ def register_repository() -> ResponseReturnValue:
     name = _json_body().get("repository")
     if not isinstance(name, str) or name.count("/") != 1:
         raise BadInput("repository must be owner/name")
-    gitea = _gitea()
-    if gitea is None:
-        raise previews.Unavailable("GITEA_URL and GITEA_TOKEN are needed to register repositories")
     try:
-        done = repositories.register(gitea, current_app.extensions["preview.settings"], name)
+        done = repositories.register(context.services().gitea, context.settings(), name)
     except repositories.RegistrationError as error:
         raise previews.NotFound(str(error)) from error
     except GiteaError as error:
-        raise previews.Unavailable(f"Gitea refused: {error}") from error
+        raise previews.Unavailable(f"Gitea: {error}") from error
     return jsonify(repository=done.full_name, hook_id=done.hook_id, created=done.created), 201
 
 

@@ -10,18 +10,19 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response as BaseResponse
 
 from app.adapters.gitea import GiteaError
 from app.db import utcnow
 from app.domain import redirects
-from app.models import PreviewState
-from app.runtime import ClusterNotConfigured
+from app.domain.states import PreviewState
 from app.usecases import dashboard, previews
 from app.usecases.dashboard import NONCE_COOKIE, SESSION_COOKIE, Dashboard, User
 from app.usecases.gitea_signin import SIGNIN_SECONDS
+from app.usecases.ports import ClusterNotConfigured
+from app.web import context
 
 blueprint = Blueprint("dashboard", __name__)
 EXTEND_BY = timedelta(hours=24)
@@ -29,7 +30,7 @@ ACTIONS = ("redeploy", "delete", "pin", "unpin", "extend", "approve")
 
 
 def _dashboard() -> Dashboard | None:
-    return current_app.extensions.get("preview.dashboard")
+    return context.web().dashboard
 
 
 def _signed_in() -> tuple[Dashboard, User] | BaseResponse:
@@ -53,7 +54,7 @@ def _writers_only(user: User, preview: Any) -> str:
 
 
 def _settings() -> Any:
-    return current_app.extensions["preview.settings"]
+    return context.settings()
 
 
 def _secure() -> bool:
@@ -64,6 +65,11 @@ def _secure() -> bool:
 @blueprint.errorhandler(GiteaError)
 def _gitea_down(error: GiteaError) -> ResponseReturnValue:
     return Response(render_template("dashboard_error.html", message="Gitea cannot be asked right now."), status=503)
+
+
+@blueprint.errorhandler(ClusterNotConfigured)
+def _no_cluster(error: ClusterNotConfigured) -> ResponseReturnValue:
+    return jsonify(error=str(error)), 503
 
 
 @blueprint.errorhandler(previews.NotFound)
@@ -145,10 +151,7 @@ def preview_logs(preview_id: int) -> ResponseReturnValue:
     preview = board.visible(user, preview_id)
     if not board.can_write(user, preview.repository.full_name):
         return jsonify(error=_writers_only(user, preview)), 403
-    try:
-        services = current_app.extensions["preview.services"]()
-    except ClusterNotConfigured as error:
-        return jsonify(error=str(error)), 503
+    services = context.services()
     return jsonify(previews.logs(services.settings, services.kube, preview, 100))
 
 
@@ -164,10 +167,7 @@ def preview_credentials(preview_id: int) -> ResponseReturnValue:
     if not board.can_write(user, preview.repository.full_name):
         return jsonify(error=_writers_only(user, preview)), 403
     preview = previews.require_deployed(preview)
-    try:
-        services = current_app.extensions["preview.services"]()
-    except ClusterNotConfigured as error:
-        return jsonify(error=str(error)), 503
+    services = context.services()
     return jsonify(previews.credentials(services.settings, services.kube, preview))
 
 
@@ -185,13 +185,11 @@ def act(preview_id: int, action: str) -> ResponseReturnValue:
     repository = preview.repository.full_name
     if not board.can_write(user, repository):
         return Response(render_template("dashboard_error.html", message=_writers_only(user, preview)), status=403)
-    now, queue = utcnow(), current_app.extensions["preview.queue"]
+    now, queue = utcnow(), context.services().queue
     if action == "delete":
         previews.delete_preview(queue, preview, now)
     elif action == "redeploy":
-        previews.request_preview(
-            current_app.extensions["preview.gitea"], queue, repository, preview_branch(preview), preview.pr_number
-        )
+        previews.request_preview(context.services(), repository, preview_branch(preview), preview.pr_number)
     elif action in ("pin", "unpin"):
         previews.set_pinned(preview, action == "pin", now)
     elif action == "extend":
@@ -200,7 +198,7 @@ def act(preview_id: int, action: str) -> ResponseReturnValue:
             return Response(render_template("dashboard_error.html", message=message), status=409)
     elif action == "approve":
         sha = request.form.get("sha", "")
-        if not previews.approve(current_app.extensions["preview.gitea"], queue, preview, user.login, sha, now):
+        if not previews.approve(context.services().gitea, queue, preview, user.login, sha, now):
             message = "Nothing approved: the pull request has moved on since this page was shown. Look again."
             return Response(render_template("dashboard_error.html", message=message), status=409)
     back = redirects.local_path(request.form.get("back") or "")

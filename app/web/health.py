@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from app.db import database
+from app.web import context
 
 blueprint = Blueprint("health", __name__)
 
@@ -28,7 +29,7 @@ def readyz() -> ResponseReturnValue:
     failing = []
     if not _database_reachable():
         failing.append("database")
-    if not current_app.extensions["preview.queue"].ping():
+    if not context.services().queue.ping():
         failing.append("redis")
     if failing:
         return jsonify(status="unavailable", failing=failing), 503

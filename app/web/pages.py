@@ -3,11 +3,12 @@ details, and for a private repository nothing but the state."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, render_template
 from flask.typing import ResponseReturnValue
 
 from app.domain import gitea_links
 from app.models import Deployment, Event, Preview
+from app.web import context
 
 blueprint = Blueprint("pages", __name__)
 
@@ -39,7 +40,7 @@ def preview_page(public_id: str) -> ResponseReturnValue:
         phase = (last.failure_reason or "").split(":", 1)[0]
         failure = FAILURE_SUMMARY.get(phase, "the preview failed")
     events = list(preview.events.order_by(Event.id.desc()).limit(50))
-    gitea_url = current_app.extensions["preview.settings"].gitea_url
+    gitea_url = context.settings().gitea_url
     pr_url = gitea_links.pull_request_url(gitea_url, preview.repository.full_name, preview.pr_number)
     return render_template(
         "preview.html", preview=preview, pr_url=pr_url, failure=failure, events=events, public=PUBLIC_PHASES

@@ -6,23 +6,24 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, redirect, request
+from flask import Blueprint, Response, abort, redirect, request
 from flask.typing import ResponseReturnValue
 
 from app.adapters.gitea import GiteaError
 from app.usecases.gitea_signin import SIGNIN_SECONDS
 from app.usecases.preview_access import COOKIE, NONCE_COOKIE, Decision, PreviewAccess, original_request
+from app.web import context
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("preview_auth", __name__)
 
 
 def _settings() -> Any:
-    return current_app.extensions["preview.settings"]
+    return context.settings()
 
 
 def _access() -> PreviewAccess:
-    access = current_app.extensions.get("preview.access")
+    access = context.web().preview_access
     if access is None:
         abort(404)  # PREVIEW_ACCESS is not gitea
     return access

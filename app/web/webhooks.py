@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from app.adapters.gitea import GiteaError
 from app.domain.gitea_events import PayloadError, parse_event
 from app.domain.signature import signature_matches
-from app.models import DeliveryOutcome, Repository
+from app.domain.states import DeliveryOutcome
+from app.models import Repository
 from app.settings import Settings
 from app.usecases import intake, metrics, repositories
+from app.web import context
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("webhooks", __name__)
@@ -54,11 +56,8 @@ def _follow_rename(repository: Repository | None, claimed: str | None) -> bool:
     before anything is recorded under it. False when Gitea could not confirm it."""
     if repository is None or claimed is None or repository.full_name.lower() == claimed.lower():
         return True
-    gitea = current_app.extensions["preview.gitea"]
-    if gitea is None:
-        return False
     try:
-        repositories.follow_gitea(gitea, repository)
+        repositories.follow_gitea(context.services().gitea, repository)
     except GiteaError as error:
         log.warning("could not confirm a rename with Gitea repository=%r error=%s", claimed, error)
         return False
@@ -67,7 +66,7 @@ def _follow_rename(repository: Repository | None, claimed: str | None) -> bool:
 
 @blueprint.post("/webhooks/gitea")
 def receive_gitea_webhook() -> ResponseReturnValue:
-    settings = current_app.extensions["preview.settings"]
+    settings = context.settings()
     if (request.content_length or 0) > settings.max_webhook_bytes:
         return _error(413, f"body larger than {settings.max_webhook_bytes} bytes")
     body = request.get_data(cache=False)
@@ -78,11 +77,11 @@ def receive_gitea_webhook() -> ResponseReturnValue:
     secret = _secret_for(settings, repository)
     if secret is None:
         log.warning("refused a webhook for an unregistered repository repository=%r", claimed)
-        metrics.record_refused_webhook(current_app.extensions["preview.queue"], "unregistered")
+        metrics.record_refused_webhook(context.services().counters, "unregistered")
         return _error(404, "this repository is not registered with the preview service")
     if not signature_matches(secret, body, request.headers.get("X-Gitea-Signature")):
         log.warning("rejected webhook with a missing or wrong signature repository=%r", claimed)
-        metrics.record_refused_webhook(current_app.extensions["preview.queue"], "signature")
+        metrics.record_refused_webhook(context.services().counters, "signature")
         return _error(401, "missing or invalid X-Gitea-Signature")
     if not _follow_rename(repository, claimed):
         return _error(503, "the repository has a new name that Gitea did not confirm yet; try again")
@@ -115,7 +114,7 @@ def receive_gitea_webhook() -> ResponseReturnValue:
     )
     queued = False
     if delivery.outcome == DeliveryOutcome.ACCEPTED:
-        queued = intake.enqueue_delivery(current_app.extensions["preview.queue"], delivery)
+        queued = intake.enqueue_delivery(context.services().queue, delivery)
     return jsonify(
         delivery_id=delivery.id,
         outcome=delivery.outcome,

@@ -1,0 +1,48 @@
+"""The words the service records and answers with: a preview's state, a deployment attempt's
+status, a webhook delivery's outcome. `StrEnum`s: each member is its own string, so the database
+columns, the JSON and the templates hold the plain word."""
+
+from __future__ import annotations
+
+from enum import StrEnum, nonmember
+
+
+class PreviewState(StrEnum):
+    QUEUED = "queued"
+    BUILDING = "building"
+    DEPLOYING = "deploying"
+    READY = "ready"
+    FAILED = "failed"
+    DELETING = "deleting"
+    DELETED = "deleted"
+    # An untrusted PR's commit, not built until a maintainer approves it.
+    PENDING_APPROVAL = "pending_approval"  # 16 characters: the column's width
+
+    # The groups below are not states: `nonmember` keeps them out of the enumeration.
+    ALL = nonmember((QUEUED, PENDING_APPROVAL, BUILDING, DEPLOYING, READY, FAILED, DELETING, DELETED))
+    # States in which the preview is live: it holds (or may come to hold) cluster resources.
+    ACTIVE = nonmember((QUEUED, PENDING_APPROVAL, BUILDING, DEPLOYING, READY, FAILED))
+    # A deploy is wanted and has not concluded yet.
+    DEPLOYING_STATES = nonmember((QUEUED, BUILDING, DEPLOYING))
+    GONE = nonmember((DELETING, DELETED))
+    # States Gitea is told about (app/usecases/reporting.py): a deleting preview says nothing
+    # until it is deleted.
+    REPORTED = nonmember((QUEUED, PENDING_APPROVAL, BUILDING, DEPLOYING, READY, FAILED, DELETED))
+
+
+class DeploymentStatus(StrEnum):
+    """One attempt at one commit (app.models.Deployment.status)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    READY = "ready"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+
+
+class DeliveryOutcome(StrEnum):
+    """What intake made of a webhook delivery (its answer, and the delivery's row)."""
+
+    ACCEPTED = "accepted"  # planned work; enqueued now or by the scheduler later
+    DUPLICATE = "duplicate"  # the same work was already accepted
+    IGNORED = "ignored"  # an event or branch we do not act on
