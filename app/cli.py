@@ -14,8 +14,10 @@ from app.db import database
 from app.domain.states import PreviewState
 from app.migrations import apply_migrations, pending
 from app.models import ApiToken
-from app.usecases import lifecycle, previews, repositories, tokens
+from app.usecases import commands, lifecycle, repositories, tokens, views
+from app.usecases.errors import NotFound
 from app.usecases.ports import GiteaError
+from app.usecases.tokens import OPERATOR
 from app.web import context
 
 T = TypeVar("T")
@@ -41,7 +43,7 @@ def register(app: Flask) -> None:
     def list_command(state: str | None, repository: str | None) -> None:
         """List previews, newest first."""
         with database.connection_context():
-            page = previews.list_previews(state, repository, 1, 1000)
+            page = commands.listing(OPERATOR, state, repository, 1, 1000)
             for preview in page.items:
                 target = f"#{preview.pr_number}" if preview.pr_number is not None else preview.branch
                 click.echo(
@@ -56,20 +58,21 @@ def register(app: Flask) -> None:
         """Show one preview with its deployments and events, as JSON."""
         with database.connection_context():
             try:
-                data = previews.serialize(previews.get_preview(preview_id), full=True)
-            except previews.NotFound as error:
+                preview = commands.find(OPERATOR, preview_id)
+            except NotFound as error:
                 raise click.ClickException(str(error)) from error
+            data = views.view(preview).to_dict() | views.details(preview)
         click.echo(json.dumps(data, indent=2))
 
     @app.cli.command("delete")
     @click.argument("preview_id", type=int)
     def delete(preview_id: int) -> None:
         """Tear a preview down (queued for the worker)."""
-        queue = context.services().queue
+        services = context.services()
         with database.connection_context():
             try:
-                preview = previews.delete_preview(queue, previews.get_preview(preview_id))
-            except previews.NotFound as error:
+                preview = commands.delete(services, OPERATOR, commands.find(OPERATOR, preview_id, "deploy"))
+            except NotFound as error:
                 raise click.ClickException(str(error)) from error
         click.echo(f"preview {preview.id} is {preview.state}")
 

@@ -186,7 +186,7 @@ def _check_gitea_access(values: dict[str, Any]) -> None:
         )
 
 
-# The routings app/domain/routing.py knows (kept here: settings import nothing of the app).
+# The routings app/domain/k8s/routing.py knows (kept here: settings import nothing of the app).
 ROUTINGS = ("ingress-nginx", "gateway-nginx", "gateway-envoy", "gateway-traefik")
 
 
@@ -271,7 +271,7 @@ class Settings:
     build_timeout: timedelta = timedelta(minutes=30)
     build_concurrency: int = 4  # builds at once: the build namespace's ResourceQuota
     rollout_timeout: timedelta = timedelta(seconds=300)
-    # How previews are reached (app/domain/routing.py): ingress-nginx annotations, or an
+    # How previews are reached (app/domain/k8s/routing.py): ingress-nginx annotations, or an
     # HTTPRoute on PREVIEW_GATEWAY ("namespace/name") with the controller's own auth object.
     routing: str = "ingress-nginx"
     gateway: str | None = None

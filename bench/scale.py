@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from app.db import database, open_database
-from app.domain.manifests import LABEL_PREVIEW_ID
+from app.domain.k8s.labels import LABEL_PREVIEW_ID
 from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview, Repository, WebhookDelivery
 from bench.stack import IMAGE, Stack, now_utc, objects_of, preview_stack, report, summary

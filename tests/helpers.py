@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from app.db import database
-from app.domain.manifests import LABEL_PREVIEW_ID
+from app.domain.k8s.labels import LABEL_PREVIEW_ID
 from app.models import Preview, Repository
 from app.usecases import deliveries
 from tests.factories import payload, webhook_request, with_changes

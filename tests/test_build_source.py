@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.domain.manifests import FETCH_SOURCE_SCRIPT
+from app.domain.k8s.build import FETCH_SOURCE_SCRIPT
 from tests.gitea_repo import create_repository
 from tests.gitea_server import BOT
 

@@ -13,9 +13,10 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from app.adapters.kube import Kube
-from app.domain import manifests
+from app.domain.k8s.build import build_namespace
 from app.domain.states import PreviewState
 from app.settings import Settings
+from app.usecases import policies
 from tests.helpers import deliver, run, the_preview
 from tests.kube.controlplane import binary
 from tests.kube.waiting import eventually, unique_name
@@ -319,7 +320,7 @@ def test_the_worker_keeps_its_build_namespace_as_helm_labelled_it_and_never_dele
     label over, and it may neither change that label nor delete the namespace."""
     as_worker = Kube(installed.configuration_as(installed.release))
     core = as_worker.core
-    stored = as_worker.apply(manifests.build_namespace(Settings(build_namespace=installed.build_namespace)))
+    stored = as_worker.apply(build_namespace(policies.build(Settings(build_namespace=installed.build_namespace))))
     assert stored["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
     relabel = {"metadata": {"labels": {"app.kubernetes.io/managed-by": "gitea-previews"}}}
     assert "never removes or changes the managed-by label" in refused(

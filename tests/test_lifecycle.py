@@ -7,7 +7,7 @@ from kubernetes import client as k8s
 
 from app.adapters.kube import Kube
 from app.db import database, utcnow
-from app.domain.manifests import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
+from app.domain.k8s.labels import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
 from app.domain.states import PreviewState
 from app.models import Preview, WebhookDelivery
 from app.usecases import lifecycle, metrics, pipeline

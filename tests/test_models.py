@@ -85,29 +85,34 @@ def test_change_rejects_unknown_states(db):
 
 
 def test_extending_a_preview_never_goes_past_the_maximum_ttl(db, settings):
-    from app.usecases.dashboard import extend
+    from app.bootstrap import bootstrap
+    from app.usecases.commands import extend
+    from app.usecases.tokens import OPERATOR
 
     now = utcnow()
     preview = _preview(_repository(), expires_at=now + timedelta(days=13, hours=12))
-    bounded = settings.replace(max_preview_ttl=timedelta(days=14))
-    assert extend(bounded, preview, timedelta(hours=24), now) == now + timedelta(days=14)
+    bounded = bootstrap(settings.replace(max_preview_ttl=timedelta(days=14)))
+    assert extend(bounded, OPERATOR, preview, timedelta(hours=24), now) == now + timedelta(days=14)
     assert Preview.get_by_id(preview.id).expires_at == now + timedelta(days=14)
     fresh = _preview(preview.repository, key="acme/shop#2", expires_at=now + timedelta(hours=1))
-    assert extend(bounded, fresh, timedelta(hours=24), now) == now + timedelta(hours=25)
+    assert extend(bounded, OPERATOR, fresh, timedelta(hours=24), now) == now + timedelta(hours=25)
 
 
 def test_extending_is_a_compare_and_set_on_the_expiry_read(db, settings):
-    from app.usecases.dashboard import extend
+    from app.bootstrap import bootstrap
+    from app.usecases.commands import extend
+    from app.usecases.tokens import OPERATOR
 
+    services = bootstrap(settings)
     now = utcnow()
     preview = _preview(_repository(), expires_at=now + timedelta(hours=1))
     # A deploy set a new expiry after the page read the old one: the click changes nothing.
     Preview.update(expires_at=now + timedelta(hours=5)).where(Preview.id == preview.id).execute()
-    assert extend(settings, preview, timedelta(hours=24), now) is None
+    assert extend(services, OPERATOR, preview, timedelta(hours=24), now) is None
     assert Preview.get_by_id(preview.id).expires_at == now + timedelta(hours=5)
     # Nor does it bring a torn-down preview an expiry.
     gone = _preview(preview.repository, key="acme/shop#3", state=PreviewState.DELETED, expires_at=None)
-    assert extend(settings, gone, timedelta(hours=24), now) is None
+    assert extend(services, OPERATOR, gone, timedelta(hours=24), now) is None
 
 
 def test_a_slot_held_by_a_deleted_preview_is_freed(db):

@@ -9,12 +9,11 @@ from kubernetes import client as k8s
 from passlib.hash import apr_md5_crypt
 
 from app.db import database
-from app.domain import manifests
-from app.domain.manifests import LABEL_PREVIEW_ID
+from app.domain.k8s.labels import LABEL_PREVIEW_ID
 from app.domain.naming import image_repository, registry_secret
 from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview, WebhookDelivery
-from app.usecases import pipeline
+from app.usecases import pipeline, policies
 from tests.factories import payload
 from tests.helpers import (
     AUTH,
@@ -181,7 +180,7 @@ def test_the_container_that_runs_the_dockerfile_holds_no_git_credential(client, 
     build_namespace = services.settings.build_namespace
     core = k8s.CoreV1Api(kube_api)
     own = registry_secret("acme/shop")
-    services.kube.apply(manifests.build_namespace(services.settings))  # the operator's Secret lives there
+    services.kube.apply(build_namespace(policies.build(services.settings)))  # the operator's Secret lives there
     core.create_namespaced_secret(
         build_namespace,
         k8s.V1Secret(

@@ -22,10 +22,11 @@ from app.adapters.gitea import Gitea
 from app.adapters.sql_admin import MysqlAdmin, PostgresAdmin, SqlAdminError
 from app.db import database, utcnow
 from app.domain import databases
-from app.domain.manifests import LABEL_PREVIEW_ID
+from app.domain.k8s import database as database_objects
+from app.domain.k8s.labels import LABEL_PREVIEW_ID
 from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview
-from app.usecases import pipeline, preview_database, previews
+from app.usecases import pipeline, preview_database, previews, views
 from tests.gitea_repo import create_repository
 from tests.helpers import deliver, run, the_preview
 from tests.servers import free_port
@@ -95,7 +96,7 @@ def jobs_in(kube_api, namespace):
     return {j.metadata.name: j for j in k8s.BatchV1Api(kube_api).list_namespaced_job(namespace).items}
 
 
-def secret_env(services, namespace, name=databases.SECRET):
+def secret_env(services, namespace, name=database_objects.SECRET):
     return services.kube.read_secret_data(namespace, name)
 
 
@@ -260,7 +261,7 @@ def test_a_shared_server_gives_each_preview_its_database_and_drops_it_at_teardow
 
     # The app reads the URL from the Secret, never from plain env; the URL works.
     app = container(kube_api, preview)
-    assert [source.secret_ref.name for source in app.env_from] == [databases.SECRET]
+    assert [source.secret_ref.name for source in app.env_from] == [database_objects.SECRET]
     assert not any(e.name == "DATABASE_URL" or "PASSWORD" in e.name for e in app.env)
     env = secret_env(services, preview.namespace)
     assert execute(env["DATABASE_URL"], "SELECT name FROM products ORDER BY id") == [("seeded",), ("seeded",)]
@@ -279,7 +280,7 @@ def test_a_shared_server_gives_each_preview_its_database_and_drops_it_at_teardow
 
     # The API shows the database, not its password.
     with database.connection_context():
-        shown = previews.serialize(Preview.get_by_id(preview.id), full=True)["database"]
+        shown = views.details(Preview.get_by_id(preview.id))["database"]
     assert shown["engine"] == engine and shown["mode"] == "shared" and shown["name"] == name
     assert shown["size_bytes"] and env["DATABASE_URL"] not in str(shown)
 
@@ -549,13 +550,13 @@ def test_without_an_admin_url_the_database_runs_in_the_namespace(client, with_gi
         assert run(services, delivery) == "ready"
         preview = the_preview()
         assert preview.database_mode == "in-namespace"
-        server = k8s.AppsV1Api(kube_api).read_namespaced_stateful_set(databases.SERVER, preview.namespace)
+        server = k8s.AppsV1Api(kube_api).read_namespaced_stateful_set(database_objects.SERVER, preview.namespace)
         assert server.spec.template.spec.containers[0].image == "postgres:16"
         password_from = server.spec.template.spec.containers[0].env[2].value_from.secret_key_ref
-        assert (password_from.name, password_from.key) == (databases.SECRET, "PGPASSWORD")
+        assert (password_from.name, password_from.key) == (database_objects.SECRET, "PGPASSWORD")
         claim = server.spec.volume_claim_templates[0]
         assert claim.spec.storage_class_name == storage_class
-        assert core.read_namespaced_service(databases.SERVER, preview.namespace).spec.ports[0].port == 5432
+        assert core.read_namespaced_service(database_objects.SERVER, preview.namespace).spec.ports[0].port == 5432
         env = secret_env(services, preview.namespace)
         assert env["DATABASE_URL"] == f"postgresql://app:{env['PGPASSWORD']}@database:5432/app"
         labels = server.metadata.labels

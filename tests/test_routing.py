@@ -11,11 +11,13 @@ from datetime import datetime, timedelta
 import pytest
 from kubernetes import client as k8s
 
-from app.domain import routing
-from app.domain.manifests import PreviewSpec
+from app.domain.k8s import routing
+from app.domain.k8s.labels import PreviewSpec
+from app.domain.k8s.routing import RoutingPolicy
 from app.domain.naming import preview_names
 from app.domain.states import PreviewState
 from app.settings import ROUTINGS, Settings, SettingsError
+from app.usecases import policies
 from tests.helpers import deliver, run, the_preview
 from tests.kube.controlplane import tools_bin
 from tests.kube.waiting import namespace_gone
@@ -33,6 +35,10 @@ def spec() -> PreviewSpec:
 
 def settings_for(name: str, access: str = "basic") -> Settings:
     return Settings(routing=name, gateway=GATEWAY, access=access)
+
+
+def policy_for(name: str, access: str = "basic") -> RoutingPolicy:
+    return policies.routing(settings_for(name, access))
 
 
 def test_every_routing_setting_has_its_function():
@@ -72,7 +78,7 @@ def test_a_gateway_routing_needs_its_gateway():
 def test_the_secret_holds_the_hash_each_controller_reads_under_its_key(name, key, prefix):
     secrets = {
         s["metadata"]["name"]: s["stringData"]
-        for s in routing.auth_secrets(spec(), settings_for(name), "preview", "s3cret-s3cret")
+        for s in routing.auth_secrets(spec(), policy_for(name), "preview", "s3cret-s3cret")
     }
     assert secrets["preview-basic-auth"]["password"] == "s3cret-s3cret"
     if name == "gateway-traefik":  # Traefik reads a Secret with exactly one key
@@ -89,11 +95,11 @@ def _kinds(objects):
 
 def test_the_route_objects_of_each_routing():
     s = spec()
-    ingress_objects = routing.route_objects(s, settings_for("ingress-nginx"))
+    ingress_objects = routing.route_objects(s, policy_for("ingress-nginx"))
     assert _kinds(ingress_objects) == ["Ingress"]
     assert ingress_objects[0]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-type"] == "basic"
 
-    nginx = {obj["kind"]: obj for obj in routing.route_objects(s, settings_for("gateway-nginx"))}
+    nginx = {obj["kind"]: obj for obj in routing.route_objects(s, policy_for("gateway-nginx"))}
     assert nginx["AuthenticationFilter"]["spec"]["basic"]["secretRef"]["name"] == s.names.auth_secret
     assert nginx["HTTPRoute"]["spec"]["rules"][0]["filters"][0]["extensionRef"]["kind"] == "AuthenticationFilter"
     assert nginx["HTTPRoute"]["spec"]["parentRefs"][0] | {} == {
@@ -104,19 +110,19 @@ def test_the_route_objects_of_each_routing():
     }
     assert nginx["HTTPRoute"]["spec"]["hostnames"] == [s.names.host]
 
-    envoy = {obj["kind"]: obj for obj in routing.route_objects(s, settings_for("gateway-envoy"))}
+    envoy = {obj["kind"]: obj for obj in routing.route_objects(s, policy_for("gateway-envoy"))}
     assert envoy["SecurityPolicy"]["spec"]["targetRefs"][0]["name"] == envoy["HTTPRoute"]["metadata"]["name"]
     assert envoy["SecurityPolicy"]["spec"]["basicAuth"]["users"]["name"] == s.names.auth_secret
     assert "filters" not in envoy["HTTPRoute"]["spec"]["rules"][0]
 
-    traefik = {obj["kind"]: obj for obj in routing.route_objects(s, settings_for("gateway-traefik"))}
+    traefik = {obj["kind"]: obj for obj in routing.route_objects(s, policy_for("gateway-traefik"))}
     assert traefik["Middleware"]["spec"]["basicAuth"]["secret"] == routing.AUTH_OBJECT
     assert traefik["HTTPRoute"]["spec"]["rules"][0]["filters"][0]["extensionRef"]["group"] == "traefik.io"
 
 
 @pytest.mark.parametrize("name", ROUTINGS)
 def test_public_access_puts_nothing_in_front(name):
-    objects = routing.route_objects(spec(), settings_for(name, access="public"))
+    objects = routing.route_objects(spec(), policy_for(name, access="public"))
     assert _kinds(objects) in (["Ingress"], ["HTTPRoute"])
     assert not any("auth" in key for key in objects[0]["metadata"].get("annotations", {}))
     assert "filters" not in objects[0]["spec"].get("rules", [{}])[0]
@@ -206,7 +212,7 @@ def test_a_deploy_and_teardown_with_each_routing(client, services, kube_api, rou
 @pytest.mark.kube
 def test_the_server_accepts_the_nginx_gateway_route(kube_cluster, kube_api, routing_crds, kube_namespace):
     """Without NGINX Gateway Fabric's CRD its filter cannot be checked; its HTTPRoute can."""
-    route = next(o for o in routing.route_objects(spec(), settings_for("gateway-nginx")) if o["kind"] == "HTTPRoute")
+    route = next(o for o in routing.route_objects(spec(), policy_for("gateway-nginx")) if o["kind"] == "HTTPRoute")
     route["metadata"]["namespace"] = kube_namespace
     k8s.CustomObjectsApi(kube_api).create_namespaced_custom_object(
         "gateway.networking.k8s.io", "v1", kube_namespace, "httproutes", route, dry_run="All"

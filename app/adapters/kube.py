@@ -18,6 +18,7 @@ import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
+from app.domain.k8s import diagnosis
 from app.usecases.ports import JobInfo, JobOutcome, KubeError, NamespaceInfo, RolloutOutcome
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ _RESOURCES = {
     ("networking.k8s.io/v1", "NetworkPolicy"): ("/apis/networking.k8s.io/v1", "networkpolicies", True),
     ("networking.k8s.io/v1", "Ingress"): ("/apis/networking.k8s.io/v1", "ingresses", True),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
-    # Gateway API routing (app/domain/routing.py) and each controller's auth object.
+    # Gateway API routing (app/domain/k8s/routing.py) and each controller's auth object.
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): ("/apis/gateway.networking.k8s.io/v1", "httproutes", True),
     ("gateway.nginx.org/v1alpha1", "AuthenticationFilter"): (
         "/apis/gateway.nginx.org/v1alpha1",
@@ -70,9 +71,6 @@ _CLIENT_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
 
 # How often a wait asks its caller whether to stop (a newer commit, a lost lease).
 STOP_CHECK_SECONDS = 5
-
-# Container waiting reasons that will not fix themselves while we wait.
-_IMAGE_PULL = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
 
 
 def load_configuration(kubeconfig: str | None) -> client.Configuration:
@@ -293,7 +291,7 @@ class Kube:
             found = self.batch.list_namespaced_job(
                 namespace, label_selector=label_selector, _request_timeout=self.timeout
             ).items
-            return [JobInfo(job.metadata.name, job.metadata.uid, job_state(job)) for job in found]
+            return [JobInfo(job.metadata.name, job.metadata.uid, diagnosis.job_state(self._json(job))) for job in found]
         except ApiException as error:
             if error.status == 404:
                 return []
@@ -388,7 +386,7 @@ class Kube:
                 if should_stop is not None and should_stop():
                     return JobOutcome("stopped", reason="stopped")
                 jobs = self._list_named(self.batch.list_namespaced_job, name, namespace)
-                state = job_state(jobs.items[0]) if jobs.items else "missing"
+                state = diagnosis.job_state(self._json(jobs.items[0])) if jobs.items else "missing"
                 if state is None and quota_refusal_is_final and (refused := self._quota_refusal(namespace, name)):
                     return JobOutcome("failed", refused, reason="quota")
                 if state is None:
@@ -396,7 +394,11 @@ class Kube:
                     window = min(remaining, STOP_CHECK_SECONDS if checks else 60)
                     stream = self._watch_named(self.batch.list_namespaced_job, name, jobs, window, namespace)
                     for event in stream:
-                        state = "missing" if event["type"] == "DELETED" else job_state(event["object"])
+                        state = (
+                            "missing"
+                            if event["type"] == "DELETED"
+                            else diagnosis.job_state(self._json(event["object"]))
+                        )
                         if state:
                             break
                 if state == "missing":
@@ -444,9 +446,10 @@ class Kube:
                 if should_stop is not None and should_stop():
                     return RolloutOutcome(False, "stopped", "no longer wanted")
                 deployment = self.apps.read_namespaced_deployment(name, namespace, _request_timeout=self.timeout)
-                if _rolled_out(deployment):
+                found = self._json(deployment)
+                if diagnosis.rolled_out(found):
                     return RolloutOutcome(True)
-                stuck = self.diagnose(namespace, deployment)
+                stuck = self._rollout_problem(namespace, found)
                 if stuck and stuck.reason != "pending":
                     return stuck
                 remaining = deadline - time.monotonic()
@@ -456,7 +459,7 @@ class Kube:
                 window = min(remaining, STOP_CHECK_SECONDS)
                 stream = self._watch_named(self.apps.list_namespaced_deployment, name, deployment, window, namespace)
                 for event in stream:
-                    if event["type"] != "DELETED" and _rolled_out(event["object"]):
+                    if event["type"] != "DELETED" and diagnosis.rolled_out(self._json(event["object"])):
                         return RolloutOutcome(True)
         except _CLIENT_ERRORS as error:
             raise _error(f"watch deployment {namespace}/{name}", error) from error
@@ -484,66 +487,18 @@ class Kube:
         except _CLIENT_ERRORS as error:
             raise _error(f"watch statefulset {namespace}/{name}", error) from error
 
-    def diagnose(self, namespace: str, deployment: Any) -> RolloutOutcome | None:
-        """Why the Deployment's pods are not ready, in words a developer understands."""
-        for condition in _conditions(deployment):
-            if condition.type == "ReplicaFailure" and condition.status == "True":
-                text = condition.message or ""
-                if "exceeded quota" in text or "forbidden" in text:
-                    return RolloutOutcome(False, "quota", f"the namespace quota rejects the pods: {text}")
-            if condition.type == "Progressing" and condition.reason == "ProgressDeadlineExceeded":
-                return RolloutOutcome(False, "timeout", condition.message or "progress deadline exceeded")
-        selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
+    def _rollout_problem(self, namespace: str, deployment: dict[str, Any]) -> RolloutOutcome | None:
+        selector = diagnosis.pod_selector(deployment)
         pods = self.core.list_namespaced_pod(namespace, label_selector=selector, _request_timeout=self.timeout).items
-        for pod in pods:
-            for status in pod.status.container_statuses or []:
-                waiting = status.state.waiting if status.state else None
-                last = status.last_state.terminated if status.last_state else None
-                if waiting and waiting.reason in _IMAGE_PULL:
-                    return RolloutOutcome(
-                        False, "image-pull", f"the image cannot be pulled: {waiting.message or waiting.reason}"
-                    )
-                if waiting and waiting.reason == "CrashLoopBackOff":
-                    if last and last.reason == "OOMKilled":
-                        return RolloutOutcome(
-                            False, "out-of-memory", "the app was killed for using more memory than its limit"
-                        )
-                    code = f" (exit code {last.exit_code})" if last else ""
-                    return RolloutOutcome(False, "crash-loop", f"the app keeps crashing on start{code}")
-            for condition in pod.status.conditions or []:
-                if condition.type == "PodScheduled" and condition.status == "False":
-                    return RolloutOutcome(False, "unschedulable", f"no node can run the pod: {condition.message}")
-        if not pods:
-            return RolloutOutcome(False, "pending", "no pods yet")
-        return None
+        return diagnosis.rollout_problem(deployment, [self._json(pod) for pod in pods])
+
+    def _json(self, obj: Any) -> dict[str, Any]:
+        """An object as the API server wrote it (what app/domain/k8s/diagnosis.py reads)."""
+        found: dict[str, Any] = self.api.sanitize_for_serialization(obj)
+        return found
 
 
 def _naive_utc(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
-
-
-def _conditions(obj: Any) -> list[Any]:
-    return list((obj.status.conditions if obj.status else None) or [])
-
-
-def job_state(job: Any) -> str | None:
-    for condition in _conditions(job):
-        if condition.status == "True" and condition.type in ("Complete", "SuccessCriteriaMet"):
-            return "complete"
-        if condition.status == "True" and condition.type in ("Failed", "FailureTarget"):
-            return "failed"
-    return None
-
-
-def _rolled_out(deployment: Any) -> bool:
-    spec, status = deployment.spec, deployment.status
-    if status is None or (status.observed_generation or 0) < (deployment.metadata.generation or 0):
-        return False
-    wanted = spec.replicas if spec.replicas is not None else 1
-    return (
-        (status.updated_replicas or 0) == wanted
-        and (status.available_replicas or 0) == wanted
-        and (status.replicas or 0) == wanted
-    )

@@ -5,21 +5,21 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from app.domain import manifests, naming
+from app.domain import naming
+from app.domain.k8s import build as builds
+from app.domain.k8s.labels import LABEL_COMPONENT, LABEL_PREVIEW_ID, PreviewSpec
 from app.domain.naming import image_repository
 from app.domain.preview_file import PreviewFileError
 from app.models import Deployment, Event, Preview
 from app.settings import Settings
-from app.usecases import preview_config, preview_database
+from app.usecases import policies, preview_config, preview_database
 from app.usecases.preview_config import PreviewConfig
 from app.usecases.runs import Run, StepFailed, Superseded
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-def build(
-    run: Run, preview: Preview, deployment: Deployment, spec: manifests.PreviewSpec, config: PreviewConfig
-) -> str:
+def build(run: Run, preview: Preview, deployment: Deployment, spec: PreviewSpec, config: PreviewConfig) -> str:
     """The image to deploy: the configured one, or the preview's commit built with kaniko, pinned by digest."""
     if config.image:
         return config.image
@@ -38,7 +38,7 @@ def build(
 def build_commit(
     run: Run,
     preview: Preview,
-    spec: manifests.PreviewSpec,
+    spec: PreviewSpec,
     config: PreviewConfig,
     sha: str,
     git_ref: str,
@@ -50,7 +50,7 @@ def build_commit(
     if not settings.preview_registry:
         raise StepFailed("build", "PREVIEW_REGISTRY is not set and the repository names no image to deploy")
     names = spec.names
-    selector = f"{manifests.LABEL_PREVIEW_ID}={preview.id},{manifests.LABEL_COMPONENT}=build"
+    selector = f"{LABEL_PREVIEW_ID}={preview.id},{LABEL_COMPONENT}=build"
     failed_before = False
     for job in kube.list_jobs(settings.build_namespace, selector):
         if job.name == names.build_job(sha):
@@ -68,8 +68,8 @@ def build_commit(
                 f"no registry credentials for {preview.repository.full_name}: the operator makes the Secret"
                 f" {registry_secret} in {settings.build_namespace} (or sets REGISTRY_SHARED_FALLBACK=true)",
             )
-        registry_secret = manifests.REGISTRY_CREDENTIALS_SECRET
-    build = manifests.BuildSpec(
+        registry_secret = builds.REGISTRY_CREDENTIALS_SECRET
+    build = builds.BuildSpec(
         job_name=names.build_job(sha),
         namespace=settings.build_namespace,
         clone_url=clone_url(settings, preview),
@@ -84,9 +84,10 @@ def build_commit(
         registry_secret=registry_secret,
     )
     Event.record(preview, "registry", f"pushing {sha[:12]} to {repository} with the Secret {registry_secret}")
-    for build_object in (manifests.build_namespace, manifests.build_quota, manifests.build_network_policy):
-        kube.apply(build_object(settings))
-    kube.replace_job(manifests.build_job(spec, build, settings, sha), recreate=failed_before)
+    policy = policies.build(settings)
+    for build_object in (builds.build_namespace, builds.build_quota, builds.build_network_policy):
+        kube.apply(build_object(policy))
+    kube.replace_job(builds.build_job(spec, build, policy, sha), recreate=failed_before)
     outcome = kube.wait_for_job(
         settings.build_namespace, build.job_name, settings.build_timeout.total_seconds(), should_stop=run.stopped
     )
@@ -103,7 +104,7 @@ def build_commit(
 
 
 def base_image(
-    run: Run, preview: Preview, spec: manifests.PreviewSpec, engine: str
+    run: Run, preview: Preview, spec: PreviewSpec, engine: str
 ) -> Callable[[], preview_database.BaseImage | None]:
     """For a template database: the commit the PR branched from, its image (built with the base's
     own preview file) and the base file's migrate and seed commands. Never the PR's: a template

@@ -20,7 +20,7 @@ from typing import Any
 import peewee
 
 from app.db import database, database_now
-from app.domain.manifests import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
+from app.domain.k8s.labels import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
 from app.domain.naming import NAMESPACE_PREFIX
 from app.domain.states import PreviewState
 from app.models import Event, Preview, Repository, WebhookDelivery

@@ -21,13 +21,17 @@ from typing import Any
 from app.adapters import sql_admin
 from app.adapters.sql_admin import SqlAdminError
 from app.db import database, utcnow
-from app.domain import credentials, gitea_links, manifests, routing
+from app.domain import credentials, gitea_links
+from app.domain.k8s import isolation, routing, workload
+from app.domain.k8s.isolation import Opening
+from app.domain.k8s.labels import LABEL_COMPONENT, LABEL_PREVIEW_ID, PreviewSpec
+from app.domain.k8s.workload import AppSpec, ExtraServiceSpec
 from app.domain.naming import PreviewNames, preview_names
 from app.domain.preview_file import PreviewFileError
 from app.domain.states import DeploymentStatus, PreviewState
 from app.models import Deployment, Event, Preview
 from app.settings import Settings
-from app.usecases import building, capacity, jobs, lease, preview_config, preview_database, reporting, trust
+from app.usecases import building, capacity, jobs, lease, policies, preview_config, preview_database, reporting, trust
 from app.usecases.jobs import DEPLOY_JOB, TEARDOWN_JOB
 from app.usecases.ports import Cluster, Services
 from app.usecases.preview_config import PreviewConfig
@@ -73,8 +77,8 @@ def _password(services: Services, names: PreviewNames) -> str:
     return credentials.new_password()
 
 
-def _app_spec(config: PreviewConfig, image: str, env_secret: str | None = None) -> manifests.AppSpec:
-    return manifests.AppSpec(
+def _app_spec(config: PreviewConfig, image: str, env_secret: str | None = None) -> AppSpec:
+    return AppSpec(
         image=image,
         port=config.port,
         health_path=config.health_path,
@@ -84,15 +88,15 @@ def _app_spec(config: PreviewConfig, image: str, env_secret: str | None = None) 
         requests=config.requests,
         limits=config.limits,
         env_secret=env_secret,
-        services=tuple(manifests.ExtraServiceSpec(s.name, s.image, s.port, s.env) for s in config.services),
+        services=tuple(ExtraServiceSpec(s.name, s.image, s.port, s.env) for s in config.services),
     )
 
 
 def _spec(
     settings: Settings, preview: Preview, names: PreviewNames, now: datetime, config: PreviewConfig
-) -> manifests.PreviewSpec:
+) -> PreviewSpec:
     ttl = config.ttl or settings.preview_ttl
-    return manifests.PreviewSpec(
+    return PreviewSpec(
         preview_id=preview.id,
         names=names,
         repository=preview.repository.full_name,
@@ -126,7 +130,7 @@ def _run_job(run: Run, namespace: str, job: dict[str, Any], phase: str) -> None:
     """Run a migrate or seed Job to completion; StepFailed with its output's tail otherwise."""
     kube, settings = run.services.kube, run.services.settings
     name = job["metadata"]["name"]
-    selector = f"{manifests.LABEL_PREVIEW_ID}={run.preview_id},{manifests.LABEL_COMPONENT}={phase}"
+    selector = f"{LABEL_PREVIEW_ID}={run.preview_id},{LABEL_COMPONENT}={phase}"
     failed_before = any(j.name == name and j.state == "failed" for j in kube.list_jobs(namespace, selector))
     kube.replace_job(job, recreate=failed_before)
     outcome = kube.wait_for_job(
@@ -149,7 +153,7 @@ def _run_job(run: Run, namespace: str, job: dict[str, Any], phase: str) -> None:
 def _ours_or_free(kube: Cluster, namespace: str, preview_id: int) -> bool:
     """Before writing into or deleting a namespace: it does not exist, or it carries this preview's id."""
     labels = kube.namespace_labels(namespace)
-    return labels is None or labels.get(manifests.LABEL_PREVIEW_ID) == str(preview_id)
+    return labels is None or labels.get(LABEL_PREVIEW_ID) == str(preview_id)
 
 
 def deploy(services: Services, preview_id: int, sha: str) -> str:
@@ -208,13 +212,13 @@ def _deploy(run: Run) -> str:
             if not _ours_or_free(kube, names.namespace, run.preview_id):
                 raise StepFailed("deploy", f"namespace {names.namespace} exists and is not this preview's: not touched")
             run.check()
-            for obj in manifests.access_objects(spec, settings):
+            for obj in isolation.access_objects(spec, policies.isolation(settings)):
                 kube.apply(obj)
             # With the chart's roles our rights here come from the binding just made: wait until
             # the API server's authorizer knows it.
             if not kube.wait_until_allowed(names.namespace, "patch", "deployments", "apps"):
                 raise StepFailed("deploy", f"no rights in {names.namespace}: is PREVIEW_CLUSTER_ROLE bound?")
-            for obj in manifests.guard_objects(spec, settings, _database_egress(settings, config)):
+            for obj in isolation.guard_objects(spec, policies.isolation(settings), _database_egress(settings, config)):
                 kube.apply(obj)
         env_secret = None
         if config.database is not None:
@@ -222,10 +226,11 @@ def _deploy(run: Run) -> str:
                 env_secret = _prepare_database(run, preview, spec, config, image)
         with phase(preview, deployment, "configure", "applying the app"):
             password = _password(services, names) if settings.access == "basic" else None
+            way_in = policies.routing(settings)
             objects = [
-                *(routing.auth_secrets(spec, settings, credentials.USERNAME, password) if password else []),
-                *manifests.workload_objects(spec, _app_spec(config, image, env_secret)),
-                *routing.route_objects(spec, settings),
+                *(routing.auth_secrets(spec, way_in, credentials.USERNAME, password) if password else []),
+                *workload.workload_objects(spec, _app_spec(config, image, env_secret)),
+                *routing.route_objects(spec, way_in),
             ]
             run.check()
             for obj in objects:
@@ -263,17 +268,15 @@ def _deploy(run: Run) -> str:
         run.wait_for_reports()  # the work horse ends with the job: never cut a report short
 
 
-def _database_egress(settings: Settings, config: PreviewConfig) -> manifests.Opening | None:
+def _database_egress(settings: Settings, config: PreviewConfig) -> Opening | None:
     """A shared database server's port is let through the preview's egress policy; nothing else is."""
     admin = sql_admin.admins(settings).get(config.database.engine) if config.database is not None else None
     if admin is None:
         return None
-    return manifests.Opening(settings.database_egress_cidrs, (admin.port,))
+    return Opening(settings.database_egress_cidrs, (admin.port,))
 
 
-def _prepare_database(
-    run: Run, preview: Preview, spec: manifests.PreviewSpec, config: PreviewConfig, image: str
-) -> str:
+def _prepare_database(run: Run, preview: Preview, spec: PreviewSpec, config: PreviewConfig, image: str) -> str:
     """Server, Secret, migrate and first seed; returns the Secret the app's env comes from."""
     assert config.database is not None
     namespace = spec.names.namespace
@@ -383,7 +386,7 @@ def _teardown(services: Services, held: lease.Lease, preview_id: int, reason: st
 
     if not _still_tearing_down(held, preview_id):
         return stop()
-    selector = f"{manifests.LABEL_PREVIEW_ID}={preview.id},{manifests.LABEL_COMPONENT}=build"
+    selector = f"{LABEL_PREVIEW_ID}={preview.id},{LABEL_COMPONENT}=build"
     for job in kube.list_jobs(settings.build_namespace, selector):
         kube.delete_job(settings.build_namespace, job.name)
     namespace = preview.namespace or names.namespace

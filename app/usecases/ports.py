@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from app.domain.k8s.diagnosis import RolloutOutcome
+
 if TYPE_CHECKING:
     from app.settings import Settings
 
@@ -75,13 +77,6 @@ class JobOutcome:
     state: str  # complete | failed | missing | timeout | stopped
     message: str = ""  # the pod's termination message (kaniko writes the digest there)
     reason: str = ""
-
-
-@dataclass(frozen=True)
-class RolloutOutcome:
-    ready: bool
-    reason: str = ""  # image-pull | crash-loop | out-of-memory | unschedulable | quota | timeout | stopped
-    message: str = ""
 
 
 class Cluster(Protocol):

@@ -18,11 +18,14 @@ from app.adapters.sql_admin import PostgresAdmin, SqlAdmin, SqlAdminError
 from app.db import utcnow
 from app.domain import databases
 from app.domain.databases import IN_NAMESPACE, SHARED, Connection
-from app.domain.manifests import AppSpec, PreviewSpec
+from app.domain.k8s import database as objects
+from app.domain.k8s.labels import PreviewSpec
+from app.domain.k8s.workload import AppSpec
 from app.domain.preview_file import Database
 from app.domain.states import PreviewState
 from app.models import Event, Preview
 from app.settings import Settings
+from app.usecases import policies
 from app.usecases.ports import Cluster
 
 log = logging.getLogger(__name__)
@@ -60,7 +63,7 @@ def new_password() -> str:
 
 
 def _existing_password(kube: Cluster, namespace: str, engine: str) -> str | None:
-    data = kube.read_secret_data(namespace, databases.SECRET) or {}
+    data = kube.read_secret_data(namespace, objects.SECRET) or {}
     return data.get("PGPASSWORD" if engine == "postgres" else "MYSQL_PASSWORD") or None
 
 
@@ -85,6 +88,7 @@ def prepare(
     engine = wanted.engine
     admin = sql_admin.admins(settings).get(engine)
     password = _existing_password(kube, namespace, engine) or new_password()
+    policy = policies.database(settings)
     mode = SHARED if admin is not None else IN_NAMESPACE
     if preview.database_engine not in (None, engine) or preview.database_mode not in (None, mode):
         release(settings, preview)  # the file changed engine (or the operator the mode): start afresh
@@ -111,26 +115,26 @@ def prepare(
             admin.ensure(name, password)
         seeded = seeded or cloned_from is not None
         connection = admin.connection(name, password)
-        kube.apply(databases.secret(spec, connection, mode))
+        kube.apply(objects.connection_secret(spec, connection, mode))
     else:
-        connection = Connection(engine, databases.SERVER, databases.PORTS[engine], "app", "app", password)
+        connection = Connection(engine, objects.SERVER, databases.PORTS[engine], "app", "app", password)
         record(database_engine=engine, database_mode=mode, database_name=connection.name)
-        kube.apply(databases.secret(spec, connection, mode))  # before the server, which reads its password
-        image = databases.server_image(settings, engine, wanted.version)
-        for obj in databases.server_objects(spec, settings, connection, image):
+        kube.apply(objects.connection_secret(spec, connection, mode))  # before the server, which reads its password
+        image = objects.server_image(policy, engine, wanted.version)
+        for obj in objects.server_objects(spec, policy, connection, image):
             kube.apply(obj)
         if not kube.wait_for_statefulset(
-            namespace, databases.SERVER, settings.rollout_timeout.total_seconds(), should_stop
+            namespace, objects.SERVER, settings.rollout_timeout.total_seconds(), should_stop
         ):
             raise SqlAdminError(f"the {engine} server in the namespace did not become ready")
     if wanted.migrate:
-        run_job(databases.command_job(spec, app, settings, "migrate", wanted.migrate, spec.head_sha), "migrate")
+        run_job(objects.command_job(spec, app, policy, "migrate", wanted.migrate, spec.head_sha), "migrate")
     if wanted.seed and not seeded:
-        run_job(databases.command_job(spec, app, settings, "seed", wanted.seed, spec.head_sha), "seed")
+        run_job(objects.command_job(spec, app, policy, "seed", wanted.seed, spec.head_sha), "seed")
         record(database_seeded_at=utcnow())
     if admin is not None:
         record(database_size_bytes=_size(admin, connection.name))
-    return databases.SECRET
+    return objects.SECRET
 
 
 def _clone_template(
@@ -162,13 +166,15 @@ def _clone_template(
             template_password = new_password()
             admin.ensure(template, template_password)
             template_connection = admin.connection(template, template_password)
-            kube.apply(databases.secret(spec, template_connection, SHARED, TEMPLATE_SECRET))
+            kube.apply(objects.connection_secret(spec, template_connection, SHARED, TEMPLATE_SECRET))
             Event.record(preview, "database", f"making template {template} at base {base.sha[:12]}")
             # The PR's env (and labels) would reach every later clone: the base's own only.
             base_app = AppSpec(image=base.image, env=dict(base.env))
             for kind, command in (("template-migrate", base.migrate), ("template-seed", base.seed)):
                 if command:
-                    job = databases.command_job(spec, base_app, settings, kind, command, base.sha, TEMPLATE_SECRET)
+                    job = objects.command_job(
+                        spec, base_app, policies.database(settings), kind, command, base.sha, TEMPLATE_SECRET
+                    )
                     run_job(job, kind)
             admin.mark_template(template)  # frozen: its role can no longer log in or own it
             kube.delete_secret(spec.names.namespace, TEMPLATE_SECRET)

@@ -10,24 +10,18 @@ from typing import Any
 import peewee
 
 from app.db import database, utcnow
-from app.domain import databases
 from app.domain.gitea_events import RepositoryRef
-from app.domain.manifests import APP_REQUESTS, LABEL_COMPONENT, LABEL_PREVIEW_ID
+from app.domain.k8s import database as database_objects
+from app.domain.k8s.labels import LABEL_COMPONENT, LABEL_PREVIEW_ID
+from app.domain.k8s.workload import APP_REQUESTS
 from app.domain.naming import AUTH_SECRET
 from app.domain.planning import DEPLOY, Plan
 from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview, Repository
 from app.settings import Settings
 from app.usecases import intake, jobs, lifecycle
+from app.usecases.errors import NotFound, Unavailable
 from app.usecases.ports import Cluster, GiteaApi, GiteaError, Queue, QueueUnavailable, Services
-
-
-class NotFound(Exception):
-    """What the caller named does not exist; the message says which."""
-
-
-class Unavailable(Exception):
-    """A system we need to answer (Gitea) cannot be reached."""
 
 
 def _repository_ref(gitea: GiteaApi, full_name: str) -> RepositoryRef:
@@ -137,12 +131,6 @@ def delete_preview(queue: Queue, preview: Preview, now: datetime | None = None) 
     return Preview.get_by_id(preview.id)
 
 
-def set_pinned(preview: Preview, pinned: bool, now: datetime) -> None:
-    """Pin (never expires) or unpin. A PR's label preview:keep, read again at its next event, wins."""
-    Preview.update(pinned=pinned, updated_at=now).where(Preview.id == preview.id).execute()
-    Event.record(preview, "pin", "pinned from the dashboard" if pinned else "unpinned from the dashboard")
-
-
 def approve(gitea: GiteaApi, queue: Queue, preview: Preview, approver: str, sha: str, now: datetime) -> bool:
     """A writer's approval of commit `sha`, the one their page showed (the caller checked the
     permission). Nothing is approved unless it is still the preview's head and Gitea's: a push
@@ -190,23 +178,9 @@ def credentials(settings: Settings, kube: Cluster, preview: Preview) -> dict[str
         "password": data["password"],
     }
     if preview.database_engine:
-        database = kube.read_secret_data(preview.namespace, databases.SECRET) or {}
+        database = kube.read_secret_data(preview.namespace, database_objects.SECRET) or {}
         found["database_url"] = database.get("DATABASE_URL")
     return found
-
-
-def database_summary(preview: Preview) -> dict[str, Any] | None:
-    """What a preview's database is, never its password."""
-    if not preview.database_engine:
-        return None
-    return {
-        "engine": preview.database_engine,
-        "mode": preview.database_mode,
-        "name": preview.database_name,
-        "cloned_from": preview.database_template,
-        "seeded": preview.database_seeded_at is not None,
-        "size_bytes": preview.database_size_bytes,
-    }
 
 
 def logs(settings: Settings, kube: Cluster, preview: Preview, tail: int) -> dict[str, str]:
@@ -221,69 +195,6 @@ def logs(settings: Settings, kube: Cluster, preview: Preview, tail: int) -> dict
         build_log = (last.build_log_tail or "") if last else ""
         build_log = "\n".join(build_log.splitlines()[-tail:])
     return {"app": app_log, "build": build_log}
-
-
-# --- reading ---------------------------------------------------------------------
-
-
-def _time(moment: datetime | None) -> str | None:
-    return moment.replace(microsecond=0).isoformat() + "Z" if moment else None
-
-
-def report_summary(preview: Preview) -> dict[str, Any]:
-    """Whether Gitea shows the preview's current state yet, and when the outbox tries again."""
-    told = preview.reported_version >= preview.report_version
-    return {
-        "up_to_date": told,
-        "failed_tries": 0 if told else preview.report_attempts,
-        "next_try_at": None if told else _time(preview.report_next_at),
-    }
-
-
-def serialize(preview: Preview, full: bool = False) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": preview.id,
-        "public_id": preview.public_id,
-        "repository": preview.repository.full_name,
-        "pr_number": preview.pr_number,
-        "branch": preview.branch,
-        "state": preview.state,
-        "url": preview.url,
-        "head_sha": preview.head_sha,
-        "deployed_sha": preview.deployed_sha,
-        "namespace": preview.namespace,
-        "pinned": preview.pinned,
-        "waiting": preview.waiting_since is not None,
-        "expires_at": _time(preview.expires_at),
-        "created_at": _time(preview.created_at),
-        "updated_at": _time(preview.updated_at),
-    }
-    if full:
-        data["gitea_report"] = report_summary(preview)
-        data["database"] = database_summary(preview)
-        data["deployments"] = [
-            {
-                "head_sha": d.head_sha,
-                "status": d.status,
-                "image": d.image,
-                "digest": d.digest,
-                "timings": d.timings,
-                "failure_reason": d.failure_reason,
-                "created_at": _time(d.created_at),
-            }
-            for d in preview.deployments.order_by(Deployment.id)
-        ]
-        data["events"] = [
-            {
-                "phase": e.phase,
-                "message": e.message,
-                "progress": e.progress,
-                "duration_ms": e.duration_ms,
-                "at": _time(e.created_at),
-            }
-            for e in preview.events.order_by(Event.id)
-        ]
-    return data
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from app.models import Repository
 from app.settings import Settings
-from app.usecases.ports import GiteaApi
+from app.usecases.ports import GiteaApi, GiteaError
 
 log = logging.getLogger(__name__)
 
@@ -126,3 +126,36 @@ def follow_gitea(gitea: GiteaApi, repository: Repository) -> str | None:
 
 def registered() -> list[Repository]:
     return list(Repository.select().where(Repository.webhook_secret.is_null(False)).order_by(Repository.full_name))
+
+
+# --- the sender of a webhook delivery ------------------------------------------------------
+
+
+def for_delivery(name: str | None, gitea_id: int | None) -> Repository | None:
+    """The registered repository a delivery claims to be about: by name; else by Gitea's id
+    (learnt from Gitea), for a repository renamed since."""
+    repository = Repository.named(name) if name else None
+    if repository is None and gitea_id is not None:
+        repository = Repository.get_or_none(Repository.gitea_id == gitea_id)
+    return repository
+
+
+def signing_secret(settings: Settings, repository: Repository | None) -> str | None:
+    """The secret that must have signed the delivery: a registered repository's own; else the
+    single GITEA_WEBHOOK_SECRET, when it is set."""
+    if repository is not None and repository.webhook_secret:
+        return str(repository.webhook_secret)
+    return settings.gitea_webhook_secret
+
+
+def confirm_name(gitea: GiteaApi, repository: Repository | None, claimed: str | None) -> bool:
+    """A signed delivery names a registered repository by a new name: asked of Gitea (by id)
+    before anything is recorded under it. False when Gitea could not confirm it."""
+    if repository is None or claimed is None or repository.full_name.lower() == claimed.lower():
+        return True
+    try:
+        follow_gitea(gitea, repository)
+    except GiteaError as error:
+        log.warning("could not confirm a rename with Gitea repository=%r error=%s", claimed, error)
+        return False
+    return repository.full_name.lower() == claimed.lower()

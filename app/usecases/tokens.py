@@ -14,7 +14,8 @@ import secrets
 from dataclasses import dataclass
 
 from app.db import utcnow
-from app.models import ApiToken, Preview, Repository
+from app.models import ApiToken, Repository
+from app.usecases.errors import Forbidden
 
 SCOPES = ("read", "deploy", "admin")
 TOKEN_PREFIX = "pvt_"
@@ -34,8 +35,20 @@ class Grant:
     def covers(self, repository: str) -> bool:
         return self.repository is None or self.repository.lower() == repository.lower()
 
-    def sees(self, preview: Preview) -> bool:
-        return self.covers(preview.repository.full_name)
+    def sees(self, repository: str) -> bool:
+        """Whether previews of `repository` exist for this token (another's do not: 404, not 403)."""
+        return self.covers(repository)
+
+    def require(self, scope: str, repository: str | None = None) -> None:
+        """Forbidden unless the token has `scope` (and is for `repository`, when one is named)."""
+        if not self.allows(scope):
+            raise Forbidden(f"this token's scope is {self.scope}; this needs {scope}")
+        if repository is not None and not self.covers(repository):
+            raise Forbidden(f"this token is for {self.repository}, not {repository}")
+
+
+# The operator at the command line (`flask previews ...`): every right on every repository.
+OPERATOR = Grant("admin", None)
 
 
 def _digest(token: str) -> str:

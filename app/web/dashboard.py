@@ -7,21 +7,24 @@ No secret travels in a URL: credentials come from a POST.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, g, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from werkzeug.wrappers import Response as BaseResponse
 
-from app.adapters.gitea import GiteaError
 from app.db import utcnow
 from app.domain import redirects
 from app.domain.states import PreviewState
-from app.usecases import dashboard, previews
-from app.usecases.dashboard import NONCE_COOKIE, SESSION_COOKIE, Dashboard, User
+from app.usecases import board as board_pages
+from app.usecases import commands
+from app.usecases.dashboard import NONCE_COOKIE, SESSION_COOKIE, Dashboard, SignedIn, User
+from app.usecases.errors import Forbidden, NotFound
 from app.usecases.gitea_signin import SIGNIN_SECONDS
-from app.usecases.ports import ClusterNotConfigured
+from app.usecases.ports import ClusterNotConfigured, GiteaError
+from app.usecases.views import view
 from app.web import context
 
 blueprint = Blueprint("dashboard", __name__)
@@ -33,14 +36,37 @@ def _dashboard() -> Dashboard | None:
     return context.web().dashboard
 
 
-def _signed_in() -> tuple[Dashboard, User] | BaseResponse:
-    board = _dashboard()
-    if board is None:
-        return Response(render_template("dashboard_off.html"), status=200)
-    user = board.user(request.cookies.get(SESSION_COOKIE))
-    if user is None:
-        return redirect(url_for("dashboard.signin", next=request.full_path.rstrip("?")))
-    return board, user
+def _failed(status: int, message: str) -> ResponseReturnValue:
+    """An error as the request wants it: JSON for the pages' scripts, else a page."""
+    if g.get("dashboard_json"):
+        return jsonify(error=message), status
+    return Response(render_template("dashboard_error.html", message=message), status=status)
+
+
+def signed_in(*, answers_json: bool = False) -> Callable[[Callable[..., ResponseReturnValue]], Callable[..., Any]]:
+    """The view runs for a signed-in user only, who comes as its first argument (a `SignedIn`,
+    the commands' Actor). A visitor is sent to sign in (a script gets 401); a POST must carry
+    the session's form token."""
+
+    def decorate(view: Callable[..., ResponseReturnValue]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapped(**kwargs: Any) -> ResponseReturnValue:
+            g.dashboard_json = answers_json
+            board = _dashboard()
+            user = board.user(request.cookies.get(SESSION_COOKIE)) if board is not None else None
+            if board is None or user is None:
+                if answers_json:
+                    return jsonify(error="sign in"), 401
+                if board is None:
+                    return Response(render_template("dashboard_off.html"), status=200)
+                return redirect(url_for("dashboard.signin", next=request.full_path.rstrip("?")))
+            if request.method == "POST" and not _csrf_ok(user):
+                return _failed(400, "The form token is missing or wrong; reload the page.")
+            return view(SignedIn(board, user), **kwargs)
+
+        return wrapped
+
+    return decorate
 
 
 def _csrf_ok(user: User) -> bool:
@@ -48,46 +74,40 @@ def _csrf_ok(user: User) -> bool:
     return bool(sent) and sent == user.csrf
 
 
-def _writers_only(user: User, preview: Any) -> str:
-    """Logs, credentials and actions are for those who can write to the repository, as in the API."""
-    return f"{user.login} cannot write to {preview.repository.full_name}: only writers see secrets or act."
-
-
-def _settings() -> Any:
-    return context.settings()
-
-
 def _secure() -> bool:
     """Cookies are Secure when the service is served over https, whatever the hop before us says."""
-    return bool(_settings().public_url.startswith("https://"))
+    return bool(context.settings().public_url.startswith("https://"))
 
 
 @blueprint.errorhandler(GiteaError)
 def _gitea_down(error: GiteaError) -> ResponseReturnValue:
-    return Response(render_template("dashboard_error.html", message="Gitea cannot be asked right now."), status=503)
+    return _failed(503, "Gitea cannot be asked right now.")
 
 
 @blueprint.errorhandler(ClusterNotConfigured)
 def _no_cluster(error: ClusterNotConfigured) -> ResponseReturnValue:
-    return jsonify(error=str(error)), 503
+    return _failed(503, str(error))
 
 
-@blueprint.errorhandler(previews.NotFound)
-def _not_found(error: previews.NotFound) -> ResponseReturnValue:
-    return Response(render_template("dashboard_error.html", message=str(error)), status=404)
+@blueprint.errorhandler(NotFound)
+def _not_found(error: NotFound) -> ResponseReturnValue:
+    return _failed(404, str(error))
+
+
+@blueprint.errorhandler(Forbidden)
+def _forbidden(error: Forbidden) -> ResponseReturnValue:
+    return _failed(403, str(error))
 
 
 @blueprint.get("/")
-def index() -> ResponseReturnValue:
-    found = _signed_in()
-    if isinstance(found, BaseResponse):
-        return found
-    board, user = found
+@signed_in()
+def index(me: SignedIn) -> ResponseReturnValue:
+    board, user = me.board, me.user
     readable = board.readable(user)
     filters = {key: request.args.get(key) or None for key in ("repository", "state", "q")}
     mine = user.login if request.args.get("mine") else None
-    cards = dashboard.list_cards(
-        _settings(), readable, utcnow(), filters["repository"], filters["state"], filters["q"], mine
+    cards = board_pages.list_cards(
+        context.settings(), readable, utcnow(), filters["repository"], filters["state"], filters["q"], mine
     )
     writable = {name for name in readable if board.can_write(user, name)}
     return render_template(
@@ -103,125 +123,81 @@ def index() -> ResponseReturnValue:
 
 
 @blueprint.get("/dashboard/cards.json")
-def cards_json() -> ResponseReturnValue:
+@signed_in(answers_json=True)
+def cards_json(me: SignedIn) -> ResponseReturnValue:
     """The live part of the cards (state, progress), for the page's polling."""
-    found = _signed_in()
-    if isinstance(found, BaseResponse):
-        return jsonify(error="sign in"), 401
-    board, user = found
     wanted = [int(i) for i in request.args.get("ids", "").split(",") if i.isdigit()][:200]
-    now, settings = utcnow(), _settings()
     shown = []
     for preview_id in wanted:
         try:
-            preview = board.visible(user, preview_id)
-        except previews.NotFound:
+            preview = commands.find(me, preview_id)
+        except (NotFound, Forbidden):
             continue
-        if preview.state == PreviewState.DELETED:
-            continue  # gone: the page drops its card
-        shown.append(dashboard.card(settings, preview, now, settings.gitea_url))
-    return jsonify(items=shown)
+        if preview.state != PreviewState.DELETED:  # gone: the page drops its card
+            shown.append(preview)
+    return jsonify(items=board_pages.cards(context.settings(), shown, utcnow()))
 
 
 @blueprint.get("/p/<int:preview_id>")
-def preview_page(preview_id: int) -> ResponseReturnValue:
-    found = _signed_in()
-    if isinstance(found, BaseResponse):
-        return found
-    board, user = found
-    preview = board.visible(user, preview_id)
-    settings = _settings()
+@signed_in()
+def preview_page(me: SignedIn, preview_id: int) -> ResponseReturnValue:
+    preview = commands.find(me, preview_id)
+    can_write = me.board.can_write(me.user, preview.repository.full_name)
     return render_template(
         "dashboard_preview.html",
-        user=user,
-        card=dashboard.card(settings, preview, utcnow(), settings.gitea_url),
+        user=me.user,
+        card=board_pages.card(context.settings(), view(preview), utcnow()),
         preview=preview,
-        can_write=board.can_write(user, preview.repository.full_name),
-        writable={preview.repository.full_name} if board.can_write(user, preview.repository.full_name) else set(),
-        **dashboard.history(preview),
+        can_write=can_write,
+        writable={preview.repository.full_name} if can_write else set(),
+        **board_pages.history(preview),
     )
 
 
 @blueprint.get("/p/<int:preview_id>/logs.json")
-def preview_logs(preview_id: int) -> ResponseReturnValue:
-    found = _signed_in()
-    if isinstance(found, BaseResponse):
-        return jsonify(error="sign in"), 401
-    board, user = found
-    preview = board.visible(user, preview_id)
-    if not board.can_write(user, preview.repository.full_name):
-        return jsonify(error=_writers_only(user, preview)), 403
-    services = context.services()
-    return jsonify(previews.logs(services.settings, services.kube, preview, 100))
+@signed_in(answers_json=True)
+def preview_logs(me: SignedIn, preview_id: int) -> ResponseReturnValue:
+    return jsonify(commands.logs(context.services(), me, commands.find(me, preview_id), 100))
 
 
 @blueprint.post("/p/<int:preview_id>/credentials")
-def preview_credentials(preview_id: int) -> ResponseReturnValue:
-    found = _signed_in()
-    if isinstance(found, BaseResponse):
-        return jsonify(error="sign in"), 401
-    board, user = found
-    if not _csrf_ok(user):
-        return jsonify(error="the form token is missing or wrong; reload the page"), 400
-    preview = board.visible(user, preview_id)
-    if not board.can_write(user, preview.repository.full_name):
-        return jsonify(error=_writers_only(user, preview)), 403
-    preview = previews.require_deployed(preview)
-    services = context.services()
-    return jsonify(previews.credentials(services.settings, services.kube, preview))
+@signed_in(answers_json=True)
+def preview_credentials(me: SignedIn, preview_id: int) -> ResponseReturnValue:
+    return jsonify(commands.credentials(context.services(), me, commands.find(me, preview_id)))
 
 
 @blueprint.post("/p/<int:preview_id>/<action>")
-def act(preview_id: int, action: str) -> ResponseReturnValue:
-    found = _signed_in()
-    if isinstance(found, BaseResponse):
-        return found
-    board, user = found
+@signed_in()
+def act(me: SignedIn, preview_id: int, action: str) -> ResponseReturnValue:
     if action not in ACTIONS:
         abort(404)
-    if not _csrf_ok(user):
-        return Response(render_template("dashboard_error.html", message="The form token is wrong."), status=400)
-    preview = board.visible(user, preview_id)
-    repository = preview.repository.full_name
-    if not board.can_write(user, repository):
-        return Response(render_template("dashboard_error.html", message=_writers_only(user, preview)), status=403)
-    now, queue = utcnow(), context.services().queue
+    preview, services, now = commands.find(me, preview_id), context.services(), utcnow()
     if action == "delete":
-        previews.delete_preview(queue, preview, now)
+        commands.delete(services, me, preview, now)
     elif action == "redeploy":
-        previews.request_preview(context.services(), repository, preview_branch(preview), preview.pr_number)
+        commands.redeploy(services, me, preview)
     elif action in ("pin", "unpin"):
-        previews.set_pinned(preview, action == "pin", now)
-    elif action == "extend":
-        if dashboard.extend(_settings(), preview, EXTEND_BY, now) is None:
-            message = "Not extended: the preview changed meanwhile (a deploy or a teardown). Look again."
-            return Response(render_template("dashboard_error.html", message=message), status=409)
-    elif action == "approve":
-        sha = request.form.get("sha", "")
-        if not previews.approve(context.services().gitea, queue, preview, user.login, sha, now):
-            message = "Nothing approved: the pull request has moved on since this page was shown. Look again."
-            return Response(render_template("dashboard_error.html", message=message), status=409)
+        commands.pin(me, preview, action == "pin", now)
+    elif action == "extend" and commands.extend(services, me, preview, EXTEND_BY, now) is None:
+        return _failed(409, "Not extended: the preview changed meanwhile (a deploy or a teardown). Look again.")
+    elif action == "approve" and not commands.approve(
+        services, me, preview, me.user.login, request.form.get("sha", ""), now
+    ):
+        return _failed(409, "Nothing approved: the pull request has moved on since this page was shown. Look again.")
     back = redirects.local_path(request.form.get("back") or "")
     return redirect(back or url_for("dashboard.preview_page", preview_id=preview_id), code=303)
 
 
-def preview_branch(preview: Any) -> str | None:
-    return None if preview.pr_number is not None else preview.branch
-
-
 @blueprint.get("/stats")
-def stats_page() -> ResponseReturnValue:
-    found = _signed_in()
-    if isinstance(found, BaseResponse):
-        return found
-    board, user = found
-    figures = dashboard.stats_for(_settings(), board.readable(user), utcnow())
+@signed_in()
+def stats_page(me: SignedIn) -> ResponseReturnValue:
+    figures = board_pages.stats_for(context.settings(), me.board.readable(me.user), utcnow())
     return render_template(
         "dashboard_stats.html",
-        user=user,
+        user=me.user,
         figures=figures,
-        by_age=dashboard.bars(figures["by_age"]),
-        by_repository=dashboard.bars(figures["by_repository"]),
+        by_age=board_pages.bars(figures["by_age"]),
+        by_repository=board_pages.bars(figures["by_repository"]),
     )
 
 
@@ -255,13 +231,9 @@ def signin_callback() -> ResponseReturnValue:
 
 
 @blueprint.post("/signout")
-def signout() -> ResponseReturnValue:
-    found = _signed_in()
-    if isinstance(found, BaseResponse):
-        return found
-    board, user = found
-    if _csrf_ok(user):
-        board.sign_out(user)
+@signed_in()
+def signout(me: SignedIn) -> ResponseReturnValue:
+    me.board.sign_out(me.user)
     response = redirect(url_for("dashboard.index"), code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response

@@ -9,8 +9,8 @@ from typing import Any
 from flask import Blueprint, Response, abort, redirect, request
 from flask.typing import ResponseReturnValue
 
-from app.adapters.gitea import GiteaError
 from app.usecases.gitea_signin import SIGNIN_SECONDS
+from app.usecases.ports import GiteaError
 from app.usecases.preview_access import COOKIE, NONCE_COOKIE, Decision, PreviewAccess, original_request
 from app.web import context
 

@@ -8,12 +8,9 @@ import logging
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from app.adapters.gitea import GiteaError
 from app.domain.gitea_events import PayloadError, parse_event
 from app.domain.signature import signature_matches
 from app.domain.states import DeliveryOutcome
-from app.models import Repository
-from app.settings import Settings
 from app.usecases import intake, metrics, repositories
 from app.web import context
 
@@ -36,34 +33,6 @@ def _claimed_repository(body: bytes) -> tuple[str | None, int | None]:
     return (name if isinstance(name, str) else None), (gitea_id if type(gitea_id) is int else None)
 
 
-def _repository_for(name: str | None, gitea_id: int | None) -> Repository | None:
-    """By name; else by Gitea's id (learnt from Gitea), for a repository renamed since."""
-    repository = Repository.named(name) if name else None
-    if repository is None and gitea_id is not None:
-        repository = Repository.get_or_none(Repository.gitea_id == gitea_id)
-    return repository
-
-
-def _secret_for(settings: Settings, repository: Repository | None) -> str | None:
-    """A registered repository's own secret; else the single GITEA_WEBHOOK_SECRET, when it is set."""
-    if repository is not None and repository.webhook_secret:
-        return str(repository.webhook_secret)
-    return settings.gitea_webhook_secret
-
-
-def _follow_rename(repository: Repository | None, claimed: str | None) -> bool:
-    """A signed delivery names a registered repository by a new name: asked of Gitea (by id)
-    before anything is recorded under it. False when Gitea could not confirm it."""
-    if repository is None or claimed is None or repository.full_name.lower() == claimed.lower():
-        return True
-    try:
-        repositories.follow_gitea(context.services().gitea, repository)
-    except GiteaError as error:
-        log.warning("could not confirm a rename with Gitea repository=%r error=%s", claimed, error)
-        return False
-    return repository.full_name.lower() == claimed.lower()
-
-
 @blueprint.post("/webhooks/gitea")
 def receive_gitea_webhook() -> ResponseReturnValue:
     settings = context.settings()
@@ -73,8 +42,8 @@ def receive_gitea_webhook() -> ResponseReturnValue:
     if len(body) > settings.max_webhook_bytes:
         return _error(413, f"body larger than {settings.max_webhook_bytes} bytes")
     claimed, claimed_id = _claimed_repository(body)
-    repository = _repository_for(claimed, claimed_id)
-    secret = _secret_for(settings, repository)
+    repository = repositories.for_delivery(claimed, claimed_id)
+    secret = repositories.signing_secret(settings, repository)
     if secret is None:
         log.warning("refused a webhook for an unregistered repository repository=%r", claimed)
         metrics.record_refused_webhook(context.services().counters, "unregistered")
@@ -83,7 +52,7 @@ def receive_gitea_webhook() -> ResponseReturnValue:
         log.warning("rejected webhook with a missing or wrong signature repository=%r", claimed)
         metrics.record_refused_webhook(context.services().counters, "signature")
         return _error(401, "missing or invalid X-Gitea-Signature")
-    if not _follow_rename(repository, claimed):
+    if not repositories.confirm_name(context.services().gitea, repository, claimed):
         return _error(503, "the repository has a new name that Gitea did not confirm yet; try again")
 
     headers = intake.DeliveryHeaders(

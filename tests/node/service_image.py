@@ -1,5 +1,5 @@
 """The service's own image, built on the real node the way the service builds a preview:
-our kaniko build Job (app/domain/manifests.build_job) fetches a commit of the test
+our kaniko build Job (app/domain/k8s/build.build_job) fetches a commit of the test
 Gitea, builds charts/gitea-previews/image/Dockerfile on the test bed's Debian Python
 base, and pushes to the node's registry.
 
@@ -17,9 +17,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from app.adapters.kube import Kube
-from app.domain import manifests
+from app.domain.k8s.build import BuildSpec, build_job
+from app.domain.k8s.labels import PreviewSpec
 from app.domain.naming import image_repository, preview_names
 from app.settings import Settings
+from app.usecases import policies
 from tests.gitea_repo import Repo, create_repository
 from tests.gitea_server import GiteaServer
 from tests.node.node import RealNode
@@ -56,11 +58,9 @@ class ServiceImageBuilder:
         """The image of commit `sha`, as `<registry>/<path>@<digest>`."""
         now = datetime.now()
         names = preview_names(REPOSITORY, f"{REPOSITORY}@main", None, "main", DOMAIN)
-        spec = manifests.PreviewSpec(
-            0, names, REPOSITORY, "main", sha, now, now + timedelta(hours=1), timedelta(hours=1)
-        )
+        spec = PreviewSpec(0, names, REPOSITORY, "main", sha, now, now + timedelta(hours=1), timedelta(hours=1))
         repository = image_repository(self.settings.preview_registry or "", REPOSITORY)
-        build = manifests.BuildSpec(
+        build = BuildSpec(
             job_name=f"service-image-{sha[:12]}",
             namespace=self.settings.build_namespace,
             clone_url=f"{self.settings.gitea_url}/{self.repo.full_name}.git",
@@ -78,7 +78,7 @@ class ServiceImageBuilder:
         )
         kube = Kube(self.node.plane.client_configuration())
         try:
-            kube.replace_job(manifests.build_job(spec, build, self.settings, sha))
+            kube.replace_job(build_job(spec, build, policies.build(self.settings), sha))
             outcome = kube.wait_for_job(build.namespace, build.job_name, 900)
             if outcome.state != "complete":
                 tail = kube.pod_log_tail(build.namespace, f"job-name={build.job_name}", lines=60)

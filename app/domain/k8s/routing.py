@@ -22,71 +22,105 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.domain import credentials
-from app.domain.manifests import AUTH_REALM, PreviewSpec, ingress, object_meta
-from app.settings import Settings
+from app.domain.k8s.labels import PreviewSpec, object_meta, secret
 
+AUTH_REALM = "Preview environment"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 AUTH_OBJECT = "preview-auth"  # the controller's auth object, where it has one
+
+
+@dataclass(frozen=True)
+class RoutingPolicy:
+    routing: str  # a key of ROUTINGS
+    access: str  # basic | gitea | public
+    ingress_class: str | None
+    cert_manager_issuer: str | None
+    tls_secret: str | None
+    gateway: str | None  # namespace/name of the Gateway, for the gateway routings
+    public_url: str  # this service, where sign-in starts
+    auth_base: str  # where the proxies reach this service's forward-auth endpoints
 
 
 @dataclass(frozen=True)
 class Routing:
     secret_key: str  # where the controller reads the htpasswd file in the auth Secret
     hash_scheme: str  # credentials.htpasswd_line scheme it accepts
-    objects: Callable[[PreviewSpec, Settings], list[dict[str, Any]]]
+    objects: Callable[[PreviewSpec, RoutingPolicy], list[dict[str, Any]]]
     # The controller reads the htpasswd line from a Secret holding nothing else (AUTH_OBJECT).
     hash_alone: bool = False
 
 
-def _secret(spec: PreviewSpec, name: str, data: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": object_meta(spec, name),
-        "stringData": data,
-    }
-
-
-def auth_secrets(spec: PreviewSpec, settings: Settings, username: str, password: str) -> list[dict[str, Any]]:
+def auth_secrets(spec: PreviewSpec, policy: RoutingPolicy, username: str, password: str) -> list[dict[str, Any]]:
     """The preview's credentials: the plain username and password for people (the credentials
     route), and the htpasswd line under the key (and in the hash) its controller reads, in the
     same Secret or, where the controller wants it alone, in one of its own."""
-    routing = ROUTINGS[settings.routing]
+    routing = ROUTINGS[policy.routing]
     line = {routing.secret_key: credentials.htpasswd_line(username, password, routing.hash_scheme) + "\n"}
     for_people = {"username": username, "password": password}
     if routing.hash_alone:
-        return [_secret(spec, spec.names.auth_secret, for_people), _secret(spec, AUTH_OBJECT, line)]
-    return [_secret(spec, spec.names.auth_secret, {**line, **for_people})]
+        return [secret(spec, spec.names.auth_secret, for_people), secret(spec, AUTH_OBJECT, line)]
+    return [secret(spec, spec.names.auth_secret, {**line, **for_people})]
 
 
-def route_objects(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]]:
+def route_objects(spec: PreviewSpec, policy: RoutingPolicy) -> list[dict[str, Any]]:
     """The route to the app and the access in front of it, for the configured routing and access."""
-    return ROUTINGS[settings.routing].objects(spec, settings)
+    return ROUTINGS[policy.routing].objects(spec, policy)
 
 
-def auth_base(settings: Settings) -> str:
-    """Where the proxies reach this service's forward-auth endpoints."""
-    return (settings.auth_url or settings.public_url).rstrip("/")
+def ingress(spec: PreviewSpec, policy: RoutingPolicy) -> dict[str, Any]:
+    annotations = {
+        "nginx.ingress.kubernetes.io/auth-type": "basic",
+        "nginx.ingress.kubernetes.io/auth-secret": spec.names.auth_secret,
+        "nginx.ingress.kubernetes.io/auth-secret-type": "auth-file",
+        "nginx.ingress.kubernetes.io/auth-realm": AUTH_REALM,
+    }
+    body: dict[str, Any] = {
+        "ingressClassName": policy.ingress_class,
+        "rules": [
+            {
+                "host": spec.names.host,
+                "http": {
+                    "paths": [
+                        {
+                            "path": "/",
+                            "pathType": "Prefix",
+                            "backend": {"service": {"name": spec.names.app, "port": {"name": "http"}}},
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+    if policy.cert_manager_issuer:
+        annotations["cert-manager.io/cluster-issuer"] = policy.cert_manager_issuer
+    if policy.tls_secret or policy.cert_manager_issuer:
+        secret = policy.tls_secret or f"{spec.names.slug}-tls"
+        body["tls"] = [{"hosts": [spec.names.host], "secretName": secret}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": object_meta(spec, spec.names.app, "app", annotations=annotations),
+        "spec": body,
+    }
 
 
-def _ingress_nginx(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]]:
-    found = ingress(spec, settings)
+def _ingress_nginx(spec: PreviewSpec, policy: RoutingPolicy) -> list[dict[str, Any]]:
+    found = ingress(spec, policy)
     annotations = found["metadata"]["annotations"]
     for key in [k for k in annotations if k.startswith("nginx.ingress.kubernetes.io/auth-")]:
         del annotations[key]
     prefix = "nginx.ingress.kubernetes.io"
-    if settings.access == "basic":
+    if policy.access == "basic":
         annotations |= {
             f"{prefix}/auth-type": "basic",
             f"{prefix}/auth-secret": spec.names.auth_secret,
             f"{prefix}/auth-secret-type": "auth-file",
             f"{prefix}/auth-realm": AUTH_REALM,
         }
-    elif settings.access == "gitea":
+    elif policy.access == "gitea":
         annotations |= {
-            f"{prefix}/auth-url": f"{auth_base(settings)}/auth/preview/{spec.names.slug}",
-            f"{prefix}/auth-signin": f"{settings.public_url}/auth/signin?rd=$scheme://$host$escaped_request_uri",
+            f"{prefix}/auth-url": f"{policy.auth_base}/auth/preview/{spec.names.slug}",
+            f"{prefix}/auth-signin": f"{policy.public_url}/auth/signin?rd=$scheme://$host$escaped_request_uri",
             # The cookie the answer to a sign-in ticket sets reaches the browser.
             f"{prefix}/auth-always-set-cookie": "true",
             f"{prefix}/auth-response-headers": "X-Preview-User",
@@ -94,12 +128,12 @@ def _ingress_nginx(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]
     return [found]
 
 
-def _parent(settings: Settings) -> dict[str, Any]:
-    namespace, _, name = (settings.gateway or "").partition("/")
+def _parent(policy: RoutingPolicy) -> dict[str, Any]:
+    namespace, _, name = (policy.gateway or "").partition("/")
     return {"group": GATEWAY_GROUP, "kind": "Gateway", "namespace": namespace, "name": name}
 
 
-def _http_route(spec: PreviewSpec, settings: Settings, filters: list[dict[str, Any]]) -> dict[str, Any]:
+def _http_route(spec: PreviewSpec, policy: RoutingPolicy, filters: list[dict[str, Any]]) -> dict[str, Any]:
     rule: dict[str, Any] = {
         "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
         "backendRefs": [{"name": spec.names.app, "port": 80}],
@@ -110,7 +144,7 @@ def _http_route(spec: PreviewSpec, settings: Settings, filters: list[dict[str, A
         "apiVersion": f"{GATEWAY_GROUP}/v1",
         "kind": "HTTPRoute",
         "metadata": object_meta(spec, spec.names.app, "app"),
-        "spec": {"parentRefs": [_parent(settings)], "hostnames": [spec.names.host], "rules": [rule]},
+        "spec": {"parentRefs": [_parent(policy)], "hostnames": [spec.names.host], "rules": [rule]},
     }
 
 
@@ -118,24 +152,24 @@ def _extension_ref(group: str, kind: str) -> dict[str, Any]:
     return {"type": "ExtensionRef", "extensionRef": {"group": group, "kind": kind, "name": AUTH_OBJECT}}
 
 
-def _gateway_nginx(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]]:
+def _gateway_nginx(spec: PreviewSpec, policy: RoutingPolicy) -> list[dict[str, Any]]:
     # Settings refuse gitea access with this routing (it needs the experimental ExternalAuth filter).
-    if settings.access != "basic":
-        return [_http_route(spec, settings, [])]
+    if policy.access != "basic":
+        return [_http_route(spec, policy, [])]
     group, kind = "gateway.nginx.org", "AuthenticationFilter"
     basic = {"type": "Basic", "basic": {"secretRef": {"name": spec.names.auth_secret}, "realm": AUTH_REALM}}
     return [
         {"apiVersion": f"{group}/v1alpha1", "kind": kind, "metadata": object_meta(spec, AUTH_OBJECT), "spec": basic},
-        _http_route(spec, settings, [_extension_ref(group, kind)]),
+        _http_route(spec, policy, [_extension_ref(group, kind)]),
     ]
 
 
-def _gateway_envoy(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]]:
-    route = _http_route(spec, settings, [])
-    if settings.access == "public":
+def _gateway_envoy(spec: PreviewSpec, policy: RoutingPolicy) -> list[dict[str, Any]]:
+    route = _http_route(spec, policy, [])
+    if policy.access == "public":
         return [route]
     # Settings refuse gitea access with this routing (extAuth would not pass on the cookie and ticket).
-    policy: dict[str, Any] = {
+    security: dict[str, Any] = {
         "targetRefs": [{"group": GATEWAY_GROUP, "kind": "HTTPRoute", "name": spec.names.app}],
         "basicAuth": {"users": {"name": spec.names.auth_secret}},
     }
@@ -145,23 +179,23 @@ def _gateway_envoy(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]
             "apiVersion": "gateway.envoyproxy.io/v1alpha1",
             "kind": "SecurityPolicy",
             "metadata": object_meta(spec, AUTH_OBJECT),
-            "spec": policy,
+            "spec": security,
         },
     ]
 
 
-def _gateway_traefik(spec: PreviewSpec, settings: Settings) -> list[dict[str, Any]]:
-    if settings.access == "public":
-        return [_http_route(spec, settings, [])]
+def _gateway_traefik(spec: PreviewSpec, policy: RoutingPolicy) -> list[dict[str, Any]]:
+    if policy.access == "public":
+        return [_http_route(spec, policy, [])]
     group, kind = "traefik.io", "Middleware"
     middleware: dict[str, Any] = (
         {"basicAuth": {"secret": AUTH_OBJECT, "realm": AUTH_REALM}}
-        if settings.access == "basic"
+        if policy.access == "basic"
         # Traefik sends the X-Forwarded-* headers and hands a non-2xx answer to the browser.
         else {
             "forwardAuth": {
                 # The address names the preview; of the client's headers only the cookie is passed on.
-                "address": f"{auth_base(settings)}/auth/forward/{spec.names.slug}",
+                "address": f"{policy.auth_base}/auth/forward/{spec.names.slug}",
                 "authRequestHeaders": ["Cookie"],
                 "authResponseHeaders": ["X-Preview-User"],
             }
@@ -174,7 +208,7 @@ def _gateway_traefik(spec: PreviewSpec, settings: Settings) -> list[dict[str, An
             "metadata": object_meta(spec, AUTH_OBJECT),
             "spec": middleware,
         },
-        _http_route(spec, settings, [_extension_ref(group, kind)]),
+        _http_route(spec, policy, [_extension_ref(group, kind)]),
     ]
 
 
