@@ -144,7 +144,7 @@ def test_a_wrong_database_refuses_to_sweep(services, kube_api, app):
 
     # The circuit breaker is open, says /metrics, until a pass sweeps cleanly again.
     def breaker() -> str:
-        metrics.record_sweep(services.queue, lifecycle.removed_counts(summary), lifecycle.sweep_refused(summary))
+        metrics.record_sweep(services.counters, lifecycle.removed_counts(summary), lifecycle.sweep_refused(summary))
         text = app.test_client().get("/metrics").get_data(as_text=True)
         return next(line for line in text.splitlines() if line.startswith("preview_sweep_refused "))
 
