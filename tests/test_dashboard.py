@@ -20,7 +20,7 @@ from app import create_app
 from app.db import database, utcnow
 from app.domain.states import PreviewState
 from app.models import Event, Preview
-from app.usecases import pipeline
+from app.usecases import namespaces, teardown
 from app.usecases.dashboard import SESSION_COOKIE
 from tests.browser import sign_in_through_gitea
 from tests.gitea_server import ADMIN
@@ -151,7 +151,7 @@ def test_a_writer_watches_a_preview_become_ready_reveals_its_password_and_delete
     card(page, ready).locator("button.reveal").click()
     password_field = card(page, ready).locator('[data-field="password"]')
     password_field.wait_for()
-    names = pipeline.names_for(world["services"].settings, ready)
+    names = namespaces.names_for(world["services"].settings, ready)
     secret = world["services"].kube.read_secret_data(ready.namespace, names.auth_secret)
     assert password_field.inner_text() == secret["password"]
     card(page, ready).locator("button.copy").click()
@@ -166,7 +166,7 @@ def test_a_writer_watches_a_preview_become_ready_reveals_its_password_and_delete
     assert questions and questions[0].startswith("Delete the preview")
     with database.connection_context():
         assert Preview.get_by_id(ready.id).state == PreviewState.DELETING
-        assert pipeline.teardown(world["services"], ready.id) == "deleted"
+        assert teardown.teardown(world["services"], ready.id) == "deleted"
     card(page, ready).wait_for(state="detached", timeout=15000)
 
     page.goto(f"{world['service']}/p/{building.id}")

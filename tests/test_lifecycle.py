@@ -10,7 +10,7 @@ from app.db import database, utcnow
 from app.domain.k8s.labels import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
 from app.domain.states import PreviewState
 from app.models import Preview, WebhookDelivery
-from app.usecases import lifecycle, metrics, pipeline
+from app.usecases import lifecycle, metrics, pipeline, teardown
 from tests.helpers import configure_repository, deliver, run, run_worker
 from tests.kube.controlplane import BEHAVIOUR_LABEL
 from tests.kube.waiting import eventually, namespace_gone, unique_name
@@ -51,7 +51,7 @@ def test_a_preview_past_its_ttl_is_torn_down(client, services, kube_api):
     assert preview().state == PreviewState.DELETING
     [job] = queued(services, f"teardown-{ready.id}-")
     with database.connection_context():
-        assert pipeline.teardown(services, ready.id, "TTL expired") == "deleted"
+        assert teardown.teardown(services, ready.id, "TTL expired") == "deleted"
     eventually(lambda: namespace_gone(kube_api, ready.namespace), timeout=90, what="namespace deleted")
 
 
@@ -64,7 +64,7 @@ def test_an_expired_preview_wanted_again_comes_back_and_stays(client, services, 
         Preview.update(expires_at=utcnow() - timedelta(seconds=1)).where(Preview.id == first.id).execute()
     assert lifecycle.run_pass(services)["expired"] == [first.id]
     with database.connection_context():
-        assert pipeline.teardown(services, first.id, "TTL expired") == "deleted"
+        assert teardown.teardown(services, first.id, "TTL expired") == "deleted"
     eventually(lambda: namespace_gone(kube_api, first.namespace), timeout=120, what="namespace deleted")
 
     pushed = deliver(client, "pull_request_synchronized", "pull_request_sync")

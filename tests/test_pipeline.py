@@ -13,7 +13,7 @@ from app.domain.k8s.labels import LABEL_PREVIEW_ID
 from app.domain.naming import image_repository, registry_secret
 from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview, WebhookDelivery
-from app.usecases import pipeline, policies
+from app.usecases import namespaces, pipeline, policies, reporting, teardown
 from tests.factories import payload
 from tests.helpers import (
     AUTH,
@@ -342,13 +342,13 @@ def test_a_report_gitea_refused_stays_due_until_gitea_takes_it(client, services,
         f"report-{preview.id}-v{preview.report_version}-a{preview.report_attempts}"
     ]
     with database.connection_context():  # the job the scheduler queued, run here: the worker has no Gitea
-        assert pipeline.report_due(services, preview.id) == "reported"
+        assert reporting.report_due(services, preview.id) == "reported"
     assert repo.latest_status(sha)["status"] == "success"
     caught_up = the_preview()
     assert caught_up.reported_version == caught_up.report_version and caught_up.report_next_at is None
     # Told once: a report job run again sends nothing.
     with database.connection_context():
-        assert pipeline.report_due(services, preview.id) == "already reported"
+        assert reporting.report_due(services, preview.id) == "already reported"
     assert len([s for s in repo.statuses(sha) if s["status"] == "success"]) == 1
 
 
@@ -445,7 +445,7 @@ def test_a_namespace_that_is_not_this_previews_is_never_written_or_deleted(clien
     accepted = deliver(client, "pull_request_opened", "pull_request")
     preview = the_preview()
     with database.connection_context():
-        names = pipeline.names_for(services.settings, Preview.get_by_id(preview.id))
+        names = namespaces.names_for(services.settings, Preview.get_by_id(preview.id))
     core = k8s.CoreV1Api(kube_api)
     # Another preview's namespace under this preview's name (say, from a crafted branch name).
     squatter = {"app.kubernetes.io/managed-by": "gitea-previews", LABEL_PREVIEW_ID: str(preview.id + 1000)}
@@ -552,7 +552,7 @@ def test_a_renamed_repository_keeps_its_preview_and_a_deleted_one_loses_it(app, 
     later = utcnow() + lifecycle.REPOSITORY_CHECK_EVERY + timedelta(seconds=1)
     assert lifecycle.run_pass(services, now=later)["repositories_gone"] == [before.id]
     with database.connection_context():
-        assert pipeline.teardown(services, before.id, "the repository was deleted in Gitea") == "deleted"
+        assert teardown.teardown(services, before.id, "the repository was deleted in Gitea") == "deleted"
     gone = the_preview()
     assert gone.state == PreviewState.DELETED
     assert gone.reported_version == gone.report_version  # nothing left in Gitea to tell: not retried forever
@@ -601,14 +601,14 @@ def test_gitea_answering_500_to_every_report_for_a_while_gets_one_comment_and_th
             time.sleep(2.1)
             assert lifecycle.run_pass(services)["reported"] == [preview_id]
             with database.connection_context():
-                assert pipeline.report_due(services, preview_id) == "failed"
+                assert reporting.report_due(services, preview_id) == "failed"
         assert the_preview().report_attempts >= 5
 
         outage.clear()
         time.sleep(2.1)
         assert lifecycle.run_pass(services)["reported"] == [preview_id]
         with database.connection_context():
-            assert pipeline.report_due(services, preview_id) == "reported"
+            assert reporting.report_due(services, preview_id) == "reported"
     assert repo.latest_status(sha)["status"] == "success"
     [comment] = repo.bot_comments(number)  # created during the outage (answer lost), edited since
     assert "| State | ready |" in comment["body"]

@@ -26,7 +26,7 @@ from app.domain.k8s import database as database_objects
 from app.domain.k8s.labels import LABEL_PREVIEW_ID
 from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview
-from app.usecases import pipeline, preview_database, previews, views
+from app.usecases import pipeline, preview_database, previews, teardown, views
 from tests.gitea_repo import create_repository
 from tests.helpers import deliver, run, the_preview
 from tests.servers import free_port
@@ -293,7 +293,7 @@ def test_a_shared_server_gives_each_preview_its_database_and_drops_it_at_teardow
 
     with database.connection_context():
         previews.delete_preview(services.queue, Preview.get_by_id(preview.id))
-        assert pipeline.teardown(services, preview.id) == "deleted"
+        assert teardown.teardown(services, preview.id) == "deleted"
     assert name not in admin.names(services.settings.database_prefix)  # database and role
     with database.connection_context():
         assert Preview.get_by_id(preview.id).database_name is None
@@ -319,7 +319,7 @@ def test_a_push_during_a_teardown_gets_a_new_seeded_database(
     monkeypatch.setattr(preview_database, "release", release_then_push)
     with database.connection_context():
         previews.delete_preview(services.queue, Preview.get_by_id(preview.id))
-        assert pipeline.teardown(services, preview.id) == "superseded"
+        assert teardown.teardown(services, preview.id) == "superseded"
     kept = the_preview()
     assert kept.state == PreviewState.QUEUED and kept.database_name is None and kept.database_seeded_at is None
     assert services.kube.namespace_labels(preview.namespace) is not None  # stopped before the namespace
@@ -368,13 +368,13 @@ def test_an_unreachable_admin_connection_deletes_nothing(client, with_gitea, rep
             preview_database.collect_orphans(services.settings, utcnow())
         previews.delete_preview(services.queue, Preview.get_by_id(preview.id))
         with pytest.raises(SqlAdminError):
-            pipeline.teardown(services, preview.id)
+            teardown.teardown(services, preview.id)
         assert Preview.get_by_id(preview.id).state == PreviewState.DELETING  # retried later
     assert k8s.CoreV1Api(kube_api).read_namespace(preview.namespace).status.phase == "Active"
     assert preview.database_name in admin.names(services.settings.database_prefix)
     services.settings = services.settings.replace(postgres_admin_url=postgres_server.url())
     with database.connection_context():
-        assert pipeline.teardown(services, preview.id) == "deleted"
+        assert teardown.teardown(services, preview.id) == "deleted"
     assert preview.database_name not in admin.names(services.settings.database_prefix)
 
 
@@ -456,7 +456,7 @@ def test_a_pr_database_is_a_clone_of_its_base_commits_seeded_template(
     with database.connection_context():
         for preview in Preview.select():
             previews.delete_preview(services.queue, preview)
-            assert pipeline.teardown(services, preview.id) == "deleted"
+            assert teardown.teardown(services, preview.id) == "deleted"
         assert preview_database.collect_orphans(services.settings, utcnow()) == [template]
     assert admin.names(prefix) == set()
 

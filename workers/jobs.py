@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from app.db import database
-from app.usecases import deliveries, pipeline
+from app.usecases import deliveries, pipeline, reporting, teardown
 from workers.context import services
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def deploy_preview(preview_id: int, sha: str) -> str:
 def teardown_preview(preview_id: int, reason: str) -> str:
     context = services()
     with database.connection_context():
-        result = pipeline.teardown(context, preview_id, reason)
+        result = teardown.teardown(context, preview_id, reason)
     log.info("teardown job done preview_id=%s result=%s", preview_id, result)
     return result
 
@@ -36,4 +36,4 @@ def teardown_preview(preview_id: int, reason: str) -> str:
 def report_preview(preview_id: int) -> str:
     context = services()
     with database.connection_context():
-        return pipeline.report_due(context, preview_id)
+        return reporting.report_due(context, preview_id)

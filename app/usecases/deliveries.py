@@ -10,7 +10,7 @@ from app.db import database, utcnow
 from app.domain.planning import APPROVE, DEPLOY, LABELS, TEARDOWN
 from app.domain.states import DeliveryOutcome, PreviewState
 from app.models import Event, Preview, WebhookDelivery
-from app.usecases import jobs, pipeline, trust
+from app.usecases import jobs, pipeline, teardown, trust
 from app.usecases.intake import PIN_LABEL
 from app.usecases.ports import GiteaError, Services
 
@@ -93,7 +93,7 @@ def _teardown(services: Services, delivery: WebhookDelivery) -> str:
         if not marked:
             return "superseded"
         Preview.update(waiting_since=None).where(Preview.id == read.id).execute()
-    return pipeline.teardown(services, delivery.preview_id, delivery.reason or "teardown requested")
+    return teardown.teardown(services, delivery.preview_id, delivery.reason or "teardown requested")
 
 
 def _not_wanted(services: Services, delivery: WebhookDelivery) -> str:
@@ -107,7 +107,7 @@ def _not_wanted(services: Services, delivery: WebhookDelivery) -> str:
         return "superseded"
     Preview.update(waiting_since=None).where(Preview.id == delivery.preview_id).execute()
     Event.record(delivery.preview, "teardown", f"{reason}: nothing deployed")
-    return pipeline.teardown(services, delivery.preview_id, reason)
+    return teardown.teardown(services, delivery.preview_id, reason)
 
 
 def process_delivery(services: Services, delivery_id: int) -> str:

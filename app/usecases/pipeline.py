@@ -1,4 +1,4 @@
-"""The preview use cases run by the worker: deploy a preview at a commit, tear it down.
+"""Deploying a preview at a commit: the worker's deploy job (teardown.py removes it again).
 
 One worker acts on a preview at a time: each run holds the preview's lease
 (app/usecases/lease.py), and a job that finds it held comes back later. Every
@@ -12,9 +12,7 @@ simply run again.
 from __future__ import annotations
 
 import logging
-import re
 import threading
-import time
 from datetime import datetime
 from typing import Any
 
@@ -26,37 +24,35 @@ from app.domain.k8s import isolation, routing, workload
 from app.domain.k8s.isolation import Opening
 from app.domain.k8s.labels import LABEL_COMPONENT, LABEL_PREVIEW_ID, PreviewSpec
 from app.domain.k8s.workload import AppSpec, ExtraServiceSpec
-from app.domain.naming import PreviewNames, preview_names
+from app.domain.naming import PreviewNames
 from app.domain.preview_file import PreviewFileError
 from app.domain.states import DeploymentStatus, PreviewState
 from app.models import Deployment, Event, Preview
 from app.settings import Settings
-from app.usecases import building, capacity, jobs, lease, policies, preview_config, preview_database, reporting, trust
-from app.usecases.jobs import DEPLOY_JOB, TEARDOWN_JOB
-from app.usecases.ports import Cluster, Services
+from app.usecases import (
+    building,
+    capacity,
+    jobs,
+    lease,
+    policies,
+    preview_config,
+    preview_database,
+    reporting,
+    teardown,
+    trust,
+)
+from app.usecases.jobs import DEPLOY_JOB
+from app.usecases.namespaces import names_for, ours_or_free
+from app.usecases.ports import Services
 from app.usecases.preview_config import PreviewConfig
 from app.usecases.runs import PROGRESS, Run, StepFailed, Superseded, phase, wants
 
 log = logging.getLogger(__name__)
 
 
-def names_for(settings: Settings, preview: Preview) -> PreviewNames:
-    """The preview's names, from the key it was created under (a renamed repository keeps them)."""
-    key = preview.names_key or preview.target_key
-    repository = re.split(r"[#@]", key, maxsplit=1)[0]  # owner/name#12 or owner/name@branch
-    return preview_names(repository, key, preview.pr_number, preview.branch, settings.preview_domain)
-
-
-def _report(services: Services, preview: Preview, password: str | None = None) -> None:
-    """Tell Gitea the state `preview` was read in. Never fails the deploy: a report Gitea did
-    not take stays due in the outbox, and the scheduler has it sent again."""
-    if services.gitea.configured:
-        reporting.publish(services.gitea, services.settings, preview, password)
-
-
 def _report_in_background(services: Services, preview: Preview) -> None:
     with database.connection_context():  # the thread's own connection: peewee's are per thread
-        _report(services, preview)
+        reporting.tell(services, preview)
 
 
 def _report_meanwhile(run: Run, preview: Preview) -> None:
@@ -150,12 +146,6 @@ def _run_job(run: Run, namespace: str, job: dict[str, Any], phase: str) -> None:
         raise StepFailed(phase, f"{why}: {last[:100]}" if last else why, tail)
 
 
-def _ours_or_free(kube: Cluster, namespace: str, preview_id: int) -> bool:
-    """Before writing into or deleting a namespace: it does not exist, or it carries this preview's id."""
-    labels = kube.namespace_labels(namespace)
-    return labels is None or labels.get(LABEL_PREVIEW_ID) == str(preview_id)
-
-
 def deploy(services: Services, preview_id: int, sha: str) -> str:
     """Make the preview ready at `sha`. Returns ready, failed, waiting, deferred or superseded."""
     if not wants(Preview.get_or_none(Preview.id == preview_id), sha):
@@ -185,7 +175,7 @@ def _deploy(run: Run) -> str:
             detail = f"waiting for a free slot ({settings.max_active_previews} previews running), position {position}"
             Event.record(preview, "queued", detail, progress=0)
             Preview.update(**Preview.report_due_fields(utcnow(), detail)).where(Preview.id == run.preview_id).execute()
-            _report(services, run.check())
+            reporting.tell(services, run.check())
             return "waiting"
         names = names_for(settings, preview)
         now = utcnow()
@@ -201,7 +191,7 @@ def _deploy(run: Run) -> str:
         deployment.status, deployment.failure_reason = DeploymentStatus.RUNNING, None
         deployment.save()
         if not config.image:  # a ready-made image needs no build: the "deploying" report follows at once
-            _report(services, preview)
+            reporting.tell(services, preview)
         with phase(preview, deployment, "build", f"building {run.sha[:12]}"):
             image = building.build(run, preview, deployment, spec, config)
 
@@ -209,7 +199,7 @@ def _deploy(run: Run) -> str:
         _report_meanwhile(run, preview)
         with phase(preview, deployment, "deploy", f"applying objects in {names.namespace}"):
             kube.wait_while_terminating(names.namespace, timeout=180)
-            if not _ours_or_free(kube, names.namespace, run.preview_id):
+            if not ours_or_free(kube, names.namespace, run.preview_id):
                 raise StepFailed("deploy", f"namespace {names.namespace} exists and is not this preview's: not touched")
             run.check()
             for obj in isolation.access_objects(spec, policies.isolation(settings)):
@@ -250,7 +240,7 @@ def _deploy(run: Run) -> str:
             deployment.save()
         with phase(preview, deployment, "report", "reporting to Gitea"):
             run.wait_for_reports()
-            _report(services, preview, password)
+            reporting.tell(services, preview, password)
         Event.record(preview, "ready", f"ready at {preview.url}", progress=PROGRESS["ready"])
         return "ready"
     except Superseded as why:
@@ -306,7 +296,7 @@ def _switch_off(run: Run, why: str) -> str:
     """The preview file turns this preview off: remove whatever an earlier commit made."""
     Event.record(run.check(), "config", why)
     run.move(PreviewState.DELETING, waiting_since=None)
-    return _teardown(run.services, run.lease, run.preview_id, why)
+    return teardown.remove(run.services, run.lease, run.preview_id, why)
 
 
 def _await_approval(run: Run, preview: Preview, why: str) -> str:
@@ -322,7 +312,7 @@ def _await_approval(run: Run, preview: Preview, why: str) -> str:
         raise
     Event.record(preview, "approval", hint)
     log.info("deploy waits for approval preview_id=%s sha=%s why=%r", run.preview_id, run.sha[:12], why)
-    _report(run.services, preview)
+    reporting.tell(run.services, preview)
     return "pending approval"
 
 
@@ -348,115 +338,5 @@ def _fail(run: Run, failure: StepFailed) -> str:
     log.info(
         "deploy failed preview_id=%s sha=%s phase=%s why=%r", run.preview_id, run.sha[:12], failure.phase, str(failure)
     )
-    _report(run.services, preview)
+    reporting.tell(run.services, preview)
     return "failed"
-
-
-def teardown(services: Services, preview_id: int, reason: str = "teardown requested") -> str:
-    """Delete everything the preview used. Only on positive evidence: callers decide that."""
-    preview = Preview.get_or_none(Preview.id == preview_id)
-    if preview is None or preview.state != PreviewState.DELETING:
-        return "superseded"  # reopened or pushed again since the teardown was asked for
-    try:
-        with lease.hold(preview_id, services.settings.lease_ttl) as held:
-            return _teardown(services, held, preview_id, reason)
-    except lease.LeaseHeld:
-        jobs.defer(services.queue, TEARDOWN_JOB, preview_id, reason)
-        return "deferred"
-
-
-def _still_tearing_down(held: lease.Lease, preview_id: int) -> bool:
-    """Asked right before each destructive step: the preview is still to be torn down, and by
-    this worker (a reopen or a push wants it again; a lapsed lease may be someone else's)."""
-    if held.lost:
-        return False
-    preview = Preview.get_or_none(Preview.id == preview_id)
-    return preview is not None and preview.state == PreviewState.DELETING and preview.lease_owner == held.owner
-
-
-def _teardown(services: Services, held: lease.Lease, preview_id: int, reason: str) -> str:
-    settings, kube = services.settings, services.kube
-    preview = Preview.get_by_id(preview_id)
-    names = names_for(settings, preview)
-    started = time.monotonic()
-
-    def stop() -> str:
-        Event.record(preview, "teardown", "teardown stopped: the preview is wanted again, or no longer this worker's")
-        return "superseded"
-
-    if not _still_tearing_down(held, preview_id):
-        return stop()
-    selector = f"{LABEL_PREVIEW_ID}={preview.id},{LABEL_COMPONENT}=build"
-    for job in kube.list_jobs(settings.build_namespace, selector):
-        kube.delete_job(settings.build_namespace, job.name)
-    namespace = preview.namespace or names.namespace
-    if not _still_tearing_down(held, preview_id):
-        return stop()
-    try:
-        preview_database.release(settings, preview)
-    except SqlAdminError as error:
-        # Kept as it is, namespace included, and retried: a database is never left without its record.
-        Event.record(preview, "teardown", f"the database could not be dropped: {error}")
-        raise
-    # What is removed is recorded as removed at once: a reopen now gets a new, seeded database.
-    preview_database.forget_dropped(preview)
-    if not _still_tearing_down(held, preview_id):
-        return stop()
-    if _ours_or_free(kube, namespace, preview_id):
-        kube.delete_namespace(namespace)
-        # Whatever ran there (an in-namespace database too) is gone with it.
-        Preview.update(deployed_sha=None, **preview_database.FORGOTTEN).where(Preview.id == preview_id).execute()
-    else:
-        log.warning(
-            "teardown left a namespace that is not this preview's preview_id=%s namespace=%s", preview_id, namespace
-        )
-        Event.record(preview, "teardown", f"namespace {namespace} is not this preview's: left alone")
-    gone = Preview.change(
-        preview_id,
-        states=(PreviewState.DELETING,),
-        owner=held.owner,
-        state=PreviewState.DELETED,
-        deployed_sha=None,
-        waiting_since=None,
-        holds_slot=False,
-        report_detail=reason,
-        **preview_database.FORGOTTEN,
-    )
-    if not gone:
-        return "superseded"
-    preview = Preview.get_by_id(preview_id)
-    Event.record(
-        preview,
-        "teardown",
-        f"namespace {names.namespace} deleted ({reason})",
-        duration_ms=int((time.monotonic() - started) * 1000),
-    )
-    _report(services, preview)
-    # A slot is free: the next preview in line starts now, not at the scheduler's next pass.
-    capacity.start_waiting(services.queue, settings, utcnow())
-    return "deleted"
-
-
-def report_due(services: Services, preview_id: int) -> str:
-    """The outbox's report job: tell Gitea the preview's state if it has not been told yet.
-
-    It holds the lease too, so a report never overtakes the deploy of a newer commit, and
-    a report already sent is not sent again."""
-    if not services.gitea.configured:
-        return "skipped"
-    try:
-        with lease.hold(preview_id, services.settings.lease_ttl):
-            preview = Preview.get_or_none(Preview.id == preview_id)
-            if preview is None or preview.reported_version >= preview.report_version:
-                return "already reported"
-            password = None
-            if (
-                services.settings.comment_password
-                and preview.repository.private
-                and preview.state == PreviewState.READY
-            ):
-                names = names_for(services.settings, preview)
-                password = (services.kube.read_secret_data(names.namespace, names.auth_secret) or {}).get("password")
-            return "reported" if reporting.publish(services.gitea, services.settings, preview, password) else "failed"
-    except lease.LeaseHeld:
-        return "deferred"  # its holder reports, or the scheduler comes back when the lease is free

@@ -13,7 +13,9 @@ from app.domain.planning import APPROVAL_COMMAND, APPROVAL_LABEL
 from app.domain.states import PreviewState
 from app.models import Preview
 from app.settings import Settings
-from app.usecases.ports import DESCRIPTION_MAX, GiteaApi, GiteaError
+from app.usecases import lease
+from app.usecases.namespaces import names_for
+from app.usecases.ports import DESCRIPTION_MAX, GiteaApi, GiteaError, Services
 
 log = logging.getLogger(__name__)
 
@@ -159,3 +161,35 @@ def publish(gitea: GiteaApi, settings: Settings, preview: Preview, password: str
         return False
     told.execute()
     return True
+
+
+def tell(services: Services, preview: Preview, password: str | None = None) -> None:
+    """Tell Gitea the state `preview` was read in. Never fails the deploy: a report Gitea did
+    not take stays due in the outbox, and the scheduler has it sent again."""
+    if services.gitea.configured:
+        publish(services.gitea, services.settings, preview, password)
+
+
+def report_due(services: Services, preview_id: int) -> str:
+    """The outbox's report job: tell Gitea the preview's state if it has not been told yet.
+
+    It holds the lease too, so a report never overtakes the deploy of a newer commit, and
+    a report already sent is not sent again."""
+    if not services.gitea.configured:
+        return "skipped"
+    try:
+        with lease.hold(preview_id, services.settings.lease_ttl):
+            preview = Preview.get_or_none(Preview.id == preview_id)
+            if preview is None or preview.reported_version >= preview.report_version:
+                return "already reported"
+            password = None
+            if (
+                services.settings.comment_password
+                and preview.repository.private
+                and preview.state == PreviewState.READY
+            ):
+                names = names_for(services.settings, preview)
+                password = (services.kube.read_secret_data(names.namespace, names.auth_secret) or {}).get("password")
+            return "reported" if publish(services.gitea, services.settings, preview, password) else "failed"
+    except lease.LeaseHeld:
+        return "deferred"  # its holder reports, or the scheduler comes back when the lease is free
