@@ -67,14 +67,14 @@ def _web_context(services: Services) -> WebContext:
         cooperate_with_gevent()
     settings, access, board = services.settings, None, None
     if settings.access == "gitea":
-        from app.usecases.preview_access import PreviewAccess
+        from app.usecases.access.preview_access import PreviewAccess
 
         oauth = bootstrap.sign_in(settings, "/auth/callback")
         assert oauth is not None, "Settings refuse PREVIEW_ACCESS=gitea without OAuth settings"
         access = PreviewAccess(settings, services.sessions, oauth)
     oauth = bootstrap.sign_in(settings, "/signin/callback")
     if oauth is not None and settings.session_secret:
-        from app.usecases.dashboard import Dashboard
+        from app.usecases.access.dashboard import Dashboard
 
         board = Dashboard(settings, services.sessions, oauth)
     return WebContext(services=services, dashboard=board, preview_access=access)

@@ -14,10 +14,12 @@ from app.db import database
 from app.domain.states import PreviewState
 from app.migrations import apply_migrations, pending
 from app.models import ApiToken
-from app.usecases import commands, lifecycle, repositories, tokens, views
+from app.usecases.access import tokens
+from app.usecases.access.tokens import OPERATOR
 from app.usecases.errors import NotFound
+from app.usecases.intake import repositories
+from app.usecases.operations import commands, lifecycle, views
 from app.usecases.ports import GiteaError
-from app.usecases.tokens import OPERATOR
 from app.web import context
 
 T = TypeVar("T")

@@ -184,7 +184,7 @@ def main() -> None:
         )
         time.sleep(30)  # the controllers' and the scheduler's first passes over the new objects
 
-        from app.usecases import lifecycle
+        from app.usecases.operations import lifecycle
         from workers.context import services
 
         passes = []

@@ -11,7 +11,7 @@ from pathlib import Path
 from app.db import database
 from app.domain.k8s.labels import LABEL_PREVIEW_ID
 from app.models import Preview, Repository
-from app.usecases import deliveries
+from app.usecases.intake import deliveries
 from tests.factories import payload, webhook_request, with_changes
 
 TOKEN = "api-token-" + "x" * 16

@@ -235,7 +235,7 @@ class TestTriggersWithGitea:
         again = client.post(f"/api/tasks/42/preview?repository={repo.full_name}", headers=AUTH)
         assert again.status_code == 202 and again.json["id"] == created.json["id"]
         with database.connection_context():
-            from app.usecases import pipeline
+            from app.usecases.deploy import pipeline
 
             assert pipeline.deploy(services, created.json["id"], sha) == "ready"
         logs = client.get(f"/api/tasks/42/preview-logs?repository={repo.full_name}&tail=5", headers=AUTH)

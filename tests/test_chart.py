@@ -16,7 +16,7 @@ from app.adapters.kube import Kube
 from app.domain.k8s.build import build_namespace
 from app.domain.states import PreviewState
 from app.settings import Settings
-from app.usecases import policies
+from app.usecases.deploy import policies
 from tests.helpers import deliver, run, the_preview
 from tests.kube.controlplane import binary
 from tests.kube.waiting import eventually, unique_name

@@ -3,7 +3,7 @@ output) is shown as text: no link, image, HTML or table row of its own."""
 
 import re
 
-from app.usecases.reporting import markdown_text
+from app.usecases.deploy.reporting import markdown_text
 
 
 def test_markup_in_a_detail_is_escaped():

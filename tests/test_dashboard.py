@@ -20,8 +20,8 @@ from app import create_app
 from app.db import database, utcnow
 from app.domain.states import PreviewState
 from app.models import Event, Preview
-from app.usecases import namespaces, teardown
-from app.usecases.dashboard import SESSION_COOKIE
+from app.usecases.access.dashboard import SESSION_COOKIE
+from app.usecases.deploy import namespaces, teardown
 from tests.browser import sign_in_through_gitea
 from tests.gitea_server import ADMIN
 from tests.helpers import deliver, run

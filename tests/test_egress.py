@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from app.domain.k8s.isolation import Opening, egress_rules
 from app.settings import Settings
-from app.usecases import policies
+from app.usecases.deploy import policies
 
 
 def test_the_cloud_metadata_and_wireserver_addresses_are_denied_by_default():
@@ -43,7 +43,7 @@ def test_no_exception_without_addresses():
 
 def test_a_preview_reaches_its_shared_database_server_on_that_servers_port_only():
     from app.domain.preview_file import Database, PreviewFile
-    from app.usecases import pipeline, preview_config
+    from app.usecases.deploy import pipeline, preview_config
 
     settings = Settings(
         postgres_admin_url="postgresql://admin@db.internal:6543/postgres", database_egress_cidrs=("10.9.0.0/16",)

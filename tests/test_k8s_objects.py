@@ -12,7 +12,7 @@ from app.domain.k8s import build, database, isolation, routing, workload
 from app.domain.k8s.labels import PreviewSpec
 from app.domain.naming import preview_names
 from app.settings import Settings
-from app.usecases import policies
+from app.usecases.deploy import policies
 
 NOW = datetime(2026, 12, 3, 12, 0, 0)
 NAMES = preview_names("acme/shop", "acme/shop#12", 12, "feature/login", "preview.example.com")

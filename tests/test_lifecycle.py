@@ -10,7 +10,8 @@ from app.db import database, utcnow
 from app.domain.k8s.labels import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
 from app.domain.states import PreviewState
 from app.models import Preview, WebhookDelivery
-from app.usecases import lifecycle, metrics, pipeline, teardown
+from app.usecases.deploy import pipeline, teardown
+from app.usecases.operations import lifecycle, metrics
 from tests.helpers import configure_repository, deliver, run, run_worker
 from tests.kube.controlplane import BEHAVIOUR_LABEL
 from tests.kube.waiting import eventually, namespace_gone, unique_name

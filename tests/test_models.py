@@ -86,8 +86,8 @@ def test_change_rejects_unknown_states(db):
 
 def test_extending_a_preview_never_goes_past_the_maximum_ttl(db, settings):
     from app.bootstrap import bootstrap
-    from app.usecases.commands import extend
-    from app.usecases.tokens import OPERATOR
+    from app.usecases.access.tokens import OPERATOR
+    from app.usecases.operations.commands import extend
 
     now = utcnow()
     preview = _preview(_repository(), expires_at=now + timedelta(days=13, hours=12))
@@ -100,8 +100,8 @@ def test_extending_a_preview_never_goes_past_the_maximum_ttl(db, settings):
 
 def test_extending_is_a_compare_and_set_on_the_expiry_read(db, settings):
     from app.bootstrap import bootstrap
-    from app.usecases.commands import extend
-    from app.usecases.tokens import OPERATOR
+    from app.usecases.access.tokens import OPERATOR
+    from app.usecases.operations.commands import extend
 
     services = bootstrap(settings)
     now = utcnow()
@@ -116,7 +116,7 @@ def test_extending_is_a_compare_and_set_on_the_expiry_read(db, settings):
 
 
 def test_a_slot_held_by_a_deleted_preview_is_freed(db):
-    from app.usecases.capacity import free_stale_slots
+    from app.usecases.deploy.capacity import free_stale_slots
 
     repository = _repository()
     leaked = _preview(repository, state=PreviewState.DELETED, holds_slot=True)

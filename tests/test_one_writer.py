@@ -10,7 +10,9 @@ from app.domain.gitea_events import RepositoryRef
 from app.domain.planning import DEPLOY, TEARDOWN, Plan
 from app.domain.states import PreviewState
 from app.models import Preview
-from app.usecases import capacity, intake, lease, lifecycle
+from app.usecases.deploy import capacity, lease
+from app.usecases.intake import accept
+from app.usecases.operations import lifecycle
 
 SHA_A, SHA_B = "a" * 40, "b" * 40
 REF = RepositoryRef(full_name="acme/shop", clone_url="http://git/acme/shop.git", private=False)
@@ -26,7 +28,7 @@ def want(sha, number=12):
         head_sha=sha,
         action="synchronized",
     )
-    return intake.want_deploy(REF, plan)
+    return accept.want_deploy(REF, plan)
 
 
 def test_a_worker_holding_an_old_copy_cannot_undo_a_newer_commit(db):
@@ -53,7 +55,7 @@ def test_a_teardown_request_wins_over_a_worker_mid_deploy(db):
     assert worker.acquire()
     assert Preview.change(preview.id, sha=SHA_A, owner=worker.owner, state=PreviewState.DEPLOYING)
     closed = Plan(intent=TEARDOWN, reason="pull request closed", target_key="acme/shop#12", action="closed")
-    assert intake.want_teardown(closed, ask_gitea_first=False) is not None
+    assert accept.want_teardown(closed, ask_gitea_first=False) is not None
     ready = Preview.change(
         preview.id, sha=SHA_A, states=PreviewState.DEPLOYING_STATES, owner=worker.owner, state=PreviewState.READY
     )

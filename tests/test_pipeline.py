@@ -13,7 +13,7 @@ from app.domain.k8s.labels import LABEL_PREVIEW_ID
 from app.domain.naming import image_repository, registry_secret
 from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview, WebhookDelivery
-from app.usecases import namespaces, pipeline, policies, reporting, teardown
+from app.usecases.deploy import namespaces, pipeline, policies, reporting, teardown
 from tests.factories import payload
 from tests.helpers import (
     AUTH,
@@ -315,7 +315,7 @@ def test_a_redeploy_after_a_crash_creates_no_duplicates(client, services, kube_a
 def test_a_report_gitea_refused_stays_due_until_gitea_takes_it(client, services, gitea, tmp_path):
     from app.adapters.gitea import Gitea
     from app.db import utcnow
-    from app.usecases import lifecycle
+    from app.usecases.operations import lifecycle
     from tests.gitea_repo import create_repository
     from tests.gitea_server import BOT
 
@@ -418,7 +418,7 @@ def test_a_worker_paused_past_its_lease_writes_nothing_when_it_wakes(client, ser
 def test_a_worker_killed_mid_deploy_and_started_again_ends_ready_without_duplicates(client, services, kube_api):
 
     from app.db import utcnow
-    from app.usecases import lifecycle
+    from app.usecases.operations import lifecycle
 
     settings = services.settings
     worker, preview_id = start_busy_worker(client, services)  # its build hangs until we intervene
@@ -510,7 +510,7 @@ def test_a_renamed_repository_keeps_its_preview_and_a_deleted_one_loses_it(app, 
     from app.adapters.gitea import Gitea
     from app.db import utcnow
     from app.models import Repository
-    from app.usecases import lifecycle
+    from app.usecases.operations import lifecycle
     from tests.gitea_repo import create_repository
 
     services.gitea = app.extensions["previews"].services.gitea = Gitea(gitea.url, gitea.bot_token)
@@ -568,7 +568,7 @@ def test_gitea_answering_500_to_every_report_for_a_while_gets_one_comment_and_th
     import time
 
     from app.adapters.gitea import Gitea
-    from app.usecases import lifecycle
+    from app.usecases.operations import lifecycle
     from tests.faulty_proxy import faulty_proxy
     from tests.gitea_repo import create_repository
 

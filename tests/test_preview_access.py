@@ -7,7 +7,7 @@ import pytest
 from werkzeug.datastructures import Headers
 
 from app.domain.redirects import local_path, preview_url
-from app.usecases.preview_access import TICKET_PARAM, original_request, without_ticket
+from app.usecases.access.preview_access import TICKET_PARAM, original_request, without_ticket
 
 
 @pytest.mark.parametrize(

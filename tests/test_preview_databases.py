@@ -26,7 +26,8 @@ from app.domain.k8s import database as database_objects
 from app.domain.k8s.labels import LABEL_PREVIEW_ID
 from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview
-from app.usecases import pipeline, preview_database, previews, teardown, views
+from app.usecases.deploy import pipeline, preview_database, teardown
+from app.usecases.operations import previews, views
 from tests.gitea_repo import create_repository
 from tests.helpers import deliver, run, the_preview
 from tests.servers import free_port

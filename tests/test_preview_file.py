@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from app.domain.preview_file import Limits, PreviewFileError, parse, quantity
-from app.usecases.preview_config import resolve
+from app.usecases.deploy.preview_config import resolve
 
 LIMITS = Limits(
     max_replicas=5,

@@ -29,7 +29,7 @@ from app.db import database
 from app.domain.states import PreviewState
 from app.migrations import apply_migrations
 from app.models import Preview, Repository
-from app.usecases.preview_access import COOKIE
+from app.usecases.access.preview_access import COOKIE
 from tests.browser import sign_in_through_gitea
 from tests.gitea_server import ADMIN
 from tests.servers import die_with_parent, free_port, quiet_request_log, stop_process, wait_for_port

@@ -7,7 +7,7 @@ from app.adapters.gitea import Gitea
 from app.domain.states import PreviewState
 from app.models import Preview, Repository
 from app.settings import Settings
-from app.usecases import reporting
+from app.usecases.deploy import reporting
 
 SETTINGS = Settings(public_url="https://previews.example.com")
 

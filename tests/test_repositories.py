@@ -7,7 +7,7 @@ import pytest
 from app.adapters.gitea import Gitea
 from app.db import database
 from app.models import Repository
-from app.usecases import tokens
+from app.usecases.access import tokens
 from tests.gitea_repo import create_repository
 from tests.gitea_server import BOT
 from tests.helpers import AUTH, TOKEN

@@ -17,7 +17,7 @@ from app.domain.k8s.routing import RoutingPolicy
 from app.domain.naming import preview_names
 from app.domain.states import PreviewState
 from app.settings import ROUTINGS, Settings, SettingsError
-from app.usecases import policies
+from app.usecases.deploy import policies
 from tests.helpers import deliver, run, the_preview
 from tests.kube.controlplane import tools_bin
 from tests.kube.waiting import namespace_gone

@@ -123,7 +123,7 @@ def test_short_secrets_are_refused_at_start_up(variable):
 
 
 def test_a_preview_file_names_images_from_the_preview_registry_unless_told_otherwise():
-    from app.usecases.preview_config import image_allowed
+    from app.usecases.deploy.preview_config import image_allowed
 
     default = Settings.from_env({"PREVIEW_REGISTRY": "registry.example.com/previews"})
     assert image_allowed(default, "registry.example.com/previews/acme-shop@sha256:" + "a" * 64)

@@ -5,7 +5,7 @@ import pytest
 from app.db import database
 from app.domain.states import PreviewState
 from app.models import ApiToken, Preview, Repository
-from app.usecases import tokens
+from app.usecases.access import tokens
 from tests.helpers import AUTH, TOKEN
 
 

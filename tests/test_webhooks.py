@@ -13,7 +13,7 @@ from app.adapters.jobqueue import JobQueue
 from app.db import database
 from app.domain.states import DeliveryOutcome, PreviewState
 from app.models import Event, Preview, Repository, WebhookDelivery
-from app.usecases import lifecycle
+from app.usecases.operations import lifecycle
 from tests.factories import SECRET, payload, webhook_request, with_changes
 from tests.helpers import run_worker
 
@@ -254,7 +254,7 @@ def test_nothing_accepted_is_lost_while_redis_is_down(client, services, redis_se
 
 @pytest.mark.kube
 def test_a_job_run_twice_processes_its_delivery_once(client, services):
-    from app.usecases.deliveries import process_delivery
+    from app.usecases.intake.deliveries import process_delivery
 
     post(client, "push_task_branch", "push")
     [delivery] = deliveries()

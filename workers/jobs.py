@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from app.db import database
-from app.usecases import deliveries, pipeline, reporting, teardown
+from app.usecases.deploy import pipeline, reporting, teardown
+from app.usecases.intake import deliveries
 from workers.context import services
 
 log = logging.getLogger(__name__)

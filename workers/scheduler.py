@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from app import bootstrap
-from app.usecases import lifecycle, metrics
+from app.usecases.operations import lifecycle, metrics
 from workers import health
 from workers.context import services
 

@@ -25,7 +25,7 @@ class PreviewState(StrEnum):
     # A deploy is wanted and has not concluded yet.
     DEPLOYING_STATES = nonmember((QUEUED, BUILDING, DEPLOYING))
     GONE = nonmember((DELETING, DELETED))
-    # States Gitea is told about (app/usecases/reporting.py): a deleting preview says nothing
+    # States Gitea is told about (app/usecases/deploy/reporting.py): a deleting preview says nothing
     # until it is deleted.
     REPORTED = nonmember((QUEUED, PENDING_APPROVAL, BUILDING, DEPLOYING, READY, FAILED, DELETED))
 

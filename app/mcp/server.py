@@ -22,7 +22,7 @@ from pydantic import AnyHttpUrl
 from app.db import database
 from app.mcp.tools import PreviewTools
 from app.settings import Settings
-from app.usecases import tokens
+from app.usecases.access import tokens
 
 INSTRUCTIONS = (
     "Preview environments of Gitea pull requests and task branches. trigger_preview_deploy starts or "

@@ -12,10 +12,11 @@ from mcp.server.mcpserver.exceptions import ToolError
 from app.db import database
 from app.domain.states import PreviewState
 from app.settings import Settings
-from app.usecases import commands, tokens
+from app.usecases.access import tokens
 from app.usecases.errors import Forbidden, Invalid, NotFound, Unavailable
+from app.usecases.operations import commands
+from app.usecases.operations.views import view, views
 from app.usecases.ports import ClusterNotConfigured, Services
-from app.usecases.views import view, views
 
 
 @dataclass

@@ -1,5 +1,7 @@
-"""The JSON API under /api/: scoped bearer tokens (app/usecases/tokens.py). Thin handlers: they read the
-request, call a command (app/usecases/commands.py) and answer with the read model (app/usecases/views.py)."""
+"""The JSON API under /api/, for scoped bearer tokens (app/usecases/access/tokens.py).
+
+Thin handlers: they read the request, call a command (app/usecases/operations/commands.py)
+and answer with the read model (app/usecases/operations/views.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ from flask.typing import ResponseReturnValue
 
 from app.db import utcnow
 from app.domain.states import PreviewState
-from app.usecases import commands, previews, repositories, tokens
+from app.usecases.access import tokens
 from app.usecases.errors import Forbidden, Invalid, NotFound, Unavailable
+from app.usecases.intake import repositories
+from app.usecases.operations import commands, previews
+from app.usecases.operations.views import details, view, views
 from app.usecases.ports import ClusterNotConfigured, GiteaError
-from app.usecases.views import details, view, views
 from app.web import context
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")

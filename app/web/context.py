@@ -15,8 +15,8 @@ from app.usecases.ports import Services
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
-    from app.usecases.dashboard import Dashboard
-    from app.usecases.preview_access import PreviewAccess
+    from app.usecases.access.dashboard import Dashboard
+    from app.usecases.access.preview_access import PreviewAccess
 
 KEY = "previews"
 

@@ -18,13 +18,13 @@ from flask.typing import ResponseReturnValue
 from app.db import utcnow
 from app.domain import redirects
 from app.domain.states import PreviewState
-from app.usecases import board as board_pages
-from app.usecases import commands
-from app.usecases.dashboard import NONCE_COOKIE, SESSION_COOKIE, Dashboard, SignedIn, User
+from app.usecases.access.dashboard import NONCE_COOKIE, SESSION_COOKIE, Dashboard, SignedIn, User
+from app.usecases.access.gitea_signin import SIGNIN_SECONDS
 from app.usecases.errors import Forbidden, NotFound
-from app.usecases.gitea_signin import SIGNIN_SECONDS
+from app.usecases.operations import board as board_pages
+from app.usecases.operations import commands
+from app.usecases.operations.views import view
 from app.usecases.ports import ClusterNotConfigured, GiteaError
-from app.usecases.views import view
 from app.web import context
 
 blueprint = Blueprint("dashboard", __name__)

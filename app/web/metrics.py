@@ -7,7 +7,7 @@ import hmac
 from flask import Blueprint, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.usecases import metrics
+from app.usecases.operations import metrics
 from app.web import context
 
 blueprint = Blueprint("metrics", __name__)

@@ -7,7 +7,7 @@ from flask import Blueprint, abort, render_template
 from flask.typing import ResponseReturnValue
 
 from app.domain import gitea_links
-from app.usecases import public_page
+from app.usecases.operations import public_page
 from app.web import context
 
 blueprint = Blueprint("pages", __name__)

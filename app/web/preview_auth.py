@@ -1,5 +1,5 @@
 """Sign-in with Gitea for previews (PREVIEW_ACCESS=gitea): the forward-auth endpoints the
-proxies ask, and the OAuth2 sign-in and callback. Logic in app/usecases/preview_access.py."""
+proxies ask, and the OAuth2 sign-in and callback. Logic in app/usecases/access/preview_access.py."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 from flask import Blueprint, Response, abort, redirect, request
 from flask.typing import ResponseReturnValue
 
-from app.usecases.gitea_signin import SIGNIN_SECONDS
+from app.usecases.access.gitea_signin import SIGNIN_SECONDS
+from app.usecases.access.preview_access import COOKIE, NONCE_COOKIE, Decision, PreviewAccess, original_request
 from app.usecases.ports import GiteaError
-from app.usecases.preview_access import COOKIE, NONCE_COOKIE, Decision, PreviewAccess, original_request
 from app.web import context
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ from flask.typing import ResponseReturnValue
 from app.domain.gitea_events import PayloadError, parse_event
 from app.domain.signature import signature_matches
 from app.domain.states import DeliveryOutcome
-from app.usecases import intake, metrics, repositories
+from app.usecases.intake import accept, repositories
+from app.usecases.operations import metrics
 from app.web import context
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def receive_gitea_webhook() -> ResponseReturnValue:
     if not repositories.confirm_name(context.services().gitea, repository, claimed):
         return _error(503, "the repository has a new name that Gitea did not confirm yet; try again")
 
-    headers = intake.DeliveryHeaders(
+    headers = accept.DeliveryHeaders(
         delivery_uuid=request.headers.get("X-Gitea-Delivery", "").strip(),
         event=request.headers.get("X-Gitea-Event", "").strip(),
         event_type=request.headers.get("X-Gitea-Event-Type", "").strip()
@@ -72,7 +73,7 @@ def receive_gitea_webhook() -> ResponseReturnValue:
     except PayloadError as error:
         return _error(400, str(error))
 
-    delivery = intake.record_delivery(settings, headers, event)
+    delivery = accept.record_delivery(settings, headers, event)
     log.info(
         # Quoted (%r): these come from the payload, and a newline in them must not forge a log line.
         "webhook delivery=%r event_type=%r outcome=%s target=%r",
@@ -83,7 +84,7 @@ def receive_gitea_webhook() -> ResponseReturnValue:
     )
     queued = False
     if delivery.outcome == DeliveryOutcome.ACCEPTED:
-        queued = intake.enqueue_delivery(context.services().queue, delivery)
+        queued = accept.enqueue_delivery(context.services().queue, delivery)
     return jsonify(
         delivery_id=delivery.id,
         outcome=delivery.outcome,

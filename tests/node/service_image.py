@@ -21,7 +21,7 @@ from app.domain.k8s.build import BuildSpec, build_job
 from app.domain.k8s.labels import PreviewSpec
 from app.domain.naming import image_repository, preview_names
 from app.settings import Settings
-from app.usecases import policies
+from app.usecases.deploy import policies
 from tests.gitea_repo import Repo, create_repository
 from tests.gitea_server import GiteaServer
 from tests.node.node import RealNode

@@ -15,9 +15,10 @@ from app.db import utcnow
 from app.domain.k8s.labels import LABEL_COMPONENT, LABEL_PREVIEW_ID
 from app.domain.states import PreviewState
 from app.models import Event, Preview
-from app.usecases import capacity, jobs, lease, preview_database, reporting
+from app.usecases import jobs
+from app.usecases.deploy import capacity, lease, preview_database, reporting
+from app.usecases.deploy.namespaces import names_for, ours_or_free
 from app.usecases.jobs import TEARDOWN_JOB
-from app.usecases.namespaces import names_for, ours_or_free
 from app.usecases.ports import Services
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ unguessable public id, and its history (the page shows only the messages of PUBL
 from __future__ import annotations
 
 from app.models import Event, Preview
-from app.usecases.views import PreviewView, view
+from app.usecases.operations.views import PreviewView, view
 
 
 def find(public_id: str) -> PreviewView | None:

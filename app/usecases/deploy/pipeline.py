@@ -1,7 +1,7 @@
 """Deploying a preview at a commit: the worker's deploy job (teardown.py removes it again).
 
 One worker acts on a preview at a time: each run holds the preview's lease
-(app/usecases/lease.py), and a job that finds it held comes back later. Every
+(app/usecases/deploy/lease.py), and a job that finds it held comes back later. Every
 change of the preview's row is conditional on what the run believed (its
 commit, its state, its lease), so a webhook that recorded a newer commit
 meanwhile is never undone: the run notices at its next check and stops as
@@ -29,23 +29,23 @@ from app.domain.preview_file import PreviewFileError
 from app.domain.states import DeploymentStatus, PreviewState
 from app.models import Deployment, Event, Preview
 from app.settings import Settings
-from app.usecases import (
+from app.usecases import jobs
+from app.usecases.deploy import (
     building,
     capacity,
-    jobs,
     lease,
     policies,
     preview_config,
     preview_database,
     reporting,
     teardown,
-    trust,
 )
+from app.usecases.deploy.namespaces import names_for, ours_or_free
+from app.usecases.deploy.preview_config import PreviewConfig
+from app.usecases.deploy.runs import PROGRESS, Run, StepFailed, Superseded, phase, wants
+from app.usecases.intake import trust
 from app.usecases.jobs import DEPLOY_JOB
-from app.usecases.namespaces import names_for, ours_or_free
 from app.usecases.ports import Services
-from app.usecases.preview_config import PreviewConfig
-from app.usecases.runs import PROGRESS, Run, StepFailed, Superseded, phase, wants
 
 log = logging.getLogger(__name__)
 

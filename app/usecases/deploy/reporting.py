@@ -13,8 +13,8 @@ from app.domain.planning import APPROVAL_COMMAND, APPROVAL_LABEL
 from app.domain.states import PreviewState
 from app.models import Preview
 from app.settings import Settings
-from app.usecases import lease
-from app.usecases.namespaces import names_for
+from app.usecases.deploy import lease
+from app.usecases.deploy.namespaces import names_for
 from app.usecases.ports import DESCRIPTION_MAX, GiteaApi, GiteaError, Services
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from app.domain import redirects
 from app.domain.sealing import Sealer
 from app.models import Repository
 from app.settings import Settings
+from app.usecases.access.gitea_signin import GiteaSignin
 from app.usecases.errors import Forbidden
-from app.usecases.gitea_signin import GiteaSignin
 from app.usecases.ports import SessionStore, SignInProvider
 
 SESSION_COOKIE = "dashboard_session"

@@ -17,7 +17,7 @@ from typing import Any
 from app.db import utcnow
 from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview
-from app.usecases import lease
+from app.usecases.deploy import lease
 from app.usecases.ports import Services
 
 # The seed's progress steps.

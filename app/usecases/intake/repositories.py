@@ -3,7 +3,7 @@
 A delivery naming a registered repository is verified with that repository's
 secret only, so a repository admin who knows their own secret cannot speak for
 another repository. The service's token needs admin access to the repository
-to manage its hooks (and to ask who may write, see app/usecases/trust.py).
+to manage its hooks (and to ask who may write, see app/usecases/intake/trust.py).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ each only translate their input and these errors (app/usecases/errors.py); every
 its `Actor` for the right first, so no transport can forget to.
 
 Scopes: `read` sees previews, `deploy` also requests, deletes, pins, extends, approves and
-reads logs, `admin` also reads credentials (app/usecases/tokens.py).
+reads logs, `admin` also reads credentials (app/usecases/access/tokens.py).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from app.db import utcnow
 from app.domain.git_refs import branch_name_problem
 from app.domain.states import PreviewState
 from app.models import Event, Preview
-from app.usecases import previews
+from app.usecases.access.tokens import Grant
 from app.usecases.errors import Invalid, NotFound
+from app.usecases.operations import previews
 from app.usecases.ports import Services
-from app.usecases.tokens import Grant
 
 
 class Actor(Protocol):

@@ -25,7 +25,8 @@ from app.domain.naming import NAMESPACE_PREFIX
 from app.domain.states import PreviewState
 from app.models import Event, Preview, Repository, WebhookDelivery
 from app.settings import Settings
-from app.usecases import capacity, intake, preview_database, repositories
+from app.usecases.deploy import capacity, preview_database
+from app.usecases.intake import accept, repositories
 from app.usecases.jobs import enqueue_deploy, enqueue_report, enqueue_teardown
 from app.usecases.ports import Cluster, GiteaError, Queue, Services
 
@@ -257,8 +258,8 @@ def run_pass(context: Services, now: datetime | None = None, dry_run: bool = Fal
             steps["repositories_gone"] = lambda: follow_repositories(context, now)
     if not dry_run:
         steps = {
-            "enqueued": lambda: intake.enqueue_pending(queue),
-            "requeued": lambda: intake.requeue_lost(queue, now - settings.stalled_after),
+            "enqueued": lambda: accept.enqueue_pending(queue),
+            "requeued": lambda: accept.requeue_lost(queue, now - settings.stalled_after),
             **steps,
         }
     summary: dict[str, Any] = {}

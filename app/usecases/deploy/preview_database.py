@@ -25,7 +25,7 @@ from app.domain.preview_file import Database
 from app.domain.states import PreviewState
 from app.models import Event, Preview
 from app.settings import Settings
-from app.usecases import policies
+from app.usecases.deploy import policies
 from app.usecases.ports import Cluster
 
 log = logging.getLogger(__name__)

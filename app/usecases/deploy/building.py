@@ -12,9 +12,9 @@ from app.domain.naming import image_repository
 from app.domain.preview_file import PreviewFileError
 from app.models import Deployment, Event, Preview
 from app.settings import Settings
-from app.usecases import policies, preview_config, preview_database
-from app.usecases.preview_config import PreviewConfig
-from app.usecases.runs import Run, StepFailed, Superseded
+from app.usecases.deploy import policies, preview_config, preview_database
+from app.usecases.deploy.preview_config import PreviewConfig
+from app.usecases.deploy.runs import Run, StepFailed, Superseded
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 

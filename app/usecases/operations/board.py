@@ -1,5 +1,5 @@
 """What the dashboard's pages show: the cards of the previews a user may read, one preview's
-history, and the stats. Read from the one read model (app/usecases/views.py)."""
+history, and the stats. Read from the one read model (app/usecases/operations/views.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from app.domain import gitea_links
 from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview, Repository, WebhookDelivery
 from app.settings import Settings
-from app.usecases import previews
-from app.usecases.views import PreviewView, views
+from app.usecases.operations import previews
+from app.usecases.operations.views import PreviewView, views
 
 # A card in these states polls no more.
 FINAL_STATES = (PreviewState.READY, PreviewState.FAILED, PreviewState.DELETED, PreviewState.PENDING_APPROVAL)

@@ -24,7 +24,7 @@ from app.domain.sealing import Sealer
 from app.domain.states import PreviewState
 from app.models import Preview
 from app.settings import Settings
-from app.usecases.gitea_signin import GiteaSignin
+from app.usecases.access.gitea_signin import GiteaSignin
 from app.usecases.ports import SessionStore, SignInProvider
 
 COOKIE = "preview_auth"

@@ -10,8 +10,10 @@ from app.db import database, utcnow
 from app.domain.planning import APPROVE, DEPLOY, LABELS, TEARDOWN
 from app.domain.states import DeliveryOutcome, PreviewState
 from app.models import Event, Preview, WebhookDelivery
-from app.usecases import jobs, pipeline, teardown, trust
-from app.usecases.intake import PIN_LABEL
+from app.usecases import jobs
+from app.usecases.deploy import pipeline, teardown
+from app.usecases.intake import trust
+from app.usecases.intake.accept import PIN_LABEL
 from app.usecases.ports import GiteaError, Services
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,2 @@
+"""What the worker does to one preview, under its lease and within its slot: deploy it
+(pipeline, building, preview_database), tear it down (teardown), tell Gitea (reporting)."""
