@@ -7,14 +7,14 @@ BIN := $(VENV)/bin
 # mariadb-server: the tests' shared MySQL-compatible server for preview databases; chromium:
 # the tests' browser (driven by playwright, which downloads no browser of its own); faketime:
 # the tests run a scheduler and a worker whose clocks are off. libseccomp-dev, pkg-config:
-# runc's build; iptables, nftables, iproute2, curl: the real node (tests/node); mmdebstrap:
+# runc's build; iptables, nftables, iproute2, curl: the real node (tests/testbed/node); mmdebstrap:
 # its images.
 DEBIAN_PACKAGES := git redis-server postgresql mariadb-server nginx-light chromium util-linux procps python3-venv faketime libseccomp-dev pkg-config iptables nftables iproute2 mmdebstrap curl
 
 .PHONY: run test bench deps venv tools migrate cluster node lint
 
 run: deps venv tools
-	$(BIN)/python -m tests.devstack
+	$(BIN)/python -m tests.testbed.devstack
 
 test: deps venv tools lint
 	$(BIN)/python -m pytest
@@ -50,11 +50,11 @@ migrate: venv
 
 # A local Kubernetes control plane in the foreground; prints the KUBECONFIG to use.
 cluster: venv tools
-	$(BIN)/python -m tests.kube.controlplane
+	$(BIN)/python -m tests.testbed.kube.controlplane
 
 # The real node (kubelet, containerd, Traefik, registry) and its own control plane, in the foreground.
 node: deps venv tools
-	$(BIN)/python -m tests.node.node
+	$(BIN)/python -m tests.testbed.node.node
 
 lint: venv
 	$(BIN)/ruff check app workers tests bench

@@ -34,8 +34,8 @@ from app.db import open_database
 from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview
 from bench.stack import percentile, preview_stack, report, summary
-from tests import servers
-from tests.kube.waiting import eventually
+from tests.testbed import servers
+from tests.testbed.kube.waiting import eventually
 
 KEPT_HEADERS = ("Content-Type", "X-Gitea-Delivery", "X-Gitea-Event", "X-Gitea-Event-Type", "X-Gitea-Signature")
 

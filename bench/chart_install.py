@@ -23,13 +23,13 @@ from pathlib import Path
 import yaml
 
 from bench.stack import report
-from tests import servers
-from tests.gitea_server import BOT, gitea_server
-from tests.node import release as chart
-from tests.node.node import RealNode, real_node
-from tests.node.service import prepare_builds
-from tests.node.service_image import service_image_builder
-from tests.node.wheelhouse import served, wheelhouse
+from tests.testbed import servers
+from tests.testbed.gitea_server import BOT, gitea_server
+from tests.testbed.node import release as chart
+from tests.testbed.node.node import RealNode, real_node
+from tests.testbed.node.service import prepare_builds
+from tests.testbed.node.service_image import service_image_builder
+from tests.testbed.node.wheelhouse import served, wheelhouse
 
 BASELINE_NAMESPACE = "bench-baseline"
 

@@ -14,7 +14,7 @@ import statistics
 import time
 from pathlib import Path
 
-from tests.kube.controlplane import control_plane
+from tests.testbed.kube.controlplane import control_plane
 
 
 def rss_mib(pid: int) -> float:

@@ -26,9 +26,9 @@ from pathlib import Path
 import requests
 
 from bench.stack import percentile
-from tests import servers
-from tests.factories import SECRET, payload, webhook_request, with_changes
-from tests.service_processes import ROOT, procfile, service_processes
+from tests.testbed import servers
+from tests.testbed.factories import SECRET, payload, webhook_request, with_changes
+from tests.testbed.service_processes import ROOT, procfile, service_processes
 
 
 def bodies(count: int) -> list[dict]:

@@ -18,8 +18,8 @@ import statistics
 import time
 
 from bench.controlplane_footprint import rss_mib
-from tests.kube.controlplane import control_plane
-from tests.node.node import real_node
+from tests.testbed.kube.controlplane import control_plane
+from tests.testbed.node.node import real_node
 
 
 def main() -> None:

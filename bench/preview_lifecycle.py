@@ -34,8 +34,8 @@ from kubernetes import client as k8s
 from app.db import open_database
 from app.models import Deployment, Preview, WebhookDelivery
 from bench.stack import IMAGE, Stack, now_utc, objects_of, preview_stack, report, summary
-from tests.kube.controlplane import binary
-from tests.kube.waiting import eventually
+from tests.testbed.kube.controlplane import binary
+from tests.testbed.kube.waiting import eventually
 
 
 def kubectl_baseline(stack: Stack, template: list[dict], namespace: str, app: str, folder: Path, number: int) -> float:

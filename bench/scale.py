@@ -33,7 +33,7 @@ from app.domain.k8s.labels import LABEL_PREVIEW_ID
 from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview, Repository, WebhookDelivery
 from bench.stack import IMAGE, Stack, now_utc, objects_of, preview_stack, report, summary
-from tests.kube.waiting import eventually
+from tests.testbed.kube.waiting import eventually
 
 REPOSITORIES = 20
 

@@ -24,11 +24,11 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from tests import servers
-from tests.gitea_repo import APP_FILES, Repo, create_repository
-from tests.gitea_server import GiteaServer, gitea_server
-from tests.kube.controlplane import ControlPlane, binary, control_plane
-from tests.service_processes import service_processes
+from tests.testbed import servers
+from tests.testbed.gitea_repo import APP_FILES, Repo, create_repository
+from tests.testbed.gitea_server import GiteaServer, gitea_server
+from tests.testbed.kube.controlplane import ControlPlane, binary, control_plane
+from tests.testbed.service_processes import service_processes
 
 SECRET = "bench-webhook-secret-" + uuid.uuid4().hex[:8]
 API_TOKEN = "bench-admin-" + uuid.uuid4().hex

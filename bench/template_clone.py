@@ -24,7 +24,7 @@ import time
 import psycopg2
 
 from app.adapters.sql_admin import PostgresAdmin
-from tests import servers
+from tests.testbed import servers
 
 MIGRATE = """
 CREATE TABLE customers (id BIGINT PRIMARY KEY, email TEXT NOT NULL, created_at TIMESTAMP NOT NULL);

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import requests
 
-from tests import servers
-from tests.factories import SECRET, payload, webhook_request, with_changes
-from tests.service_processes import service_processes
+from tests.testbed import servers
+from tests.testbed.factories import SECRET, payload, webhook_request, with_changes
+from tests.testbed.service_processes import service_processes
 
 
 def post_many(url: str, count: int) -> list[float]:

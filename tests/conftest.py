@@ -12,8 +12,8 @@ from app import create_app
 from app.db import database
 from app.migrations import apply_migrations
 from app.settings import Settings
-from tests import servers
-from tests.factories import SECRET
+from tests.testbed import servers
+from tests.testbed.factories import SECRET
 
 _database_numbers = itertools.count()
 
@@ -95,7 +95,7 @@ def db(app) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def kube_cluster():
     """The real control plane (etcd, apiserver, controller-manager, scheduler, KWOK) for the session."""
-    from tests.kube.controlplane import control_plane
+    from tests.testbed.kube.controlplane import control_plane
 
     with control_plane() as plane:
         yield plane
@@ -103,8 +103,8 @@ def kube_cluster():
 
 @pytest.fixture(scope="session")
 def real_node():
-    """The real node and its own control plane (tests/node/node.py), for the session."""
-    from tests.node.node import real_node
+    """The real node and its own control plane (tests/testbed/node/node.py), for the session."""
+    from tests.testbed.node.node import real_node
 
     with real_node() as node:
         yield node
@@ -124,7 +124,7 @@ def kube_namespace(kube_api, request):
     """A fresh namespace for one test, deleted afterwards."""
     from kubernetes import client
 
-    from tests.kube.waiting import unique_name
+    from tests.testbed.kube.waiting import unique_name
 
     name = unique_name(request.node.name)
     core = client.CoreV1Api(kube_api)
@@ -142,7 +142,7 @@ def kube_settings(settings, kube_cluster, kube_api):
     """
     from kubernetes import client
 
-    from tests.kube.waiting import eventually, unique_name
+    from tests.testbed.kube.waiting import eventually, unique_name
 
     yield settings.replace(
         kubeconfig=str(kube_cluster.kubeconfig),
@@ -173,7 +173,7 @@ def services(app, kube_settings):
 @pytest.fixture(scope="session")
 def gitea():
     """A real Gitea (SQLite) with an admin and the service's bot user and token."""
-    from tests.gitea_server import gitea_server
+    from tests.testbed.gitea_server import gitea_server
 
     with gitea_server() as server:
         yield server
@@ -186,7 +186,7 @@ def browser():
 
     from playwright.sync_api import sync_playwright
 
-    from tests.browser import CHROMIUM
+    from tests.testbed.browser import CHROMIUM
 
     if not os.path.exists(CHROMIUM):
         pytest.fail("Debian's chromium is not installed: `make deps` installs it")

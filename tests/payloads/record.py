@@ -18,8 +18,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from tests.gitea_repo import create_repository
-from tests.gitea_server import gitea_server
+from tests.testbed.gitea_repo import create_repository
+from tests.testbed.gitea_server import gitea_server
 
 OUT = Path(__file__).parent / "gitea-1.26"
 received: list[dict] = []

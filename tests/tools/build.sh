@@ -11,7 +11,7 @@
 # link to each current binary: that is what the tests and the Makefile use.
 #
 # It also fetches the routing tests' CRDs (tests/tools/fetch_crds.py, pinned by crds/go.sum),
-# and makes the real node's images as OCI layouts (tests/node/images.py).
+# and makes the real node's images as OCI layouts (tests/testbed/node/images.py).
 #
 # Usage: tests/tools/build.sh [module ...]   (default: all of them, crds and images)
 set -euo pipefail
@@ -36,7 +36,7 @@ declare -A packages=(
   [kwok]="sigs.k8s.io/kwok/cmd/kwok"
   [helm]="helm.sh/helm/v3/cmd/helm"
   [gitea]="code.gitea.io/gitea"
-  # The real node (tests/kube/node.py): runtime, pod network, DNS, policy, registry, builder.
+  # The real node (tests/testbed/kube/node.py): runtime, pod network, DNS, policy, registry, builder.
   [containerd]="github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 github.com/containerd/containerd/v2/cmd/ctr"
   [runc]="github.com/opencontainers/runc"
   [cni]="github.com/containernetworking/plugins/plugins/main/bridge github.com/containernetworking/plugins/plugins/ipam/host-local github.com/containernetworking/plugins/plugins/main/loopback github.com/containernetworking/plugins/plugins/meta/portmap"
@@ -155,11 +155,11 @@ build_one() {
       # Not built: CRD files shipped in Gateway API and controller modules, for the routing tests.
       with_retry 600 python3 "$here/fetch_crds.py" "$cache" ;;
     images-debian)
-      # The real node's images made of Debian packages only (tests/node/images.py; it retries itself).
-      python3 "$here/../node/images.py" "$cache" pause base git postgres python ;;
+      # The real node's images made of Debian packages only (tests/testbed/node/images.py; it retries itself).
+      python3 "$here/../testbed/node/images.py" "$cache" pause base git postgres python ;;
     images)
       # The rest, made of binaries built above: kaniko's executor, CoreDNS, Traefik.
-      python3 "$here/../node/images.py" "$cache" ;;
+      python3 "$here/../testbed/node/images.py" "$cache" ;;
     *)
       [ -n "${packages[$name]:-}" ] || { echo "unknown module: $name" >&2; exit 2; }
       build_module "$name" ;;

@@ -1,0 +1,77 @@
+"""Webhooks carried through to the cluster: nothing accepted is lost while Redis is down, and a
+job run twice processes its delivery once."""
+
+import time
+
+import pytest
+from rq import Queue
+
+from app.adapters.jobqueue import JobQueue
+from app.db import database
+from app.domain.states import PreviewState
+from app.models import Event, Preview, WebhookDelivery
+from app.usecases.operations import lifecycle
+from tests.testbed.factories import payload, webhook_request
+from tests.testbed.helpers import run_worker
+
+URL = "/webhooks/gitea"
+
+
+def post(client, name, kind, **options):
+    body = options.pop("body", None) or payload(name)
+    return client.post(URL, **webhook_request(body, kind, **options))
+
+
+def queued_job_ids(settings):
+    return JobQueue(settings.redis_url, settings.queue_name).job_ids
+
+
+def deliveries():
+    with database.connection_context():
+        return list(WebhookDelivery.select().order_by(WebhookDelivery.id))
+
+
+@pytest.mark.kube
+def test_nothing_accepted_is_lost_while_redis_is_down(client, services, redis_server):
+    settings = services.settings
+    redis_server.stop()
+    try:
+        started = time.monotonic()
+        response = post(client, "pull_request_opened", "pull_request")
+        elapsed = time.monotonic() - started
+        assert response.status_code == 202 and response.json["queued"] is False
+        assert elapsed < 5, "Gitea gives up after 5 s"  # the contract, not a benchmark
+        post(client, "push_task_branch", "push")
+        assert client.get("/readyz").json == {"status": "unavailable", "failing": ["redis"]}
+        queue = services.queue
+        assert lifecycle.run_pass(services)["enqueued"] == 0
+        with database.connection_context():
+            assert len(WebhookDelivery.unqueued()) == 2
+    finally:
+        redis_server.start()
+
+    assert lifecycle.run_pass(services)["enqueued"] == 2
+    assert lifecycle.run_pass(services)["enqueued"] == 0
+    assert len(queued_job_ids(settings)) == 2
+
+    run_worker(settings)
+    run_worker(settings)  # a second worker finds nothing left to do
+    assert all(d.processed_at is not None for d in deliveries())
+    assert Queue(settings.queue_name, connection=queue.connection).count == 0
+    with database.connection_context():
+        processed_events = Event.select().where(Event.phase == "delivery").order_by(Event.id)
+        assert sorted(e.message for e in processed_events) == [f"delivery {d.id} (deploy) ready" for d in deliveries()]
+        assert {p.state for p in Preview.select()} == {PreviewState.READY}
+
+
+@pytest.mark.kube
+def test_a_job_run_twice_processes_its_delivery_once(client, services):
+    from app.usecases.intake.deliveries import process_delivery
+
+    post(client, "push_task_branch", "push")
+    [delivery] = deliveries()
+    with database.connection_context():
+        assert process_delivery(services, delivery.id) == "ready"
+        assert process_delivery(services, delivery.id) == "skipped"
+        assert Event.select().where(Event.phase == "delivery").count() == 1
+        assert Event.select().where(Event.phase == "build").count() == 1

@@ -1,0 +1,345 @@
+"""On the real node: a pull request's preview is really built by kaniko, really pulled and
+run by containerd, and really served by Traefik behind the preview's password.
+
+The service runs as its Procfile processes against the node's own cluster
+(tests/testbed/node/node.py); Gitea, PostgreSQL and Redis are the session's.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+
+import pytest
+import requests
+from kubernetes import client as k8s
+
+from tests.testbed.gitea_repo import create_repository
+from tests.testbed.gitea_server import BOT
+from tests.testbed.kube.waiting import eventually, namespace_gone
+from tests.testbed.node.checks import in_pod, page, pod_logs, success_status
+from tests.testbed.node.service import prepare_builds, sample_app, service_env
+from tests.testbed.servers import free_port
+from tests.testbed.service_processes import SecretEnv, service_processes
+
+pytestmark = [pytest.mark.node, pytest.mark.gitea, pytest.mark.slow]
+
+SECRET = "node-webhook-secret-" + uuid.uuid4().hex[:8]
+API_TOKEN = "node-api-token-" + uuid.uuid4().hex
+MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json"
+
+
+@pytest.fixture(scope="module")
+def stack(gitea, real_node, redis_server, postgres_server, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("node")
+    port = free_port()
+    gitea_host, gitea_port = real_node.expose(gitea.port)
+    prepare_builds(real_node, BOT, gitea.bot_token)
+    env = {
+        **service_env(real_node),
+        "GITEA_URL": f"http://{gitea_host}:{gitea_port}",
+        "DATABASE_URL": postgres_server.create_database(f"node_{uuid.uuid4().hex[:8]}"),
+        "REDIS_URL": redis_server.url,
+        "PREVIEW_QUEUE": f"node-{uuid.uuid4().hex[:8]}",
+        "GITEA_TOKEN": gitea.bot_token,
+        "GITEA_WEBHOOK_SECRET": SECRET,
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "API_TOKENS": API_TOKEN,
+    }
+    api = real_node.plane.api_client()
+    with service_processes(env, folder, port):
+        yield {"url": f"http://127.0.0.1:{port}", "folder": folder, "env": SecretEnv(env), "api": api}
+    api.close()
+
+
+def hooked_repository(gitea, stack, workdir, prefix: str, files: dict[str, str]):
+    """A repository of the test Gitea whose webhook calls this module's service."""
+    return create_repository(
+        gitea,
+        f"{prefix}-{uuid.uuid4().hex[:6]}",
+        workdir,
+        webhook_url=f"{stack['url']}/webhooks/gitea",
+        secret=SECRET,
+        files=files,
+    )
+
+
+@pytest.fixture
+def repo(gitea, real_node, stack, tmp_path):
+    return hooked_repository(
+        gitea, stack, tmp_path / "work", "node-app", sample_app(real_node.image("base"), "first version")
+    )
+
+
+def routing_state(real_node, namespace: str) -> str:
+    """The preview's HTTPRoute as Traefik left it (its status), and what Traefik said."""
+    routes = real_node.plane.kubectl(
+        "get", "httproute,middleware,endpointslice,networkpolicy", "-n", namespace, "-o", "yaml", check=False
+    )
+    return f"{routes.stdout}{routes.stderr}\n{pod_logs(real_node, 'traefik')}"
+
+
+def test_a_pr_is_built_run_and_served_behind_its_password_then_updated_then_gone(real_node, stack, repo):
+    sha1 = repo.commit("feature/page", sample_app(real_node.image("base"), "hello reviewers"), "A page")
+    number = repo.open_pr("feature/page")
+    status = success_status(repo, sha1, real_node)
+    host = status["target_url"].split("://", 1)[1].split("/", 1)[0]
+    namespace = "preview-" + host.split(".", 1)[0]
+    api = stack["api"]
+
+    # The image the Deployment runs is the digest kaniko pushed, and the registry holds it.
+    container = k8s.AppsV1Api(api).list_namespaced_deployment(namespace).items[0].spec.template.spec.containers[0]
+    repository, digest = container.image.split("@")
+    registry, path = repository.split("/", 1)
+    manifest = requests.head(
+        f"http://{registry}/v2/{path}/manifests/{digest}",
+        auth=(real_node.registry_user, real_node.registry_password),
+        headers={"Accept": MANIFEST_TYPES},
+        timeout=10,
+    )
+    assert manifest.status_code == 200 and manifest.headers["Docker-Content-Digest"] == digest
+    [pod] = k8s.CoreV1Api(api).list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=app").items
+    assert pod.status.container_statuses[0].image_id.endswith(digest)
+
+    # Through Traefik (which picks the route up within a few seconds): the password is asked
+    # for, and with it the page of this very commit.
+    try:
+        eventually(lambda: page(real_node, host).status_code != 404, timeout=30, what="a route")
+    except AssertionError:
+        pytest.fail(routing_state(real_node, namespace))
+    assert page(real_node, host).status_code == 401
+    secret = k8s.CoreV1Api(api).read_namespaced_secret("preview-basic-auth", namespace).data
+    credentials = tuple(base64.b64decode(secret[key]).decode() for key in ("username", "password"))
+    assert page(real_node, host, auth=(credentials[0], "wrong")).status_code == 401
+    try:
+        answer = eventually(
+            lambda: (found := page(real_node, host, auth=credentials)).status_code != 503 and found,
+            timeout=30,
+            what="Traefik to know the app's endpoints",
+        )
+    except AssertionError:
+        pytest.fail(routing_state(real_node, namespace))
+    assert answer.status_code == 200 and answer.text == f"commit {sha1}\nhello reviewers\n"
+
+    # A push: the same address serves the new commit.
+    sha2 = repo.commit("feature/page", {"site/message.txt": "second version\n"}, "Reword")
+    assert success_status(repo, sha2, real_node)["target_url"] == status["target_url"]
+    eventually(
+        lambda: page(real_node, host, auth=credentials).text == f"commit {sha2}\nsecond version\n",
+        timeout=60,
+        what="the page of the second commit",
+    )
+
+    # Closed: the namespace goes, and the host is no longer routed.
+    repo.close_pr(number)
+    eventually(lambda: namespace_gone(api, namespace), timeout=180, what="namespace deleted after close")
+    eventually(lambda: page(real_node, host).status_code == 404, timeout=30, what="host answers 404")
+
+
+@pytest.fixture(scope="module")
+def served(real_node, stack, gitea, tmp_path_factory):
+    """One ready preview for the tests that only look at it."""
+    repo = hooked_repository(
+        gitea,
+        stack,
+        tmp_path_factory.mktemp("served") / "work",
+        "node-served",
+        sample_app(real_node.image("base"), "first version"),
+    )
+    sha = repo.commit("feature/served", {"site/message.txt": "served\n"}, "Serve")
+    repo.open_pr("feature/served")
+    host = success_status(repo, sha, real_node)["target_url"].split("://", 1)[1].split("/", 1)[0]
+    namespace = "preview-" + host.split(".", 1)[0]
+    [service] = k8s.CoreV1Api(stack["api"]).list_namespaced_service(namespace).items
+    return {"namespace": namespace, "host": host, "service": service.metadata.name, "sha": sha}
+
+
+def test_a_preview_pod_resolves_names_and_reaches_its_own_services(real_node, served):
+    service = f"{served['service']}.{served['namespace']}.svc.cluster.local"
+    code, log = in_pod(real_node, served["namespace"], f"getent hosts {service} && curl -sS -m 10 http://{service}/")
+    assert code == 0, log
+    assert f"commit {served['sha']}" in log
+    # Names outside the cluster are refused, never asked of a resolver outside the machine.
+    code, log = in_pod(real_node, served["namespace"], "getent hosts example.com")
+    assert code != 0, log
+
+
+def test_the_egress_and_isolation_policies_are_enforced(real_node, served):
+    # The canary answers whoever the network lets through: the node itself does reach it.
+    reached = real_node.run_inside("curl", "-sS", "-m", "5", real_node.canary_url, check=False)
+    assert reached.stdout == "canary\n", reached.stderr
+    if not real_node.policy_enforced:
+        pytest.skip(
+            "NetworkPolicy is not enforced on this machine: its kernel lacks nftables' queue statement"
+            " (CONFIG_NFT_QUEUE), which kube-network-policies needs"
+        )
+    canary = f"curl -sS -m 5 {real_node.canary_url}"
+    code, log = in_pod(real_node, served["namespace"], canary)
+    assert code != 0 and "canary" not in log, "a preview reached an address in a denied range"
+    code, log = in_pod(real_node, "preview-builds", canary)
+    assert code != 0 and "canary" not in log, "a build reached an address in a denied range"
+    # Another namespace's pod cannot reach the preview's Service.
+    api = real_node.plane.api_client()
+    outsider = f"outsider-{uuid.uuid4().hex[:6]}"
+    k8s.CoreV1Api(api).create_namespace({"metadata": {"name": outsider}})
+    service = f"{served['service']}.{served['namespace']}.svc.cluster.local"
+    code, log = in_pod(real_node, outsider, f"curl -sS -m 5 http://{service}/")
+    assert code != 0 and "commit" not in log, "a pod of another namespace reached the preview"
+    k8s.CoreV1Api(api).delete_namespace(outsider)
+    api.close()
+
+
+def test_a_real_kubelet_s_failures_are_said_in_a_sentence(real_node, stack, gitea, tmp_path):
+    repo = hooked_repository(gitea, stack, tmp_path / "work", "node-fail", sample_app(real_node.image("base"), "fine"))
+    base = real_node.image("base")
+    missing = f"{real_node.registry}/previews/{repo.full_name.replace('/', '-')}/missing@sha256:{'0' * 64}"
+    cases = {
+        # branch: (files, what the status must say)
+        "crash": ({"Dockerfile": f'FROM {base}\nCMD ["sh", "-c", "echo starting; exit 1"]\n'}, "keeps crashing"),
+        # One line of 700 MiB, which sort holds whole: past the app's 512 MiB limit.
+        "oom": (
+            {"Dockerfile": f'FROM {base}\nCMD ["sh", "-c", "head -c 734003200 /dev/zero | sort"]\n'},
+            "more memory than its limit",
+        ),
+        "pull": ({".gitea/preview.yml": f"image: {missing}\n"}, "cannot be pulled"),
+    }
+    shas = {}
+    for branch, (files, _) in cases.items():
+        shas[branch] = repo.commit(f"fail/{branch}", files, f"Fail: {branch}")
+        repo.git("checkout", "main")
+        repo.open_pr(f"fail/{branch}")
+    for branch, (_, sentence) in cases.items():
+        status = eventually(
+            lambda sha=shas[branch]: (found := repo.latest_status(sha)) and found["status"] == "failure" and found,
+            timeout=300,
+            interval=1,
+            what=f"the {branch} preview to fail",
+        )
+        assert sentence in status["description"], (branch, status["description"])
+
+
+# Runs as root, as a hostile Dockerfile would; prints its environment, then every (small) file
+# it can read under the places a credential could be: kaniko's own folder, /var/run and /run
+# (a service account token would be there) and the source.
+PEEKING_DOCKERFILE = """FROM {base}
+USER root
+COPY . /src
+RUN echo "== env"; env; for d in /kaniko /var/run /run /workspace /src; do \\
+      find "$d" -type f 2>/dev/null | while read -r f; do \\
+        echo "== $f"; [ "$(wc -c < "$f" 2>/dev/null)" -lt 65536 ] 2>/dev/null && cat "$f"; echo; \\
+      done; \\
+    done; chmod 755 /src/site/cgi-bin/index.cgi
+USER 65532
+CMD ["httpd", "-f", "-p", "8080", "-h", "/src/site"]
+"""
+
+
+def test_an_approved_fork_s_build_sees_no_git_credential_and_no_service_account_token(
+    real_node, stack, gitea, tmp_path
+):
+    repo = hooked_repository(
+        gitea, stack, tmp_path / "work", "node-fork", sample_app(real_node.image("base"), "upstream")
+    )
+    gitea.api("PUT", f"/repos/{repo.full_name}/collaborators/{BOT}", json={"permission": "admin"})
+    stranger = f"stranger{uuid.uuid4().hex[:6]}"
+    password = gitea.create_user(stranger)
+    dockerfile = PEEKING_DOCKERFILE.format(base=real_node.image("base"))
+    number, sha = repo.fork_pr(stranger, password, "fork/peek", {"Dockerfile": dockerfile})
+    eventually(lambda: (repo.latest_status(sha) or {}).get("status") == "pending", what="waiting for approval")
+    repo.add_label(number, "preview:approved")
+    success_status(repo, sha, real_node)
+
+    # The build's log, read back as an agent would: through the API.
+    bearer = {"Authorization": f"Bearer {API_TOKEN}"}
+    [preview] = requests.get(
+        f"{stack['url']}/api/previews", params={"repository": repo.full_name}, headers=bearer, timeout=10
+    ).json()["items"]
+    answer = requests.get(f"{stack['url']}/api/previews/{preview['id']}/logs?tail=5000", headers=bearer, timeout=10)
+    assert answer.status_code == 200
+    log = answer.json()["build"]
+    # The RUN did look (not a vacuous pass): its environment and kaniko's own files are there,
+    # and a mounted Secret's file (behind the volume's ..data links), so one more would show.
+    # Booleans first: a failing assert must not print the log (it holds the registry's push config).
+    looked = all(f"== {marker}" in log for marker in ("env", "/kaniko/executor", "/workspace/Dockerfile"))
+    push_config_seen = re.search(r"^== /kaniko/\.docker/\S*config\.json$", log, re.MULTILINE) is not None
+    assert looked, "the build's RUN did not list what it can read"
+    assert push_config_seen, "the mounted push configuration was not among the files the build read"
+    git_token_seen = gitea.bot_token in log or "git-credentials" in log or "GIT_PASSWORD" in log
+    account_token_seen = "serviceaccount" in log or "eyJhbGciOi" in log  # a projected token is a JWT
+    assert not git_token_seen, "the build saw the git credential"
+    assert not account_token_seen, "the build saw a service account token"
+
+
+def database_app(postgres_image: str, migrate: str) -> dict[str, str]:
+    """An app on the test bed's PostgreSQL image (for psql): its page counts the rows that seed
+    put in the table that migrate made. psql finds the database in the PG* variables."""
+    return {
+        "Dockerfile": (
+            f"FROM {postgres_image}\n"
+            "COPY site /site\n"
+            "RUN chmod 755 /site/cgi-bin/index.cgi\n"
+            "ENTRYPOINT []\n"
+            'CMD ["busybox", "httpd", "-f", "-p", "8080", "-h", "/site"]\n'
+        ),
+        "site/cgi-bin/index.cgi": (
+            "#!/bin/sh\n"
+            "printf 'Content-Type: text/plain\\r\\n\\r\\n'\n"
+            'echo "commit $PREVIEW_COMMIT"\n'
+            "echo \"rows $(psql -tAc 'select count(*) from visits')\"\n"
+        ),
+        ".gitea/preview.yml": (
+            "database:\n"
+            "  engine: postgres\n"
+            f'  migrate: [psql, -v, ON_ERROR_STOP=1, -c, "{migrate}"]\n'
+            '  seed: [psql, -v, ON_ERROR_STOP=1, -c, "insert into visits select generate_series(1, 3)"]\n'
+        ),
+    }
+
+
+def with_password(real_node, namespace: str, host: str) -> str:
+    """The preview's page through Traefik, with the preview's own credentials."""
+    api = real_node.plane.api_client()
+    secret = k8s.CoreV1Api(api).read_namespaced_secret("preview-basic-auth", namespace).data
+    api.close()
+    credentials = tuple(base64.b64decode(secret[key]).decode() for key in ("username", "password"))
+    return page(real_node, host, auth=credentials).text
+
+
+def test_a_preview_s_own_postgresql_is_migrated_every_push_and_seeded_once(real_node, stack, gitea, tmp_path):
+    repo = hooked_repository(
+        gitea, stack, tmp_path / "work", "node-db", sample_app(real_node.image("base"), "no database yet")
+    )
+    image = real_node.image("postgres")
+    sha1 = repo.commit("feature/db", database_app(image, "create table if not exists visits (n int)"), "A table")
+    repo.open_pr("feature/db")
+    host = success_status(repo, sha1, real_node)["target_url"].split("://", 1)[1].split("/", 1)[0]
+    namespace = "preview-" + host.split(".", 1)[0]
+    # The server is the StatefulSet in the namespace, on a volume of its own.
+    api = stack["api"]
+    [claim] = k8s.CoreV1Api(api).list_namespaced_persistent_volume_claim(namespace).items
+    assert claim.status.phase == "Bound"
+    assert eventually(lambda: with_password(real_node, host=host, namespace=namespace) == f"commit {sha1}\nrows 3\n")
+
+    # A second push: migrate runs again, seed does not (the rows stay 3).
+    sha2 = repo.commit("feature/db", {"site/readme.txt": "second\n"}, "Second")
+    success_status(repo, sha2, real_node, namespace=namespace)
+    eventually(
+        lambda: with_password(real_node, host=host, namespace=namespace) == f"commit {sha2}\nrows 3\n",
+        what="the second commit's page, the seed not run again",
+    )
+    jobs = {job.metadata.name for job in k8s.BatchV1Api(api).list_namespaced_job(namespace).items}
+    assert {f"migrate-{sha1[:12]}", f"migrate-{sha2[:12]}", f"seed-{sha1[:12]}"} <= jobs
+    assert f"seed-{sha2[:12]}" not in jobs
+
+    # A failing migrate: the status says why, and the second version keeps serving.
+    broken = database_app(image, "select no_such_function()")
+    sha3 = repo.commit("feature/db", {".gitea/preview.yml": broken[".gitea/preview.yml"]}, "Broken migration")
+    failed = eventually(
+        lambda: (found := repo.latest_status(sha3)) and found["status"] == "failure" and found,
+        timeout=300,
+        interval=1,
+        what="the broken migration's failure",
+    )
+    assert "migrat" in failed["description"], failed["description"]
+    assert with_password(real_node, host=host, namespace=namespace) == f"commit {sha2}\nrows 3\n"

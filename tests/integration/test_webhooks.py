@@ -1,0 +1,307 @@
+"""POST /webhooks/gitea against real Redis and each database."""
+
+import json
+import os
+from datetime import timedelta
+
+import pytest
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from app.adapters.jobqueue import JobQueue
+from app.db import database
+from app.domain.states import DeliveryOutcome, PreviewState
+from app.models import Preview, Repository, WebhookDelivery
+from tests.testbed.factories import SECRET, payload, webhook_request, with_changes
+from tests.testbed.helpers import run_worker
+
+URL = "/webhooks/gitea"
+
+
+def post(client, name, kind, **options):
+    body = options.pop("body", None) or payload(name)
+    return client.post(URL, **webhook_request(body, kind, **options))
+
+
+def queued_job_ids(settings):
+    return JobQueue(settings.redis_url, settings.queue_name).job_ids
+
+
+def deliveries():
+    with database.connection_context():
+        return list(WebhookDelivery.select().order_by(WebhookDelivery.id))
+
+
+def test_signed_task_branch_push_is_stored_planned_and_queued(client, settings):
+    response = post(client, "push_task_branch", "push", delivery="d-1")
+    assert response.status_code == 202
+    assert response.json["outcome"] == DeliveryOutcome.ACCEPTED and response.json["queued"] is True
+    [delivery] = deliveries()
+    assert (delivery.delivery_uuid, delivery.intent, delivery.target_key) == (
+        "d-1",
+        "deploy",
+        "acme/shop@task/login-form",
+    )
+    assert delivery.enqueued_at is not None
+    assert queued_job_ids(settings) == [delivery.job_id]
+    with database.connection_context():
+        preview = Preview.get()
+        assert (preview.state, preview.head_sha, preview.pr_number) == (
+            PreviewState.QUEUED,
+            payload("push_task_branch")["after"],
+            None,
+        )
+
+
+@pytest.mark.parametrize(
+    "signing",
+    [{"secret": None}, {"secret": "wrong-secret"}, "empty", "tampered", "non-ascii"],
+    ids=["unsigned", "wrong-secret", "empty-signature", "tampered-body", "non-ascii-signature"],
+)
+def test_bad_signatures_are_refused_and_nothing_is_stored(client, settings, signing):
+    request = webhook_request(
+        payload("pull_request_opened"), "pull_request", **(signing if isinstance(signing, dict) else {})
+    )
+    if signing == "empty":
+        request["headers"]["X-Gitea-Signature"] = ""
+    if signing == "non-ascii":
+        request["headers"]["X-Gitea-Signature"] = "é" * 64
+    if signing == "tampered":
+        request["data"] = request["data"].replace(b'"number": 12', b'"number": 13')
+    response = client.post(URL, **request)
+    assert response.status_code == 401
+    assert deliveries() == []
+    assert queued_job_ids(settings) == []
+
+
+def test_oversized_body_is_refused(client):
+    body = with_changes(payload("push_task_branch"), padding="x" * (5 * 1024 * 1024))
+    response = post(client, None, "push", body=body)
+    assert response.status_code == 413
+    assert deliveries() == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"{not json", "the body is not valid JSON"),
+        (b"[]", "the body is not a JSON object"),
+        (b"[" * 100_000 + b"]" * 100_000, "the body is not valid JSON"),  # past the parser's recursion limit
+        (
+            json.dumps(with_changes(payload("pull_request_opened"), **{"pull_request.head": None})).encode(),
+            "missing field pull_request.head.ref",
+        ),
+    ],
+)
+def test_malformed_bodies_get_400_saying_why(client, raw, message):
+    response = client.post(URL, **webhook_request(raw, "pull_request"))
+    assert response.status_code == 400
+    assert response.json["error"] == message
+    assert deliveries() == []
+
+
+def test_missing_delivery_header_is_a_400(client):
+    request = webhook_request(payload("push_task_branch"), "push")
+    del request["headers"]["X-Gitea-Delivery"]
+    assert client.post(URL, **request).status_code == 400
+
+
+def test_unknown_events_are_recorded_as_ignored(client, settings):
+    response = post(client, "issue_comment", "release")
+    assert response.status_code == 202 and response.json["outcome"] == DeliveryOutcome.IGNORED
+    [delivery] = deliveries()
+    assert delivery.event_type == "release" and "not acted on" in delivery.reason
+    assert queued_job_ids(settings) == []
+
+
+def test_a_pr_comment_that_is_no_command_is_recorded_as_ignored(client, settings):
+    response = post(client, "issue_comment", "pull_request_comment")
+    assert response.status_code == 202 and response.json["outcome"] == DeliveryOutcome.IGNORED
+    assert "asks nothing" in deliveries()[0].reason and queued_job_ids(settings) == []
+
+
+def test_redelivery_with_a_new_uuid_enqueues_nothing_new(client, settings):
+    first = post(client, "pull_request_opened", "pull_request", delivery="uuid-1")
+    again = post(client, "pull_request_opened", "pull_request", delivery="uuid-2")
+    assert first.json["outcome"] == DeliveryOutcome.ACCEPTED
+    assert again.status_code == 202 and again.json["outcome"] == DeliveryOutcome.DUPLICATE
+    assert [d.delivery_uuid for d in deliveries()] == ["uuid-1", "uuid-2"]
+    assert queued_job_ids(settings) == [deliveries()[0].job_id]
+
+
+def test_a_commit_seen_before_is_new_work_unless_it_is_the_last_work(client):
+    """A force-push back to the first commit looks like a stale redelivery of its push; only
+    Gitea can tell them apart, and the worker asks it. A redelivery of the last work is a duplicate."""
+    opened = payload("pull_request_opened")
+    post(client, "pull_request_opened", "pull_request")
+    post(client, "pull_request_synchronized", "pull_request_sync")
+    back = with_changes(
+        payload("pull_request_synchronized"), **{"pull_request.head.sha": opened["pull_request"]["head"]["sha"]}
+    )
+    assert post(client, None, "pull_request_sync", body=back).json["outcome"] == DeliveryOutcome.ACCEPTED
+    assert post(client, None, "pull_request_sync", body=back).json["outcome"] == DeliveryOutcome.DUPLICATE
+    with database.connection_context():
+        assert Preview.get().head_sha == opened["pull_request"]["head"]["sha"]
+
+
+def test_push_to_a_pr_branch_does_not_build_twice(client, settings):
+    opened = with_changes(payload("pull_request_opened"), **{"pull_request.head.ref": "task/login-form"})
+    post(client, None, "pull_request", body=opened)
+    response = post(client, "push_task_branch", "push")
+    assert response.json["outcome"] == DeliveryOutcome.IGNORED
+    assert "open pull request #12" in response.json["reason"]
+    assert len(queued_job_ids(settings)) == 1
+
+
+def test_close_wants_teardown_once_and_reopen_brings_a_fresh_preview(client, settings):
+    post(client, "pull_request_opened", "pull_request")
+    closed = post(client, "pull_request_closed", "pull_request")
+    assert closed.json["outcome"] == DeliveryOutcome.ACCEPTED
+    with database.connection_context():
+        assert Preview.get().state == PreviewState.DELETING
+    assert post(client, "pull_request_closed", "pull_request").json["outcome"] == DeliveryOutcome.DUPLICATE
+    reopened = post(client, "pull_request_reopened", "pull_request")
+    assert reopened.json["outcome"] == DeliveryOutcome.ACCEPTED
+    closed_again = post(client, "pull_request_closed", "pull_request")
+    assert closed_again.json["outcome"] == DeliveryOutcome.ACCEPTED
+    assert len(queued_job_ids(settings)) == 4
+    with database.connection_context():
+        assert Preview.select().count() == 1
+
+
+def test_teardown_without_a_preview_is_ignored(client, settings):
+    response = post(client, "pull_request_closed_merged", "pull_request")
+    assert response.json["outcome"] == DeliveryOutcome.IGNORED
+    assert "no live preview" in response.json["reason"]
+    assert queued_job_ids(settings) == []
+
+
+def test_without_a_shared_secret_only_registered_repositories_are_heard(app, settings):
+    from app import create_app
+
+    unshared = create_app(settings.replace(gitea_webhook_secret=None))
+    response = unshared.test_client().post(URL, **webhook_request(payload("push_task_branch"), "push"))
+    assert response.status_code == 404 and "not registered" in response.json["error"]
+    with database.connection_context():
+        assert WebhookDelivery.select().count() == 0
+    # Counted, and only counted.
+    scraped = unshared.test_client().get("/metrics").get_data(as_text=True)
+    assert 'preview_webhooks_refused_total{reason="unregistered"} 1.0' in scraped
+
+
+def register_with_secret(full_name, secret):
+    with database.connection_context():
+        Repository.create(full_name=full_name, clone_url=f"http://git/{full_name}.git", webhook_secret=secret)
+
+
+def test_a_body_signed_with_one_repositorys_secret_cannot_speak_for_another(client, settings):
+    secret_a, secret_b = "secret-of-repository-a", "secret-of-repository-b"
+    register_with_secret("acme/blog", secret_a)
+    register_with_secret("acme/shop", secret_b)  # the payloads name acme/shop
+    opened = post(client, "pull_request_opened", "pull_request", secret=secret_b)
+    assert opened.status_code == 202 and opened.json["outcome"] == DeliveryOutcome.ACCEPTED
+    with database.connection_context():
+        before = (Preview.get().state, Preview.get().head_sha, WebhookDelivery.select().count())
+
+    closed = with_changes(payload("pull_request_closed"))
+    for secret in (
+        secret_a,
+        SECRET,
+    ):  # another repository's secret, and the shared one: a registered repository has its own
+        response = post(client, None, "pull_request", body=closed, secret=secret)
+        assert response.status_code == 401
+    # Case does not help either: Gitea's names ignore it.
+    shouting = with_changes(closed, **{"repository.full_name": "ACME/SHOP"})
+    assert post(client, None, "pull_request", body=shouting, secret=secret_a).status_code == 401
+    with database.connection_context():
+        assert (Preview.get().state, Preview.get().head_sha, WebhookDelivery.select().count()) == before
+
+
+def test_deleting_a_task_branch_wants_its_teardown(client, settings):
+    post(client, "push_task_branch", "push")
+    response = post(client, "delete_task_branch", "delete")
+    assert response.json["outcome"] == DeliveryOutcome.ACCEPTED
+    with database.connection_context():
+        assert Preview.get().state == PreviewState.DELETING
+    assert post(client, "delete_task_branch", "delete").json["outcome"] == DeliveryOutcome.DUPLICATE
+
+
+def test_a_label_change_never_asks_for_a_teardown(client, settings):
+    post(client, "pull_request_opened", "pull_request")
+    labelled = with_changes(
+        payload("pull_request_label_updated"), **{"pull_request.labels": [{"name": "preview:keep"}]}
+    )
+    response = post(client, None, "pull_request_label", body=labelled)
+    assert response.json["outcome"] == DeliveryOutcome.IGNORED and "pin follows the payload" in response.json["reason"]
+    with database.connection_context():
+        assert Preview.get().state == PreviewState.QUEUED and Preview.get().pinned
+
+
+def test_a_job_written_to_redis_by_someone_else_runs_no_code(settings, tmp_path):
+    """Whoever can write to Redis (the web process too) cannot make a worker run code: a pickled
+    job is never unpickled, and a JSON job naming any function but ours is refused."""
+    from rq.job import Job
+
+    queue = JobQueue(settings.redis_url, settings.queue_name)
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    pickled = Queue(settings.queue_name, connection=queue.connection)  # RQ's default: pickle
+    pickled.enqueue("workers.jobs.report_preview", Payload(), job_id="pickled")
+    # A JSON job naming a function of the standard library.
+    queue.queue.enqueue("os.system", f"touch {marker}", job_id="foreign")
+    run_worker(settings)
+    assert not marker.exists()
+    foreign = Job.fetch("foreign", connection=queue.connection, serializer=JSONSerializer)
+    assert foreign.get_status() == "failed" and "UnknownJob" in (foreign.latest_result().exc_string or "")
+
+
+def test_the_shared_secret_never_speaks_for_a_registered_repository_in_another_letter_case(client, settings):
+    with database.connection_context():  # a row an older release stored from a shared-secret delivery
+        Repository.create(full_name="ACME/Shop", clone_url="http://git/ACME/Shop.git")
+    register_with_secret("acme/shop", "secret-of-the-shop-0123")
+    for claimed in ("acme/shop", "ACME/Shop", "Acme/SHOP"):
+        body = with_changes(payload("pull_request_opened"), **{"repository.full_name": claimed})
+        refused = client.post(URL, **webhook_request(body, "pull_request"))  # the shared secret
+        assert refused.status_code == 401, claimed
+    with database.connection_context():
+        assert WebhookDelivery.select().count() == 0
+
+
+def test_two_installations_on_one_redis_do_not_share_job_ids(settings):
+    """Job ids are global to a Redis server: another queue's `delivery-1` is not this one's."""
+    mine = JobQueue(settings.redis_url, settings.queue_name)
+    theirs = JobQueue(settings.redis_url, settings.queue_name + "-other")
+    assert mine.enqueue("workers.jobs.process_delivery", 1, job_id="delivery-1")
+    assert theirs.enqueue("workers.jobs.process_delivery", 1, job_id="delivery-1")
+    assert not mine.enqueue("workers.jobs.process_delivery", 1, job_id="delivery-1")  # still one per queue
+    assert mine.job_ids == ["delivery-1"] and theirs.job_ids == ["delivery-1"]
+    theirs.queue.empty()
+
+
+def test_jobs_run_no_longer_than_the_settings_allow(settings):
+    """RQ stops a job after JOB timeout (a build and two rollouts): a hung job frees its preview."""
+    from app.bootstrap import bootstrap
+
+    settings = settings.replace(build_timeout=timedelta(minutes=7), rollout_timeout=timedelta(minutes=2))
+    queue = bootstrap(settings).queue
+    assert queue.enqueue("workers.jobs.report_preview", 1, job_id="timed")
+    job = queue.queue.fetch_job(queue.prefix + "timed")
+    assert job.timeout == int(settings.job_timeout.total_seconds()) == 21 * 60
+    queue.queue.empty()
+
+
+def test_a_webhook_while_the_database_is_down_is_answered_503(settings):
+    """Not a 500: Gitea shows the failed delivery to redeliver, and the answer says why."""
+    from app import create_app
+    from tests.testbed.servers import free_port
+
+    down = settings.replace(database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/previews")
+    client = create_app(down).test_client()
+    response = client.post("/webhooks/gitea", **webhook_request(payload("pull_request_opened"), "pull_request"))
+    assert response.status_code == 503
+    assert response.json == {"error": "the service's database is unavailable; try again shortly"}
+    assert response.headers["Retry-After"] == "10"

@@ -1,0 +1,159 @@
+"""Helpers shared by several test modules: deliver a webhook, run its job, run a worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from app.db import database
+from app.domain.k8s.labels import LABEL_PREVIEW_ID
+from app.models import Preview, Repository
+from app.usecases.intake import deliveries
+from tests.testbed.factories import SECRET, payload, webhook_request, with_changes
+
+TOKEN = "api-token-" + "x" * 16
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def deliver(client_, name, kind, **changes):
+    body = with_changes(payload(name), **changes) if changes else payload(name)
+    response = client_.post("/webhooks/gitea", **webhook_request(body, kind))
+    assert response.status_code == 202, response.json
+    return response.json
+
+
+def run(services, delivery_id):
+    with database.connection_context():
+        return deliveries.process_delivery(services, delivery_id)
+
+
+def configure_repository(**options):
+    with database.connection_context():
+        repository = Repository.get()
+        repository.settings = {**(repository.settings or {}), **options}
+        repository.save()
+
+
+def the_preview():
+    with database.connection_context():
+        return Preview.get()
+
+
+def worker_env(settings):
+    """The environment a worker process needs to run against the test's settings."""
+    ours = {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "PREVIEW_QUEUE": settings.queue_name,
+        "KUBECONFIG": settings.kubeconfig,
+        "PREVIEW_REGISTRY": settings.preview_registry,
+        "BUILD_NAMESPACE": settings.build_namespace,
+        "REGISTRY_SHARED_FALLBACK": "true" if settings.registry_shared_fallback else "false",
+        "PREVIEW_LEASE_TTL": str(int(settings.lease_ttl.total_seconds())),
+    }
+    return dict(os.environ, **{name: value for name, value in ours.items() if value is not None})
+
+
+def run_worker(settings):
+    subprocess.run(
+        [sys.executable, "-m", "workers.worker", "--burst"],
+        env=worker_env(settings),
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+
+
+def process_stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time) of a live process, or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), int(fields[19])
+
+
+def descendants(root: int) -> dict[int, int]:
+    """Every process below `root`, as pid -> start time (so a reused pid is not mistaken for it)."""
+    table = {int(p): process_stat(int(p)) for p in os.listdir("/proc") if p.isdigit()}
+    found: dict[int, int] = {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, stat in table.items():
+            if stat and stat[0] == parent and pid not in found:
+                found[pid] = stat[1]
+                frontier.append(pid)
+    return found
+
+
+def signal_worker(worker: subprocess.Popen, signum: int) -> None:
+    """Signal a worker and its work horse (RQ puts the horse in a process group of its own)."""
+    for pid in [worker.pid, *descendants(worker.pid)]:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass  # it ended meanwhile
+
+
+def kill_worker(worker: subprocess.Popen) -> None:
+    """As a crash would: the worker and its work horse at once, no clean-up."""
+    signal_worker(worker, signal.SIGKILL)
+    worker.wait()
+
+
+def start_busy_worker(client, services, stderr=subprocess.DEVNULL) -> tuple[subprocess.Popen, int]:
+    """A worker process in the middle of a deploy: a PR opened whose build never finishes
+    (KWOK's `never-ready`). Returns the process (in a session of its own: kill its group) and
+    the preview's id, once the build Job exists."""
+    from tests.testbed.kube.controlplane import BEHAVIOUR_LABEL
+    from tests.testbed.kube.waiting import eventually
+
+    accepted = deliver(client, "pull_request_opened", "pull_request")
+    configure_repository(build_pod_labels={BEHAVIOUR_LABEL: "never-ready"})
+    settings = services.settings
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "workers.worker"],
+        env=worker_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        start_new_session=True,
+    )
+    preview_id = accepted["preview_id"]
+    selector = f"{LABEL_PREVIEW_ID}={preview_id}"
+    try:
+        eventually(
+            lambda: services.kube.list_jobs(settings.build_namespace, selector), timeout=60, what="the build job"
+        )
+    except BaseException:
+        kill_worker(worker)
+        raise
+    return worker, preview_id
+
+
+# Seconds: short, so that a killed worker's work resumes quickly in the tests that kill one.
+SHORT_LEASE_TTL = 3
+
+
+def service_env(settings, port, **extra):
+    """The environment of the service's web, worker and scheduler processes for a test."""
+    return {
+        **worker_env(settings),
+        "GITEA_WEBHOOK_SECRET": SECRET,
+        "PREVIEW_DOMAIN": "preview.test",
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "PREVIEW_LEASE_TTL": f"{SHORT_LEASE_TTL}s",
+        "SCHEDULER_INTERVAL": "1s",
+        "STALLED_AFTER": "5s",
+        "WEB_CONCURRENCY": "2",
+        **extra,
+    }
+
+
+def register(full_name, **options):
+    """The repository row with its options, as an operator would set them, before its first delivery."""
+    with database.connection_context():
+        Repository.create(full_name=full_name, clone_url=f"http://git.test/{full_name}.git", settings=options)

@@ -1,0 +1,1 @@
+"""Pure specs: no server, no built tool; `pytest tests/unit` is the seconds-long loop."""
