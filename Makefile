@@ -60,3 +60,4 @@ lint: venv
 	$(BIN)/ruff check app workers tests bench
 	$(BIN)/ruff format --check app workers tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports

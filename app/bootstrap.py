@@ -15,6 +15,7 @@ import redis
 from app.adapters.counters import RedisCounters
 from app.adapters.gitea import Gitea
 from app.adapters.jobqueue import JobQueue
+from app.adapters.sql_admin import admins
 from app.db import open_database
 from app.settings import Settings
 from app.usecases.ports import (
@@ -63,6 +64,7 @@ def bootstrap(
         queue=queue,
         counters=counters if counters is not None else RedisCounters(connection),
         sessions=sessions if sessions is not None else connection,
+        shared_databases=admins,
         connect_cluster=(lambda: kube) if kube is not None else (lambda: connect_cluster(settings)),
     )
 

@@ -27,6 +27,7 @@ import json
 import subprocess
 import time
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from kubernetes import client as k8s
@@ -57,7 +58,7 @@ def kubectl_baseline(stack: Stack, template: list[dict], namespace: str, app: st
 
 def deletion_requested(stack: Stack, name: str) -> bool:
     namespace = stack.namespace(name)
-    return namespace is None or namespace.metadata.deletion_timestamp is not None
+    return namespace is None or namespace.metadata is None or namespace.metadata.deletion_timestamp is not None
 
 
 def success(stack_repo, sha: str) -> bool:
@@ -110,15 +111,16 @@ def main() -> None:
             repo.git("checkout", "main")
             started = time.perf_counter()
             pr = repo.open_pr(f"change-{number}", f"Change {number}")
-            eventually(lambda sha=sha: success(repo, sha), timeout=180, interval=0.05, what=f"success on PR {pr}")
+            eventually(partial(success, repo, sha), timeout=180, interval=0.05, what=f"success on PR {pr}")
             seen_ready, ready_from_pr = now_utc(), time.perf_counter() - started
             preview = Preview.get((Preview.pr_number == pr) & (Preview.head_sha == sha))
             namespace = preview.namespace
-            app = k8s.AppsV1Api(stack.api).list_namespaced_deployment(namespace).items[0].metadata.name
+            [deployment] = k8s.AppsV1Api(stack.api).list_namespaced_deployment(namespace).items
+            app = str(deployment.metadata.name) if deployment.metadata else ""
             baseline = kubectl_baseline(stack, objects_of(stack, namespace), namespace, app, stack.folder, number)
             repo.close_pr(pr)
             eventually(
-                lambda namespace=namespace: deletion_requested(stack, namespace),
+                partial(deletion_requested, stack, namespace),
                 timeout=60,
                 interval=0.05,
                 what=f"{namespace} deletion",
@@ -139,14 +141,14 @@ def main() -> None:
                 f"  kubectl {baseline:.2f} s  teardown {teardown:.2f} s",
                 flush=True,
             )
-    service, baseline = summary(service_times), summary(baseline_times)
+    service, baseline_summary = summary(service_times), summary(baseline_times)
     report(
         "preview_lifecycle",
         {
             "runs": args.runs,
             "delivery_to_ready_s": service,
-            "kubectl_apply_rollout_s": baseline,
-            "ready_p50_ratio": round(service["p50"] / baseline["p50"], 2),
+            "kubectl_apply_rollout_s": baseline_summary,
+            "ready_p50_ratio": round(service["p50"] / baseline_summary["p50"], 2),
             "phases_p50_s": {
                 key: round(sorted(row[key] for row in phase_rows)[len(phase_rows) // 2], 3) for key in phase_rows[0]
             },

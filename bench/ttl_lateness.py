@@ -46,7 +46,7 @@ def main() -> None:
                 if name in lateness:
                     continue
                 namespace = stack.namespace(name)
-                if namespace is None or namespace.metadata.deletion_timestamp is not None:
+                if namespace is None or namespace.metadata is None or namespace.metadata.deletion_timestamp is not None:
                     lateness[name] = (seen_at - expires_at).total_seconds()
             time.sleep(0.5)
         if len(lateness) < args.previews:

@@ -47,13 +47,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
 
 
 @pytest.fixture
-def redis_url(redis_server: servers.RedisServer) -> Iterator[str]:
+def redis_url(redis_server: servers.RedisServer) -> str:
     if redis_server.process.poll() is not None:  # a test stopped it and failed before restarting
         redis_server.start()
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
     client.close()
-    yield redis_server.url
+    return redis_server.url
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ errors become `KubeError`; every call has a timeout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -58,10 +59,8 @@ _RESOURCES = {
 def _error(action: str, error: Exception) -> KubeError:
     if isinstance(error, ApiException):
         reason = error.reason
-        try:
+        with contextlib.suppress(ValueError, AttributeError):
             reason = json.loads(error.body or "{}").get("message") or reason
-        except (ValueError, AttributeError):
-            pass
         return KubeError(f"{action}: {reason}", error.status)
     return KubeError(f"{action}: {error}")
 

@@ -12,29 +12,17 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from app.domain.databases import PORTS, Connection
+from app.usecases.ports import SqlAdmin, SqlAdminError
+
+__all__ = ["MysqlAdmin", "PostgresAdmin", "SqlAdmin", "SqlAdminError", "admins"]
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10
-
-
-class SqlAdminError(Exception):
-    """The shared server could not do what was asked (or could not be reached)."""
-
-
-class SqlAdmin(Protocol):
-    engine: str
-    port: int  # where previews reach it
-
-    def ensure(self, name: str, password: str, template: str | None = None) -> bool: ...
-    def drop(self, name: str) -> None: ...
-    def names(self, prefix: str) -> set[str]: ...
-    def size(self, name: str) -> int | None: ...
-    def connection(self, name: str, password: str) -> Connection: ...
 
 
 def _address(url: str, app_address: str | None, engine: str) -> tuple[str, int]:

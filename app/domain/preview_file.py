@@ -9,6 +9,7 @@ fails with that message before anything is applied. See the README for the schem
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -303,15 +304,7 @@ _TOP_LEVEL = (
 
 def parse(text: str, limits: Limits) -> PreviewFile:
     """The preview file in `text`; PreviewFileError when it is not valid."""
-    if len(text.encode()) > MAX_BYTES:
-        raise PreviewFileError("", None, f"is larger than {MAX_BYTES // 1024} KiB")
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as error:
-        line = error.problem_mark.line + 1 if error.problem_mark else None
-        raise PreviewFileError("", line, f"not valid YAML ({error.problem})") from None
-    except yaml.YAMLError as error:
-        raise PreviewFileError("", None, f"not valid YAML ({error})") from None
+    root = _load(text)
     if root is None:
         return PreviewFile()
     fields = _mapping(root, "", _TOP_LEVEL)
@@ -320,49 +313,82 @@ def parse(text: str, limits: Limits) -> PreviewFile:
     if "build" in fields and "image" in fields:
         raise _fail(fields["image"], "image", "give either build or image, not both")
     values: dict[str, Any] = {}
-    if "build" in fields:
-        values["build"] = _build(fields["build"])
-    if "image" in fields:
-        values["image"] = _text(fields["image"], "image")
-    if "port" in fields:
-        values["port"] = _whole(fields["port"], "port", 1, 65535)
-    if "health_path" in fields:
-        path = _text(fields["health_path"], "health_path")
-        if not path.startswith("/"):
-            raise _fail(fields["health_path"], "health_path", "must start with /")
-        values["health_path"] = path
-    if "env" in fields:
-        values["env"] = _variables(fields["env"], "env")
-    if "resources" in fields:
-        values["requests"], values["limits"] = _resources(fields["resources"], limits)
-    if "replicas" in fields:
-        values["replicas"] = _whole(fields["replicas"], "replicas", 1, limits.max_replicas)
-    # A rolling update runs one pod more than the replicas: the quota must hold it too.
+    for name, node in fields.items():
+        if name in _FIELDS:
+            values.update(_FIELDS[name](node, limits))
+    _check_rollout_fits_quota(values, limits, fields, root)
+    return PreviewFile(**values)
+
+
+def _load(text: str) -> yaml.Node | None:
+    if len(text.encode()) > MAX_BYTES:
+        raise PreviewFileError("", None, f"is larger than {MAX_BYTES // 1024} KiB")
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        line = error.problem_mark.line + 1 if error.problem_mark else None
+        raise PreviewFileError("", line, f"not valid YAML ({error.problem})") from None
+    except yaml.YAMLError as error:
+        raise PreviewFileError("", None, f"not valid YAML ({error})") from None
+
+
+def _health_path(node: yaml.Node) -> str:
+    path = _text(node, "health_path")
+    if not path.startswith("/"):
+        raise _fail(node, "health_path", "must start with /")
+    return path
+
+
+def _ttl(node: yaml.Node, limits: Limits) -> timedelta:
+    try:
+        ttl = parse_duration(_scalar(node, "ttl"))
+    except ValueError as error:
+        raise _fail(node, "ttl", str(error)) from None
+    if ttl > limits.max_ttl:
+        raise _fail(node, "ttl", f"is above this service's maximum of {_hours(limits.max_ttl)}")
+    return ttl
+
+
+def _resource_values(node: yaml.Node, limits: Limits) -> dict[str, Any]:
+    requests, resource_limits = _resources(node, limits)
+    return {"requests": requests, "limits": resource_limits}
+
+
+def _previews_values(node: yaml.Node) -> dict[str, Any]:
+    pull_requests, branches = _previews(node)
+    return {"pull_requests": pull_requests, "branches": branches}
+
+
+# Each top-level field: its node (and the service's limits) to the PreviewFile fields it sets.
+_FIELDS: dict[str, Callable[[yaml.Node, Limits], dict[str, Any]]] = {
+    "build": lambda node, _: {"build": _build(node)},
+    "image": lambda node, _: {"image": _text(node, "image")},
+    "port": lambda node, _: {"port": _whole(node, "port", 1, 65535)},
+    "health_path": lambda node, _: {"health_path": _health_path(node)},
+    "env": lambda node, _: {"env": _variables(node, "env")},
+    "resources": _resource_values,
+    "replicas": lambda node, limits: {"replicas": _whole(node, "replicas", 1, limits.max_replicas)},
+    "ttl": lambda node, limits: {"ttl": _ttl(node, limits)},
+    "database": lambda node, _: {"database": _database(node)},
+    "services": lambda node, _: {"services": _services(node)},
+    "previews": lambda node, _: _previews_values(node),
+}
+
+
+def _check_rollout_fits_quota(
+    values: dict[str, Any], limits: Limits, fields: dict[str, yaml.Node], root: yaml.Node
+) -> None:
+    """A rolling update runs one pod more than the replicas: the namespace quota must hold it too."""
     pods = values.get("replicas", 1) + 1
     for kind in ("requests", "limits"):
         for name, amount in values.get(kind, {}).items():
             ceiling = limits.quota.get(f"{kind}.{name}")
             if ceiling is not None and quantity(amount) * pods > quantity(ceiling):
                 node = fields.get("replicas", fields.get("resources", root))
-                problem = (
-                    f"{pods} pods while rolling out × {kind} {name} {amount} exceed the namespace quota of {ceiling}"
-                )
-                raise _fail(node, "replicas" if "replicas" in fields else f"resources.{kind}.{name}", problem)
-    if "ttl" in fields:
-        try:
-            ttl = parse_duration(_scalar(fields["ttl"], "ttl"))
-        except ValueError as error:
-            raise _fail(fields["ttl"], "ttl", str(error)) from None
-        if ttl > limits.max_ttl:
-            raise _fail(fields["ttl"], "ttl", f"is above this service's maximum of {_hours(limits.max_ttl)}")
-        values["ttl"] = ttl
-    if "database" in fields:
-        values["database"] = _database(fields["database"])
-    if "services" in fields:
-        values["services"] = _services(fields["services"])
-    if "previews" in fields:
-        values["pull_requests"], values["branches"] = _previews(fields["previews"])
-    return PreviewFile(**values)
+                where = "replicas" if "replicas" in fields else f"resources.{kind}.{name}"
+                problem = f"{pods} pods while rolling out times {kind} {name} {amount}"
+                problem += f" exceed the namespace quota of {ceiling}"
+                raise _fail(node, where, problem)
 
 
 def _hours(duration: timedelta) -> str:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from app.domain.databases import Connection
 from app.domain.k8s.diagnosis import RolloutOutcome
 
 if TYPE_CHECKING:
@@ -51,6 +53,10 @@ class ClusterNotConfigured(Exception):
 
 class QueueUnavailable(Exception):
     """Redis could not be reached; the caller keeps the work in the outbox."""
+
+
+class SqlAdminError(Exception):
+    """A shared database server could not do what was asked (or could not be reached)."""
 
 
 class CountersUnavailable(Exception):
@@ -195,6 +201,29 @@ class Counters(Protocol):
     def read(self) -> dict[str, Any]: ...
 
 
+class SqlAdmin(Protocol):
+    """A shared database server the operator configured (app/adapters/sql_admin.py): one database
+    and one role per preview. SqlAdminError for anything that goes wrong."""
+
+    engine: str
+    port: int  # where previews reach it
+
+    def ensure(self, name: str, password: str, template: str | None = None) -> bool: ...
+    def drop(self, name: str) -> None: ...
+    def names(self, prefix: str) -> set[str]: ...
+    def size(self, name: str) -> int | None: ...
+    def connection(self, name: str, password: str) -> Connection: ...
+
+
+@runtime_checkable
+class TemplateAdmin(SqlAdmin, Protocol):
+    """A server that can clone a migrated and seeded template (PostgreSQL)."""
+
+    def is_ready_template(self, name: str) -> bool: ...
+    def mark_template(self, name: str) -> None: ...
+    def exclusive(self, key: str) -> AbstractContextManager[bool]: ...
+
+
 class SignInProvider(Protocol):
     """Gitea's OAuth2 sign-in (app/adapters/gitea_oauth.py)."""
 
@@ -217,6 +246,8 @@ class Services:
     queue: Queue
     counters: Counters
     sessions: SessionStore
+    # The shared database servers the settings name, by engine (none without admin URLs).
+    shared_databases: Callable[[Settings], dict[str, SqlAdmin]] = field(repr=False)
     connect_cluster: Callable[[], Cluster] = field(repr=False)
 
     @functools.cached_property

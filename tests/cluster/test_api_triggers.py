@@ -31,17 +31,22 @@ class TestTriggersWithGitea:
         sha = repo.commit("task/42", {"x.txt": "x"}, "Task 42")
         created = client.post("/api/previews", headers=AUTH, json={"repository": repo.full_name, "branch": "task/42"})
         assert created.status_code == 202
-        assert created.json["state"] == "queued" and created.json["head_sha"] == sha and created.json["queued"]
+        assert created.json["state"] == "queued"
+        assert created.json["head_sha"] == sha
+        assert created.json["queued"]
         again = client.post(f"/api/tasks/42/preview?repository={repo.full_name}", headers=AUTH)
-        assert again.status_code == 202 and again.json["id"] == created.json["id"]
+        assert again.status_code == 202
+        assert again.json["id"] == created.json["id"]
         with database.connection_context():
             from app.usecases.deploy import pipeline
 
             assert pipeline.deploy(services, created.json["id"], sha) == "ready"
         logs = client.get(f"/api/tasks/42/preview-logs?repository={repo.full_name}&tail=5", headers=AUTH)
-        assert logs.status_code == 200 and set(logs.json) == {"id", "tail", "app", "build"}
+        assert logs.status_code == 200
+        assert set(logs.json) == {"id", "tail", "app", "build"}
         deleted = client.delete(f"/api/tasks/42/preview?repository={repo.full_name}", headers=AUTH)
-        assert deleted.status_code == 202 and deleted.json["state"] == "deleting"
+        assert deleted.status_code == 202
+        assert deleted.json["state"] == "deleting"
         assert any(j.startswith(f"teardown-{created.json['id']}-") for j in services.queue.job_ids)
 
     def test_trigger_by_pr(self, api):
@@ -49,7 +54,8 @@ class TestTriggersWithGitea:
         sha = repo.commit("feature/api", {"y.txt": "y"}, "API PR")
         number = repo.open_pr("feature/api")
         created = client.post("/api/previews", headers=AUTH, json={"repository": repo.full_name, "pr_number": number})
-        assert created.status_code == 202 and created.json["head_sha"] == sha
+        assert created.status_code == 202
+        assert created.json["head_sha"] == sha
         with database.connection_context():
             assert Preview.get_by_id(created.json["id"]).pr_number == number
 
@@ -65,6 +71,7 @@ class TestTriggersWithGitea:
         client, repo, _ = api
         body = {"repository": repo.full_name, **body}
         response = client.post("/api/previews", headers=AUTH, json=body)
-        assert response.status_code == 404 and message in response.json["error"]
+        assert response.status_code == 404
+        assert message in response.json["error"]
         with database.connection_context():
             assert Preview.select().count() == 0

@@ -153,7 +153,8 @@ def test_a_resource_quota_is_enforced(kube_api, kube_namespace):
     core.create_namespaced_pod(kube_namespace, {**pod, "metadata": {"name": "p1"}})
     with pytest.raises(ApiException) as rejected:
         core.create_namespaced_pod(kube_namespace, {**pod, "metadata": {"name": "p2"}})
-    assert rejected.value.status == 403 and "exceeded quota" in rejected.value.body
+    assert rejected.value.status == 403
+    assert "exceeded quota" in rejected.value.body
     used = eventually(
         lambda: (core.read_namespaced_resource_quota("quota", kube_namespace).status.used or {}).get("pods") == "2",
         what="quota used pods=2",
@@ -202,9 +203,8 @@ def test_a_service_account_without_rbac_is_refused(kube_cluster, kube_api, kube_
     configuration = kube_cluster.client_configuration()
     configuration.cert_file = configuration.key_file = None
     configuration.api_key = {"authorization": f"Bearer {token}"}
-    with client.ApiClient(configuration) as restricted:
-        with pytest.raises(ApiException) as refused:
-            client.CoreV1Api(restricted).list_namespaced_secret(kube_namespace)
+    with client.ApiClient(configuration) as restricted, pytest.raises(ApiException) as refused:
+        client.CoreV1Api(restricted).list_namespaced_secret(kube_namespace)
     assert refused.value.status == 403
     assert f"system:serviceaccount:{kube_namespace}:nobody" in refused.value.body
 
@@ -224,7 +224,8 @@ def test_pod_security_labels_are_enforced(kube_api, kube_namespace):
                 },
             },
         )
-    assert refused.value.status == 403 and "violates PodSecurity" in refused.value.body
+    assert refused.value.status == 403
+    assert "violates PodSecurity" in refused.value.body
 
 
 def test_secrets_round_trip_through_etcd(kube_api, kube_namespace):

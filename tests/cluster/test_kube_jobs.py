@@ -33,7 +33,8 @@ def test_a_pod_refused_by_the_quota_fails_a_migrate_job_at_once_but_a_build_wait
     try:
         outcome = kube.wait_for_job(kube_namespace, "migrate-1", timeout=120, quota_refusal_is_final=True)
         assert (outcome.state, outcome.reason) == ("failed", "quota")
-        assert "exceeded quota" in outcome.message and "limits.cpu" in outcome.message
+        assert "exceeded quota" in outcome.message
+        assert "limits.cpu" in outcome.message
         # A build waits its turn for its namespace's quota: the same refusal is not final there.
         assert kube.wait_for_job(kube_namespace, "migrate-1", timeout=3).state == "timeout"
     finally:

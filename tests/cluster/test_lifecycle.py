@@ -50,7 +50,7 @@ def test_a_preview_past_its_ttl_is_torn_down(client, services, kube_api):
     summary = lifecycle.run_pass(services, now=ready.expires_at + timedelta(seconds=1))
     assert summary["expired"] == [ready.id]
     assert preview().state == PreviewState.DELETING
-    [job] = queued(services, f"teardown-{ready.id}-")
+    [_job] = queued(services, f"teardown-{ready.id}-")
     with database.connection_context():
         assert teardown.teardown(services, ready.id, "TTL expired") == "deleted"
     eventually(lambda: namespace_gone(kube_api, ready.namespace), timeout=90, what="namespace deleted")
@@ -74,7 +74,8 @@ def test_an_expired_preview_wanted_again_comes_back_and_stays(client, services, 
     for _ in range(3):
         assert lifecycle.run_pass(services)["expired"] == []
     again = preview()
-    assert again.state == PreviewState.READY and again.expires_at > utcnow() + timedelta(hours=167)
+    assert again.state == PreviewState.READY
+    assert again.expires_at > utcnow() + timedelta(hours=167)
 
 
 def test_a_pinned_preview_does_not_expire(client, services):
@@ -209,7 +210,8 @@ def test_work_still_waiting_in_the_queue_is_busy_not_stuck(client, services):
     with database.connection_context():
         Preview.change(accepted["preview_id"], now=utcnow() - timedelta(hours=2), state=PreviewState.QUEUED)
     summary = lifecycle.run_pass(services, now=utcnow() + timedelta(hours=1))
-    assert summary["resumed"] == [] and summary["requeued"] == []
+    assert summary["resumed"] == []
+    assert summary["requeued"] == []
     assert services.queue.job_ids == [f"delivery-{accepted['delivery_id']}"]
 
 
@@ -255,7 +257,8 @@ def test_capacity_makes_new_previews_wait_in_order(client, services):
     assert run(services, second["delivery_id"]) == "waiting"
     assert run(services, third["delivery_id"]) == "waiting"
     waiting = preview(second["preview_id"])
-    assert waiting.state == PreviewState.QUEUED and waiting.waiting_since is not None
+    assert waiting.state == PreviewState.QUEUED
+    assert waiting.waiting_since is not None
     with database.connection_context():
         assert any("position 1" in e.message for e in waiting.events)
         assert any("position 2" in e.message for e in preview(third["preview_id"]).events)
@@ -277,7 +280,8 @@ def test_a_preview_whose_first_rollout_fails_is_gone_after_the_failed_ttl(client
     started = utcnow()
     assert run(services, opened["delivery_id"]) == "failed"
     failed = preview()
-    assert failed.state == PreviewState.FAILED and failed.holds_slot
+    assert failed.state == PreviewState.FAILED
+    assert failed.holds_slot
     # It holds a namespace, so it has an expiry: the failed TTL, not the week a ready preview gets.
     assert started + timedelta(hours=2) <= failed.expires_at <= utcnow() + timedelta(hours=2)
     assert lifecycle.run_pass(services, now=failed.expires_at - timedelta(seconds=1))["expired"] == []
@@ -286,7 +290,8 @@ def test_a_preview_whose_first_rollout_fails_is_gone_after_the_failed_ttl(client
     run_queued_jobs(services)
     eventually(lambda: namespace_gone(kube_api, failed.namespace), timeout=90, what="the failed preview's namespace")
     gone = preview()
-    assert gone.state == PreviewState.DELETED and not gone.holds_slot
+    assert gone.state == PreviewState.DELETED
+    assert not gone.holds_slot
 
 
 def test_processes_with_a_clock_90s_ahead_steal_no_lease_and_still_converge(client, services, kube_api):

@@ -102,12 +102,15 @@ async def exercise(session: ClientSession, repo, task_id: str) -> None:
 
     # A bad task id is a tool error with a message, not a crash.
     found, message = await call(session, "trigger_preview_deploy", task_id="no such task", repository=repo.full_name)
-    assert found is None and "not a valid git branch name" in message
+    assert found is None
+    assert "not a valid git branch name" in message
     found, message = await call(session, "trigger_preview_deploy", task_id="T404", repository=repo.full_name)
-    assert found is None and "not found" in message
+    assert found is None
+    assert "not found" in message
 
     started, _ = await call(session, "trigger_preview_deploy", task_id=task_id, repository=repo.full_name)
-    assert started["queued"] is True and started["branch"] == f"task/{task_id}"
+    assert started["queued"] is True
+    assert started["branch"] == f"task/{task_id}"
     preview_id = started["id"]
     deadline = time.monotonic() + 180
     while True:
@@ -116,14 +119,16 @@ async def exercise(session: ClientSession, repo, task_id: str) -> None:
             break
         await anyio.sleep(1)
     assert current["state"] == "ready", current
-    assert current["progress"] == 100 and current["url"].startswith("https://")
+    assert current["progress"] == 100
+    assert current["url"].startswith("https://")
 
     listed_previews, _ = await call(session, "list_previews", repository=repo.full_name)
     assert [p["id"] for p in listed_previews["result"]] == [preview_id]
     logs, _ = await call(session, "get_preview_logs", preview_id=preview_id, tail=20)
     assert set(logs) >= {"id", "app", "build"}
     credentials, _ = await call(session, "get_preview_credentials", preview_id=preview_id)
-    assert credentials["username"] == "preview" and len(credentials["password"]) >= 20
+    assert credentials["username"] == "preview"
+    assert len(credentials["password"]) >= 20
 
     deleted, _ = await call(session, "delete_preview", preview_id=preview_id)
     assert deleted["state"] == "deleting"
@@ -190,7 +195,8 @@ def test_a_read_token_may_look_but_not_deploy(stack, task):
         async with http_session(stack, read_token) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
             found, message = await call(session, "trigger_preview_deploy", task_id=task_id, repository=repo.full_name)
-            assert found is None and "this needs deploy" in message
+            assert found is None
+            assert "this needs deploy" in message
             listed, _ = await call(session, "list_previews")
             assert "result" in listed
 

@@ -50,8 +50,10 @@ def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api)
     assert run(services, accepted["delivery_id"]) == "ready"
 
     preview = the_preview()
-    assert preview.state == PreviewState.READY and preview.deployed_sha == preview.head_sha
-    assert preview.namespace.startswith("preview-shop-pr-12-") and preview.expires_at is not None
+    assert preview.state == PreviewState.READY
+    assert preview.deployed_sha == preview.head_sha
+    assert preview.namespace.startswith("preview-shop-pr-12-")
+    assert preview.expires_at is not None
     assert preview.url == f"https://{preview.slug}.preview.localhost"
 
     core, apps, networking = k8s.CoreV1Api(kube_api), k8s.AppsV1Api(kube_api), k8s.NetworkingV1Api(kube_api)
@@ -74,12 +76,14 @@ def test_pr_opened_becomes_a_ready_protected_preview(client, services, kube_api)
 
     auth = services.kube.read_secret_data(preview.namespace, "preview-basic-auth")
     user, hashed = auth["auth"].strip().split(":", 1)
-    assert user == "preview" and apr_md5_crypt.verify(auth["password"], hashed)
+    assert user == "preview"
+    assert apr_md5_crypt.verify(auth["password"], hashed)
     assert not apr_md5_crypt.verify("wrong", hashed)
 
     with database.connection_context():
         [row] = Deployment.select()
-        assert row.status == "ready" and image.endswith(row.digest)
+        assert row.status == "ready"
+        assert image.endswith(row.digest)
         assert set(row.timings) >= {"build", "deploy", "rollout", "report"}
         progress = [e.progress for e in Event.select().order_by(Event.id) if e.progress is not None]
         assert progress == [0, 20, 40, 60, 70, 90, 100]
@@ -120,15 +124,19 @@ def test_the_container_that_runs_the_dockerfile_holds_no_git_credential(client, 
     [fetch] = pod.init_containers
     # The source is fetched by the init container, at the exact commit, into a volume kaniko builds.
     fetch_env = {e.name: e.value for e in fetch.env}
-    assert fetch_env["SOURCE_SHA"] == preview.head_sha and fetch_env["SOURCE_REF"] == "refs/pull/12/head"
+    assert fetch_env["SOURCE_SHA"] == preview.head_sha
+    assert fetch_env["SOURCE_REF"] == "refs/pull/12/head"
     assert _secrets_of(fetch, pod.volumes) == {"git-credentials"}
-    assert fetch.security_context.run_as_non_root and not fetch.security_context.allow_privilege_escalation
+    assert fetch.security_context.run_as_non_root
+    assert not fetch.security_context.allow_privilege_escalation
     # kaniko: the source directory and this repository's own push credentials, nothing else.
     assert _secrets_of(kaniko, pod.volumes) == {own}
-    assert not kaniko.env and not kaniko.env_from
+    assert not kaniko.env
+    assert not kaniko.env_from
     assert not any("git" in arg.lower() for arg in kaniko.args)
     assert {m.mount_path for m in kaniko.volume_mounts} == {"/workspace", "/kaniko/.docker"}
-    assert pod.automount_service_account_token is False and pod.enable_service_links is False
+    assert pod.automount_service_account_token is False
+    assert pod.enable_service_links is False
 
 
 def test_a_repository_without_its_own_registry_secret_pushes_with_the_shared_one(client, services, kube_api):
@@ -146,7 +154,8 @@ def test_without_its_own_registry_secret_a_repository_is_not_built_unless_the_op
     assert not k8s.BatchV1Api(kube_api).list_namespaced_job(services.settings.build_namespace).items
     with database.connection_context():
         reason = Deployment.get().failure_reason
-    assert "no registry credentials for acme/shop" in reason and "REGISTRY_SHARED_FALLBACK" in reason
+    assert "no registry credentials for acme/shop" in reason
+    assert "REGISTRY_SHARED_FALLBACK" in reason
 
 
 def test_the_api_hands_out_the_credentials_of_a_live_preview(client, app, services):
@@ -215,7 +224,8 @@ def test_a_failing_build_is_reported_with_its_reason(client, services):
     assert the_preview().state == PreviewState.FAILED
     with database.connection_context():
         row = Deployment.get()
-        assert row.status == "failed" and row.failure_reason.startswith("build: the build failed")
+        assert row.status == "failed"
+        assert row.failure_reason.startswith("build: the build failed")
         assert Event.select().where(Event.message.startswith("failed: the build failed")).exists()
 
     # Asked again for the same commit (say the registry had been down), it builds again: a new Job,
@@ -248,7 +258,8 @@ def test_a_rollout_that_does_not_become_ready_says_why(client, services, behavio
     assert run(services, accepted["delivery_id"]) == "failed"
     with database.connection_context():
         row = Deployment.get()
-    assert row.failure_reason.startswith("rollout: ") and reason in row.failure_reason
+    assert row.failure_reason.startswith("rollout: ")
+    assert reason in row.failure_reason
 
 
 def test_a_quota_that_rejects_the_pods_is_named(client, services):
@@ -328,8 +339,10 @@ def test_a_report_gitea_refused_stays_due_until_gitea_takes_it(client, services,
     accepted = deliver(client, "push_task_branch", "push", **pushed)
     assert run(services, accepted["delivery_id"]) == "ready"  # the deploy never fails on a report
     preview = the_preview()
-    assert preview.state == PreviewState.READY and preview.deployed_sha == sha
-    assert preview.reported_version < preview.report_version and preview.report_attempts >= 1
+    assert preview.state == PreviewState.READY
+    assert preview.deployed_sha == sha
+    assert preview.reported_version < preview.report_version
+    assert preview.report_attempts >= 1
     assert repo.latest_status(sha) is None
 
     # Gitea takes reports again; the scheduler's next pass after the backoff has it told.
@@ -345,7 +358,8 @@ def test_a_report_gitea_refused_stays_due_until_gitea_takes_it(client, services,
         assert reporting.report_due(services, preview.id) == "reported"
     assert repo.latest_status(sha)["status"] == "success"
     caught_up = the_preview()
-    assert caught_up.reported_version == caught_up.report_version and caught_up.report_next_at is None
+    assert caught_up.reported_version == caught_up.report_version
+    assert caught_up.report_next_at is None
     # Told once: a report job run again sends nothing.
     with database.connection_context():
         assert reporting.report_due(services, preview.id) == "already reported"
@@ -438,7 +452,8 @@ def test_a_worker_killed_mid_deploy_and_started_again_ends_ready_without_duplica
     assert len(k8s.CoreV1Api(kube_api).list_namespace(label_selector=f"{LABEL_PREVIEW_ID}={preview.id}").items) == 1
     assert len(services.kube.list_jobs(settings.build_namespace, f"{LABEL_PREVIEW_ID}={preview.id}")) == 1
     with database.connection_context():
-        assert Deployment.select().count() == 1 and Deployment.get().status == "ready"
+        assert Deployment.select().count() == 1
+        assert Deployment.get().status == "ready"
 
 
 def test_a_namespace_that_is_not_this_previews_is_never_written_or_deleted(client, services, kube_api):
@@ -475,12 +490,15 @@ def test_a_fork_pr_is_not_built_until_approved_and_then_only_at_that_commit(clie
     delivery = deliver(client, "pull_request_opened", "pull_request", **FORK)
     assert run(services, delivery["delivery_id"]) == "pending approval"
     preview = the_preview()
-    assert preview.state == PreviewState.PENDING_APPROVAL and preview.from_fork
-    assert preview.waiting_since is None and not preview.holds_slot  # not in line for a slot either
+    assert preview.state == PreviewState.PENDING_APPROVAL
+    assert preview.from_fork
+    assert preview.waiting_since is None
+    assert not preview.holds_slot
     assert not k8s.BatchV1Api(kube_api).list_namespaced_job(services.settings.build_namespace).items
     with database.connection_context():
         hint = Event.get(Event.phase == "approval").message
-        assert "it comes from a fork" in hint and "approves this commit with the label preview:approved" in hint
+        assert "it comes from a fork" in hint
+        assert "approves this commit with the label preview:approved" in hint
         # A maintainer's approval of this commit (recorded as trust.approve does once Gitea confirms it).
         assert Preview.change(
             preview.id, sha=preview.head_sha, state=PreviewState.QUEUED, approved_sha=preview.head_sha
@@ -489,11 +507,13 @@ def test_a_fork_pr_is_not_built_until_approved_and_then_only_at_that_commit(clie
     # A stranger's build neither reads nor writes the layer cache that trusted builds use.
     [build] = k8s.BatchV1Api(kube_api).list_namespaced_job(services.settings.build_namespace).items
     kaniko_args = build.spec.template.spec.containers[0].args
-    assert "--cache=false" in kaniko_args and not any(arg.startswith("--cache-repo") for arg in kaniko_args)
+    assert "--cache=false" in kaniko_args
+    assert not any(arg.startswith("--cache-repo") for arg in kaniko_args)
     # The next push to the fork waits again.
     pushed = deliver(client, "pull_request_synchronized", "pull_request", **FORK, **{"pull_request.head.sha": SHA_B})
     assert run(services, pushed["delivery_id"]) == "pending approval"
-    assert the_preview().state == PreviewState.PENDING_APPROVAL and the_preview().deployed_sha == preview.head_sha
+    assert the_preview().state == PreviewState.PENDING_APPROVAL
+    assert the_preview().deployed_sha == preview.head_sha
 
 
 @pytest.mark.parametrize(("policy", "result"), [("build", "ready"), ("never", "pending approval")])
@@ -545,7 +565,8 @@ def test_a_renamed_repository_keeps_its_preview_and_a_deleted_one_loses_it(app, 
     assert (after.deployed_sha, after.namespace, after.url) == (sha, before.namespace, before.url)
     assert after.target_key == f"{renamed}@task/named"
     with database.connection_context():
-        assert Repository.get().full_name == renamed and Repository.select().count() == 1
+        assert Repository.get().full_name == renamed
+        assert Repository.select().count() == 1
 
     gitea.api("DELETE", f"/repos/{renamed}")
     assert lifecycle.run_pass(services)["repositories_gone"] == []  # asked a moment ago: not yet

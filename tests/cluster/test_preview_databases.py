@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client as k8s
 
 from app.adapters.gitea import Gitea
-from app.adapters.sql_admin import MysqlAdmin, PostgresAdmin, SqlAdminError
+from app.adapters.sql_admin import MysqlAdmin, PostgresAdmin, SqlAdminError, admins
 from app.db import database, utcnow
 from app.domain import databases
 from app.domain.k8s import database as database_objects
@@ -55,6 +55,11 @@ def with_gitea(services, gitea):
         database_prefix=f"t{uuid.uuid4().hex[:6]}_", allowed_images=(IMAGE.split("/", 1)[0] + "/",)
     )
     return services
+
+
+def sweep(services, now, dry_run=False):
+    """The scheduler's database sweep with the shared servers the settings name."""
+    return preview_database.collect_orphans(services.settings, admins(services.settings), now, dry_run)
 
 
 def push(client, repo, branch, files, message="change"):
@@ -159,7 +164,7 @@ def test_the_file_at_the_head_commit_drives_the_preview(client, with_gitea, repo
         "env:\n  GREETING: hello\nreplicas: 2\nresources:\n  requests: {cpu: 100m}\n  limits: {cpu: 150m}\n"
         "services:\n  - {name: redis, image: 'redis:7', port: 6379}\n"
     )
-    sha1, delivery = push(client, repo, "task/file", {".gitea/preview.yml": first})
+    _, delivery = push(client, repo, "task/file", {".gitea/preview.yml": first})
     assert run(services, delivery) == "ready"
     preview = the_preview()
     app = container(kube_api, preview)
@@ -168,9 +173,11 @@ def test_the_file_at_the_head_commit_drives_the_preview(client, with_gitea, repo
     assert {e.name: e.value for e in app.env}["GREETING"] == "hello"
     build = jobs_in(kube_api, services.settings.build_namespace)
     kaniko_args = next(iter(build.values())).spec.template.spec.containers[0].args
-    assert "--dockerfile=/workspace/Dockerfile.preview" in kaniko_args and "--target=runtime" in kaniko_args
+    assert "--dockerfile=/workspace/Dockerfile.preview" in kaniko_args
+    assert "--target=runtime" in kaniko_args
     deployed = app_deployment(kube_api, preview)
-    assert deployed.spec.replicas == 2 and app.resources.limits["cpu"] == "150m"
+    assert deployed.spec.replicas == 2
+    assert app.resources.limits["cpu"] == "150m"
     redis = k8s.AppsV1Api(kube_api).read_namespaced_deployment("redis", preview.namespace)
     assert redis.spec.template.spec.containers[0].image == "redis:7"
     assert k8s.CoreV1Api(kube_api).read_namespaced_service("redis", preview.namespace).spec.ports[0].port == 6379
@@ -204,7 +211,7 @@ def test_a_file_may_name_an_image_only_under_the_operators_prefixes(client, with
 
 def test_a_file_that_turns_branch_previews_off_removes_the_preview(client, with_gitea, repo, kube_api):
     services = with_gitea
-    sha, delivery = push(client, repo, "task/off", {".gitea/preview.yml": f"image: {IMAGE}\n"})
+    _, delivery = push(client, repo, "task/off", {".gitea/preview.yml": f"image: {IMAGE}\n"})
     assert run(services, delivery) == "ready"
     namespace = the_preview().namespace
     _, delivery = push(client, repo, "task/off", {".gitea/preview.yml": "previews:\n  branches: [demo/*]\n"})
@@ -282,14 +289,18 @@ def test_a_shared_server_gives_each_preview_its_database_and_drops_it_at_teardow
     # The API shows the database, not its password.
     with database.connection_context():
         shown = views.details(Preview.get_by_id(preview.id))["database"]
-    assert shown["engine"] == engine and shown["mode"] == "shared" and shown["name"] == name
-    assert shown["size_bytes"] and env["DATABASE_URL"] not in str(shown)
+    assert shown["engine"] == engine
+    assert shown["mode"] == "shared"
+    assert shown["name"] == name
+    assert shown["size_bytes"]
+    assert env["DATABASE_URL"] not in str(shown)
 
     # Another push migrates again and seeds nothing: the seed ran once.
     sha2, delivery = push(client, repo, "task/db", {"more.txt": "x"})
     assert run(services, delivery) == "ready"
     jobs = jobs_in(kube_api, preview.namespace)
-    assert f"migrate-{sha2[:12]}" in jobs and f"seed-{sha2[:12]}" not in jobs
+    assert f"migrate-{sha2[:12]}" in jobs
+    assert f"seed-{sha2[:12]}" not in jobs
     assert secret_env(services, preview.namespace)["DATABASE_URL"] == env["DATABASE_URL"]  # same password
 
     with database.connection_context():
@@ -313,8 +324,8 @@ def test_a_push_during_a_teardown_gets_a_new_seeded_database(
     pushed_meanwhile = []
     real_release = preview_database.release
 
-    def release_then_push(settings, dropping):
-        real_release(settings, dropping)
+    def release_then_push(servers, dropping):
+        real_release(servers, dropping)
         pushed_meanwhile.append(push(client, repo, "task/again", {"later.txt": "x"}))
 
     monkeypatch.setattr(preview_database, "release", release_then_push)
@@ -322,7 +333,9 @@ def test_a_push_during_a_teardown_gets_a_new_seeded_database(
         previews.delete_preview(services.queue, Preview.get_by_id(preview.id))
         assert teardown.teardown(services, preview.id) == "superseded"
     kept = the_preview()
-    assert kept.state == PreviewState.QUEUED and kept.database_name is None and kept.database_seeded_at is None
+    assert kept.state == PreviewState.QUEUED
+    assert kept.database_name is None
+    assert kept.database_seeded_at is None
     assert services.kube.namespace_labels(preview.namespace) is not None  # stopped before the namespace
     assert preview.database_name not in admin.names(services.settings.database_prefix)  # what it did drop
 
@@ -330,7 +343,8 @@ def test_a_push_during_a_teardown_gets_a_new_seeded_database(
     [(sha, delivery)] = pushed_meanwhile
     assert run(services, delivery) == "ready"
     again = the_preview()
-    assert again.deployed_sha == sha and again.database_seeded_at is not None
+    assert again.deployed_sha == sha
+    assert again.database_seeded_at is not None
     assert [phase for phase, _ in play_processes] == ["migrate", "seed"]
     url = secret_env(services, again.namespace)["DATABASE_URL"]
     assert execute(url, "SELECT name FROM products ORDER BY id") == [("seeded",), ("seeded",)]
@@ -347,9 +361,9 @@ def test_the_orphan_sweep_drops_only_databases_no_live_preview_owns(client, with
     admin.ensure("someone_else_db", "other-password")
     try:
         with database.connection_context():
-            assert preview_database.collect_orphans(services.settings, utcnow(), dry_run=True) == [orphan]
+            assert sweep(services, utcnow(), dry_run=True) == [orphan]
             assert orphan in admin.names(prefix)
-            assert preview_database.collect_orphans(services.settings, utcnow()) == [orphan]
+            assert sweep(services, utcnow()) == [orphan]
         assert admin.names(prefix) == {live}
         assert "someone_else_db" in admin.names("someone_")
     finally:
@@ -366,7 +380,7 @@ def test_an_unreachable_admin_connection_deletes_nothing(client, with_gitea, rep
     services.settings = services.settings.replace(postgres_admin_url=f"postgresql://x@127.0.0.1:{free_port()}/x")
     with database.connection_context():
         with pytest.raises(SqlAdminError):
-            preview_database.collect_orphans(services.settings, utcnow())
+            sweep(services, utcnow())
         previews.delete_preview(services.queue, Preview.get_by_id(preview.id))
         with pytest.raises(SqlAdminError):
             teardown.teardown(services, preview.id)
@@ -399,7 +413,8 @@ def test_a_failing_migrate_keeps_the_previous_version_and_says_why(client, with_
     assert "the migrate command failed: testbed-fail relation users already exists failed" in status["description"]
     with database.connection_context():
         failed = Deployment.get(Deployment.head_sha == sha2)
-        assert failed.failure_reason.startswith("migrate: ") and "relation users" in failed.build_log_tail
+        assert failed.failure_reason.startswith("migrate: ")
+        assert "relation users" in failed.build_log_tail
 
 
 # --- template clones ------------------------------------------------------------------------
@@ -421,7 +436,8 @@ def test_a_pr_database_is_a_clone_of_its_base_commits_seeded_template(
     assert run(services, delivery) == "ready"
     first = the_preview()
     template = databases.template_name(prefix, repo.full_name, base)
-    assert first.database_template == template and first.database_seeded_at is not None
+    assert first.database_template == template
+    assert first.database_seeded_at is not None
     assert admin.is_ready_template(template)
     # The template was migrated and seeded once, with the base commit's image; the PR only migrated.
     assert [phase for phase, _ in play_processes] == ["template-migrate", "template-seed", "migrate"]
@@ -435,7 +451,8 @@ def test_a_pr_database_is_a_clone_of_its_base_commits_seeded_template(
     }
     assert commands == {"template-migrate": ["migrate"], "template-seed": ["seed"], "migrate": ["pr-migrate"]}
     base_image = template_jobs[f"template-seed-{base[:12]}"].spec.template.spec.containers[0].image
-    assert "@sha256:" in base_image and container(kube_api, first).image != base_image
+    assert "@sha256:" in base_image
+    assert container(kube_api, first).image != base_image
     url = secret_env(services, first.namespace)["DATABASE_URL"]
     assert execute(url, "SELECT count(*) FROM products") == [(2,)]
     # The clone belongs to the preview's role alone.
@@ -458,7 +475,7 @@ def test_a_pr_database_is_a_clone_of_its_base_commits_seeded_template(
         for preview in Preview.select():
             previews.delete_preview(services.queue, preview)
             assert teardown.teardown(services, preview.id) == "deleted"
-        assert preview_database.collect_orphans(services.settings, utcnow()) == [template]
+        assert sweep(services, utcnow()) == [template]
     assert admin.names(prefix) == set()
 
 
@@ -479,7 +496,8 @@ def test_a_clone_interrupted_before_it_was_recorded_is_made_again_not_seeded_on_
     with database.connection_context():
         assert pipeline.deploy(services, cloned.id, cloned.head_sha) == "ready"
     again = the_preview()
-    assert again.database_template == cloned.database_template and again.database_seeded_at is not None
+    assert again.database_template == cloned.database_template
+    assert again.database_seeded_at is not None
     assert "seed" not in [phase for phase, _ in play_processes]
     url = secret_env(services, again.namespace)["DATABASE_URL"]
     assert execute(url, "SELECT count(*) FROM products") == [(2,)]  # the template's rows, once
@@ -510,7 +528,8 @@ def test_a_prs_env_never_reaches_the_template_every_later_clone_copies(
         "SELECT pg_get_userbyid(d.datdba), r.rolcanlogin FROM pg_database d, pg_roles r"
         f" WHERE d.datname = '{template}' AND r.rolname = '{template}'",
     )[0]
-    assert owner != template and can_login is False
+    assert owner != template
+    assert can_login is False
     assert secret_env(services, first.namespace, preview_database.TEMPLATE_SECRET) is None
 
     # A second PR's clone has the base's data, not the first PR's.
@@ -569,8 +588,10 @@ def test_without_an_admin_url_the_database_runs_in_the_namespace(client, with_gi
         assert run(services, delivery) == "failed"
         with database.connection_context():
             reason = Deployment.select().order_by(Deployment.id.desc()).get().failure_reason
-        assert "the namespace quota refuses the migrate Job's pod" in reason and "limits.cpu" in reason
+        assert "the namespace quota refuses the migrate Job's pod" in reason
+        assert "limits.cpu" in reason
         jobs = [j.metadata.name for j in k8s.BatchV1Api(kube_api).list_namespaced_job(preview.namespace).items]
-        assert f"migrate-{sha[:12]}" in jobs and f"migrate-{sha2[:12]}" not in jobs
+        assert f"migrate-{sha[:12]}" in jobs
+        assert f"migrate-{sha2[:12]}" not in jobs
     finally:
         core.delete_persistent_volume(storage_class)

@@ -117,7 +117,8 @@ def test_thirty_quick_pushes_to_one_pr_with_four_workers_end_at_the_last_commit(
         sampler.join(10)
 
     [preview] = rows(Preview.pr_number == number)
-    assert preview.deployed_sha == shas[-1] and status["target_url"] == preview.url
+    assert preview.deployed_sha == shas[-1]
+    assert status["target_url"] == preview.url
     # The cluster runs the last commit, in exactly one namespace.
     namespaces = [
         ns
@@ -131,12 +132,14 @@ def test_thirty_quick_pushes_to_one_pr_with_four_workers_end_at_the_last_commit(
         digest = Deployment.get((Deployment.preview == preview.id) & (Deployment.head_sha == shas[-1])).digest
     assert app_deployment.spec.template.spec.containers[0].image.endswith(f"@{digest}")
     # One build Job per commit that was built: never two for one commit.
-    assert builds and all(len(uids) == 1 for uids in builds.values()), builds
+    assert builds, builds
+    assert all(len(uids) == 1 for uids in builds.values()), builds
     # Gitea heard about commits in push order only: no status or comment for a commit after a newer one's.
     order = [position[sha[:12]] for sha in repo.statuses_in_order("preview")]
     assert order == sorted(order), order
     assert order[-1] == len(shas) - 1
-    assert comments_seen == sorted(comments_seen) and comments_seen[-1] == len(shas) - 1, comments_seen
+    assert comments_seen == sorted(comments_seen), comments_seen
+    assert comments_seen[-1] == len(shas) - 1, comments_seen
     assert len(repo.bot_comments(number)) == 1
 
 
@@ -189,7 +192,8 @@ def test_four_workers_never_run_more_previews_than_the_cap_and_start_them_in_ord
         sampler.join(10)
 
     assert sorted(ready_order) == numbers, f"ready: {ready_order}"
-    assert most["database"] <= cap and most["cluster"] <= cap, most
+    assert most["database"] <= cap, most
+    assert most["cluster"] <= cap, most
     assert most["database"] == cap  # the cap was reached, so the test did test it
     with database.connection_context():
         claims = Event.select(Event.preview).where(Event.phase == "slot").order_by(Event.id)
@@ -202,12 +206,10 @@ def test_four_workers_never_run_more_previews_than_the_cap_and_start_them_in_ord
 
 
 def start_worker(env, folder):
-    log = open(folder / f"worker-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 (closed with the process)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "workers.worker"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
-    )
-    log.close()
-    return process
+    with open(folder / f"worker-{time.monotonic_ns()}.log", "wb") as log:  # the child keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "workers.worker"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
 
 
 def test_a_worker_killed_at_any_moment_of_a_deploy_twenty_times_every_time_ends_ready(
@@ -413,7 +415,8 @@ def test_four_workers_killed_at_random_with_gitea_databases_and_teardowns_conver
             preview = by_number[number]
             assert repo.latest_status(heads[number])["status"] == "success"
             [comment] = repo.bot_comments(number)
-            assert heads[number][:12] in comment["body"] and "ready" in comment["body"]
+            assert heads[number][:12] in comment["body"]
+            assert "ready" in comment["body"]
             assert preview.database_name in databases
             assert k8s.CoreV1Api(kube_api).read_namespace(preview.namespace).status.phase == "Active"
         for number in closed:

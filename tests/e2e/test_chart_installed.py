@@ -83,17 +83,20 @@ def test_helm_install_migrates_then_every_process_is_ready_by_its_own_probe(rele
         [pod] = pods_of(release, component)
         [container] = pod.spec.containers
         assert container.image == images[0]
-        assert container.readiness_probe and container.liveness_probe, component
+        assert container.readiness_probe, component
+        assert container.liveness_probe, component
         assert container.security_context.read_only_root_filesystem, component
         assert all(status.ready for status in pod.status.container_statuses), component
     # Not root, and the image's own files cannot be changed.
     who = release.exec("worker", "python", "-c", "import os; print(os.getuid(), os.getgid())").stdout.split()
     assert who == ["10001", "10001"]
     write = release.exec("web", "python", "-c", "open('/opt/previews/x', 'w')", check=False)
-    assert write.returncode != 0 and "Read-only file system" in write.stderr
+    assert write.returncode != 0
+    assert "Read-only file system" in write.stderr
     # The worker's probe is the file its loop touches, not a process that merely exists.
     stale = release.exec("worker", "python", "-m", "workers.health", "/tmp/alive", "0", check=False)
-    assert stale.returncode == 1 and "the loop is stuck" in stale.stderr
+    assert stale.returncode == 1
+    assert "the loop is stuck" in stale.stderr
 
 
 def can_i(release, account: str, namespace: str) -> list[str]:

@@ -129,7 +129,8 @@ def test_a_writer_watches_a_preview_become_ready_reveals_its_password_and_delete
     context, page = sign_in(browser, world, "writer")
     ready, building, other = world["ready"], world["building"], world["other"]
     # Only the repository the writer can read.
-    assert card(page, ready).count() == 1 and card(page, building).count() == 1
+    assert card(page, ready).count() == 1
+    assert card(page, building).count() == 1
     assert card(page, other).count() == 0
     assert card(page, building).locator('[data-field="state"]').inner_text() == "building"
     screenshot(page, tmp_path, "dashboard-list")
@@ -163,7 +164,8 @@ def test_a_writer_watches_a_preview_become_ready_reveals_its_password_and_delete
     page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
     card(page, ready).locator("button.danger").click()
     page.wait_for_load_state()
-    assert questions and questions[0].startswith("Delete the preview")
+    assert questions
+    assert questions[0].startswith("Delete the preview")
     with database.connection_context():
         assert Preview.get_by_id(ready.id).state == PreviewState.DELETING
         assert teardown.teardown(world["services"], ready.id) == "deleted"
@@ -181,7 +183,8 @@ def test_a_writer_watches_a_preview_become_ready_reveals_its_password_and_delete
     page.wait_for_selector("button:has-text('Unpin')")
     with database.connection_context():
         changed = Preview.get_by_id(building.id)
-    assert changed.pinned and changed.expires_at > utcnow() + timedelta(hours=23)  # it had no expiry
+    assert changed.pinned
+    assert changed.expires_at > utcnow() + timedelta(hours=23)
     page.goto(f"{world['service']}/stats")
     assert page.locator("svg[role=img]").count() == 2
     screenshot(page, tmp_path, "dashboard-stats")
@@ -205,9 +208,11 @@ def test_a_reader_sees_no_actions_and_a_forged_post_is_refused(world, browser, t
     revealed = requests.post(
         f"{world['service']}/p/{ready.id}/credentials", cookies=cookies, headers={"X-CSRF-Token": csrf}, timeout=10
     )
-    assert revealed.status_code == 403 and "password" not in revealed.json()
+    assert revealed.status_code == 403
+    assert "password" not in revealed.json()
     logs = requests.get(f"{world['service']}/p/{ready.id}/logs.json", cookies=cookies, timeout=10)
-    assert logs.status_code == 403 and "build" not in logs.json()
+    assert logs.status_code == 403
+    assert "build" not in logs.json()
     url = f"{world['service']}/p/{ready.id}/delete"
     assert requests.post(url, cookies=cookies, data={}, allow_redirects=False, timeout=10).status_code == 400
     forged = requests.post(url, cookies=cookies, data={"csrf": csrf}, allow_redirects=False, timeout=10)
@@ -226,14 +231,19 @@ def test_a_script_in_a_payloads_url_never_runs(world, browser):
     answer = page.goto(world["service"] + "/")
     assert answer is not None
     policy = answer.headers["content-security-policy"]
-    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
-    assert answer.headers["x-frame-options"] == "DENY" and answer.headers["x-content-type-options"] == "nosniff"
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["x-content-type-options"] == "nosniff"
     link = card(page, world["ready"]).locator("a", has_text="pull request #1")
     href = link.get_attribute("href")
-    assert href is not None and href.endswith("/pulls/1") and not href.startswith("javascript:")
+    assert href is not None
+    assert href.endswith("/pulls/1")
+    assert not href.startswith("javascript:")
     with page.expect_navigation():
         link.click()  # to Gitea's page of the PR: nothing of the payload's runs
-    assert page.url.startswith(world["gitea_url"]) and page.title() != "pwned"
+    assert page.url.startswith(world["gitea_url"])
+    assert page.title() != "pwned"
     context.close()
 
 
@@ -283,5 +293,6 @@ def test_an_approval_is_of_the_commit_the_page_showed_and_gitea_still_has(world,
     assert answer.status_code == 409
     with database.connection_context():
         unchanged = Preview.get_by_id(waiting.id)
-    assert unchanged.state == PreviewState.PENDING_APPROVAL and unchanged.approved_sha is None
+    assert unchanged.state == PreviewState.PENDING_APPROVAL
+    assert unchanged.approved_sha is None
     context.close()

@@ -78,13 +78,15 @@ def test_a_pr_gets_a_preview_link_and_one_comment_then_updates_then_goes_away_on
     number = repo.open_pr("feature/login")
 
     status = success_status(repo, sha1)
-    assert status["target_url"].startswith("https://") and status["target_url"].endswith(".preview.test")
+    assert status["target_url"].startswith("https://")
+    assert status["target_url"].endswith(".preview.test")
     assert status["creator"]["login"] == BOT
     # The status is posted just before the comment is edited: wait for the comment to catch up.
     [comment] = eventually(
         lambda: [c for c in repo.bot_comments(number) if status["target_url"] in c["body"]], what="PR comment"
     )
-    assert sha1[:12] in comment["body"] and len(repo.bot_comments(number)) == 1
+    assert sha1[:12] in comment["body"]
+    assert len(repo.bot_comments(number)) == 1
     namespace = namespace_of(status)
     assert k8s.CoreV1Api(kube_api).read_namespace(namespace).metadata.labels["environment"] == "preview"
 
@@ -94,7 +96,8 @@ def test_a_pr_gets_a_preview_link_and_one_comment_then_updates_then_goes_away_on
     comments = eventually(
         lambda: [c for c in repo.bot_comments(number) if sha2[:12] in c["body"]], what="comment edited"
     )
-    assert len(repo.bot_comments(number)) == 1 and comments[0]["id"] == comment["id"]
+    assert len(repo.bot_comments(number)) == 1
+    assert comments[0]["id"] == comment["id"]
 
     repo.merge_pr(number)
     eventually(lambda: namespace_gone(kube_api, namespace), timeout=120, what="namespace deleted after merge")
@@ -206,7 +209,8 @@ def test_the_pr_page_links_to_the_preview_and_is_styled(repo, gitea):
     assert url in page.text
     # Gitea's web assets are built (tests/tools/build.sh): the page's stylesheets and scripts are served.
     assets = re.findall(r'<(?:link rel="stylesheet" href|script[^>]* src)="([^"]*/assets/[^"]+)"', page.text)
-    assert any(a.endswith(".css") for a in assets) and any(a.endswith(".js") for a in assets), assets
+    assert any(a.endswith(".css") for a in assets), assets
+    assert any(a.endswith(".js") for a in assets), assets
     for asset in assets:
         absolute = asset if asset.startswith("http") else gitea.url + asset
         assert requests.get(absolute, timeout=30).status_code == 200, asset
@@ -235,7 +239,8 @@ def test_a_strangers_fork_pr_is_built_only_once_a_maintainer_approves_each_commi
     number, sha1 = repo.fork_pr(stranger, password, "fork/idea", {"idea.txt": "v1"})
 
     status = pending_status(repo, sha1, "preview:approved")
-    assert "/preview" in status["description"] and not builds_of(kube_api, sha1)
+    assert "/preview" in status["description"]
+    assert not builds_of(kube_api, sha1)
     # The PR comment says why.
     eventually(
         lambda: [c for c in repo.bot_comments(number) if f"by {stranger}, who cannot write to" in c["body"]],
@@ -267,7 +272,8 @@ def test_a_strangers_fork_pr_is_built_only_once_a_maintainer_approves_each_commi
         lambda: f"approval by {stranger} ignored" in requests.get(page, timeout=10).text,
         what="the stranger's approval refused",
     )
-    assert repo.latest_status(sha2)["status"] == "pending" and not builds_of(kube_api, sha2)
+    assert repo.latest_status(sha2)["status"] == "pending"
+    assert not builds_of(kube_api, sha2)
 
     repo.comment(number, "/preview")  # the owner's
     success_status(repo, sha2)
@@ -306,9 +312,11 @@ def test_a_repository_registered_with_flask_repos_add_is_heard_with_its_own_secr
         text=True,
         timeout=60,
     )
-    assert added.returncode == 0 and "registered" in added.stdout, added.stderr
+    assert added.returncode == 0, added.stderr
+    assert "registered" in added.stdout, added.stderr
     [hook] = gitea.api("GET", f"/repos/{repo.full_name}/hooks")
-    assert hook["config"]["url"] == f"{stack['url']}/webhooks/gitea" and hook["active"]
+    assert hook["config"]["url"] == f"{stack['url']}/webhooks/gitea"
+    assert hook["active"]
 
     sha = repo.commit("task/registered", {"r.txt": "r"}, "Registered")
     success_status(repo, sha)  # Gitea signed the push with the repository's own secret, and it was acted on

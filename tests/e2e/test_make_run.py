@@ -51,7 +51,8 @@ def open_the_details_link(browser, link: str, output: str, service: str) -> None
     page = context.new_page()
     answer = page.goto(link)
     assert answer.status == 200
-    assert page.content().count(f"commit {preview['head_sha']}") == 1 and "Hello from the demo" in page.content()
+    assert page.content().count(f"commit {preview['head_sha']}") == 1
+    assert "Hello from the demo" in page.content()
     context.close()
 
 

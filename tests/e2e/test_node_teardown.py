@@ -32,8 +32,10 @@ def test_a_node_that_ran_pods_leaves_nothing_behind():
         during = root_namespace()
         # The one change to the root namespace: the connected route of the node's /30 link.
         added = set(during["routes"].splitlines()) - set(before["routes"].splitlines())
-        assert all(node.network.host_link in route for route in added) and added, added
-        assert during["nftables"] == before["nftables"] and during["iptables"] == before["iptables"]
+        assert all(node.network.host_link in route for route in added), added
+        assert added, added
+        assert during["nftables"] == before["nftables"]
+        assert during["iptables"] == before["iptables"]
         folder, network, cgroup = node.folder, node.network, node.cgroup
     assert leftovers(folder, network, cgroup) == []
     assert root_namespace() == before

@@ -86,7 +86,7 @@ class App(BaseHTTPRequestHandler):
 
     serves = ""
 
-    def do_GET(self) -> None:  # noqa: N802 (the handler's name)
+    def do_GET(self) -> None:
         body = f"<html><body><h1 id=app>the app at {self.serves}</h1></body></html>"
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
@@ -211,9 +211,11 @@ def at_preview(url: str, cookie: str | None = None) -> requests.Response:
 def test_without_a_cookie_the_preview_sends_to_gitea(world, gitea):
     url = world["url"][world["readable"]]
     first = at_preview(url)
-    assert first.status_code == 302 and first.headers["Location"].startswith(f"{world['service']}/auth/signin?rd=")
+    assert first.status_code == 302
+    assert first.headers["Location"].startswith(f"{world['service']}/auth/signin?rd=")
     signin = requests.get(first.headers["Location"], allow_redirects=False, timeout=10)
-    assert signin.status_code == 302 and signin.headers["Location"].startswith(f"{gitea.url}/login/oauth/authorize?")
+    assert signin.status_code == 302
+    assert signin.headers["Location"].startswith(f"{gitea.url}/login/oauth/authorize?")
     assert "scope=read%3Auser+read%3Arepository" in signin.headers["Location"]
     # The sign-in never sends anyone anywhere but a preview.
     elsewhere = requests.get(f"{world['service']}/auth/signin", params={"rd": "https://evil.test/"}, timeout=10)
@@ -242,20 +244,25 @@ def test_a_reader_signs_in_and_sees_the_app_and_the_cookie_opens_nothing_else(wo
     # The user's Gitea token is sealed at rest in Redis: no session record shows it (or the login).
     store = redis.Redis.from_url(world["redis_url"])
     records = [store.get(key) for key in store.scan_iter("preview-auth:session:*")]
-    assert records and not any(world["reader"][0].encode() in record for record in records)
+    assert records
+    assert not any(world["reader"][0].encode() in record for record in records)
     assert preview_cookie["domain"] == host  # host-only: no other preview receives it
     assert preview_cookie["httpOnly"]
     # The same cookie, presented at another repository's preview, opens nothing there.
     replayed = at_preview(other_url, preview_cookie["value"])
-    assert replayed.status_code == 302 and "/auth/signin" in replayed.headers["Location"]
+    assert replayed.status_code == 302
+    assert "/auth/signin" in replayed.headers["Location"]
     again = at_preview(readable_url, preview_cookie["value"])
-    assert again.status_code == 200 and "the app at" in again.text
+    assert again.status_code == 200
+    assert "the app at" in again.text
 
     # Signed in to Gitea already: at the other preview only the repository decides, and it says no.
     response = page.goto(other_url)
     page.wait_for_load_state()
-    assert response is not None and page.url.startswith(other_url)
-    assert "403" in page.content() and "the app at" not in page.content()
+    assert response is not None
+    assert page.url.startswith(other_url)
+    assert "403" in page.content()
+    assert "the app at" not in page.content()
     context.close()
 
 
@@ -264,7 +271,8 @@ def test_a_user_without_access_gets_403(world, browser):
     page = context.new_page()
     page.goto(world["url"][world["readable"]])
     sign_in_through_gitea(page, *world["outsider"])
-    assert "403" in page.content() and "the app at" not in page.content()
+    assert "403" in page.content()
+    assert "the app at" not in page.content()
     assert page.url.startswith(world["url"][world["readable"]])
     context.close()
 
@@ -294,7 +302,8 @@ def test_a_cookie_for_one_preview_never_opens_another_whatever_the_request_claim
     assert absolute_form(readable_url, readable_host, cookie)[0] == 200  # the cookie works where it belongs
 
     status, body = absolute_form(other_url, readable_host, cookie)
-    assert status != 200 and f"the app at {other_host}" not in body
+    assert status != 200
+    assert f"the app at {other_host}" not in body
 
     # Asked directly, with the other preview's slug in the address, a forged original URL opens nothing;
     # neither does an address that names no preview.
@@ -304,7 +313,8 @@ def test_a_cookie_for_one_preview_never_opens_another_whatever_the_request_claim
         answer = requests.get(
             world["service"] + path, headers=forged, cookies={COOKIE: cookie}, allow_redirects=False, timeout=10
         )
-        assert answer.status_code in (302, 401, 403) and "X-Preview-User" not in answer.headers, path
+        assert answer.status_code in (302, 401, 403), path
+        assert "X-Preview-User" not in answer.headers, path
 
 
 def test_after_sign_in_the_browser_is_never_on_another_host(world, browser):
@@ -314,7 +324,8 @@ def test_after_sign_in_the_browser_is_never_on_another_host(world, browser):
     page = context.new_page()
     for sneaky in (f"http://evil.localhost\\.{host}/", f"http://evil\\@{host}/", f"http://{host}\t.evil.test/"):
         answer = page.goto(f"{world['service']}/auth/signin?rd={quote(sneaky, safe='')}")
-        assert answer is not None and answer.status == 400
+        assert answer is not None
+        assert answer.status == 400
         assert urlsplit(page.url).netloc == urlsplit(world["service"]).netloc
     # A real preview's address goes through sign-in and lands on that preview only.
     page.goto(world["url"][world["readable"]])

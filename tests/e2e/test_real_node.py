@@ -98,7 +98,8 @@ def test_a_pr_is_built_run_and_served_behind_its_password_then_updated_then_gone
         headers={"Accept": MANIFEST_TYPES},
         timeout=10,
     )
-    assert manifest.status_code == 200 and manifest.headers["Docker-Content-Digest"] == digest
+    assert manifest.status_code == 200
+    assert manifest.headers["Docker-Content-Digest"] == digest
     [pod] = k8s.CoreV1Api(api).list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=app").items
     assert pod.status.container_statuses[0].image_id.endswith(digest)
 
@@ -120,7 +121,8 @@ def test_a_pr_is_built_run_and_served_behind_its_password_then_updated_then_gone
         )
     except AssertionError:
         pytest.fail(routing_state(real_node, namespace))
-    assert answer.status_code == 200 and answer.text == f"commit {sha1}\nhello reviewers\n"
+    assert answer.status_code == 200
+    assert answer.text == f"commit {sha1}\nhello reviewers\n"
 
     # A push: the same address serves the new commit.
     sha2 = repo.commit("feature/page", {"site/message.txt": "second version\n"}, "Reword")
@@ -176,16 +178,19 @@ def test_the_egress_and_isolation_policies_are_enforced(real_node, served):
         )
     canary = f"curl -sS -m 5 {real_node.canary_url}"
     code, log = in_pod(real_node, served["namespace"], canary)
-    assert code != 0 and "canary" not in log, "a preview reached an address in a denied range"
+    assert code != 0, "a preview reached an address in a denied range"
+    assert "canary" not in log, "a preview reached an address in a denied range"
     code, log = in_pod(real_node, "preview-builds", canary)
-    assert code != 0 and "canary" not in log, "a build reached an address in a denied range"
+    assert code != 0, "a build reached an address in a denied range"
+    assert "canary" not in log, "a build reached an address in a denied range"
     # Another namespace's pod cannot reach the preview's Service.
     api = real_node.plane.api_client()
     outsider = f"outsider-{uuid.uuid4().hex[:6]}"
     k8s.CoreV1Api(api).create_namespace({"metadata": {"name": outsider}})
     service = f"{served['service']}.{served['namespace']}.svc.cluster.local"
     code, log = in_pod(real_node, outsider, f"curl -sS -m 5 http://{service}/")
-    assert code != 0 and "commit" not in log, "a pod of another namespace reached the preview"
+    assert code != 0, "a pod of another namespace reached the preview"
+    assert "commit" not in log, "a pod of another namespace reached the preview"
     k8s.CoreV1Api(api).delete_namespace(outsider)
     api.close()
 

@@ -78,14 +78,16 @@ def test_a_reader_signs_in_through_traefik_and_an_outsider_gets_403(real_node, s
     sha = repo.commit("feature/private", {"site/message.txt": "for readers only\n"}, "Private page")
     repo.open_pr("feature/private")
     link = success_status(repo, sha, real_node)["target_url"]
-    assert link.startswith("http://") and ".preview.localhost:" in link
+    assert link.startswith("http://")
+    assert ".preview.localhost:" in link
 
     context = browser.new_context()
     page = context.new_page()
     page.goto(link)
     sign_in_through_gitea(page, reader, passwords[reader])
     page.wait_for_load_state()
-    assert page.url.startswith(link) and f"commit {sha}" in page.content(), page.content()[:500]
+    assert page.url.startswith(link), page.content()[:500]
+    assert f"commit {sha}" in page.content(), page.content()[:500]
     context.close()
 
     context = browser.new_context()
@@ -93,7 +95,10 @@ def test_a_reader_signs_in_through_traefik_and_an_outsider_gets_403(real_node, s
     page.goto(link)
     sign_in_through_gitea(page, outsider, passwords[outsider])
     page.wait_for_load_state()
-    assert f"{outsider} cannot read" in page.content() and "commit" not in page.content()
+    assert f"{outsider} cannot read" in page.content()
+    assert "commit" not in page.content()
     answer = page.goto(link)  # signed in now: the answer itself, without the sign-in's redirects
-    assert answer is not None and answer.status == 403 and "commit" not in page.content()
+    assert answer is not None
+    assert answer.status == 403
+    assert "commit" not in page.content()
     context.close()

@@ -67,7 +67,8 @@ def test_health_stays_open_and_metrics_are_closed_unless_opened(settings, client
     closed = create_app(settings.replace(metrics_open=False)).test_client()
     assert closed.get("/healthz").status_code == 200
     answer = closed.get("/metrics")
-    assert answer.status_code == 401 and b"METRICS_TOKEN" in answer.data
+    assert answer.status_code == 401
+    assert b"METRICS_TOKEN" in answer.data
 
 
 def test_list_filters_and_paginates_hundreds_of_previews(client, db):
@@ -78,7 +79,9 @@ def test_list_filters_and_paginates_hundreds_of_previews(client, db):
                 shop if number % 3 else blog, number, state=PreviewState.READY if number % 2 else PreviewState.FAILED
             )
     page = client.get("/api/previews?per_page=50&page=2", headers=AUTH).json
-    assert page["total"] == 300 and len(page["items"]) == 50 and page["page"] == 2
+    assert page["total"] == 300
+    assert len(page["items"]) == 50
+    assert page["page"] == 2
     assert [item["pr_number"] for item in page["items"]] == list(range(250, 200, -1))
     failed_blog = client.get("/api/previews?state=failed&repository=acme/blog&per_page=200", headers=AUTH).json
     assert failed_blog["total"] == 50
@@ -88,7 +91,8 @@ def test_list_filters_and_paginates_hundreds_of_previews(client, db):
 @pytest.mark.parametrize("query", ["state=bogus", "page=0", "per_page=1000", "per_page=x"])
 def test_bad_list_parameters_are_400(client, db, query):
     response = client.get(f"/api/previews?{query}", headers=AUTH)
-    assert response.status_code == 400 and response.json["error"]
+    assert response.status_code == 400
+    assert response.json["error"]
 
 
 def test_show_includes_deployments_and_events(client, db):
@@ -98,7 +102,8 @@ def test_show_includes_deployments_and_events(client, db):
     )
     Event.record(preview, "build", "building", progress=20, duration_ms=1500)
     data = client.get(f"/api/previews/{preview.id}", headers=AUTH).json
-    assert data["url"] == "https://x.preview.localhost" and data["pr_number"] == 7
+    assert data["url"] == "https://x.preview.localhost"
+    assert data["pr_number"] == 7
     assert data["deployments"][0]["timings"] == {"build": 1.5}
     assert data["events"][0] == {
         "phase": "build",
@@ -131,7 +136,8 @@ def test_unknown_ids_are_404_and_say_which(client, db):
     assert client.delete("/api/previews/999", headers=AUTH).status_code == 404
     _repository()
     response = client.delete("/api/tasks/42/preview", headers=AUTH)
-    assert response.status_code == 404 and "task '42' has no preview" in response.json["error"]
+    assert response.status_code == 404
+    assert "task '42' has no preview" in response.json["error"]
 
 
 def test_stats_count_by_state_and_age_and_price_requested_resources(client, db, settings):
@@ -142,8 +148,10 @@ def test_stats_count_by_state_and_age_and_price_requested_resources(client, db, 
     _preview(repository, 4, age=timedelta(days=9))
     _preview(repository, 5, state=PreviewState.DELETED, age=timedelta(days=20))
     data = client.get("/api/previews/stats", headers=AUTH).json
-    assert data["total"] == 5 and data["active"] == 4
-    assert data["by_state"]["ready"] == 3 and data["by_state"]["deleted"] == 1
+    assert data["total"] == 5
+    assert data["active"] == 4
+    assert data["by_state"]["ready"] == 3
+    assert data["by_state"]["deleted"] == 1
     assert data["by_age"] == {"<1h": 1, "1-24h": 1, "1-7d": 1, ">7d": 1}
     per_preview = 0.1 * settings.price_cpu_core_hour + 0.125 * settings.price_memory_gb_hour
     assert data["cost"]["per_hour"] == round(4 * per_preview, 4)
@@ -195,7 +203,8 @@ def test_bad_trigger_requests_are_400_and_change_nothing(client, db, body, messa
         if isinstance(body, str)
         else client.post("/api/previews", headers=AUTH, json=body)
     )
-    assert response.status_code == 400 and response.json == {"error": message}
+    assert response.status_code == 400
+    assert response.json == {"error": message}
     assert Preview.select().count() == 0
 
 
@@ -209,7 +218,8 @@ def test_bad_trigger_requests_are_400_and_change_nothing(client, db, body, messa
 )
 def test_bad_task_trigger_bodies_are_400_and_change_nothing(client, db, body, message):
     response = client.post("/api/tasks/t1/preview", headers=AUTH, data=body, content_type="application/json")
-    assert response.status_code == 400 and response.json == {"error": message}
+    assert response.status_code == 400
+    assert response.json == {"error": message}
     assert Preview.select().count() == 0
 
 
@@ -226,8 +236,10 @@ def test_the_public_preview_page_says_why_it_failed_and_shows_no_secret(client, 
     page = client.get(f"/previews/{preview.public_id}")
     assert page.status_code == 200
     text = page.get_data(as_text=True)
-    assert "The app did not become available" in text and "failed" in text  # the summary, for people
-    assert "kwok-node-1" not in text and "preview-shop-pr-3-x" not in text  # not the cluster's details
+    assert "The app did not become available" in text
+    assert "failed" in text
+    assert "kwok-node-1" not in text
+    assert "preview-shop-pr-3-x" not in text
     assert "should-never-show" not in text
     # Row ids, sequential and guessable, lead nowhere.
     assert client.get(f"/previews/{preview.id}").status_code == 404
@@ -240,7 +252,9 @@ def test_a_private_repositorys_preview_page_shows_only_the_state(client, db):
     Event.record(preview, "queued", "pull request opened at aaaaaaaaaaaa")
     text = client.get(f"/previews/{preview.public_id}").get_data(as_text=True)
     assert "ready" in text
-    assert "secret-plans" not in text and "feature/4" not in text and "acme" not in text
+    assert "secret-plans" not in text
+    assert "feature/4" not in text
+    assert "acme" not in text
 
 
 def test_credentials_of_a_deleted_preview_are_404(client, db):
@@ -257,11 +271,13 @@ def test_metrics_can_require_a_token(settings, db):
     assert guarded.get("/metrics").status_code == 401
     assert guarded.get("/metrics", headers={"Authorization": "Bearer wrong-token-0123456789"}).status_code == 401
     scraped = guarded.get("/metrics", headers={"Authorization": "Bearer metrics-token-0123456789"})
-    assert scraped.status_code == 200 and b"previews" in scraped.data
+    assert scraped.status_code == 200
+    assert b"previews" in scraped.data
 
 
 @pytest.mark.parametrize("branch", ["../../admin/users", "task/../../x", "a b", "task/x\n", ".git"])
 def test_a_branch_that_git_would_refuse_is_400_and_changes_nothing(client, db, branch):
     response = client.post("/api/previews", headers=AUTH, json={"repository": "acme/shop", "branch": branch})
-    assert response.status_code == 400 and "not a valid git branch name" in response.json["error"]
+    assert response.status_code == 400
+    assert "not a valid git branch name" in response.json["error"]
     assert Preview.select().count() == 0

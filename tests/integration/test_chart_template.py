@@ -49,7 +49,8 @@ def test_a_wrong_value_is_an_error_of_the_install_not_of_a_pod(option, said):
         text=True,
         timeout=60,
     )
-    assert result.returncode != 0 and said in result.stderr, result.stderr
+    assert result.returncode != 0, result.stderr
+    assert said in result.stderr, result.stderr
 
 
 def test_only_the_worker_and_the_scheduler_get_the_database_admin_secret():

@@ -21,7 +21,8 @@ def test_connection_errors_become_gitea_errors_without_a_status(gitea):
     responses.post(f"{API}/repos/acme/shop/statuses/{'a' * 40}", body=requests.ConnectionError("refused"))
     with pytest.raises(GiteaError) as error:
         gitea.set_status("acme/shop", "a" * 40, "pending", None, "building")
-    assert error.value.status is None and "ConnectionError" in str(error.value)
+    assert error.value.status is None
+    assert "ConnectionError" in str(error.value)
 
 
 @responses.activate
@@ -36,7 +37,8 @@ def test_error_answers_carry_status_and_message(gitea):
     responses.post(f"{API}/repos/acme/shop/statuses/{'a' * 40}", status=403, json={"message": "token lacks scope"})
     with pytest.raises(GiteaError) as error:
         gitea.set_status("acme/shop", "a" * 40, "success", "https://x", "ready")
-    assert error.value.status == 403 and "token lacks scope" in str(error.value)
+    assert error.value.status == 403
+    assert "token lacks scope" in str(error.value)
 
 
 @responses.activate
@@ -44,7 +46,8 @@ def test_a_non_json_error_page_is_reported(gitea):
     responses.get(f"{API}/user", status=502, body="<html>bad gateway</html>")
     with pytest.raises(GiteaError) as error:
         gitea.current_login()
-    assert error.value.status == 502 and "bad gateway" in str(error.value)
+    assert error.value.status == 502
+    assert "bad gateway" in str(error.value)
 
 
 @responses.activate
@@ -85,7 +88,7 @@ def test_unchanged_comment_is_not_rewritten(gitea):
 
 
 def test_bad_arguments_are_refused_before_any_call(gitea):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="done"):
         gitea.set_status("acme/shop", "a" * 40, "done", None, "x")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="marker"):
         gitea.upsert_comment("acme/shop", 1, "<!-- m -->", "no marker here")

@@ -1,11 +1,13 @@
 def test_healthz_answers(client):
     response = client.get("/healthz")
-    assert response.status_code == 200 and response.json == {"status": "ok"}
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
 
 
 def test_readyz_checks_database_and_redis(client):
     response = client.get("/readyz")
-    assert response.status_code == 200 and response.json == {"status": "ready"}
+    assert response.status_code == 200
+    assert response.json == {"status": "ready"}
 
 
 def test_readyz_names_an_unreachable_database(settings, tmp_path):

@@ -80,7 +80,7 @@ def test_open_pr_for_branch_ignores_deleted_previews_and_branch_previews(db):
 
 def test_change_rejects_unknown_states(db):
     preview = _preview(_repository())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bogus"):
         Preview.change(preview.id, state="bogus")
 
 

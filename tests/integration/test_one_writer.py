@@ -59,23 +59,25 @@ def test_a_teardown_request_wins_over_a_worker_mid_deploy(db):
     ready = Preview.change(
         preview.id, sha=SHA_A, states=PreviewState.DEPLOYING_STATES, owner=worker.owner, state=PreviewState.READY
     )
-    assert ready is False and Preview.get_by_id(preview.id).state == PreviewState.DELETING
+    assert ready is False
+    assert Preview.get_by_id(preview.id).state == PreviewState.DELETING
 
 
 def test_the_lease_has_one_owner_until_it_expires(db):
     preview = want(SHA_A)
     first, second = lease.Lease(preview.id, timedelta(seconds=30)), lease.Lease(preview.id, timedelta(seconds=30))
-    assert first.acquire() and not second.acquire()
+    assert first.acquire()
+    assert not second.acquire()
     second.release()  # not its lease: nothing happens
     assert not second.acquire()
-    with pytest.raises(lease.LeaseHeld):
-        with lease.hold(preview.id, timedelta(seconds=30)):
-            pass
+    with pytest.raises(lease.LeaseHeld), lease.hold(preview.id, timedelta(seconds=30)):
+        pass
 
     # The first owner stalls past its expiry; another takes over, and the first learns it lost.
     later = utcnow() + timedelta(seconds=31)
     assert Preview.take_lease(preview.id, second.owner, later + second.ttl, later)
-    assert first.renew() is False and first.lost
+    assert first.renew() is False
+    assert first.lost
     first.release()
     assert Preview.get_by_id(preview.id).lease_owner == second.owner
 
@@ -86,7 +88,9 @@ def test_hold_renews_in_the_background_and_releases(db):
         first_expiry = Preview.get_by_id(preview.id).lease_expires_at
         threading.Event().wait(0.9)  # longer than the lease: only renewal keeps it
         row = Preview.get_by_id(preview.id)
-        assert row.lease_owner == held.owner and row.lease_expires_at > first_expiry and not held.lost
+        assert row.lease_owner == held.owner
+        assert row.lease_expires_at > first_expiry
+        assert not held.lost
     assert Preview.get_by_id(preview.id).lease_owner is None
 
 
@@ -95,10 +99,12 @@ def test_a_lease_not_renewed_for_its_ttl_is_lost_even_if_nobody_took_it(db):
     stops, and renews nothing, whatever the row still says."""
     preview = want(SHA_A)
     paused = lease.Lease(preview.id, timedelta(seconds=0.3))
-    assert paused.acquire() and not paused.lost
+    assert paused.acquire()
+    assert not paused.lost
     threading.Event().wait(0.4)  # no renewal meanwhile
     assert Preview.get_by_id(preview.id).lease_owner == paused.owner
-    assert paused.lost and paused.renew() is False
+    assert paused.lost
+    assert paused.renew() is False
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # SQLite's clock is the process's

@@ -38,19 +38,25 @@ def test_an_admin_registers_a_repository_once_however_often_asked(client, gitea,
         _, deploy_token = tokens.create("agent", "deploy", None)
     body = {"repository": repo.full_name}
     refused = client.post("/api/repositories", headers={"Authorization": f"Bearer {deploy_token}"}, json=body)
-    assert refused.status_code == 403 and secret_of(repo.full_name) is None
+    assert refused.status_code == 403
+    assert secret_of(repo.full_name) is None
 
     first = client.post("/api/repositories", headers=AUTH, json=body)
-    assert first.status_code == 201 and first.json["created"] is True
+    assert first.status_code == 201
+    assert first.json["created"] is True
     [hook] = gitea.api("GET", f"/repos/{repo.full_name}/hooks")
-    assert hook["config"]["url"] == "http://127.0.0.1:9/webhooks/gitea" and hook["id"] == first.json["hook_id"]
+    assert hook["config"]["url"] == "http://127.0.0.1:9/webhooks/gitea"
+    assert hook["id"] == first.json["hook_id"]
     assert {"push", "delete", "pull_request"} <= set(hook["events"])
     secret = secret_of(repo.full_name)
-    assert secret and len(secret) >= 32
+    assert secret
+    assert len(secret) >= 32
 
     again = client.post("/api/repositories", headers=AUTH, json=body)  # the same hook, a new secret
-    assert again.status_code == 201 and again.json["hook_id"] == first.json["hook_id"]
-    assert len(gitea.api("GET", f"/repos/{repo.full_name}/hooks")) == 1 and secret_of(repo.full_name) != secret
+    assert again.status_code == 201
+    assert again.json["hook_id"] == first.json["hook_id"]
+    assert len(gitea.api("GET", f"/repos/{repo.full_name}/hooks")) == 1
+    assert secret_of(repo.full_name) != secret
     listed = client.get("/api/repositories", headers=AUTH).json["items"]
     assert {"repository": repo.full_name, "hook_id": first.json["hook_id"]} in listed
 
@@ -63,8 +69,10 @@ def test_the_cli_rotates_and_removes(app, gitea, repo):
     assert runner.invoke(args=["repos", "add", repo.full_name]).exit_code == 0
     secret = secret_of(repo.full_name)
     rotated = runner.invoke(args=["repos", "rotate-secret", repo.full_name])
-    assert rotated.exit_code == 0 and secret_of(repo.full_name) not in (None, secret)
+    assert rotated.exit_code == 0
+    assert secret_of(repo.full_name) not in (None, secret)
     assert secret not in runner.invoke(args=["repos", "list"]).output
     assert runner.invoke(args=["repos", "remove", repo.full_name]).exit_code == 0
-    assert gitea.api("GET", f"/repos/{repo.full_name}/hooks") == [] and secret_of(repo.full_name) is None
+    assert gitea.api("GET", f"/repos/{repo.full_name}/hooks") == []
+    assert secret_of(repo.full_name) is None
     assert runner.invoke(args=["repos", "rotate-secret", repo.full_name]).exit_code != 0

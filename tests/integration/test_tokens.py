@@ -79,7 +79,8 @@ def test_tokens_are_stored_hashed_revocable_and_note_their_last_use(app, client,
     token = headers["read"]["Authorization"].removeprefix("Bearer ")
     with database.connection_context():
         row = ApiToken.get(ApiToken.name == "read")
-        assert token not in {row.token_hash, row.name} and row.last_used_at is None
+        assert token not in {row.token_hash, row.name}
+        assert row.last_used_at is None
     assert client.get("/api/previews", headers=headers["read"]).status_code == 200
     with database.connection_context():
         assert ApiToken.get_by_id(row.id).last_used_at is not None
@@ -98,7 +99,8 @@ def test_the_cli_shows_a_token_once(app, db):
     token = created.output.split(": ", 1)[1].split()[0]
     assert token.startswith("pvt_")
     listed = runner.invoke(args=["tokens", "list"])
-    assert "agent\tdeploy\tacme/shop\tactive" in listed.output and token not in listed.output
+    assert "agent\tdeploy\tacme/shop\tactive" in listed.output
+    assert token not in listed.output
     assert runner.invoke(args=["tokens", "create", "--name", "x", "--scope", "read"]).exit_code != 0
     assert runner.invoke(args=["tokens", "revoke", "1"]).exit_code == 0
     assert "revoked" in runner.invoke(args=["tokens", "list"]).output

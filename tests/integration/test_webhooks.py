@@ -35,7 +35,8 @@ def deliveries():
 def test_signed_task_branch_push_is_stored_planned_and_queued(client, settings):
     response = post(client, "push_task_branch", "push", delivery="d-1")
     assert response.status_code == 202
-    assert response.json["outcome"] == DeliveryOutcome.ACCEPTED and response.json["queued"] is True
+    assert response.json["outcome"] == DeliveryOutcome.ACCEPTED
+    assert response.json["queued"] is True
     [delivery] = deliveries()
     assert (delivery.delivery_uuid, delivery.intent, delivery.target_key) == (
         "d-1",
@@ -108,23 +109,28 @@ def test_missing_delivery_header_is_a_400(client):
 
 def test_unknown_events_are_recorded_as_ignored(client, settings):
     response = post(client, "issue_comment", "release")
-    assert response.status_code == 202 and response.json["outcome"] == DeliveryOutcome.IGNORED
+    assert response.status_code == 202
+    assert response.json["outcome"] == DeliveryOutcome.IGNORED
     [delivery] = deliveries()
-    assert delivery.event_type == "release" and "not acted on" in delivery.reason
+    assert delivery.event_type == "release"
+    assert "not acted on" in delivery.reason
     assert queued_job_ids(settings) == []
 
 
 def test_a_pr_comment_that_is_no_command_is_recorded_as_ignored(client, settings):
     response = post(client, "issue_comment", "pull_request_comment")
-    assert response.status_code == 202 and response.json["outcome"] == DeliveryOutcome.IGNORED
-    assert "asks nothing" in deliveries()[0].reason and queued_job_ids(settings) == []
+    assert response.status_code == 202
+    assert response.json["outcome"] == DeliveryOutcome.IGNORED
+    assert "asks nothing" in deliveries()[0].reason
+    assert queued_job_ids(settings) == []
 
 
 def test_redelivery_with_a_new_uuid_enqueues_nothing_new(client, settings):
     first = post(client, "pull_request_opened", "pull_request", delivery="uuid-1")
     again = post(client, "pull_request_opened", "pull_request", delivery="uuid-2")
     assert first.json["outcome"] == DeliveryOutcome.ACCEPTED
-    assert again.status_code == 202 and again.json["outcome"] == DeliveryOutcome.DUPLICATE
+    assert again.status_code == 202
+    assert again.json["outcome"] == DeliveryOutcome.DUPLICATE
     assert [d.delivery_uuid for d in deliveries()] == ["uuid-1", "uuid-2"]
     assert queued_job_ids(settings) == [deliveries()[0].job_id]
 
@@ -181,7 +187,8 @@ def test_without_a_shared_secret_only_registered_repositories_are_heard(app, set
 
     unshared = create_app(settings.replace(gitea_webhook_secret=None))
     response = unshared.test_client().post(URL, **webhook_request(payload("push_task_branch"), "push"))
-    assert response.status_code == 404 and "not registered" in response.json["error"]
+    assert response.status_code == 404
+    assert "not registered" in response.json["error"]
     with database.connection_context():
         assert WebhookDelivery.select().count() == 0
     # Counted, and only counted.
@@ -199,7 +206,8 @@ def test_a_body_signed_with_one_repositorys_secret_cannot_speak_for_another(clie
     register_with_secret("acme/blog", secret_a)
     register_with_secret("acme/shop", secret_b)  # the payloads name acme/shop
     opened = post(client, "pull_request_opened", "pull_request", secret=secret_b)
-    assert opened.status_code == 202 and opened.json["outcome"] == DeliveryOutcome.ACCEPTED
+    assert opened.status_code == 202
+    assert opened.json["outcome"] == DeliveryOutcome.ACCEPTED
     with database.connection_context():
         before = (Preview.get().state, Preview.get().head_sha, WebhookDelivery.select().count())
 
@@ -232,9 +240,11 @@ def test_a_label_change_never_asks_for_a_teardown(client, settings):
         payload("pull_request_label_updated"), **{"pull_request.labels": [{"name": "preview:keep"}]}
     )
     response = post(client, None, "pull_request_label", body=labelled)
-    assert response.json["outcome"] == DeliveryOutcome.IGNORED and "pin follows the payload" in response.json["reason"]
+    assert response.json["outcome"] == DeliveryOutcome.IGNORED
+    assert "pin follows the payload" in response.json["reason"]
     with database.connection_context():
-        assert Preview.get().state == PreviewState.QUEUED and Preview.get().pinned
+        assert Preview.get().state == PreviewState.QUEUED
+        assert Preview.get().pinned
 
 
 def test_a_job_written_to_redis_by_someone_else_runs_no_code(settings, tmp_path):
@@ -256,7 +266,8 @@ def test_a_job_written_to_redis_by_someone_else_runs_no_code(settings, tmp_path)
     run_worker(settings)
     assert not marker.exists()
     foreign = Job.fetch("foreign", connection=queue.connection, serializer=JSONSerializer)
-    assert foreign.get_status() == "failed" and "UnknownJob" in (foreign.latest_result().exc_string or "")
+    assert foreign.get_status() == "failed"
+    assert "UnknownJob" in (foreign.latest_result().exc_string or "")
 
 
 def test_the_shared_secret_never_speaks_for_a_registered_repository_in_another_letter_case(client, settings):
@@ -278,7 +289,8 @@ def test_two_installations_on_one_redis_do_not_share_job_ids(settings):
     assert mine.enqueue("workers.jobs.process_delivery", 1, job_id="delivery-1")
     assert theirs.enqueue("workers.jobs.process_delivery", 1, job_id="delivery-1")
     assert not mine.enqueue("workers.jobs.process_delivery", 1, job_id="delivery-1")  # still one per queue
-    assert mine.job_ids == ["delivery-1"] and theirs.job_ids == ["delivery-1"]
+    assert mine.job_ids == ["delivery-1"]
+    assert theirs.job_ids == ["delivery-1"]
     theirs.queue.empty()
 
 

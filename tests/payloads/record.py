@@ -26,7 +26,7 @@ received: list[dict] = []
 
 
 class Capture(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         received.append(
             {

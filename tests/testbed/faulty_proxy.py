@@ -43,7 +43,7 @@ def faulty_proxy(upstream: str, failing: Callable[[str, str], bool]) -> Iterator
             self.end_headers()
             self.wfile.write(answer.content)
 
-        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _pass_on  # noqa: N815 (the handler's names)
+        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _pass_on
 
         def log_message(self, *args: object) -> None:
             pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -93,10 +94,8 @@ def descendants(root: int) -> dict[int, int]:
 def signal_worker(worker: subprocess.Popen, signum: int) -> None:
     """Signal a worker and its work horse (RQ puts the horse in a process group of its own)."""
     for pid in [worker.pid, *descendants(worker.pid)]:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
             os.kill(pid, signum)
-        except ProcessLookupError:
-            pass  # it ended meanwhile
 
 
 def kill_worker(worker: subprocess.Popen) -> None:

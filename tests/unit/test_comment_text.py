@@ -10,7 +10,8 @@ def test_markup_in_a_detail_is_escaped():
     shown = markdown_text("seed failed: ![x](https://evil.test/p.png) <img src=x> | stolen | row\nnext")
     # Every character Markdown or HTML would act on comes with its backslash.
     assert not re.search(r"(?<!\\)[!\[\]()<>|`*_]", shown), shown
-    assert "\n" not in shown and shown.startswith("seed failed: \\!\\[x\\]")
+    assert "\n" not in shown
+    assert shown.startswith("seed failed: \\!\\[x\\]")
 
 
 def test_plain_words_stay_readable():

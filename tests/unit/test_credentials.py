@@ -38,7 +38,8 @@ http {{
 
 def test_passwords_are_random_and_long():
     passwords = {new_password() for _ in range(50)}
-    assert len(passwords) == 50 and all(len(p) >= 20 for p in passwords)
+    assert len(passwords) == 50
+    assert all(len(p) >= 20 for p in passwords)
 
 
 @pytest.fixture(params=["apr1", "sha"])
@@ -69,7 +70,8 @@ def test_nginx_accepts_the_generated_line_of_each_scheme(nginx_with_auth):
     assert requests.get(url, auth=(USERNAME, "wrong-password"), timeout=5).status_code == 401
     assert requests.get(url, auth=("someone", password), timeout=5).status_code == 401
     answer = requests.get(url, auth=(USERNAME, password), timeout=5)
-    assert answer.status_code == 200 and answer.text == "the preview\n"
+    assert answer.status_code == 200
+    assert answer.text == "the preview\n"
 
 
 def test_the_sha_scheme_is_apaches_sha1_format():

@@ -11,7 +11,8 @@ from app.usecases.deploy import policies
 def test_the_cloud_metadata_and_wireserver_addresses_are_denied_by_default():
     anywhere = egress_rules(Settings().egress_denied_cidrs)[2]["to"]
     denied = next(block["ipBlock"]["except"] for block in anywhere if block["ipBlock"]["cidr"] == "0.0.0.0/0")
-    assert "169.254.0.0/16" in denied and "168.63.129.16/32" in denied
+    assert "169.254.0.0/16" in denied
+    assert "168.63.129.16/32" in denied
 
 
 def test_builds_reach_gitea_and_the_registry_on_their_ports_only():
@@ -42,6 +43,7 @@ def test_no_exception_without_addresses():
 
 
 def test_a_preview_reaches_its_shared_database_server_on_that_servers_port_only():
+    from app.adapters.sql_admin import admins
     from app.domain.preview_file import Database, PreviewFile
     from app.usecases.deploy import pipeline, preview_config
 
@@ -49,7 +51,8 @@ def test_a_preview_reaches_its_shared_database_server_on_that_servers_port_only(
         postgres_admin_url="postgresql://admin@db.internal:6543/postgres", database_egress_cidrs=("10.9.0.0/16",)
     )
     wants_postgres = preview_config.resolve({}, PreviewFile(database=Database(engine="postgres")))
-    assert pipeline._database_egress(settings, wants_postgres) == Opening(("10.9.0.0/16",), (6543,))
+    servers = admins(settings)
+    assert pipeline._database_egress(settings, servers, wants_postgres) == Opening(("10.9.0.0/16",), (6543,))
     wants_mysql = preview_config.resolve({}, PreviewFile(database=Database(engine="mysql")))
-    assert pipeline._database_egress(settings, wants_mysql) is None  # no shared MySQL server: nothing opened
-    assert pipeline._database_egress(settings, preview_config.resolve({}, None)) is None
+    assert pipeline._database_egress(settings, servers, wants_mysql) is None  # no shared MySQL server: nothing opened
+    assert pipeline._database_egress(settings, servers, preview_config.resolve({}, None)) is None

@@ -10,7 +10,8 @@ def test_push_to_a_task_branch():
     assert event.repository.full_name == "acme/shop"
     assert event.repository.clone_url == "http://127.0.0.1:3000/acme/shop.git"
     assert event.branch == "task/login-form"
-    assert event.creates_branch and not event.deletes_branch
+    assert event.creates_branch
+    assert not event.deletes_branch
 
 
 def test_push_that_deletes_a_branch():

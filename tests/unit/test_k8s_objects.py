@@ -333,7 +333,8 @@ def test_the_build_job_gives_the_git_credentials_to_fetch_source_only():
     }
     secrets_in_fetch = {e["valueFrom"]["secretKeyRef"]["name"] for e in fetch["env"] if "valueFrom" in e}
     assert secrets_in_fetch == {"git-credentials"}
-    assert fetch["securityContext"]["runAsNonRoot"] is True and fetch["image"] == SETTINGS.source_image
+    assert fetch["securityContext"]["runAsNonRoot"] is True
+    assert fetch["image"] == SETTINGS.source_image
 
 
 def test_builds_reach_gitea_and_the_registry_on_their_ports_and_nothing_else_private():
@@ -387,6 +388,7 @@ def test_migrate_runs_the_app_s_image_with_its_env_and_the_database_secret():
     [container] = job["spec"]["template"]["spec"]["containers"]
     assert job["metadata"]["name"] == "migrate-cccccccccccc"
     assert job["spec"]["activeDeadlineSeconds"] == int(SETTINGS.rollout_timeout.total_seconds())
-    assert container["command"] == ["npm", "run", "migrate"] and container["image"] == IMAGE
+    assert container["command"] == ["npm", "run", "migrate"]
+    assert container["image"] == IMAGE
     assert container["envFrom"] == [{"secretRef": {"name": "preview-database"}}]
     assert container["resources"]["requests"] == {"cpu": "100m", "memory": "256Mi"}

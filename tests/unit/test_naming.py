@@ -67,7 +67,9 @@ def test_dns1035_starts_with_a_letter(text):
 @given(branches)
 def test_label_values_are_valid(text):
     value = label_value(text)
-    assert LABEL_VALUE.fullmatch(value) and len(value) <= 63 and "/" not in value
+    assert LABEL_VALUE.fullmatch(value)
+    assert len(value) <= 63
+    assert "/" not in value
 
 
 @given(st.text(min_size=1, max_size=100), branches, st.one_of(st.none(), st.integers(1, 10**9)))
@@ -75,11 +77,14 @@ def test_every_preview_name_fits_its_kubernetes_limit(repo, branch, number):
     repository = f"owner/{repo}"
     target = f"{repository}#{number}" if number else f"{repository}@{branch}"
     names = preview_names(repository, target, number, branch, "preview.example.com")
-    assert DNS1123_LABEL.fullmatch(names.namespace) and len(names.namespace) <= 63
-    assert DNS1035_LABEL.fullmatch(names.app) and len(names.app) <= 63
+    assert DNS1123_LABEL.fullmatch(names.namespace)
+    assert len(names.namespace) <= 63
+    assert DNS1035_LABEL.fullmatch(names.app)
+    assert len(names.app) <= 63
     assert all(DNS1123_LABEL.fullmatch(label) and len(label) <= 63 for label in names.host.split("."))
     job = names.build_job(SHA)
-    assert DNS1123_LABEL.fullmatch(job) and len(job) <= 63
+    assert DNS1123_LABEL.fullmatch(job)
+    assert len(job) <= 63
     assert IMAGE_TAG.fullmatch(names.image_tag(SHA))
     assert LABEL_VALUE.fullmatch(names.repository_label)
 
@@ -96,7 +101,8 @@ def test_pr_names_are_keyed_by_number_and_stable_across_branch_renames():
 def test_two_prs_whose_branches_slug_the_same_get_distinct_names():
     one = preview_names("acme/shop", "acme/shop@task/A", None, "task/A", "p.example")
     two = preview_names("acme/shop", "acme/shop@task/a", None, "task/a", "p.example")
-    assert one.namespace != two.namespace and one.host != two.host
+    assert one.namespace != two.namespace
+    assert one.host != two.host
 
 
 def test_image_repository_is_lowercase_and_its_own():
@@ -118,5 +124,6 @@ def test_targets_that_share_the_readable_part_never_share_names():
     first = preview_names("acme/shop", "acme/shop@feature/a-b", None, "feature/a-b", "preview.test")
     second = preview_names("acme/shop", "acme/shop@feature/a_b", None, "feature/a_b", "preview.test")
     assert first.slug.rsplit("-", 1)[0] == second.slug.rsplit("-", 1)[0]
-    assert first.namespace != second.namespace and first.host != second.host
+    assert first.namespace != second.namespace
+    assert first.host != second.host
     assert len(first.slug.rsplit("-", 1)[1]) == 16  # 64 bits of sha256

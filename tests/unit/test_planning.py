@@ -72,7 +72,8 @@ def test_push_to_a_branch_with_an_open_pr_is_left_to_the_sync_event():
 )
 def test_other_pushes_are_ignored(name, why):
     result = planned("push", name)
-    assert result.intent is None and why in result.reason
+    assert result.intent is None
+    assert why in result.reason
 
 
 def test_task_branch_pattern_is_configurable():
@@ -131,4 +132,5 @@ def test_a_preview_comment_asks_to_approve_for_its_author(body, action, approves
     wanted = plan(parse_event("pull_request_comment", comment), SETTINGS)
     assert (wanted.intent == APPROVE) is approves
     if approves:
-        assert wanted.actor == "reviewer" and wanted.target_key.endswith("#12")
+        assert wanted.actor == "reviewer"
+        assert wanted.target_key.endswith("#12")

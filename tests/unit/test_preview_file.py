@@ -59,13 +59,16 @@ def test_a_full_file_is_read_field_by_field():
     assert found.build.args == {"NODE_ENV": "production"}
     assert (found.port, found.health_path, found.replicas, found.ttl) == (3000, "/healthz", 2, timedelta(hours=48))
     assert found.env == {"FEATURE_FLAGS": "beta", "DEBUG": "true"}
-    assert found.requests == {"cpu": "100m", "memory": "256Mi"} and found.limits["memory"] == "512Mi"
+    assert found.requests == {"cpu": "100m", "memory": "256Mi"}
+    assert found.limits["memory"] == "512Mi"
     assert found.database is not None
-    assert found.database.engine == "postgres" and found.database.version == "16"
+    assert found.database.engine == "postgres"
+    assert found.database.version == "16"
     assert found.database.migrate == ("/bin/sh", "-c", "npm run migrate")
     assert found.database.seed == ("node", "scripts/seed.js")
     assert [(s.name, s.image, s.port) for s in found.services] == [("redis", "redis:7", 6379)]
-    assert found.pull_requests is True and found.branches == ("task/*", "demo/*")
+    assert found.pull_requests is True
+    assert found.branches == ("task/*", "demo/*")
 
 
 def test_an_empty_file_changes_nothing():
@@ -111,7 +114,8 @@ def test_an_invalid_file_names_the_field_and_the_line(text, where, line):
 def test_broken_yaml_names_the_line():
     with pytest.raises(PreviewFileError) as raised:
         parse("port: 3000\nenv:\n  A: [unclosed\n", LIMITS)
-    assert raised.value.line == 4 and "not valid YAML" in str(raised.value)
+    assert raised.value.line == 4
+    assert "not valid YAML" in str(raised.value)
 
 
 def test_a_file_too_large_is_refused():
@@ -120,7 +124,8 @@ def test_a_file_too_large_is_refused():
 
 
 def test_quantities_compare_across_units():
-    assert quantity("500m") < quantity("1") and quantity("512Mi") < quantity("1Gi") < quantity("2G")
+    assert quantity("500m") < quantity("1")
+    assert quantity("512Mi") < quantity("1Gi") < quantity("2G")
 
 
 def test_operator_defaults_then_file_then_operator_overrides():
@@ -136,7 +141,8 @@ def test_operator_defaults_then_file_then_operator_overrides():
     assert config.port == 3000  # the file changes a default
     assert config.health_path == "/ready"  # an override wins over the file
     assert config.env == {"A": "file", "B": "forced"}
-    assert config.image == "registry.example/app:stable" and config.pod_labels == {"team": "x"}
+    assert config.image == "registry.example/app:stable"
+    assert config.pod_labels == {"team": "x"}
     # A file that asks for a build wins over the operator's default image.
     assert resolve(defaults, parse("build: {dockerfile: Dockerfile.dev}\n", LIMITS)).image is None
     no_file = resolve(defaults, None)

@@ -43,7 +43,8 @@ def test_status_state_per_preview_state(state, expected):
     if state == PreviewState.READY:
         assert target == "https://shop-pr-1-abc.preview.example.com"
     else:  # the page, by its random public id
-        assert target == f"https://previews.example.com/previews/{shown.public_id}" and len(shown.public_id) == 32
+        assert target == f"https://previews.example.com/previews/{shown.public_id}"
+        assert len(shown.public_id) == 32
 
 
 def test_no_status_once_deleted():
@@ -58,7 +59,8 @@ def test_failure_detail_reaches_the_description():
 def test_comment_carries_marker_url_and_no_password_by_default():
     body = reporting.comment_body(SETTINGS, preview(PreviewState.READY), None)
     assert body.startswith("<!-- preview:acme/shop#1 -->")
-    assert "https://shop-pr-1-abc.preview.example.com" in body and "`preview`" in body
+    assert "https://shop-pr-1-abc.preview.example.com" in body
+    assert "`preview`" in body
     assert "/api/previews/7/credentials" in body
 
 

@@ -31,7 +31,8 @@ def sample(name: str) -> dict:
 def test_a_rollout_that_will_not_become_ready_says_why(case, reason, says):
     recorded = sample(case)
     found = diagnosis.rollout_problem(recorded["deployment"], recorded["pods"])
-    assert found is not None and not found.ready
+    assert found is not None
+    assert not found.ready
     assert (found.reason, says in found.message) == (reason, True), found.message
     assert not diagnosis.rolled_out(recorded["deployment"])
 
@@ -39,7 +40,8 @@ def test_a_rollout_that_will_not_become_ready_says_why(case, reason, says):
 def test_the_image_pull_message_names_the_image():
     recorded = sample("image-pull")
     found = diagnosis.rollout_problem(recorded["deployment"], recorded["pods"])
-    assert found is not None and "no-such-image" in found.message
+    assert found is not None
+    assert "no-such-image" in found.message
 
 
 def test_the_quota_refusal_comes_from_the_deployment_with_no_pod_at_all():
@@ -57,7 +59,8 @@ def test_an_available_deployment_is_rolled_out_and_nothing_is_wrong():
 def test_a_deployment_without_pods_yet_is_pending_the_one_state_worth_waiting_on():
     recorded = sample("available")
     found = diagnosis.rollout_problem(recorded["deployment"], [])
-    assert found is not None and found.reason == "pending"
+    assert found is not None
+    assert found.reason == "pending"
 
 
 def test_a_newer_generation_not_yet_observed_is_not_rolled_out():

@@ -76,7 +76,8 @@ def test_the_secret_holds_the_hash_each_controller_reads_under_its_key(name, key
     }
     assert secrets["preview-basic-auth"]["password"] == "s3cret-s3cret"
     if name == "gateway-traefik":  # Traefik reads a Secret with exactly one key
-        assert list(secrets["preview-auth"]) == [key] and key not in secrets["preview-basic-auth"]
+        assert list(secrets["preview-auth"]) == [key]
+        assert key not in secrets["preview-basic-auth"]
         assert secrets["preview-auth"][key].startswith(prefix)
     else:
         assert list(secrets) == ["preview-basic-auth"]

@@ -9,7 +9,8 @@ BODY = b'{"ref":"refs/heads/task/x"}'
 def test_sign_is_lowercase_hex_hmac_sha256_of_the_raw_body():
     expected = hmac.new(b"s3cret", BODY, hashlib.sha256).hexdigest()
     assert sign("s3cret", BODY) == expected
-    assert expected == expected.lower() and len(expected) == 64
+    assert expected == expected.lower()
+    assert len(expected) == 64
 
 
 def test_matches_only_the_right_signature():

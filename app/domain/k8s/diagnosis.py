@@ -44,9 +44,9 @@ def deployment_problem(deployment: dict[str, Any]) -> RolloutOutcome | None:
     """What the Deployment itself says is wrong: its pods refused, or its deadline passed."""
     for condition in _conditions(deployment):
         text = condition.get("message") or ""
-        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
-            if "exceeded quota" in text or "forbidden" in text:
-                return RolloutOutcome(False, "quota", f"the namespace quota rejects the pods: {text}")
+        refused = condition.get("type") == "ReplicaFailure" and condition.get("status") == "True"
+        if refused and ("exceeded quota" in text or "forbidden" in text):
+            return RolloutOutcome(False, "quota", f"the namespace quota rejects the pods: {text}")
         if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
             return RolloutOutcome(False, "timeout", text or "progress deadline exceeded")
     return None

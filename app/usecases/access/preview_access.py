@@ -118,7 +118,8 @@ class PreviewAccess:
         return Decision(200, "allowed", {"X-Preview-User": login}, cookie=new_cookie)
 
     def _preview(self, slug: str) -> Preview | None:
-        return Preview.get_or_none((Preview.slug == slug) & Preview.state.in_(PreviewState.ACTIVE))
+        found: Preview | None = Preview.get_or_none((Preview.slug == slug) & Preview.state.in_(PreviewState.ACTIVE))
+        return found
 
     def _address(self, host: str, path: str, secure: bool) -> str:
         port = self.settings.preview_port
@@ -152,7 +153,7 @@ class PreviewAccess:
         key = f"preview-auth:read:{sid}:{repository}"
         cached = self.store.get(key)
         if cached is not None:
-            return cached == b"1"
+            return bool(cached == b"1")
         allowed = self.oauth.can_read(token, repository)
         self.store.set(key, b"1" if allowed else b"0", ex=int(self.settings.access_cache_ttl.total_seconds()))
         return allowed

@@ -49,7 +49,7 @@ def claim_slot(settings: Settings, preview_id: int, now: datetime) -> int | None
                 if preview.waiting_since is None:
                     Preview.update(waiting_since=since).where(Preview.id == preview_id).execute()
                 # How many slots must free up before it is its turn.
-                return holders + ahead - limit + 1
+                return int(holders + ahead - limit + 1)
         # Every preview that holds cluster resources has an expiry.
         Preview.update(
             holds_slot=True,

@@ -16,8 +16,6 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from app.adapters import sql_admin
-from app.adapters.sql_admin import SqlAdminError
 from app.db import database, utcnow
 from app.domain import credentials, gitea_links
 from app.domain.k8s import isolation, routing, workload
@@ -39,13 +37,13 @@ from app.usecases.deploy import (
     preview_database,
     reporting,
     teardown,
+    trust,
 )
 from app.usecases.deploy.namespaces import names_for, ours_or_free
 from app.usecases.deploy.preview_config import PreviewConfig
 from app.usecases.deploy.runs import PROGRESS, Run, StepFailed, Superseded, phase, wants
-from app.usecases.intake import trust
 from app.usecases.jobs import DEPLOY_JOB
-from app.usecases.ports import Services
+from app.usecases.ports import Services, SqlAdmin, SqlAdminError
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +157,7 @@ def deploy(services: Services, preview_id: int, sha: str) -> str:
 
 
 def _deploy(run: Run) -> str:
-    settings, kube, services = run.services.settings, run.services.kube, run.services
+    services = run.services
     try:
         preview = run.check()
         if preview.approved_sha != run.sha:
@@ -170,79 +168,9 @@ def _deploy(run: Run) -> str:
         config = _configuration(services, preview)
         if (switched_off := config.wanted_for(preview.pr_number, preview.branch)) is not None:
             return _switch_off(run, switched_off)
-        position = capacity.claim_slot(settings, run.preview_id, utcnow())
-        if position is not None:
-            detail = f"waiting for a free slot ({settings.max_active_previews} previews running), position {position}"
-            Event.record(preview, "queued", detail, progress=0)
-            Preview.update(**Preview.report_due_fields(utcnow(), detail)).where(Preview.id == run.preview_id).execute()
-            reporting.tell(services, run.check())
-            return "waiting"
-        names = names_for(settings, preview)
-        now = utcnow()
-        spec = _spec(settings, preview, names, now, config)
-        preview = run.move(
-            PreviewState.BUILDING,
-            slug=names.slug,
-            namespace=names.namespace,
-            url=spec.url,
-            credentials_ref=f"{names.namespace}/{names.auth_secret}",
-        )
-        deployment, _ = Deployment.get_or_create(preview=preview, head_sha=run.sha)
-        deployment.status, deployment.failure_reason = DeploymentStatus.RUNNING, None
-        deployment.save()
-        if not config.image:  # a ready-made image needs no build: the "deploying" report follows at once
-            reporting.tell(services, preview)
-        with phase(preview, deployment, "build", f"building {run.sha[:12]}"):
-            image = building.build(run, preview, deployment, spec, config)
-
-        preview = run.move(PreviewState.DEPLOYING)
-        _report_meanwhile(run, preview)
-        with phase(preview, deployment, "deploy", f"applying objects in {names.namespace}"):
-            kube.wait_while_terminating(names.namespace, timeout=180)
-            if not ours_or_free(kube, names.namespace, run.preview_id):
-                raise StepFailed("deploy", f"namespace {names.namespace} exists and is not this preview's: not touched")
-            run.check()
-            for obj in isolation.access_objects(spec, policies.isolation(settings)):
-                kube.apply(obj)
-            # With the chart's roles our rights here come from the binding just made: wait until
-            # the API server's authorizer knows it.
-            if not kube.wait_until_allowed(names.namespace, "patch", "deployments", "apps"):
-                raise StepFailed("deploy", f"no rights in {names.namespace}: is PREVIEW_CLUSTER_ROLE bound?")
-            for obj in isolation.guard_objects(spec, policies.isolation(settings), _database_egress(settings, config)):
-                kube.apply(obj)
-        env_secret = None
-        if config.database is not None:
-            with phase(preview, deployment, "database", f"preparing the {config.database.engine} database"):
-                env_secret = _prepare_database(run, preview, spec, config, image)
-        with phase(preview, deployment, "configure", "applying the app"):
-            password = _password(services, names) if settings.access == "basic" else None
-            way_in = policies.routing(settings)
-            objects = [
-                *(routing.auth_secrets(spec, way_in, credentials.USERNAME, password) if password else []),
-                *workload.workload_objects(spec, _app_spec(config, image, env_secret)),
-                *routing.route_objects(spec, way_in),
-            ]
-            run.check()
-            for obj in objects:
-                kube.apply(obj)
-
-        with phase(preview, deployment, "rollout", "waiting for the app to become available"):
-            outcome = kube.wait_for_rollout(
-                names.namespace, names.app, settings.rollout_timeout.total_seconds(), should_stop=run.stopped
-            )
-        run.check()
-        if not outcome.ready:
-            raise StepFailed("rollout", outcome.message or outcome.reason)
-
-        with database.atomic():
-            preview = run.move(PreviewState.READY, deployed_sha=run.sha, expires_at=spec.expires_at)
-            deployment.status = DeploymentStatus.READY
-            deployment.save()
-        with phase(preview, deployment, "report", "reporting to Gitea"):
-            run.wait_for_reports()
-            reporting.tell(services, preview, password)
-        Event.record(preview, "ready", f"ready at {preview.url}", progress=PROGRESS["ready"])
-        return "ready"
+        if (position := capacity.claim_slot(services.settings, run.preview_id, utcnow())) is not None:
+            return _wait_for_slot(run, preview, position)
+        return _roll_out(run, preview, config)
     except Superseded as why:
         log.info("deploy superseded preview_id=%s sha=%s why=%r", run.preview_id, run.sha[:12], why)
         Deployment.update(status=DeploymentStatus.SUPERSEDED, updated_at=utcnow()).where(
@@ -258,9 +186,103 @@ def _deploy(run: Run) -> str:
         run.wait_for_reports()  # the work horse ends with the job: never cut a report short
 
 
-def _database_egress(settings: Settings, config: PreviewConfig) -> Opening | None:
+def _wait_for_slot(run: Run, preview: Preview, position: int) -> str:
+    settings = run.services.settings
+    detail = f"waiting for a free slot ({settings.max_active_previews} previews running), position {position}"
+    Event.record(preview, "queued", detail, progress=0)
+    Preview.update(**Preview.report_due_fields(utcnow(), detail)).where(Preview.id == run.preview_id).execute()
+    reporting.tell(run.services, run.check())
+    return "waiting"
+
+
+def _roll_out(run: Run, preview: Preview, config: PreviewConfig) -> str:
+    """Build, isolate, apply, wait until available, report: the commit's attempt."""
+    settings, services = run.services.settings, run.services
+    names = names_for(settings, preview)
+    spec = _spec(settings, preview, names, utcnow(), config)
+    preview = run.move(
+        PreviewState.BUILDING,
+        slug=names.slug,
+        namespace=names.namespace,
+        url=spec.url,
+        credentials_ref=f"{names.namespace}/{names.auth_secret}",
+    )
+    deployment, _ = Deployment.get_or_create(preview=preview, head_sha=run.sha)
+    deployment.status, deployment.failure_reason = DeploymentStatus.RUNNING, None
+    deployment.save()
+    if not config.image:  # a ready-made image needs no build: the "deploying" report follows at once
+        reporting.tell(services, preview)
+    with phase(preview, deployment, "build", f"building {run.sha[:12]}"):
+        image = building.build(run, preview, deployment, spec, config)
+
+    preview = run.move(PreviewState.DEPLOYING)
+    _report_meanwhile(run, preview)
+    with phase(preview, deployment, "deploy", f"applying objects in {names.namespace}"):
+        _isolate(run, spec, config)
+    env_secret = None
+    if config.database is not None:
+        with phase(preview, deployment, "database", f"preparing the {config.database.engine} database"):
+            env_secret = _prepare_database(run, preview, spec, config, image)
+    with phase(preview, deployment, "configure", "applying the app"):
+        password = _apply_app(run, spec, _app_spec(config, image, env_secret))
+
+    with phase(preview, deployment, "rollout", "waiting for the app to become available"):
+        outcome = services.kube.wait_for_rollout(
+            names.namespace, names.app, settings.rollout_timeout.total_seconds(), should_stop=run.stopped
+        )
+    run.check()
+    if not outcome.ready:
+        raise StepFailed("rollout", outcome.message or outcome.reason)
+
+    with database.atomic():
+        preview = run.move(PreviewState.READY, deployed_sha=run.sha, expires_at=spec.expires_at)
+        deployment.status = DeploymentStatus.READY
+        deployment.save()
+    with phase(preview, deployment, "report", "reporting to Gitea"):
+        run.wait_for_reports()
+        reporting.tell(services, preview, password)
+    Event.record(preview, "ready", f"ready at {preview.url}", progress=PROGRESS["ready"])
+    return "ready"
+
+
+def _isolate(run: Run, spec: PreviewSpec, config: PreviewConfig) -> None:
+    """The namespace, our rights in it, then its quota, limits and network policy: all before
+    anything of the PR runs there."""
+    settings, kube, namespace = run.services.settings, run.services.kube, spec.names.namespace
+    kube.wait_while_terminating(namespace, timeout=180)
+    if not ours_or_free(kube, namespace, run.preview_id):
+        raise StepFailed("deploy", f"namespace {namespace} exists and is not this preview's: not touched")
+    run.check()
+    for obj in isolation.access_objects(spec, policies.isolation(settings)):
+        kube.apply(obj)
+    # With the chart's roles our rights here come from the binding just made: wait until
+    # the API server's authorizer knows it.
+    if not kube.wait_until_allowed(namespace, "patch", "deployments", "apps"):
+        raise StepFailed("deploy", f"no rights in {namespace}: is PREVIEW_CLUSTER_ROLE bound?")
+    opening = _database_egress(settings, run.services.shared_databases(settings), config)
+    for obj in isolation.guard_objects(spec, policies.isolation(settings), opening):
+        kube.apply(obj)
+
+
+def _apply_app(run: Run, spec: PreviewSpec, app: AppSpec) -> str | None:
+    """The credentials, the app and its services, the way in; returns the password (basic access)."""
+    settings, services = run.services.settings, run.services
+    password = _password(services, spec.names) if settings.access == "basic" else None
+    way_in = policies.routing(settings)
+    objects = [
+        *(routing.auth_secrets(spec, way_in, credentials.USERNAME, password) if password else []),
+        *workload.workload_objects(spec, app),
+        *routing.route_objects(spec, way_in),
+    ]
+    run.check()
+    for obj in objects:
+        run.services.kube.apply(obj)
+    return password
+
+
+def _database_egress(settings: Settings, admins: dict[str, SqlAdmin], config: PreviewConfig) -> Opening | None:
     """A shared database server's port is let through the preview's egress policy; nothing else is."""
-    admin = sql_admin.admins(settings).get(config.database.engine) if config.database is not None else None
+    admin = admins.get(config.database.engine) if config.database is not None else None
     if admin is None:
         return None
     return Opening(settings.database_egress_cidrs, (admin.port,))
@@ -279,6 +301,7 @@ def _prepare_database(run: Run, preview: Preview, spec: PreviewSpec, config: Pre
         return preview_database.prepare(
             run.services.kube,
             run.services.settings,
+            run.services.shared_databases(run.services.settings),
             preview,
             spec,
             _app_spec(config, image),

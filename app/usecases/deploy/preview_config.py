@@ -42,9 +42,9 @@ class PreviewConfig:
         """Why the file turns this preview off, or None when it is wanted."""
         if pr_number is not None and not self.pull_requests:
             return f"{preview_file.PATH} turns pull request previews off"
-        if pr_number is None and self.branches is not None:
-            if not any(fnmatch.fnmatchcase(branch, pattern) for pattern in self.branches):
-                return f"{preview_file.PATH} has no branch pattern matching {branch}"
+        matches = self.branches is None or any(fnmatch.fnmatchcase(branch, p) for p in self.branches)
+        if pr_number is None and not matches:
+            return f"{preview_file.PATH} has no branch pattern matching {branch}"
         return None
 
 

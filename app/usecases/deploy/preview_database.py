@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.adapters import sql_admin
-from app.adapters.sql_admin import PostgresAdmin, SqlAdmin, SqlAdminError
 from app.db import utcnow
 from app.domain import databases
 from app.domain.databases import IN_NAMESPACE, SHARED, Connection
@@ -26,7 +24,7 @@ from app.domain.states import PreviewState
 from app.models import Event, Preview
 from app.settings import Settings
 from app.usecases.deploy import policies
-from app.usecases.ports import Cluster
+from app.usecases.ports import Cluster, SqlAdmin, SqlAdminError, TemplateAdmin
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +68,7 @@ def _existing_password(kube: Cluster, namespace: str, engine: str) -> str | None
 def prepare(
     kube: Cluster,
     settings: Settings,
+    admins: dict[str, SqlAdmin],
     preview: Preview,
     spec: PreviewSpec,
     app: AppSpec,
@@ -86,12 +85,12 @@ def prepare(
     the pipeline's StepFailed propagate."""
     namespace = spec.names.namespace
     engine = wanted.engine
-    admin = sql_admin.admins(settings).get(engine)
+    admin = admins.get(engine)
     password = _existing_password(kube, namespace, engine) or new_password()
     policy = policies.database(settings)
     mode = SHARED if admin is not None else IN_NAMESPACE
     if preview.database_engine not in (None, engine) or preview.database_mode not in (None, mode):
-        release(settings, preview)  # the file changed engine (or the operator the mode): start afresh
+        release(admins, preview)  # the file changed engine (or the operator the mode): start afresh
         record(**FORGOTTEN)
         preview = Preview.get_by_id(preview.id)
     seeded = preview.database_seeded_at is not None
@@ -107,7 +106,7 @@ def prepare(
         # Recorded before it exists: a teardown after a crash here still drops it.
         record(database_engine=engine, database_mode=mode, database_name=name)
         cloned_from = None
-        if fresh and isinstance(admin, PostgresAdmin) and (wanted.migrate or wanted.seed):
+        if fresh and isinstance(admin, TemplateAdmin) and (wanted.migrate or wanted.seed):
             cloned_from = _clone_template(
                 kube, admin, settings, preview, spec, app, wanted, password, run_job, base_image
             )
@@ -139,7 +138,7 @@ def prepare(
 
 def _clone_template(
     kube: Cluster,
-    admin: PostgresAdmin,
+    admin: TemplateAdmin,
     settings: Settings,
     preview: Preview,
     spec: PreviewSpec,
@@ -195,12 +194,12 @@ def _size(admin: SqlAdmin, name: str) -> int | None:
         return None  # only for show
 
 
-def release(settings: Settings, preview: Preview) -> None:
+def release(admins: dict[str, SqlAdmin], preview: Preview) -> None:
     """Drop the preview's database and role on the shared server (the namespace holds the rest).
     SqlAdminError propagates: the teardown is retried, nothing is reported gone that is not."""
     if preview.database_mode != SHARED or not preview.database_name:
         return
-    admin = sql_admin.admins(settings).get(preview.database_engine or "")
+    admin = admins.get(preview.database_engine or "")
     if admin is None:
         log.warning("no admin URL for %s: database %s left behind", preview.database_engine, preview.database_name)
         return
@@ -217,14 +216,14 @@ def forget_dropped(preview: Preview) -> None:
         ).execute()
 
 
-def collect_orphans(settings: Settings, now: datetime, dry_run: bool = False) -> list[str]:
+def collect_orphans(settings: Settings, admins: dict[str, SqlAdmin], now: datetime, dry_run: bool = False) -> list[str]:
     """Drop shared-server databases no live preview owns, and templates no live preview was cloned from.
 
     The same fail-safes as namespaces: only names of our shape, never when the service's
     database knows no previews, at most MAX_ORPHANS_PER_PASS a pass, and a preview's is
     dropped only under its lease."""
     dropped: list[str] = []
-    for admin in sql_admin.admins(settings).values():
+    for admin in admins.values():
         names = admin.names(settings.database_prefix)  # SqlAdminError: nothing dropped
         if names and not Preview.select().exists():
             raise SqlAdminError("the service's database knows no previews but the server has preview databases")
@@ -252,16 +251,16 @@ def _orphaned(settings: Settings, admin: SqlAdmin, name: str) -> bool:
 def _drop_orphan(settings: Settings, admin: SqlAdmin, name: str, now: datetime) -> bool:
     owner = databases.owner_id(settings.database_prefix, name)
     if owner is None:  # a template: dropped only when no worker is making or cloning it
-        assert isinstance(admin, PostgresAdmin)
+        assert isinstance(admin, TemplateAdmin)
         with admin.exclusive(name) as held:
             if not held or not _orphaned(settings, admin, name):
                 return False
             admin.drop(name)
             return True
     lease_owner = f"sweep-{secrets.token_hex(4)}"
-    if not Preview.take_lease(owner, lease_owner, now + settings.lease_ttl, now):
-        if Preview.get_or_none(Preview.id == owner) is not None:
-            return False  # someone is acting on that preview: not now
+    taken = Preview.take_lease(owner, lease_owner, now + settings.lease_ttl, now)
+    if not taken and Preview.get_or_none(Preview.id == owner) is not None:
+        return False  # someone is acting on that preview: not now
     try:
         if not _orphaned(settings, admin, name):
             return False

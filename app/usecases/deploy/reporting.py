@@ -132,7 +132,8 @@ def report(
 
 def retry_delay(settings: Settings, attempts: int) -> timedelta:
     """How long after its `attempts`-th failure a report is tried again: doubling, capped."""
-    return min(settings.report_retry_max, settings.report_retry_min * 2 ** min(attempts, 20))
+    backoff: timedelta = settings.report_retry_min * 2 ** min(attempts, 20)
+    return min(settings.report_retry_max, backoff)
 
 
 def publish(gitea: GiteaApi, settings: Settings, preview: Preview, password: str | None = None) -> bool:

@@ -73,7 +73,7 @@ class Run:
 
     def check(self) -> Preview:
         """The preview as it is now; Superseded when this run should stop."""
-        preview = Preview.get_or_none(Preview.id == self.preview_id)
+        preview: Preview | None = Preview.get_or_none(Preview.id == self.preview_id)
         if self.lease.lost or preview is None or not wants(preview, self.sha):
             raise Superseded(f"preview {self.preview_id} no longer wants {self.sha[:12]} from this worker")
         return preview
@@ -91,7 +91,8 @@ class Run:
         )
         if not changed:
             raise Superseded(f"preview {self.preview_id} moved on before it could become {state}")
-        return Preview.get_by_id(self.preview_id)
+        moved: Preview = Preview.get_by_id(self.preview_id)
+        return moved
 
 
 @contextmanager

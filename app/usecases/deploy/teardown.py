@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 
-from app.adapters.sql_admin import SqlAdminError
 from app.db import utcnow
 from app.domain.k8s.labels import LABEL_COMPONENT, LABEL_PREVIEW_ID
 from app.domain.states import PreviewState
@@ -19,7 +18,7 @@ from app.usecases import jobs
 from app.usecases.deploy import capacity, lease, preview_database, reporting
 from app.usecases.deploy.namespaces import names_for, ours_or_free
 from app.usecases.jobs import TEARDOWN_JOB
-from app.usecases.ports import Services
+from app.usecases.ports import Services, SqlAdminError
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ def remove(services: Services, held: lease.Lease, preview_id: int, reason: str) 
     if not _still_tearing_down(held, preview_id):
         return stop()
     try:
-        preview_database.release(settings, preview)
+        preview_database.release(services.shared_databases(settings), preview)
     except SqlAdminError as error:
         # Kept as it is, namespace included, and retried: a database is never left without its record.
         Event.record(preview, "teardown", f"the database could not be dropped: {error}")

@@ -53,7 +53,7 @@ def _is_duplicate(target_key: str, intent: str, work_key: str) -> bool:
     accepted = (WebhookDelivery.target_key == target_key) & (WebhookDelivery.outcome == DeliveryOutcome.ACCEPTED)
     # One round trip: the last accepted delivery's id is a subquery.
     last = WebhookDelivery.select(peewee.fn.MAX(WebhookDelivery.id)).where(accepted)
-    return (
+    return bool(
         WebhookDelivery.select()
         .where(
             (WebhookDelivery.id == last) & (WebhookDelivery.work_key == work_key) & (WebhookDelivery.intent == intent)
@@ -69,7 +69,9 @@ def want_deploy(ref: RepositoryRef, wanted: Plan) -> Preview:
     copy, so it cannot undo a worker's change and a worker cannot undo it.
     """
     repository = Repository.upsert(ref.full_name, ref.clone_url, ref.private)
-    assert wanted.target_key and wanted.head_sha and wanted.branch
+    assert wanted.target_key
+    assert wanted.head_sha
+    assert wanted.branch
     now = utcnow()
     # Two deliveries for a new target at once: one inserts, both then update.
     Preview.insert(
@@ -100,7 +102,7 @@ def want_deploy(ref: RepositoryRef, wanted: Plan) -> Preview:
     Preview.update(waiting_since=now).where(
         (Preview.target_key == wanted.target_key) & (Preview.holds_slot == False) & Preview.waiting_since.is_null()  # noqa: E712
     ).execute()
-    preview = Preview.get(Preview.target_key == wanted.target_key)
+    preview: Preview = Preview.get(Preview.target_key == wanted.target_key)
     Event.record(preview, "queued", f"{wanted.reason} at {wanted.head_sha[:12]}", progress=0)
     return preview
 
@@ -114,12 +116,12 @@ def want_teardown(wanted: Plan, ask_gitea_first: bool) -> Preview | None:
     assert wanted.target_key
     now = utcnow()
     if ask_gitea_first:
-        preview = Preview.get_or_none(
+        found: Preview | None = Preview.get_or_none(
             (Preview.target_key == wanted.target_key) & Preview.state.not_in(PreviewState.GONE)
         )
-        if preview is not None:
-            Event.record(preview, "teardown", f"{wanted.reason}: asking Gitea before tearing down")
-        return preview
+        if found is not None:
+            Event.record(found, "teardown", f"{wanted.reason}: asking Gitea before tearing down")
+        return found
     asked = (
         Preview.update(state=PreviewState.DELETING, waiting_since=None, updated_at=now)
         .where((Preview.target_key == wanted.target_key) & Preview.state.not_in(PreviewState.GONE))
@@ -127,7 +129,7 @@ def want_teardown(wanted: Plan, ask_gitea_first: bool) -> Preview | None:
     )
     if not asked:
         return None
-    preview = Preview.get(Preview.target_key == wanted.target_key)
+    preview: Preview = Preview.get(Preview.target_key == wanted.target_key)
     Event.record(preview, "teardown", f"{wanted.reason}: teardown requested")
     return preview
 
@@ -171,7 +173,7 @@ def record_delivery(settings: Settings, headers: DeliveryHeaders, event: GiteaEv
         if isinstance(event, PullRequestEvent) and not settings.gitea_url:
             # With Gitea the worker reads the real labels: a replayed payload's would be old.
             _update_pin(Preview.pr_key(event.repository.full_name, event.number), PIN_LABEL in event.labels)
-        return WebhookDelivery.create(
+        delivery: WebhookDelivery = WebhookDelivery.create(
             delivery_uuid=headers.delivery_uuid,
             event=headers.event,
             event_type=headers.event_type,
@@ -186,6 +188,7 @@ def record_delivery(settings: Settings, headers: DeliveryHeaders, event: GiteaEv
             preview=preview,
             actor=wanted.actor,
         )
+        return delivery
 
 
 def enqueue_delivery(queue: Queue, delivery: WebhookDelivery) -> bool:

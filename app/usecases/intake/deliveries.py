@@ -11,8 +11,7 @@ from app.domain.planning import APPROVE, DEPLOY, LABELS, TEARDOWN
 from app.domain.states import DeliveryOutcome, PreviewState
 from app.models import Event, Preview, WebhookDelivery
 from app.usecases import jobs
-from app.usecases.deploy import pipeline, teardown
-from app.usecases.intake import trust
+from app.usecases.deploy import pipeline, teardown, trust
 from app.usecases.intake.accept import PIN_LABEL
 from app.usecases.ports import GiteaError, Services
 
@@ -60,7 +59,7 @@ def _confirmed_sha(services: Services, delivery: WebhookDelivery) -> str | None:
     signed delivery may be replayed; the newest delivery is then an older commit.
     Following Gitea's answer makes the preview end at the real head whatever the order.
     """
-    sha = delivery.head_sha
+    sha = str(delivery.head_sha)
     if not services.gitea.configured:
         return sha  # nobody to ask: the payload's word
     # A GiteaError propagates: the job is retried later; nothing is built on an unconfirmed claim.

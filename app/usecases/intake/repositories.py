@@ -3,7 +3,7 @@
 A delivery naming a registered repository is verified with that repository's
 secret only, so a repository admin who knows their own secret cannot speak for
 another repository. The service's token needs admin access to the repository
-to manage its hooks (and to ask who may write, see app/usecases/intake/trust.py).
+to manage its hooks (and to ask who may write, see app/usecases/deploy/trust.py).
 """
 
 from __future__ import annotations
@@ -158,4 +158,4 @@ def confirm_name(gitea: GiteaApi, repository: Repository | None, claimed: str | 
     except GiteaError as error:
         log.warning("could not confirm a rename with Gitea repository=%r error=%s", claimed, error)
         return False
-    return repository.full_name.lower() == claimed.lower()
+    return str(repository.full_name).lower() == claimed.lower()

@@ -37,7 +37,7 @@ class Actor(Protocol):
 def find(actor: Actor, preview_id: int, scope: str = "read") -> Preview:
     """The preview, if the actor may act on it with `scope`; one they may not see does not exist."""
     actor.require(scope)
-    preview = Preview.get_or_none(Preview.id == preview_id)
+    preview: Preview | None = Preview.get_or_none(Preview.id == preview_id)
     if preview is None or not actor.sees(preview.repository.full_name):
         raise NotFound(f"preview {preview_id} not found")
     actor.require(scope, preview.repository.full_name)

@@ -28,7 +28,7 @@ from app.settings import Settings
 from app.usecases.deploy import capacity, preview_database
 from app.usecases.intake import accept, repositories
 from app.usecases.jobs import enqueue_deploy, enqueue_report, enqueue_teardown
-from app.usecases.ports import Cluster, GiteaError, Queue, Services
+from app.usecases.ports import Cluster, GiteaError, NamespaceInfo, Queue, Services
 
 log = logging.getLogger(__name__)
 
@@ -188,18 +188,7 @@ def collect_orphans(
     namespaces = kube.list_namespaces(f"{LABEL_MANAGED_BY}={MANAGED_BY},environment=preview")
     if namespaces and not Preview.select().exists():
         raise SweepRefused("the database knows no previews but the cluster has preview namespaces: wrong DATABASE_URL?")
-    seen = set()
-    candidates = []
-    owners = _owners()
-    for namespace in namespaces:
-        seen.add(namespace.name)
-        if namespace.terminating or not namespace.name.startswith(NAMESPACE_PREFIX):
-            continue  # only names we give: two labels alone do not make a namespace ours
-        if owners.get(namespace.labels.get(LABEL_PREVIEW_ID, "")) == namespace.name:
-            continue
-        if now - (namespace.created_at or now) < grace:
-            continue
-        candidates.append(namespace.name)
+    candidates = _orphaned(namespaces, now, grace)
     if len(candidates) > MAX_ORPHANS_PER_PASS:
         raise SweepRefused(
             f"{len(candidates)} orphan namespaces in one pass (limit {MAX_ORPHANS_PER_PASS}); not deleting"
@@ -209,6 +198,28 @@ def collect_orphans(
         if not dry_run:
             kube.delete_namespace(name)
             log.info("orphan namespace deleted namespace=%s", name)
+    report.vanished = _mark_vanished(kube, {namespace.name for namespace in namespaces}, now, grace, dry_run)
+    return report
+
+
+def _orphaned(namespaces: list[NamespaceInfo], now: datetime, grace: timedelta) -> list[str]:
+    """The namespaces of ours (by name, not by labels alone) that no live preview owns, older than `grace`."""
+    owners = _owners()
+    candidates = []
+    for namespace in namespaces:
+        if namespace.terminating or not namespace.name.startswith(NAMESPACE_PREFIX):
+            continue  # only names we give: two labels alone do not make a namespace ours
+        if owners.get(namespace.labels.get(LABEL_PREVIEW_ID, "")) == namespace.name:
+            continue
+        if now - (namespace.created_at or now) < grace:
+            continue
+        candidates.append(namespace.name)
+    return candidates
+
+
+def _mark_vanished(kube: Cluster, seen: set[str], now: datetime, grace: timedelta, dry_run: bool) -> list[int]:
+    """Live previews whose namespace is gone (not in `seen`, nor there when asked again): marked deleted."""
+    vanished = []
     # A failed preview that never ran (its build failed) may never have had its namespace.
     ran = (Preview.state == PreviewState.READY) | (
         (Preview.state == PreviewState.FAILED) & Preview.deployed_sha.is_null(False)
@@ -220,7 +231,7 @@ def collect_orphans(
         if kube.namespace_labels(preview.namespace) is not None:  # listed between our two reads
             continue
         if dry_run:
-            report.vanished.append(preview.id)
+            vanished.append(preview.id)
             continue
         marked = Preview.change(
             preview.id,
@@ -233,9 +244,9 @@ def collect_orphans(
             report_detail=f"its namespace {preview.namespace} vanished",
         )
         if marked:
-            report.vanished.append(preview.id)
+            vanished.append(preview.id)
             Event.record(preview, "drift", f"namespace {preview.namespace} vanished; marked deleted")
-    return report
+    return vanished
 
 
 def run_pass(context: Services, now: datetime | None = None, dry_run: bool = False) -> dict[str, Any]:
@@ -250,7 +261,9 @@ def run_pass(context: Services, now: datetime | None = None, dry_run: bool = Fal
         "started": lambda: capacity.start_waiting(queue, settings, now, dry_run),
         "resumed": lambda: resume_stuck(queue, settings, now, dry_run),
         "orphans": lambda: collect_orphans(context.kube, now, dry_run),
-        "orphan_databases": lambda: preview_database.collect_orphans(settings, now, dry_run),
+        "orphan_databases": lambda: preview_database.collect_orphans(
+            settings, context.shared_databases(settings), now, dry_run
+        ),
     }
     if context.gitea.configured:
         steps["reported"] = lambda: report_pending(queue, now, dry_run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -108,7 +109,7 @@ def task_repository(repository: str | None) -> str:
     known = list(Repository.select(Repository.full_name).limit(2))
     if len(known) != 1:
         raise NotFound("name the repository: ?repository=owner/name (more than one, or none, is known)")
-    return known[0].full_name
+    return str(known[0].full_name)
 
 
 def preview_for_task(settings: Settings, task_id: str, repository: str | None) -> Preview:
@@ -119,18 +120,12 @@ def preview_for_task(settings: Settings, task_id: str, repository: str | None) -
     return preview
 
 
-def get_preview(preview_id: int) -> Preview:
-    preview = Preview.get_or_none(Preview.id == preview_id)
-    if preview is None:
-        raise NotFound(f"preview {preview_id} not found")
-    return preview
-
-
 def delete_preview(queue: Queue, preview: Preview, now: datetime | None = None) -> Preview:
     if preview.state in (PreviewState.DELETING, PreviewState.DELETED):
         return preview
     lifecycle.request_teardown(queue, preview, "deleted through the API", now or utcnow())
-    return Preview.get_by_id(preview.id)
+    going: Preview = Preview.get_by_id(preview.id)
+    return going
 
 
 def approve(gitea: GiteaApi, queue: Queue, preview: Preview, approver: str, sha: str, now: datetime) -> bool:
@@ -154,10 +149,8 @@ def approve(gitea: GiteaApi, queue: Queue, preview: Preview, approver: str, sha:
     )
     if approved:
         Event.record(preview, "approval", f"{sha[:12]} approved by {approver} from the dashboard")
-        try:
+        with contextlib.suppress(QueueUnavailable):  # the scheduler resumes it
             jobs.enqueue_deploy(queue, preview.id, sha, f"approved-{int(now.timestamp())}")
-        except QueueUnavailable:
-            pass  # the scheduler resumes it
     return approved
 
 

@@ -195,10 +195,12 @@ def _start_apiserver(
     serving_cert, serving_key = ca.issue(
         "apiserver",
         "kube-apiserver",
-        server_names=sorted(
-            {plane.address, "127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"}
-        )
-        + [service_ip],
+        server_names=[
+            *sorted(
+                {plane.address, "127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"}
+            ),
+            service_ip,
+        ],
     )
     on_loopback = plane.address == "127.0.0.1"
     # A real kubelet (not KWOK) serves logs and exec: reach it by its address, with a client

@@ -7,6 +7,7 @@ cgroups is read for writing or touched.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -57,10 +58,8 @@ class CgroupParent:
         deadline = time.monotonic() + timeout
         while (pids := self.pids()) and time.monotonic() < deadline:
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             time.sleep(0.1)
         for path in self.paths:
             if not path.exists():

@@ -225,8 +225,20 @@ def _start_canary(node: RealNode) -> subprocess.Popen:
     page.mkdir()
     (page / "index.html").write_text("canary\n")
     canary = subprocess.Popen(
-        ["ip", "netns", "exec", node.network.canary_netns, "python3", "-m", "http.server"]
-        + ["--bind", node.network.canary_ip, "--directory", str(page), str(CANARY_PORT)],
+        [
+            "ip",
+            "netns",
+            "exec",
+            node.network.canary_netns,
+            "python3",
+            "-m",
+            "http.server",
+            "--bind",
+            node.network.canary_ip,
+            "--directory",
+            str(page),
+            str(CANARY_PORT),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

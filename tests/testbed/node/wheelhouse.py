@@ -41,8 +41,18 @@ def wheelhouse() -> Path:
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--wheel-dir", str(staging)]
-        + [str(ROOT), *BUILD_REQUIREMENTS],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--wheel-dir",
+            str(staging),
+            str(ROOT),
+            *BUILD_REQUIREMENTS,
+        ],
         check=True,
         timeout=900,
     )
@@ -57,7 +67,7 @@ def wheelhouse() -> Path:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
