@@ -17,13 +17,12 @@ from app.domain.k8s.build import build_namespace
 from app.domain.states import PreviewState
 from app.settings import Settings
 from app.usecases.deploy import policies
+from tests.testbed.chart import CHART, render
 from tests.testbed.helpers import deliver, run, the_preview
 from tests.testbed.kube.controlplane import binary
 from tests.testbed.kube.waiting import eventually, unique_name
-from tests.testbed.service_processes import ROOT
 
 pytestmark = pytest.mark.kube
-CHART = ROOT / "charts" / "gitea-previews"
 
 
 @pytest.fixture
@@ -31,17 +30,6 @@ def database_url(postgres_server):
     import uuid
 
     return postgres_server.create_database(f"chart_{uuid.uuid4().hex[:8]}")
-
-
-def render(release, namespace, *options):
-    result = subprocess.run(
-        [binary("helm"), "template", release, str(CHART), "--namespace", namespace, *options],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 def test_the_server_accepts_every_rendered_object(kube_cluster, kube_namespace):

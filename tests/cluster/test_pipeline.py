@@ -9,6 +9,7 @@ from kubernetes import client as k8s
 from passlib.hash import apr_md5_crypt
 
 from app.db import database
+from app.domain.k8s import build as builds
 from app.domain.k8s.labels import LABEL_PREVIEW_ID
 from app.domain.naming import image_repository, registry_secret
 from app.domain.states import PreviewState
@@ -104,7 +105,7 @@ def test_the_container_that_runs_the_dockerfile_holds_no_git_credential(client, 
     build_namespace = services.settings.build_namespace
     core = k8s.CoreV1Api(kube_api)
     own = registry_secret("acme/shop")
-    services.kube.apply(build_namespace(policies.build(services.settings)))  # the operator's Secret lives there
+    services.kube.apply(builds.build_namespace(policies.build(services.settings)))  # the operator's Secret lives there
     core.create_namespaced_secret(
         build_namespace,
         k8s.V1Secret(

@@ -4,39 +4,16 @@ real API server with the CRDs the controllers ship (from their Go modules: tests
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
 
 import pytest
 from kubernetes import client as k8s
 
 from app.domain.k8s import routing
-from app.domain.k8s.labels import PreviewSpec
-from app.domain.k8s.routing import RoutingPolicy
-from app.domain.naming import preview_names
 from app.domain.states import PreviewState
-from app.settings import Settings
-from app.usecases.deploy import policies
 from tests.testbed.helpers import deliver, run, the_preview
 from tests.testbed.kube.controlplane import tools_bin
 from tests.testbed.kube.waiting import namespace_gone
-
-GATEWAY = "gateways/previews"
-NOW = datetime(2026, 11, 27, 12, 0, 0)
-
-
-def spec() -> PreviewSpec:
-    names = preview_names("acme/shop", "acme/shop#12", 12, "feature", "preview.example.com")
-    return PreviewSpec(
-        7, names, "acme/shop", "feature", "a" * 40, NOW, NOW + timedelta(hours=1), timedelta(hours=1), 12
-    )
-
-
-def settings_for(name: str, access: str = "basic") -> Settings:
-    return Settings(routing=name, gateway=GATEWAY, access=access)
-
-
-def policy_for(name: str, access: str = "basic") -> RoutingPolicy:
-    return policies.routing(settings_for(name, access))
+from tests.testbed.routing_specs import GATEWAY, policy_for, spec
 
 
 @pytest.fixture(scope="session")

@@ -6,29 +6,11 @@ import time
 import pytest
 from rq import Queue
 
-from app.adapters.jobqueue import JobQueue
 from app.db import database
 from app.domain.states import PreviewState
 from app.models import Event, Preview, WebhookDelivery
 from app.usecases.operations import lifecycle
-from tests.testbed.factories import payload, webhook_request
-from tests.testbed.helpers import run_worker
-
-URL = "/webhooks/gitea"
-
-
-def post(client, name, kind, **options):
-    body = options.pop("body", None) or payload(name)
-    return client.post(URL, **webhook_request(body, kind, **options))
-
-
-def queued_job_ids(settings):
-    return JobQueue(settings.redis_url, settings.queue_name).job_ids
-
-
-def deliveries():
-    with database.connection_context():
-        return list(WebhookDelivery.select().order_by(WebhookDelivery.id))
+from tests.testbed.helpers import all_deliveries, post_webhook, queued_job_ids, run_worker
 
 
 @pytest.mark.kube
@@ -37,12 +19,12 @@ def test_nothing_accepted_is_lost_while_redis_is_down(client, services, redis_se
     redis_server.stop()
     try:
         started = time.monotonic()
-        response = post(client, "pull_request_opened", "pull_request")
+        response = post_webhook(client, "pull_request_opened", "pull_request")
         elapsed = time.monotonic() - started
         assert response.status_code == 202
         assert response.json["queued"] is False
         assert elapsed < 5, "Gitea gives up after 5 s"  # the contract, not a benchmark
-        post(client, "push_task_branch", "push")
+        post_webhook(client, "push_task_branch", "push")
         assert client.get("/readyz").json == {"status": "unavailable", "failing": ["redis"]}
         queue = services.queue
         assert lifecycle.run_pass(services)["enqueued"] == 0
@@ -57,11 +39,13 @@ def test_nothing_accepted_is_lost_while_redis_is_down(client, services, redis_se
 
     run_worker(settings)
     run_worker(settings)  # a second worker finds nothing left to do
-    assert all(d.processed_at is not None for d in deliveries())
+    assert all(d.processed_at is not None for d in all_deliveries())
     assert Queue(settings.queue_name, connection=queue.connection).count == 0
     with database.connection_context():
         processed_events = Event.select().where(Event.phase == "delivery").order_by(Event.id)
-        assert sorted(e.message for e in processed_events) == [f"delivery {d.id} (deploy) ready" for d in deliveries()]
+        assert sorted(e.message for e in processed_events) == [
+            f"delivery {d.id} (deploy) ready" for d in all_deliveries()
+        ]
         assert {p.state for p in Preview.select()} == {PreviewState.READY}
 
 
@@ -69,8 +53,8 @@ def test_nothing_accepted_is_lost_while_redis_is_down(client, services, redis_se
 def test_a_job_run_twice_processes_its_delivery_once(client, services):
     from app.usecases.intake.deliveries import process_delivery
 
-    post(client, "push_task_branch", "push")
-    [delivery] = deliveries()
+    post_webhook(client, "push_task_branch", "push")
+    [delivery] = all_deliveries()
     with database.connection_context():
         assert process_delivery(services, delivery.id) == "ready"
         assert process_delivery(services, delivery.id) == "skipped"

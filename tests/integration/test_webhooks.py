@@ -13,31 +13,15 @@ from app.db import database
 from app.domain.states import DeliveryOutcome, PreviewState
 from app.models import Preview, Repository, WebhookDelivery
 from tests.testbed.factories import SECRET, payload, webhook_request, with_changes
-from tests.testbed.helpers import run_worker
-
-URL = "/webhooks/gitea"
-
-
-def post(client, name, kind, **options):
-    body = options.pop("body", None) or payload(name)
-    return client.post(URL, **webhook_request(body, kind, **options))
-
-
-def queued_job_ids(settings):
-    return JobQueue(settings.redis_url, settings.queue_name).job_ids
-
-
-def deliveries():
-    with database.connection_context():
-        return list(WebhookDelivery.select().order_by(WebhookDelivery.id))
+from tests.testbed.helpers import WEBHOOK_URL, all_deliveries, post_webhook, queued_job_ids, run_worker
 
 
 def test_signed_task_branch_push_is_stored_planned_and_queued(client, settings):
-    response = post(client, "push_task_branch", "push", delivery="d-1")
+    response = post_webhook(client, "push_task_branch", "push", delivery="d-1")
     assert response.status_code == 202
     assert response.json["outcome"] == DeliveryOutcome.ACCEPTED
     assert response.json["queued"] is True
-    [delivery] = deliveries()
+    [delivery] = all_deliveries()
     assert (delivery.delivery_uuid, delivery.intent, delivery.target_key) == (
         "d-1",
         "deploy",
@@ -69,17 +53,17 @@ def test_bad_signatures_are_refused_and_nothing_is_stored(client, settings, sign
         request["headers"]["X-Gitea-Signature"] = "é" * 64
     if signing == "tampered":
         request["data"] = request["data"].replace(b'"number": 12', b'"number": 13')
-    response = client.post(URL, **request)
+    response = client.post(WEBHOOK_URL, **request)
     assert response.status_code == 401
-    assert deliveries() == []
+    assert all_deliveries() == []
     assert queued_job_ids(settings) == []
 
 
 def test_oversized_body_is_refused(client):
     body = with_changes(payload("push_task_branch"), padding="x" * (5 * 1024 * 1024))
-    response = post(client, None, "push", body=body)
+    response = post_webhook(client, None, "push", body=body)
     assert response.status_code == 413
-    assert deliveries() == []
+    assert all_deliveries() == []
 
 
 @pytest.mark.parametrize(
@@ -95,80 +79,80 @@ def test_oversized_body_is_refused(client):
     ],
 )
 def test_malformed_bodies_get_400_saying_why(client, raw, message):
-    response = client.post(URL, **webhook_request(raw, "pull_request"))
+    response = client.post(WEBHOOK_URL, **webhook_request(raw, "pull_request"))
     assert response.status_code == 400
     assert response.json["error"] == message
-    assert deliveries() == []
+    assert all_deliveries() == []
 
 
 def test_missing_delivery_header_is_a_400(client):
     request = webhook_request(payload("push_task_branch"), "push")
     del request["headers"]["X-Gitea-Delivery"]
-    assert client.post(URL, **request).status_code == 400
+    assert client.post(WEBHOOK_URL, **request).status_code == 400
 
 
 def test_unknown_events_are_recorded_as_ignored(client, settings):
-    response = post(client, "issue_comment", "release")
+    response = post_webhook(client, "issue_comment", "release")
     assert response.status_code == 202
     assert response.json["outcome"] == DeliveryOutcome.IGNORED
-    [delivery] = deliveries()
+    [delivery] = all_deliveries()
     assert delivery.event_type == "release"
     assert "not acted on" in delivery.reason
     assert queued_job_ids(settings) == []
 
 
 def test_a_pr_comment_that_is_no_command_is_recorded_as_ignored(client, settings):
-    response = post(client, "issue_comment", "pull_request_comment")
+    response = post_webhook(client, "issue_comment", "pull_request_comment")
     assert response.status_code == 202
     assert response.json["outcome"] == DeliveryOutcome.IGNORED
-    assert "asks nothing" in deliveries()[0].reason
+    assert "asks nothing" in all_deliveries()[0].reason
     assert queued_job_ids(settings) == []
 
 
 def test_redelivery_with_a_new_uuid_enqueues_nothing_new(client, settings):
-    first = post(client, "pull_request_opened", "pull_request", delivery="uuid-1")
-    again = post(client, "pull_request_opened", "pull_request", delivery="uuid-2")
+    first = post_webhook(client, "pull_request_opened", "pull_request", delivery="uuid-1")
+    again = post_webhook(client, "pull_request_opened", "pull_request", delivery="uuid-2")
     assert first.json["outcome"] == DeliveryOutcome.ACCEPTED
     assert again.status_code == 202
     assert again.json["outcome"] == DeliveryOutcome.DUPLICATE
-    assert [d.delivery_uuid for d in deliveries()] == ["uuid-1", "uuid-2"]
-    assert queued_job_ids(settings) == [deliveries()[0].job_id]
+    assert [d.delivery_uuid for d in all_deliveries()] == ["uuid-1", "uuid-2"]
+    assert queued_job_ids(settings) == [all_deliveries()[0].job_id]
 
 
 def test_a_commit_seen_before_is_new_work_unless_it_is_the_last_work(client):
     """A force-push back to the first commit looks like a stale redelivery of its push; only
     Gitea can tell them apart, and the worker asks it. A redelivery of the last work is a duplicate."""
     opened = payload("pull_request_opened")
-    post(client, "pull_request_opened", "pull_request")
-    post(client, "pull_request_synchronized", "pull_request_sync")
+    post_webhook(client, "pull_request_opened", "pull_request")
+    post_webhook(client, "pull_request_synchronized", "pull_request_sync")
     back = with_changes(
         payload("pull_request_synchronized"), **{"pull_request.head.sha": opened["pull_request"]["head"]["sha"]}
     )
-    assert post(client, None, "pull_request_sync", body=back).json["outcome"] == DeliveryOutcome.ACCEPTED
-    assert post(client, None, "pull_request_sync", body=back).json["outcome"] == DeliveryOutcome.DUPLICATE
+    assert post_webhook(client, None, "pull_request_sync", body=back).json["outcome"] == DeliveryOutcome.ACCEPTED
+    assert post_webhook(client, None, "pull_request_sync", body=back).json["outcome"] == DeliveryOutcome.DUPLICATE
     with database.connection_context():
         assert Preview.get().head_sha == opened["pull_request"]["head"]["sha"]
 
 
 def test_push_to_a_pr_branch_does_not_build_twice(client, settings):
     opened = with_changes(payload("pull_request_opened"), **{"pull_request.head.ref": "task/login-form"})
-    post(client, None, "pull_request", body=opened)
-    response = post(client, "push_task_branch", "push")
+    post_webhook(client, None, "pull_request", body=opened)
+    response = post_webhook(client, "push_task_branch", "push")
     assert response.json["outcome"] == DeliveryOutcome.IGNORED
     assert "open pull request #12" in response.json["reason"]
     assert len(queued_job_ids(settings)) == 1
 
 
 def test_close_wants_teardown_once_and_reopen_brings_a_fresh_preview(client, settings):
-    post(client, "pull_request_opened", "pull_request")
-    closed = post(client, "pull_request_closed", "pull_request")
+    post_webhook(client, "pull_request_opened", "pull_request")
+    closed = post_webhook(client, "pull_request_closed", "pull_request")
     assert closed.json["outcome"] == DeliveryOutcome.ACCEPTED
     with database.connection_context():
         assert Preview.get().state == PreviewState.DELETING
-    assert post(client, "pull_request_closed", "pull_request").json["outcome"] == DeliveryOutcome.DUPLICATE
-    reopened = post(client, "pull_request_reopened", "pull_request")
+    assert post_webhook(client, "pull_request_closed", "pull_request").json["outcome"] == DeliveryOutcome.DUPLICATE
+    reopened = post_webhook(client, "pull_request_reopened", "pull_request")
     assert reopened.json["outcome"] == DeliveryOutcome.ACCEPTED
-    closed_again = post(client, "pull_request_closed", "pull_request")
+    closed_again = post_webhook(client, "pull_request_closed", "pull_request")
     assert closed_again.json["outcome"] == DeliveryOutcome.ACCEPTED
     assert len(queued_job_ids(settings)) == 4
     with database.connection_context():
@@ -176,7 +160,7 @@ def test_close_wants_teardown_once_and_reopen_brings_a_fresh_preview(client, set
 
 
 def test_teardown_without_a_preview_is_ignored(client, settings):
-    response = post(client, "pull_request_closed_merged", "pull_request")
+    response = post_webhook(client, "pull_request_closed_merged", "pull_request")
     assert response.json["outcome"] == DeliveryOutcome.IGNORED
     assert "no live preview" in response.json["reason"]
     assert queued_job_ids(settings) == []
@@ -186,7 +170,7 @@ def test_without_a_shared_secret_only_registered_repositories_are_heard(app, set
     from app import create_app
 
     unshared = create_app(settings.replace(gitea_webhook_secret=None))
-    response = unshared.test_client().post(URL, **webhook_request(payload("push_task_branch"), "push"))
+    response = unshared.test_client().post(WEBHOOK_URL, **webhook_request(payload("push_task_branch"), "push"))
     assert response.status_code == 404
     assert "not registered" in response.json["error"]
     with database.connection_context():
@@ -205,7 +189,7 @@ def test_a_body_signed_with_one_repositorys_secret_cannot_speak_for_another(clie
     secret_a, secret_b = "secret-of-repository-a", "secret-of-repository-b"
     register_with_secret("acme/blog", secret_a)
     register_with_secret("acme/shop", secret_b)  # the payloads name acme/shop
-    opened = post(client, "pull_request_opened", "pull_request", secret=secret_b)
+    opened = post_webhook(client, "pull_request_opened", "pull_request", secret=secret_b)
     assert opened.status_code == 202
     assert opened.json["outcome"] == DeliveryOutcome.ACCEPTED
     with database.connection_context():
@@ -216,30 +200,30 @@ def test_a_body_signed_with_one_repositorys_secret_cannot_speak_for_another(clie
         secret_a,
         SECRET,
     ):  # another repository's secret, and the shared one: a registered repository has its own
-        response = post(client, None, "pull_request", body=closed, secret=secret)
+        response = post_webhook(client, None, "pull_request", body=closed, secret=secret)
         assert response.status_code == 401
     # Case does not help either: Gitea's names ignore it.
     shouting = with_changes(closed, **{"repository.full_name": "ACME/SHOP"})
-    assert post(client, None, "pull_request", body=shouting, secret=secret_a).status_code == 401
+    assert post_webhook(client, None, "pull_request", body=shouting, secret=secret_a).status_code == 401
     with database.connection_context():
         assert (Preview.get().state, Preview.get().head_sha, WebhookDelivery.select().count()) == before
 
 
 def test_deleting_a_task_branch_wants_its_teardown(client, settings):
-    post(client, "push_task_branch", "push")
-    response = post(client, "delete_task_branch", "delete")
+    post_webhook(client, "push_task_branch", "push")
+    response = post_webhook(client, "delete_task_branch", "delete")
     assert response.json["outcome"] == DeliveryOutcome.ACCEPTED
     with database.connection_context():
         assert Preview.get().state == PreviewState.DELETING
-    assert post(client, "delete_task_branch", "delete").json["outcome"] == DeliveryOutcome.DUPLICATE
+    assert post_webhook(client, "delete_task_branch", "delete").json["outcome"] == DeliveryOutcome.DUPLICATE
 
 
 def test_a_label_change_never_asks_for_a_teardown(client, settings):
-    post(client, "pull_request_opened", "pull_request")
+    post_webhook(client, "pull_request_opened", "pull_request")
     labelled = with_changes(
         payload("pull_request_label_updated"), **{"pull_request.labels": [{"name": "preview:keep"}]}
     )
-    response = post(client, None, "pull_request_label", body=labelled)
+    response = post_webhook(client, None, "pull_request_label", body=labelled)
     assert response.json["outcome"] == DeliveryOutcome.IGNORED
     assert "pin follows the payload" in response.json["reason"]
     with database.connection_context():
@@ -276,7 +260,7 @@ def test_the_shared_secret_never_speaks_for_a_registered_repository_in_another_l
     register_with_secret("acme/shop", "secret-of-the-shop-0123")
     for claimed in ("acme/shop", "ACME/Shop", "Acme/SHOP"):
         body = with_changes(payload("pull_request_opened"), **{"repository.full_name": claimed})
-        refused = client.post(URL, **webhook_request(body, "pull_request"))  # the shared secret
+        refused = client.post(WEBHOOK_URL, **webhook_request(body, "pull_request"))  # the shared secret
         assert refused.status_code == 401, claimed
     with database.connection_context():
         assert WebhookDelivery.select().count() == 0

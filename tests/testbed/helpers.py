@@ -9,9 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from app.adapters.jobqueue import JobQueue
 from app.db import database
 from app.domain.k8s.labels import LABEL_PREVIEW_ID
-from app.models import Preview, Repository
+from app.models import Preview, Repository, WebhookDelivery
 from app.usecases.intake import deliveries
 from tests.testbed.factories import SECRET, payload, webhook_request, with_changes
 
@@ -156,3 +157,21 @@ def register(full_name, **options):
     """The repository row with its options, as an operator would set them, before its first delivery."""
     with database.connection_context():
         Repository.create(full_name=full_name, clone_url=f"http://git.test/{full_name}.git", settings=options)
+
+
+WEBHOOK_URL = "/webhooks/gitea"
+
+
+def post_webhook(client, name, kind, **options):
+    """POST a recorded payload (or `body`), signed, to the webhook endpoint of a test app."""
+    body = options.pop("body", None) or payload(name)
+    return client.post(WEBHOOK_URL, **webhook_request(body, kind, **options))
+
+
+def queued_job_ids(settings):
+    return JobQueue(settings.redis_url, settings.queue_name).job_ids
+
+
+def all_deliveries():
+    with database.connection_context():
+        return list(WebhookDelivery.select().order_by(WebhookDelivery.id))

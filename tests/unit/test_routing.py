@@ -1,38 +1,15 @@
-"""Each routing's objects: rendered by pure functions, accepted by the real API server with
-the CRDs the controllers ship (from their Go modules: tests/tools/crds), and a deploy and
-teardown through the pipeline with each."""
+"""Each routing's objects, rendered by pure functions: the route, the access in front of it and
+the Secret each controller reads (tests/cluster/test_routing_deploys.py deploys with each)."""
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
 
 import pytest
 
 from app.domain.k8s import routing
-from app.domain.k8s.labels import PreviewSpec
-from app.domain.k8s.routing import RoutingPolicy
-from app.domain.naming import preview_names
 from app.settings import ROUTINGS, Settings, SettingsError
-from app.usecases.deploy import policies
-
-GATEWAY = "gateways/previews"
-NOW = datetime(2026, 11, 27, 12, 0, 0)
-
-
-def spec() -> PreviewSpec:
-    names = preview_names("acme/shop", "acme/shop#12", 12, "feature", "preview.example.com")
-    return PreviewSpec(
-        7, names, "acme/shop", "feature", "a" * 40, NOW, NOW + timedelta(hours=1), timedelta(hours=1), 12
-    )
-
-
-def settings_for(name: str, access: str = "basic") -> Settings:
-    return Settings(routing=name, gateway=GATEWAY, access=access)
-
-
-def policy_for(name: str, access: str = "basic") -> RoutingPolicy:
-    return policies.routing(settings_for(name, access))
+from tests.testbed.routing_specs import GATEWAY, policy_for, spec
 
 
 def test_every_routing_setting_has_its_function():
