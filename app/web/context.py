@@ -1,22 +1,23 @@
-"""What the web's handlers reach through the app: typed accessors over one `WebContext`,
-attached by the factory, instead of string-keyed look-ups scattered over the blueprints."""
+"""What the web's handlers reach through the app: one `WebContext` (the services and the two
+sign-ins, made by `for_services`), attached by the factory and read through typed accessors."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
-from app.db import database
+from app import bootstrap
+from app.db import cooperate_with_gevent, database
 from app.settings import Settings
+from app.usecases.access.dashboard import Dashboard
+from app.usecases.access.preview_access import PreviewAccess
 from app.usecases.ports import Services
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
-
-    from app.usecases.access.dashboard import Dashboard
-    from app.usecases.access.preview_access import PreviewAccess
 
 KEY = "previews"
 
@@ -27,6 +28,28 @@ class WebContext:
     dashboard: Dashboard | None  # the dashboard's sign-in; None without OAuth settings
     preview_access: PreviewAccess | None  # preview sign-in (PREVIEW_ACCESS=gitea)
     metrics: CollectorRegistry | None = None  # /metrics' collectors, made on the first scrape
+
+
+def for_services(services: Services) -> WebContext:
+    """The services, and the two sign-ins when their settings are there (both use Gitea's OAuth2
+    application and keep their sessions in the services' session store)."""
+    if _gevent_patched():
+        cooperate_with_gevent()
+    settings, access, board = services.settings, None, None
+    if settings.access == "gitea":
+        oauth = bootstrap.sign_in(settings, "/auth/callback")
+        assert oauth is not None, "Settings refuse PREVIEW_ACCESS=gitea without OAuth settings"
+        access = PreviewAccess(settings, services.sessions, oauth)
+    oauth = bootstrap.sign_in(settings, "/signin/callback")
+    if oauth is not None and settings.session_secret:
+        board = Dashboard(settings, services.sessions, oauth)
+    return WebContext(services=services, dashboard=board, preview_access=access)
+
+
+def _gevent_patched() -> bool:
+    """Running in a gunicorn gevent worker (sockets patched), not in a test or a plain process."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and monkey.is_module_patched("socket")
 
 
 def install(app: Flask, context: WebContext) -> None:
