@@ -14,7 +14,6 @@ import hashlib
 import http.server
 import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,11 +24,20 @@ from tests.testbed.service_processes import ROOT
 
 # What the build backend needs besides the requirements: pip builds our package in isolation.
 BUILD_REQUIREMENTS = ("setuptools>=68", "wheel")
+# The node's `python` image is Debian's python3 (tests/testbed/node/images.py): the wheels are
+# resolved by that same interpreter, so that markers such as `python_full_version < "3.11.3"`
+# (redis's async-timeout) are decided for the Python that installs them, not for this venv's.
+IMAGE_PYTHON = "/usr/bin/python3"
+
+
+def _image_python_version() -> str:
+    found = subprocess.run([IMAGE_PYTHON, "--version"], check=True, capture_output=True, text=True)
+    return found.stdout.strip()
 
 
 def _key() -> str:
     inputs = [(ROOT / name).read_bytes() for name in ("setup.cfg", "pyproject.toml")]
-    inputs.append(f"{sys.version_info[:2]} {BUILD_REQUIREMENTS}".encode())
+    inputs.append(f"{_image_python_version()} {BUILD_REQUIREMENTS}".encode())
     return hashlib.sha256(b"\0".join(inputs)).hexdigest()[:16]
 
 
@@ -40,9 +48,12 @@ def wheelhouse() -> Path:
         return folder
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
+    pip_venv = folder.with_name(folder.name + ".venv")
+    shutil.rmtree(pip_venv, ignore_errors=True)
+    subprocess.run([IMAGE_PYTHON, "-m", "venv", str(pip_venv)], check=True, timeout=300)
     subprocess.run(
         [
-            sys.executable,
+            str(pip_venv / "bin" / "python"),
             "-m",
             "pip",
             "wheel",
@@ -56,6 +67,7 @@ def wheelhouse() -> Path:
         check=True,
         timeout=900,
     )
+    shutil.rmtree(pip_venv)
     for own in staging.glob("gitea_previews-*.whl"):
         own.unlink()  # the image builds the package from the commit's source, never from here
     (staging / "complete").write_text("")
