@@ -65,7 +65,7 @@ def _no_cluster(error: ClusterNotConfigured) -> ResponseReturnValue:
 
 
 def _json_body(optional: bool = False) -> dict[str, Any]:
-    """The request's JSON object; BadInput for anything else (an array, bad JSON, absurd nesting)."""
+    """The request's JSON object; Invalid for anything else (an array, bad JSON, absurd nesting)."""
     raw = request.get_data(cache=True)
     if optional and not raw.strip():
         return {}
