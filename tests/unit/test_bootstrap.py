@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from app.adapters.gitea import Gitea
@@ -37,12 +39,20 @@ def test_the_cluster_is_connected_on_first_use_and_only_then_says_it_is_missing(
         _ = services.kube
 
 
-def test_a_given_cluster_is_made_once():
-    made = []
+def test_the_cluster_is_connected_once_and_only_when_first_used():
+    connected = []
 
-    class Cluster:
-        def __init__(self) -> None:
-            made.append(self)
+    def connect() -> object:
+        connected.append(object())
+        return connected[-1]
 
-    services = bootstrap(Settings(), kube=Cluster())  # type: ignore[arg-type]
-    assert services.kube is services.kube is made[0]
+    services = dataclasses.replace(bootstrap(Settings()), connect_cluster=connect)
+    assert connected == []  # a web process that never reads the cluster never connects
+    first = services.kube
+    assert services.kube is first
+    assert connected == [first]
+
+
+def test_a_given_cluster_is_the_one_the_services_use():
+    given = object()
+    assert bootstrap(Settings(), kube=given).kube is given  # type: ignore[arg-type]
