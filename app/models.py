@@ -308,9 +308,12 @@ class Event(BaseModel):
 
 
 class WebhookDelivery(BaseModel):
-    """Every delivery that passed the signature check: the outbox."""
+    """Every delivery that passed the signature check: the inbox and the outbox.
 
-    delivery_uuid = peewee.CharField(max_length=64, index=True)
+    Stored as received (body and signature, under Gitea's delivery id), planned by a worker
+    (outcome, target, preview), then carried out (processed_at)."""
+
+    delivery_uuid = peewee.CharField(max_length=64, unique=True)
     event = peewee.CharField(max_length=64)
     event_type = peewee.CharField(max_length=64)
     action = peewee.CharField(max_length=64, null=True)
@@ -322,36 +325,25 @@ class WebhookDelivery(BaseModel):
     outcome = peewee.CharField(max_length=16)
     reason = peewee.TextField(null=True)
     actor = peewee.CharField(max_length=255, null=True)  # who sent it (an approval's approver)
+    body = peewee.TextField(null=True)  # the signed body, until the delivery is planned
+    signature = peewee.CharField(max_length=128, null=True)
     preview = peewee.ForeignKeyField(Preview, null=True, backref="deliveries", on_delete="SET NULL")
     received_at = peewee.DateTimeField(default=utcnow)
-    enqueued_at = peewee.DateTimeField(null=True)
     processed_at = peewee.DateTimeField(null=True)
+
+    UNFINISHED = (DeliveryOutcome.RECEIVED, DeliveryOutcome.ACCEPTED)
 
     @property
     def job_id(self) -> str:
         return f"delivery-{self.id}"
 
     @classmethod
-    def unqueued(cls, limit: int = 100) -> list[WebhookDelivery]:
-        """Accepted deliveries that never reached the queue (Redis was down)."""
+    def unfinished(cls, received_before: datetime, limit: int = 100) -> list[WebhookDelivery]:
+        """Deliveries received before `received_before` whose work is not done: still to plan,
+        or planned and not carried out (their job may be waiting, running, or lost)."""
         return list(
             cls.select()
-            .where((cls.outcome == DeliveryOutcome.ACCEPTED) & cls.enqueued_at.is_null())
-            .order_by(cls.id)
-            .limit(limit)
-        )
-
-    @classmethod
-    def unfinished(cls, before: datetime, limit: int = 100) -> list[WebhookDelivery]:
-        """Accepted deliveries queued before `before` whose work has not been carried out yet."""
-        return list(
-            cls.select()
-            .where(
-                (cls.outcome == DeliveryOutcome.ACCEPTED)
-                & cls.processed_at.is_null()
-                & cls.enqueued_at.is_null(False)
-                & (cls.enqueued_at < before)
-            )
+            .where(cls.processed_at.is_null() & cls.outcome.in_(cls.UNFINISHED) & (cls.received_at < received_before))
             .order_by(cls.id)
             .limit(limit)
         )

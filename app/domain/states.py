@@ -41,8 +41,14 @@ class DeploymentStatus(StrEnum):
 
 
 class DeliveryOutcome(StrEnum):
-    """What intake made of a webhook delivery (its answer, and the delivery's row)."""
+    """What became of a webhook delivery (its row; intake answers one of the first three).
 
-    ACCEPTED = "accepted"  # planned work; enqueued now or by the scheduler later
-    DUPLICATE = "duplicate"  # the same work was already accepted
+    Intake decides what needs no database and stores the signed body (`received`); a
+    worker then plans it against the database and records one of the others."""
+
+    RECEIVED = "received"  # stored and queued: a worker plans it
     IGNORED = "ignored"  # an event or branch we do not act on
+    DUPLICATE = "duplicate"  # this delivery id, or the same work, was received before
+    ACCEPTED = "accepted"  # planned work, carried out by the worker
+    SUPERSEDED = "superseded"  # a newer delivery for the same preview was planned first
+    REFUSED = "refused"  # its signature no longer matches the repository's current secret

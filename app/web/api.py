@@ -144,6 +144,12 @@ def show_preview(preview_id: int) -> ResponseReturnValue:
     return jsonify(view(preview).to_dict() | details(preview))
 
 
+@blueprint.get("/deliveries/<key>")
+def show_delivery(key: str) -> ResponseReturnValue:
+    """A webhook delivery by our id (intake's answer) or Gitea's: what the worker made of it."""
+    return jsonify(commands.delivery(_grant(), key))
+
+
 @blueprint.delete("/previews/<int:preview_id>")
 def delete_preview(preview_id: int) -> ResponseReturnValue:
     grant = _grant()

@@ -14,6 +14,7 @@ from app.db import cooperate_with_gevent, database
 from app.settings import Settings
 from app.usecases.access.dashboard import Dashboard
 from app.usecases.access.preview_access import PreviewAccess
+from app.usecases.intake.signers import Signers
 from app.usecases.ports import Services
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ class WebContext:
     services: Services
     dashboard: Dashboard | None  # the dashboard's sign-in; None without OAuth settings
     preview_access: PreviewAccess | None  # preview sign-in (PREVIEW_ACCESS=gitea)
+    signers: Signers  # the webhook secrets, kept in memory by each web process
     metrics: CollectorRegistry | None = None  # /metrics' collectors, made on the first scrape
 
 
@@ -43,7 +45,8 @@ def for_services(services: Services) -> WebContext:
     oauth = bootstrap.sign_in(settings, "/signin/callback")
     if oauth is not None and settings.session_secret:
         board = Dashboard(settings, services.sessions, oauth)
-    return WebContext(services=services, dashboard=board, preview_access=access)
+    signers = Signers(settings.gitea_webhook_secret)
+    return WebContext(services=services, dashboard=board, preview_access=access, signers=signers)
 
 
 def _gevent_patched() -> bool:
@@ -70,6 +73,10 @@ def web() -> WebContext:
 
 def services() -> Services:
     return web().services
+
+
+def signers() -> Signers:
+    return web().signers
 
 
 def settings() -> Settings:

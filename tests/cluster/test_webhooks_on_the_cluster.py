@@ -2,11 +2,12 @@
 job run twice processes its delivery once."""
 
 import time
+from datetime import timedelta
 
 import pytest
 from rq import Queue
 
-from app.db import database
+from app.db import database, utcnow
 from app.domain.states import PreviewState
 from app.models import Event, Preview, WebhookDelivery
 from app.usecases.operations import lifecycle
@@ -27,14 +28,16 @@ def test_nothing_accepted_is_lost_while_redis_is_down(client, services, redis_se
         post_webhook(client, "push_task_branch", "push")
         assert client.get("/readyz").json == {"status": "unavailable", "failing": ["redis"]}
         queue = services.queue
-        assert lifecycle.run_pass(services)["enqueued"] == 0
+        later = utcnow() + lifecycle.DELIVERY_QUEUE_GRACE + timedelta(seconds=1)
+        assert lifecycle.run_pass(services, now=later)["requeued"] == []
         with database.connection_context():
-            assert len(WebhookDelivery.unqueued()) == 2
+            assert len(WebhookDelivery.unfinished(later)) == 2
     finally:
         redis_server.start()
 
-    assert lifecycle.run_pass(services)["enqueued"] == 2
-    assert lifecycle.run_pass(services)["enqueued"] == 0
+    assert lifecycle.run_pass(services)["requeued"] == []  # within the grace: the web may still queue them
+    assert len(lifecycle.run_pass(services, now=later)["requeued"]) == 2
+    assert lifecycle.run_pass(services, now=later)["requeued"] == []  # waiting in the queue now
     assert len(queued_job_ids(settings)) == 2
 
     run_worker(settings)

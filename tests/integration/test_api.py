@@ -281,3 +281,29 @@ def test_a_branch_that_git_would_refuse_is_400_and_changes_nothing(client, db, b
     assert response.status_code == 400
     assert "not a valid git branch name" in response.json["error"]
     assert Preview.select().count() == 0
+
+
+def test_a_delivery_says_what_the_worker_made_of_it(client, db):
+    from app.usecases.access import tokens
+    from tests.testbed.helpers import planned, post_webhook
+
+    received = post_webhook(client, "pull_request_opened", "pull_request", delivery="gitea-uuid-7").json
+    path = f"/api/deliveries/{received['delivery_id']}"
+    before = client.get(path, headers=AUTH).json
+    assert (before["outcome"], before["preview_id"], before["processed_at"]) == ("received", None, None)
+    assert before["target"] == "acme/shop#12"
+
+    planned(client, received)
+    after = client.get(path, headers=AUTH).json
+    assert after["outcome"] == "accepted"
+    assert after["preview_id"] == Preview.get().id
+    assert client.get("/api/deliveries/gitea-uuid-7", headers=AUTH).json == after  # Gitea's id works too
+    shown = client.get(f"/api/previews/{after['preview_id']}", headers=AUTH).json
+    assert [d["delivery_id"] for d in shown["deliveries"]] == [received["delivery_id"]]
+
+    _repository("acme/blog")
+    _, other = tokens.create("blog", "read", "acme/blog")
+    hidden = client.get(path, headers={"Authorization": f"Bearer {other}"})
+    assert (hidden.status_code, hidden.json) == (404, {"error": f"delivery {str(received['delivery_id'])!r} not found"})
+    assert client.get("/api/deliveries/nope", headers=AUTH).status_code == 404
+    assert client.get(path).status_code == 401

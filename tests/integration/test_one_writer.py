@@ -11,7 +11,7 @@ from app.domain.planning import DEPLOY, TEARDOWN, Plan
 from app.domain.states import PreviewState
 from app.models import Preview
 from app.usecases.deploy import capacity, lease
-from app.usecases.intake import accept
+from app.usecases.intake import desired_state
 from app.usecases.operations import lifecycle
 
 SHA_A, SHA_B = "a" * 40, "b" * 40
@@ -28,7 +28,7 @@ def want(sha, number=12):
         head_sha=sha,
         action="synchronized",
     )
-    return accept.want_deploy(REF, plan)
+    return desired_state.want_deploy(REF, plan)
 
 
 def test_a_worker_holding_an_old_copy_cannot_undo_a_newer_commit(db):
@@ -55,7 +55,7 @@ def test_a_teardown_request_wins_over_a_worker_mid_deploy(db):
     assert worker.acquire()
     assert Preview.change(preview.id, sha=SHA_A, owner=worker.owner, state=PreviewState.DEPLOYING)
     closed = Plan(intent=TEARDOWN, reason="pull request closed", target_key="acme/shop#12", action="closed")
-    assert accept.want_teardown(closed, ask_gitea_first=False) is not None
+    assert desired_state.want_teardown(closed, ask_gitea_first=False) is not None
     ready = Preview.change(
         preview.id, sha=SHA_A, states=PreviewState.DEPLOYING_STATES, owner=worker.owner, state=PreviewState.READY
     )

@@ -13,13 +13,21 @@ from app.db import database
 from app.domain.states import DeliveryOutcome, PreviewState
 from app.models import Preview, Repository, WebhookDelivery
 from tests.testbed.factories import SECRET, payload, webhook_request, with_changes
-from tests.testbed.helpers import WEBHOOK_URL, all_deliveries, post_webhook, queued_job_ids, run_worker
+from tests.testbed.helpers import (
+    WEBHOOK_URL,
+    all_deliveries,
+    planned,
+    post_and_plan,
+    post_webhook,
+    queued_job_ids,
+    run_worker,
+)
 
 
-def test_signed_task_branch_push_is_stored_planned_and_queued(client, settings):
+def test_signed_task_branch_push_is_stored_queued_then_planned_by_the_worker(client, settings):
     response = post_webhook(client, "push_task_branch", "push", delivery="d-1")
     assert response.status_code == 202
-    assert response.json["outcome"] == DeliveryOutcome.ACCEPTED
+    assert response.json["outcome"] == DeliveryOutcome.RECEIVED
     assert response.json["queued"] is True
     [delivery] = all_deliveries()
     assert (delivery.delivery_uuid, delivery.intent, delivery.target_key) == (
@@ -27,8 +35,14 @@ def test_signed_task_branch_push_is_stored_planned_and_queued(client, settings):
         "deploy",
         "acme/shop@task/login-form",
     )
-    assert delivery.enqueued_at is not None
+    assert json.loads(delivery.body) == payload("push_task_branch")
     assert queued_job_ids(settings) == [delivery.job_id]
+    with database.connection_context():
+        assert Preview.select().count() == 0  # planning is the worker's
+
+    assert planned(client, response.json)["outcome"] == DeliveryOutcome.ACCEPTED
+    [delivery] = all_deliveries()
+    assert delivery.body is None  # kept only until it is planned
     with database.connection_context():
         preview = Preview.get()
         assert (preview.state, preview.head_sha, preview.pr_number) == (
@@ -36,6 +50,17 @@ def test_signed_task_branch_push_is_stored_planned_and_queued(client, settings):
             payload("push_task_branch")["after"],
             None,
         )
+        assert delivery.preview_id == preview.id
+
+
+def test_a_delivery_id_seen_before_is_a_duplicate_at_once(client, settings):
+    first = post_webhook(client, "pull_request_opened", "pull_request", delivery="uuid-1")
+    again = post_webhook(client, "pull_request_opened", "pull_request", delivery="uuid-1")
+    assert again.status_code == 202
+    assert (again.json["outcome"], again.json["delivery_id"]) == (DeliveryOutcome.DUPLICATE, first.json["delivery_id"])
+    assert again.json["queued"] is False
+    assert [d.delivery_uuid for d in all_deliveries()] == ["uuid-1"]
+    assert queued_job_ids(settings) == [all_deliveries()[0].job_id]
 
 
 @pytest.mark.parametrize(
@@ -109,61 +134,75 @@ def test_a_pr_comment_that_is_no_command_is_recorded_as_ignored(client, settings
     assert queued_job_ids(settings) == []
 
 
-def test_redelivery_with_a_new_uuid_enqueues_nothing_new(client, settings):
-    first = post_webhook(client, "pull_request_opened", "pull_request", delivery="uuid-1")
-    again = post_webhook(client, "pull_request_opened", "pull_request", delivery="uuid-2")
-    assert first.json["outcome"] == DeliveryOutcome.ACCEPTED
-    assert again.status_code == 202
-    assert again.json["outcome"] == DeliveryOutcome.DUPLICATE
+def test_a_redelivery_with_a_new_uuid_is_planned_as_a_duplicate(client):
+    """Gitea's "Redeliver" sends the same body under a new id: only planning can tell."""
+    first = post_and_plan(client, "pull_request_opened", "pull_request", delivery="uuid-1")
+    again = post_and_plan(client, "pull_request_opened", "pull_request", delivery="uuid-2")
+    assert first["outcome"] == DeliveryOutcome.ACCEPTED
+    assert (again["outcome"], again["reason"]) == (DeliveryOutcome.DUPLICATE, "the same work was already accepted")
+    assert again["preview_id"] is None
     assert [d.delivery_uuid for d in all_deliveries()] == ["uuid-1", "uuid-2"]
-    assert queued_job_ids(settings) == [all_deliveries()[0].job_id]
+
+
+def test_an_older_delivery_planned_after_a_newer_one_changes_nothing(client):
+    """Two workers may take a PR's two pushes in either order: the newer desired state stands."""
+    older = post_webhook(client, "pull_request_opened", "pull_request").json
+    newer = post_webhook(client, "pull_request_synchronized", "pull_request_sync").json
+    assert planned(client, newer)["outcome"] == DeliveryOutcome.ACCEPTED
+    late = planned(client, older)
+    assert late["outcome"] == DeliveryOutcome.SUPERSEDED
+    with database.connection_context():
+        assert Preview.get().head_sha == payload("pull_request_synchronized")["pull_request"]["head"]["sha"]
 
 
 def test_a_commit_seen_before_is_new_work_unless_it_is_the_last_work(client):
     """A force-push back to the first commit looks like a stale redelivery of its push; only
     Gitea can tell them apart, and the worker asks it. A redelivery of the last work is a duplicate."""
     opened = payload("pull_request_opened")
-    post_webhook(client, "pull_request_opened", "pull_request")
-    post_webhook(client, "pull_request_synchronized", "pull_request_sync")
+    post_and_plan(client, "pull_request_opened", "pull_request")
+    post_and_plan(client, "pull_request_synchronized", "pull_request_sync")
     back = with_changes(
         payload("pull_request_synchronized"), **{"pull_request.head.sha": opened["pull_request"]["head"]["sha"]}
     )
-    assert post_webhook(client, None, "pull_request_sync", body=back).json["outcome"] == DeliveryOutcome.ACCEPTED
-    assert post_webhook(client, None, "pull_request_sync", body=back).json["outcome"] == DeliveryOutcome.DUPLICATE
+    assert post_and_plan(client, None, "pull_request_sync", body=back)["outcome"] == DeliveryOutcome.ACCEPTED
+    assert post_and_plan(client, None, "pull_request_sync", body=back)["outcome"] == DeliveryOutcome.DUPLICATE
     with database.connection_context():
         assert Preview.get().head_sha == opened["pull_request"]["head"]["sha"]
 
 
-def test_push_to_a_pr_branch_does_not_build_twice(client, settings):
+def test_push_to_a_pr_branch_does_not_build_twice(client):
     opened = with_changes(payload("pull_request_opened"), **{"pull_request.head.ref": "task/login-form"})
-    post_webhook(client, None, "pull_request", body=opened)
-    response = post_webhook(client, "push_task_branch", "push")
-    assert response.json["outcome"] == DeliveryOutcome.IGNORED
-    assert "open pull request #12" in response.json["reason"]
-    assert len(queued_job_ids(settings)) == 1
-
-
-def test_close_wants_teardown_once_and_reopen_brings_a_fresh_preview(client, settings):
-    post_webhook(client, "pull_request_opened", "pull_request")
-    closed = post_webhook(client, "pull_request_closed", "pull_request")
-    assert closed.json["outcome"] == DeliveryOutcome.ACCEPTED
-    with database.connection_context():
-        assert Preview.get().state == PreviewState.DELETING
-    assert post_webhook(client, "pull_request_closed", "pull_request").json["outcome"] == DeliveryOutcome.DUPLICATE
-    reopened = post_webhook(client, "pull_request_reopened", "pull_request")
-    assert reopened.json["outcome"] == DeliveryOutcome.ACCEPTED
-    closed_again = post_webhook(client, "pull_request_closed", "pull_request")
-    assert closed_again.json["outcome"] == DeliveryOutcome.ACCEPTED
-    assert len(queued_job_ids(settings)) == 4
+    post_and_plan(client, None, "pull_request", body=opened)
+    pushed = post_and_plan(client, "push_task_branch", "push")
+    assert pushed["outcome"] == DeliveryOutcome.IGNORED
+    assert "open pull request #12" in pushed["reason"]
+    assert [d.intent for d in all_deliveries()] == ["deploy", None]
     with database.connection_context():
         assert Preview.select().count() == 1
 
 
-def test_teardown_without_a_preview_is_ignored(client, settings):
-    response = post_webhook(client, "pull_request_closed_merged", "pull_request")
-    assert response.json["outcome"] == DeliveryOutcome.IGNORED
-    assert "no live preview" in response.json["reason"]
-    assert queued_job_ids(settings) == []
+def test_close_wants_teardown_once_and_reopen_brings_a_fresh_preview(client, settings):
+    post_and_plan(client, "pull_request_opened", "pull_request")
+    closed = post_and_plan(client, "pull_request_closed", "pull_request")
+    assert closed["outcome"] == DeliveryOutcome.ACCEPTED
+    with database.connection_context():
+        assert Preview.get().state == PreviewState.DELETING
+    assert post_and_plan(client, "pull_request_closed", "pull_request")["outcome"] == DeliveryOutcome.DUPLICATE
+    reopened = post_and_plan(client, "pull_request_reopened", "pull_request")
+    assert reopened["outcome"] == DeliveryOutcome.ACCEPTED
+    closed_again = post_and_plan(client, "pull_request_closed", "pull_request")
+    assert closed_again["outcome"] == DeliveryOutcome.ACCEPTED
+    assert len(queued_job_ids(settings)) == 5  # each is queued: the worker plans the duplicate to nothing
+    with database.connection_context():
+        assert Preview.select().count() == 1
+
+
+def test_teardown_without_a_preview_is_ignored(client):
+    closed = post_and_plan(client, "pull_request_closed_merged", "pull_request")
+    assert closed["outcome"] == DeliveryOutcome.IGNORED
+    assert "no live preview" in closed["reason"]
+    with database.connection_context():
+        assert Preview.select().count() == 0
 
 
 def test_without_a_shared_secret_only_registered_repositories_are_heard(app, settings):
@@ -189,9 +228,8 @@ def test_a_body_signed_with_one_repositorys_secret_cannot_speak_for_another(clie
     secret_a, secret_b = "secret-of-repository-a", "secret-of-repository-b"
     register_with_secret("acme/blog", secret_a)
     register_with_secret("acme/shop", secret_b)  # the payloads name acme/shop
-    opened = post_webhook(client, "pull_request_opened", "pull_request", secret=secret_b)
-    assert opened.status_code == 202
-    assert opened.json["outcome"] == DeliveryOutcome.ACCEPTED
+    opened = post_and_plan(client, "pull_request_opened", "pull_request", secret=secret_b)
+    assert opened["outcome"] == DeliveryOutcome.ACCEPTED
     with database.connection_context():
         before = (Preview.get().state, Preview.get().head_sha, WebhookDelivery.select().count())
 
@@ -210,22 +248,22 @@ def test_a_body_signed_with_one_repositorys_secret_cannot_speak_for_another(clie
 
 
 def test_deleting_a_task_branch_wants_its_teardown(client, settings):
-    post_webhook(client, "push_task_branch", "push")
-    response = post_webhook(client, "delete_task_branch", "delete")
-    assert response.json["outcome"] == DeliveryOutcome.ACCEPTED
+    post_and_plan(client, "push_task_branch", "push")
+    deleted = post_and_plan(client, "delete_task_branch", "delete")
+    assert deleted["outcome"] == DeliveryOutcome.ACCEPTED
     with database.connection_context():
         assert Preview.get().state == PreviewState.DELETING
-    assert post_webhook(client, "delete_task_branch", "delete").json["outcome"] == DeliveryOutcome.DUPLICATE
+    assert post_and_plan(client, "delete_task_branch", "delete")["outcome"] == DeliveryOutcome.DUPLICATE
 
 
 def test_a_label_change_never_asks_for_a_teardown(client, settings):
-    post_webhook(client, "pull_request_opened", "pull_request")
+    post_and_plan(client, "pull_request_opened", "pull_request")
     labelled = with_changes(
         payload("pull_request_label_updated"), **{"pull_request.labels": [{"name": "preview:keep"}]}
     )
-    response = post_webhook(client, None, "pull_request_label", body=labelled)
-    assert response.json["outcome"] == DeliveryOutcome.IGNORED
-    assert "pin follows the payload" in response.json["reason"]
+    label_event = post_and_plan(client, None, "pull_request_label", body=labelled)
+    assert label_event["outcome"] == DeliveryOutcome.IGNORED
+    assert "pin follows the payload" in label_event["reason"]
     with database.connection_context():
         assert Preview.get().state == PreviewState.QUEUED
         assert Preview.get().pinned
@@ -301,3 +339,18 @@ def test_a_webhook_while_the_database_is_down_is_answered_503(settings):
     assert response.status_code == 503
     assert response.json == {"error": "the service's database is unavailable; try again shortly"}
     assert response.headers["Retry-After"] == "10"
+
+
+def test_a_delivery_whose_secret_changed_before_it_was_planned_is_refused(client):
+    """Intake knows the secrets from a few seconds ago; the worker checks the signature again
+    against the database before it plans anything."""
+    register_with_secret("acme/shop", "secret-before")
+    received = post_webhook(client, "pull_request_opened", "pull_request", secret="secret-before").json
+    with database.connection_context():
+        Repository.update(webhook_secret="secret-after").execute()  # rotated (or the repository removed)
+    refused = planned(client, received)
+    assert (refused["outcome"], refused["preview_id"]) == (DeliveryOutcome.REFUSED, None)
+    assert "does not match the repository's secret" in refused["reason"]
+    with database.connection_context():
+        assert Preview.select().count() == 0
+    assert all_deliveries()[0].body is None

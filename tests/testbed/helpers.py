@@ -12,8 +12,9 @@ from pathlib import Path
 from app.adapters.jobqueue import JobQueue
 from app.db import database
 from app.domain.k8s.labels import LABEL_PREVIEW_ID
+from app.domain.states import DeliveryOutcome
 from app.models import Preview, Repository, WebhookDelivery
-from app.usecases.intake import deliveries
+from app.usecases.intake import deliveries, triage
 from tests.testbed.factories import SECRET, payload, webhook_request, with_changes
 
 TOKEN = "api-token-" + "x" * 16
@@ -21,10 +22,22 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def deliver(client_, name, kind, **changes):
+    """POST a recorded delivery (with `changes`), signed, and plan it as a worker's first step
+    would: intake's answer with the planned outcome, reason and preview id."""
     body = with_changes(payload(name), **changes) if changes else payload(name)
     response = client_.post("/webhooks/gitea", **webhook_request(body, kind))
     assert response.status_code == 202, response.json
-    return response.json
+    return planned(client_, response.json)
+
+
+def planned(client_, answer):
+    """Intake's `answer`, with the outcome, reason and preview id the worker's planning gave it."""
+    if answer["outcome"] != DeliveryOutcome.RECEIVED:
+        return {**answer, "preview_id": None}
+    settings = client_.application.extensions["previews"].services.settings
+    with database.connection_context():
+        delivery = triage.triage(settings, answer["delivery_id"])
+        return {**answer, "outcome": delivery.outcome, "reason": delivery.reason, "preview_id": delivery.preview_id}
 
 
 def run(services, delivery_id):
@@ -166,6 +179,13 @@ def post_webhook(client, name, kind, **options):
     """POST a recorded payload (or `body`), signed, to the webhook endpoint of a test app."""
     body = options.pop("body", None) or payload(name)
     return client.post(WEBHOOK_URL, **webhook_request(body, kind, **options))
+
+
+def post_and_plan(client, name, kind, **options):
+    """`post_webhook`, then the worker's planning of what it stored (see `planned`)."""
+    response = post_webhook(client, name, kind, **options)
+    assert response.status_code == 202, response.json
+    return planned(client, response.json)
 
 
 def queued_job_ids(settings):

@@ -1,4 +1,4 @@
-"""Use case run by the worker for one accepted delivery."""
+"""Use case run by the worker for one received delivery: plan it, then carry it out."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from app.domain.states import DeliveryOutcome, PreviewState
 from app.models import Event, Preview, WebhookDelivery
 from app.usecases import jobs
 from app.usecases.deploy import pipeline, teardown, trust
-from app.usecases.intake.accept import PIN_LABEL
+from app.usecases.intake import triage
+from app.usecases.intake.triage import PIN_LABEL
 from app.usecases.ports import GiteaError, Services
 
 log = logging.getLogger(__name__)
@@ -114,14 +115,18 @@ def _not_wanted(services: Services, delivery: WebhookDelivery) -> str:
 def process_delivery(services: Services, delivery_id: int) -> str:
     """Carry out one delivery's intent. Safe to re-run: a processed delivery is skipped.
 
+    The delivery is planned first (app/usecases/intake/triage.py), unless it was already.
     Returns a short word for the job's result: ready, failed, deleted, superseded, skipped,
-    pending approval, approved, refused, stale, labels read. A Kubernetes or Gitea error
+    pending approval, approved, refused, stale, labels read; or the planning's outcome when
+    there is nothing to carry out (ignored, duplicate, superseded, refused). A Kubernetes or Gitea error
     propagates, so the queue retries the job later.
     """
-    delivery = WebhookDelivery.get_or_none(WebhookDelivery.id == delivery_id)
+    delivery = triage.triage(services.settings, delivery_id)
     if delivery is None or delivery.processed_at is not None:
         return "skipped"
-    if delivery.preview is None or _newer_delivery_exists(delivery):
+    if delivery.outcome != DeliveryOutcome.ACCEPTED:
+        result = str(delivery.outcome)  # planned to nothing: ignored, duplicate, superseded, refused
+    elif delivery.preview is None or _newer_delivery_exists(delivery):
         # A later push or close for the same preview already owns its desired state.
         result = "superseded"
     elif delivery.intent == DEPLOY:

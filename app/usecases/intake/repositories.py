@@ -140,6 +140,11 @@ def for_delivery(name: str | None, gitea_id: int | None) -> Repository | None:
     return repository
 
 
+def by_id(repository_id: int) -> Repository | None:
+    found: Repository | None = Repository.get_or_none(Repository.id == repository_id)
+    return found
+
+
 def signing_secret(settings: Settings, repository: Repository | None) -> str | None:
     """The secret that must have signed the delivery: a registered repository's own; else the
     single GITEA_WEBHOOK_SECRET, when it is set."""

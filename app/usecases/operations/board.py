@@ -11,7 +11,7 @@ from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview, Repository, WebhookDelivery
 from app.settings import Settings
 from app.usecases.operations import previews
-from app.usecases.operations.views import PreviewView, views
+from app.usecases.operations.views import PreviewView, deliveries_of, delivery_summary, views
 
 # A card in these states polls no more.
 FINAL_STATES = (PreviewState.READY, PreviewState.FAILED, PreviewState.DELETED, PreviewState.PENDING_APPROVAL)
@@ -94,6 +94,7 @@ def history(preview: Preview) -> dict[str, Any]:
     return {
         "deployments": list(preview.deployments.order_by(Deployment.id.desc())),
         "events": list(preview.events.order_by(Event.id.desc()).limit(200)),
+        "deliveries": [delivery_summary(d) for d in deliveries_of(preview)],
     }
 
 

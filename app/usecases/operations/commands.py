@@ -15,10 +15,11 @@ from typing import Any, Protocol
 from app.db import utcnow
 from app.domain.git_refs import branch_name_problem
 from app.domain.states import PreviewState
-from app.models import Event, Preview
+from app.models import Event, Preview, WebhookDelivery
 from app.usecases.access.tokens import Grant
 from app.usecases.errors import Invalid, NotFound
 from app.usecases.operations import previews
+from app.usecases.operations.views import delivery_summary
 from app.usecases.ports import Services
 
 
@@ -52,6 +53,20 @@ def find_task(actor: Actor, services: Services, task_id: str, repository: str | 
         raise NotFound(f"task {task_id!r} has no preview")
     actor.require(scope, preview.repository.full_name)
     return preview
+
+
+def delivery(actor: Actor, key: str) -> dict[str, Any]:
+    """A webhook delivery, by our id or Gitea's (X-Gitea-Delivery), as received and as planned;
+    one about a repository the actor may not see does not exist."""
+    actor.require("read")
+    found: WebhookDelivery | None = None
+    if key.isdigit() and len(key) <= 12:
+        found = WebhookDelivery.get_or_none(WebhookDelivery.id == int(key))
+    if found is None:
+        found = WebhookDelivery.get_or_none(WebhookDelivery.delivery_uuid == key[:64])
+    if found is None or not found.repository_full_name or not actor.sees(found.repository_full_name):
+        raise NotFound(f"delivery {key!r} not found")
+    return delivery_summary(found)
 
 
 def listing(grant: Grant, state: str | None, repository: str | None, page: int, per_page: int) -> previews.Page:

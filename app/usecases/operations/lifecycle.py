@@ -33,6 +33,9 @@ from app.usecases.ports import Cluster, GiteaError, NamespaceInfo, Queue, Servic
 log = logging.getLogger(__name__)
 
 ORPHAN_GRACE = timedelta(minutes=10)
+# A delivery whose job Redis does not hold this long after it was received is queued again
+# (the web queues it as it answers; only Redis being down or losing it leaves it out).
+DELIVERY_QUEUE_GRACE = timedelta(seconds=10)
 # A circuit breaker: more orphans than this in one pass smells like a wrong database, not like drift.
 MAX_ORPHANS_PER_PASS = 10
 
@@ -271,8 +274,7 @@ def run_pass(context: Services, now: datetime | None = None, dry_run: bool = Fal
             steps["repositories_gone"] = lambda: follow_repositories(context, now)
     if not dry_run:
         steps = {
-            "enqueued": lambda: accept.enqueue_pending(queue),
-            "requeued": lambda: accept.requeue_lost(queue, now - settings.stalled_after),
+            "requeued": lambda: accept.requeue_unfinished(queue, now - DELIVERY_QUEUE_GRACE),
             **steps,
         }
     summary: dict[str, Any] = {}

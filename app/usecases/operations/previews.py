@@ -22,7 +22,7 @@ from app.models import Deployment, Event, Preview, Repository
 from app.settings import Settings
 from app.usecases import jobs
 from app.usecases.errors import NotFound, Unavailable
-from app.usecases.intake import accept
+from app.usecases.intake import desired_state
 from app.usecases.operations import lifecycle
 from app.usecases.ports import Cluster, GiteaApi, GiteaError, Queue, QueueUnavailable, Services
 
@@ -85,7 +85,7 @@ def request_preview(
     except (KeyError, TypeError) as error:
         raise Unavailable(f"Gitea answered without {error}") from error
     with database.atomic():
-        preview = accept.want_deploy(ref, wanted)
+        preview = desired_state.want_deploy(ref, wanted)
     try:
         jobs.enqueue_deploy(queue, preview.id, preview.head_sha, f"api-{int(utcnow().timestamp())}")
         return preview, True

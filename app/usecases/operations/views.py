@@ -12,7 +12,7 @@ from typing import Any
 import peewee
 
 from app.domain.states import PreviewState
-from app.models import Deployment, Event, Preview
+from app.models import Deployment, Event, Preview, WebhookDelivery
 
 # What a failure at each phase means to a reviewer; the details are for the API and the operator.
 FAILURE_SUMMARY = {
@@ -171,6 +171,7 @@ def details(preview: Preview) -> dict[str, Any]:
             }
             for d in preview.deployments.order_by(Deployment.id)
         ],
+        "deliveries": [delivery_summary(d) for d in deliveries_of(preview)],
         "events": [
             {
                 "phase": e.phase,
@@ -181,6 +182,36 @@ def details(preview: Preview) -> dict[str, Any]:
             }
             for e in preview.events.order_by(Event.id)
         ],
+    }
+
+
+def deliveries_of(preview: Preview, limit: int = 50) -> list[WebhookDelivery]:
+    """The webhook deliveries about the preview's PR or branch, newest first, whatever became
+    of them (accepted, duplicate, superseded, refused, still to plan)."""
+    return list(
+        WebhookDelivery.select()
+        .where(WebhookDelivery.target_key == preview.target_key)
+        .order_by(WebhookDelivery.id.desc())
+        .limit(limit)
+    )
+
+
+def delivery_summary(delivery: WebhookDelivery) -> dict[str, Any]:
+    """One delivery as received and as planned: `GET /api/deliveries/<id>` and a preview's history."""
+    return {
+        "delivery_id": delivery.id,
+        "gitea_delivery": delivery.delivery_uuid,
+        "event_type": delivery.event_type,
+        "action": delivery.action,
+        "repository": delivery.repository_full_name,
+        "target": delivery.target_key,
+        "head_sha": delivery.head_sha,
+        "intent": delivery.intent,
+        "outcome": delivery.outcome,
+        "reason": delivery.reason,
+        "preview_id": delivery.preview_id,
+        "received_at": iso(delivery.received_at),
+        "processed_at": iso(delivery.processed_at),
     }
 
 
