@@ -307,6 +307,10 @@ class Event(BaseModel):
         return cls.create(preview=preview, phase=phase, message=message, **fields)
 
 
+# Intake's insert, compiled once per database type (WebhookDelivery.store_received).
+_COMPILED_INSERTS: dict[type, tuple[str, list[str]]] = {}
+
+
 class WebhookDelivery(BaseModel):
     """Every delivery that passed the signature check: the inbox and the outbox.
 
@@ -332,6 +336,45 @@ class WebhookDelivery(BaseModel):
     processed_at = peewee.DateTimeField(null=True)
 
     UNFINISHED = (DeliveryOutcome.RECEIVED, DeliveryOutcome.ACCEPTED)
+    # What intake stores of a delivery, in the compiled statement's order (see `store_received`).
+    RECEIVED_FIELDS = (
+        "delivery_uuid",
+        "event",
+        "event_type",
+        "action",
+        "repository_full_name",
+        "target_key",
+        "head_sha",
+        "intent",
+        "work_key",
+        "actor",
+        "outcome",
+        "reason",
+        "body",
+        "signature",
+        "received_at",
+    )
+
+    @classmethod
+    def store_received(cls, **values: Any) -> int | None:
+        """Insert a delivery unless its Gitea id is stored already: its new id, or None.
+
+        Intake's one statement, compiled once per process: building it with peewee took
+        about 1 ms of CPU per webhook, a sixth of intake's time. Each value stands in the
+        compiled statement where a placeholder named after its field stood."""
+        db = database.obj
+        compiled = _COMPILED_INSERTS.get(type(db))
+        if compiled is None:
+            placeholders = {name: f"\x00{name}" for name in cls.RECEIVED_FIELDS}
+            query = cls.insert(**placeholders).on_conflict_ignore().returning(cls.id)
+            sql, params = query.sql()
+            compiled = _COMPILED_INSERTS[type(db)] = (sql, [str(param)[1:] for param in params])
+        sql, order = compiled
+        values.setdefault("received_at", utcnow())
+        fields = cls._meta.fields
+        params = [fields[name].db_value(values.get(name)) for name in order]
+        rows = db.execute_sql(sql, params).fetchall()  # to the end: SQLite commits only then
+        return int(rows[0][0]) if rows else None
 
     @property
     def job_id(self) -> str:

@@ -9,7 +9,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from app.adapters.jobqueue import JobQueue
-from app.db import database
+from app.db import database, utcnow
 from app.domain.states import DeliveryOutcome, PreviewState
 from app.models import Preview, Repository, WebhookDelivery
 from tests.testbed.factories import SECRET, payload, webhook_request, with_changes
@@ -36,6 +36,7 @@ def test_signed_task_branch_push_is_stored_queued_then_planned_by_the_worker(cli
         "acme/shop@task/login-form",
     )
     assert json.loads(delivery.body) == payload("push_task_branch")
+    assert abs(delivery.received_at - utcnow()) < timedelta(seconds=30)
     assert queued_job_ids(settings) == [delivery.job_id]
     with database.connection_context():
         assert Preview.select().count() == 0  # planning is the worker's

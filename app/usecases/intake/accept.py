@@ -71,28 +71,23 @@ def receive(
     wanted, for_worker = first_look(settings, headers, event)
     outcome = DeliveryOutcome.RECEIVED if for_worker else DeliveryOutcome.IGNORED
     reason = "received: a worker plans it" if for_worker else wanted.reason
-    stored = list(
-        WebhookDelivery.insert(
-            delivery_uuid=headers.delivery_uuid,
-            event=headers.event,
-            event_type=headers.event_type,
-            action=wanted.action or (event.action if isinstance(event, PullRequestEvent | CommentEvent) else None),
-            repository_full_name=event.repository.full_name if event else (claimed or "")[:255] or None,
-            target_key=wanted.target_key,
-            head_sha=wanted.head_sha,
-            intent=wanted.intent,
-            work_key=wanted.work_key,
-            actor=wanted.actor,
-            outcome=outcome,
-            reason=reason,
-            body=body if for_worker else None,
-            signature=signature if for_worker else None,
-        )
-        .on_conflict_ignore()
-        .returning(WebhookDelivery.id)
-        .execute()
+    stored = WebhookDelivery.store_received(
+        delivery_uuid=headers.delivery_uuid,
+        event=headers.event,
+        event_type=headers.event_type,
+        action=wanted.action or (event.action if isinstance(event, PullRequestEvent | CommentEvent) else None),
+        repository_full_name=event.repository.full_name if event else (claimed or "")[:255] or None,
+        target_key=wanted.target_key,
+        head_sha=wanted.head_sha,
+        intent=wanted.intent,
+        work_key=wanted.work_key,
+        actor=wanted.actor,
+        outcome=outcome,
+        reason=reason,
+        body=body if for_worker else None,
+        signature=signature if for_worker else None,
     )
-    if not stored:
+    if stored is None:
         first = WebhookDelivery.get_or_none(WebhookDelivery.delivery_uuid == headers.delivery_uuid)
         return Received(
             first.id if first else None,
@@ -100,7 +95,7 @@ def receive(
             f"delivery {headers.delivery_uuid} was received before",
             wanted.target_key,
         )
-    return Received(stored[0].id, outcome, reason, wanted.target_key)
+    return Received(stored, outcome, reason, wanted.target_key)
 
 
 def enqueue(queue: Queue, delivery_id: int) -> bool:

@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Summa
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from app.db import database
-from app.domain.states import PreviewState
+from app.domain.states import DeliveryOutcome, PreviewState
 from app.models import Deployment, WebhookDelivery
 from app.models import Preview as PreviewModel
 from app.usecases.ports import Counters, CountersUnavailable, Queue, QueueUnavailable
@@ -60,9 +60,9 @@ class PreviewCollector(Collector):
         yield states
 
         deliveries = CounterMetricFamily(
-            "preview_webhook_deliveries", "Accepted webhook deliveries by result", labels=["outcome"]
+            "preview_webhook_deliveries", "Verified webhook deliveries by outcome", labels=["outcome"]
         )
-        outcomes = {"accepted": 0, "duplicate": 0, "ignored": 0}
+        outcomes: dict[str, int] = {outcome.value: 0 for outcome in DeliveryOutcome}  # received: not planned yet
         outcomes.update(_counted(WebhookDelivery.outcome))
         for outcome, count in outcomes.items():
             deliveries.add_metric([outcome], count)
