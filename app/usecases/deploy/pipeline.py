@@ -144,13 +144,14 @@ def _run_job(run: Run, namespace: str, job: dict[str, Any], phase: str) -> None:
         raise StepFailed(phase, f"{why}: {last[:100]}" if last else why, tail)
 
 
-def deploy(services: Services, preview_id: int, sha: str) -> str:
-    """Make the preview ready at `sha`. Returns ready, failed, waiting, deferred or superseded."""
+def deploy(services: Services, preview_id: int, sha: str, pull: dict[str, Any] | None = None) -> str:
+    """Make the preview ready at `sha`. Returns ready, failed, waiting, deferred or superseded.
+    `pull`: the PR as Gitea answered it earlier in this job, for the trust check."""
     if not wants(Preview.get_or_none(Preview.id == preview_id), sha):
         return "superseded"
     try:
         with lease.hold(preview_id, services.settings.lease_ttl) as held:
-            return _deploy(Run(services, held, preview_id, sha))
+            return _deploy(Run(services, held, preview_id, sha, pull=pull))
     except lease.LeaseHeld:
         jobs.defer(services.queue, DEPLOY_JOB, preview_id, sha)
         return "deferred"
@@ -162,7 +163,7 @@ def _deploy(run: Run) -> str:
         preview = run.check()
         if preview.approved_sha != run.sha:
             trust.forget_stale_label(services, preview, run.sha)
-            why = trust.untrusted_because(services, preview)
+            why = trust.untrusted_because(services, preview, run.pull)
             if why is not None:
                 return _await_approval(run, preview, why)
         config = _configuration(services, preview)

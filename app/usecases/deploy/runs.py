@@ -61,6 +61,8 @@ class Run:
     sha: str
     # A progress report still being sent (pipeline._report_meanwhile): the run's next report waits for it.
     pending_report: threading.Thread | None = None
+    # The PR as Gitea answered it earlier in the same job (None: read it when needed).
+    pull: dict[str, Any] | None = None
 
     def wait_for_reports(self) -> None:
         if self.pending_report is not None:

@@ -31,8 +31,9 @@ def _repo_id(side: Any) -> Any:
     return side.get("repo_id") or (side.get("repo") or {}).get("id")
 
 
-def untrusted_because(services: Services, preview: Preview) -> str | None:
-    """Why the preview's code may not be built without approval; None when it may.
+def untrusted_because(services: Services, preview: Preview, pull: dict[str, Any] | None = None) -> str | None:
+    """Why the preview's code may not be built without approval; None when it may. `pull`:
+    the PR as Gitea answered it earlier in the same job (else it is read here).
 
     A GiteaError propagates: the job is retried rather than guessing either way.
     """
@@ -41,7 +42,8 @@ def untrusted_because(services: Services, preview: Preview) -> str | None:
     gitea, repository = services.gitea, preview.repository.full_name
     if not gitea.configured:  # nothing to ask: the payload's word, which only ever makes it stricter
         return "it comes from a fork" if preview.from_fork else None
-    pull = gitea.pull_request(repository, preview.pr_number)
+    if pull is None:
+        pull = gitea.pull_request(repository, preview.pr_number)
     if pull is None:
         return "Gitea does not know this pull request"
     head, base = pull.get("head") or {}, pull.get("base") or {}

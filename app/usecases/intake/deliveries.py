@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 import peewee
 
@@ -32,27 +34,36 @@ def _newer_delivery_exists(delivery: WebhookDelivery) -> bool:
     return bool(_newer_deliveries(delivery).exists())
 
 
-def _head_now(services: Services, preview: Preview) -> str | None:
+@dataclass(frozen=True)
+class GiteaHead:
+    """What Gitea says now: the commit (None: the PR is closed or the branch gone), and the
+    PR as read (passed on, so the trust check does not read it again in the same job)."""
+
+    sha: str | None
+    pull: dict[str, Any] | None = None
+
+
+def _head_now(services: Services, preview: Preview) -> GiteaHead:
     """The commit Gitea says the PR or branch is at now (following the PR's real labels for
-    the pin on the way); None when it is closed or gone. GiteaError when Gitea cannot say."""
+    the pin on the way). GiteaError when Gitea cannot say."""
     repository = preview.repository.full_name
     if preview.pr_number is None:
-        return services.gitea.branch_head(repository, preview.branch)
+        return GiteaHead(services.gitea.branch_head(repository, preview.branch))
     pull = services.gitea.pull_request(repository, preview.pr_number)
     if not pull or pull.get("state") != "open":
-        return None
+        return GiteaHead(None)
     labels = {str(label.get("name")) for label in pull.get("labels") or [] if isinstance(label, dict)}
     Preview.update(pinned=PIN_LABEL in labels).where(
         (Preview.id == preview.id) & (Preview.pinned != (PIN_LABEL in labels))
     ).execute()
     trust.labels_read(preview, labels)
     try:
-        return str(pull["head"]["sha"])
+        return GiteaHead(str(pull["head"]["sha"]), pull)
     except (KeyError, TypeError) as error:
         raise GiteaError(f"pull request {preview.target_key}: no head sha in Gitea's answer") from error
 
 
-def _confirmed_sha(services: Services, delivery: WebhookDelivery) -> str | None:
+def _confirmed_head(services: Services, delivery: WebhookDelivery) -> GiteaHead:
     """The commit to deploy: Gitea's head when it moved on since this delivery; None when Gitea
     says the PR is closed or the branch is gone (a payload's sha is never deployed then).
 
@@ -62,17 +73,16 @@ def _confirmed_sha(services: Services, delivery: WebhookDelivery) -> str | None:
     """
     sha = str(delivery.head_sha)
     if not services.gitea.configured:
-        return sha  # nobody to ask: the payload's word
+        return GiteaHead(sha)  # nobody to ask: the payload's word
     # A GiteaError propagates: the job is retried later; nothing is built on an unconfirmed claim.
-    head = _head_now(services, delivery.preview)
-    if head is None:
-        return None
-    if head != sha:
-        moved = Preview.change(delivery.preview_id, sha=sha, states=PreviewState.DEPLOYING_STATES, head_sha=head)
-        if moved:
-            Event.record(delivery.preview, "queued", f"Gitea's head is {head[:12]}, not {sha[:12]}: following it")
-            return head
-    return sha
+    now = _head_now(services, delivery.preview)
+    if now.sha is None or now.sha == sha:
+        return now
+    moved = Preview.change(delivery.preview_id, sha=sha, states=PreviewState.DEPLOYING_STATES, head_sha=now.sha)
+    if moved:
+        Event.record(delivery.preview, "queued", f"Gitea's head is {now.sha[:12]}, not {sha[:12]}: following it")
+        return now
+    return GiteaHead(sha, now.pull)
 
 
 def _teardown(services: Services, delivery: WebhookDelivery) -> str:
@@ -83,7 +93,7 @@ def _teardown(services: Services, delivery: WebhookDelivery) -> str:
     job is retried, and nothing was touched."""
     read = Preview.get_by_id(delivery.preview_id)
     if services.gitea.configured:
-        head = _head_now(services, read)
+        head = _head_now(services, read).sha
         if head is not None:
             Event.record(read, "teardown", f"Gitea says it is still open at {head[:12]}: not torn down")
             return "stale"
@@ -130,14 +140,18 @@ def process_delivery(services: Services, delivery_id: int) -> str:
         # A later push or close for the same preview already owns its desired state.
         result = "superseded"
     elif delivery.intent == DEPLOY:
-        sha = _confirmed_sha(services, delivery)
-        result = _not_wanted(services, delivery) if sha is None else pipeline.deploy(services, delivery.preview_id, sha)
+        head = _confirmed_head(services, delivery)
+        if head.sha is None:
+            result = _not_wanted(services, delivery)
+        else:
+            result = pipeline.deploy(services, delivery.preview_id, head.sha, pull=head.pull)
     elif delivery.intent == APPROVE:
         result = trust.approve(services, delivery)
         if result == "approved":
             jobs.enqueue_deploy(services.queue, delivery.preview_id, delivery.head_sha, f"approved-{delivery.id}")
     elif delivery.intent == LABELS:
-        result = "labels read" if services.gitea.configured and _head_now(services, delivery.preview) else "skipped"
+        read = services.gitea.configured and _head_now(services, delivery.preview).sha is not None
+        result = "labels read" if read else "skipped"
     elif delivery.intent == TEARDOWN:
         result = _teardown(services, delivery)
     else:
