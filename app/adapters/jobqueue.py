@@ -161,9 +161,14 @@ class JobQueue:
             raise QueueUnavailable(str(error)) from error
         return {job_id.removeprefix(self.prefix) for job_id in ids}
 
-    def resubmit(self, func: str, *args: object, job_id: str, timeout: int | None = None) -> bool:
+    def resubmit(
+        self, func: str, *args: object, job_id: str, timeout: int | None = None, running_is_lost: bool = False
+    ) -> bool:
         """Queue `func(*args)` under `job_id` again unless that job is still waiting or running:
-        True when it was lost (Redis flushed or failed over) or had failed for good, and is queued anew."""
+        True when it was lost (Redis flushed or failed over) or had failed for good, and is queued anew.
+        `running_is_lost`: the caller knows a running job of this id would have shown progress by
+        now, so one that still counts as running died with its worker (RQ notices that only
+        after the job's timeout)."""
         key = self.prefix + job_id
         try:
             job = KnownJob.fetch(key, connection=self.connection, serializer=JSONSerializer)
@@ -172,7 +177,10 @@ class JobQueue:
         except redis.RedisError as error:
             raise QueueUnavailable(str(error)) from error
         if job is not None:
-            if job.get_status(refresh=False) not in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+            lost = {JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
+            if running_is_lost:
+                lost.add(JobStatus.STARTED)
+            if job.get_status(refresh=False) not in lost:
                 return False
             job.delete()
         return self.enqueue(func, *args, job_id=job_id, timeout=timeout)

@@ -355,3 +355,27 @@ def test_a_delivery_whose_secret_changed_before_it_was_planned_is_refused(client
     with database.connection_context():
         assert Preview.select().count() == 0
     assert all_deliveries()[0].body is None
+
+
+def test_a_delivery_whose_worker_died_before_planning_it_is_queued_again(client, settings):
+    """Its job still counts as running in Redis (RQ notices a dead worker only at the job's
+    timeout), but planning takes a worker moments: long unplanned, the job is taken as lost. A
+    planned delivery's running job is left alone: its preview's lease covers it."""
+    from rq.job import JobStatus
+
+    from app.usecases.intake import accept
+
+    queue = JobQueue(settings.redis_url, settings.queue_name)
+    unplanned = post_webhook(client, "pull_request_opened", "pull_request").json["delivery_id"]
+    planned_id = post_and_plan(client, "push_task_branch", "push")["delivery_id"]
+    for delivery_id in (unplanned, planned_id):
+        job = queue.queue.fetch_job(queue.prefix + f"delivery-{delivery_id}")
+        job.set_status(JobStatus.STARTED)  # as a worker killed in the middle of it leaves it
+    now = utcnow()
+    with database.connection_context():
+        assert accept.requeue_unfinished(queue, now, stalled_before=now - timedelta(minutes=1)) == []
+        assert accept.requeue_unfinished(
+            queue, now + timedelta(seconds=1), stalled_before=now + timedelta(seconds=1)
+        ) == [unplanned]
+    assert queue.queue.fetch_job(queue.prefix + f"delivery-{unplanned}").get_status() == JobStatus.QUEUED
+    queue.queue.empty()

@@ -68,6 +68,8 @@ def worker_env(settings):
         "BUILD_NAMESPACE": settings.build_namespace,
         "REGISTRY_SHARED_FALLBACK": "true" if settings.registry_shared_fallback else "false",
         "PREVIEW_LEASE_TTL": str(int(settings.lease_ttl.total_seconds())),
+        # The worker verifies each delivery's signature again before planning it.
+        "GITEA_WEBHOOK_SECRET": settings.gitea_webhook_secret,
     }
     return dict(os.environ, **{name: value for name, value in ours.items() if value is not None})
 

@@ -108,15 +108,23 @@ def enqueue(queue: Queue, delivery_id: int) -> bool:
     return True
 
 
-def requeue_unfinished(queue: Queue, received_before: datetime, limit: int = 100) -> list[int]:
+def requeue_unfinished(
+    queue: Queue, received_before: datetime, stalled_before: datetime, limit: int = 100
+) -> list[int]:
     """Deliveries received before `received_before` and still not carried out whose job Redis
     does not hold (never queued because Redis was down, flushed, failed over) or gave up on:
     queued again under the same job id, so a delivery stays in the outbox until its work is
-    done. A job still waiting or running is left alone. Returns the ids queued."""
+    done. A job still waiting or running is left alone, except a running job whose delivery,
+    received before `stalled_before`, is still not planned: planning takes a worker moments,
+    so its worker died (once planned, the preview's own lease and the scheduler resume it).
+    Returns the ids queued."""
     requeued = []
     for delivery in WebhookDelivery.unfinished(received_before, limit):
+        unplanned = delivery.outcome == DeliveryOutcome.RECEIVED and delivery.received_at < stalled_before
         try:
-            queued = queue.resubmit(PROCESS_DELIVERY_JOB, delivery.id, job_id=delivery_job_id(delivery.id))
+            queued = queue.resubmit(
+                PROCESS_DELIVERY_JOB, delivery.id, job_id=delivery_job_id(delivery.id), running_is_lost=unplanned
+            )
         except QueueUnavailable as error:
             log.warning("queue unavailable, unfinished deliveries wait for the next pass error=%s", error)
             break

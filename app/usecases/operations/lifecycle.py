@@ -274,7 +274,9 @@ def run_pass(context: Services, now: datetime | None = None, dry_run: bool = Fal
             steps["repositories_gone"] = lambda: follow_repositories(context, now)
     if not dry_run:
         steps = {
-            "requeued": lambda: accept.requeue_unfinished(queue, now - DELIVERY_QUEUE_GRACE),
+            "requeued": lambda: accept.requeue_unfinished(
+                queue, now - DELIVERY_QUEUE_GRACE, now - settings.stalled_after
+            ),
             **steps,
         }
     summary: dict[str, Any] = {}
