@@ -69,8 +69,8 @@ def send(url: str, delivery: dict) -> float:
     started = time.perf_counter()
     answer = requests.post(url, data=delivery["data"], headers=delivery["headers"], timeout=30)
     elapsed = time.perf_counter() - started
-    if answer.status_code != 202 or answer.json()["outcome"] != "accepted":
-        raise SystemExit(f"a delivery was not accepted: {answer.status_code} {answer.text}")
+    if answer.status_code != 202 or answer.json()["outcome"] != "received":
+        raise SystemExit(f"a delivery was not received: {answer.status_code} {answer.text}")
     return elapsed
 
 

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "gitea-previews"
 REQUEST_TIMEOUT = 30
+# Namespaces per list request (the API server's pages: limit and continue).
+NAMESPACE_PAGE = 500
 
 # (apiVersion, kind) -> (path prefix, plural, namespaced)
 _RESOURCES = {
@@ -144,7 +146,7 @@ class Kube:
             return f"{prefix}/namespaces/{obj['metadata']['namespace']}/{plural}/{name}"
         return f"{prefix}/{plural}/{name}"
 
-    def _send(self, what: str, method: str, path: str, body: dict[str, Any], **options: Any) -> dict[str, Any]:
+    def _send(self, what: str, method: str, path: str, body: dict[str, Any] | None, **options: Any) -> dict[str, Any]:
         """One request with a JSON answer, read as plain JSON: the client's model classes are
         imported lazily in every forked work horse, tens of milliseconds for each new kind."""
         try:
@@ -271,19 +273,24 @@ class Kube:
         return dict(found.metadata.labels or {})
 
     def list_namespaces(self, label_selector: str) -> list[NamespaceInfo]:
-        try:
-            found = self.core.list_namespace(label_selector=label_selector, _request_timeout=self.timeout).items
-        except _CLIENT_ERRORS as error:
-            raise _error("list namespaces", error) from error
-        return [
-            NamespaceInfo(
-                name=ns.metadata.name,
-                labels=dict(ns.metadata.labels or {}),
-                created_at=_naive_utc(ns.metadata.creation_timestamp),
-                terminating=ns.metadata.deletion_timestamp is not None,
+        """Every namespace the selector matches, read a page at a time (limit and continue): one
+        request per NAMESPACE_PAGE of them, each page read as plain JSON, so ten thousand
+        previews cost a few requests and no model objects."""
+        found: list[NamespaceInfo] = []
+        token = ""
+        while True:
+            query: list[tuple[str, Any]] = [("labelSelector", label_selector), ("limit", NAMESPACE_PAGE)]
+            page = self._send(
+                "list namespaces",
+                "GET",
+                "/api/v1/namespaces",
+                None,
+                query_params=query + ([("continue", token)] if token else []),
             )
-            for ns in found
-        ]
+            found.extend(_namespace_info(item) for item in page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return found
 
     def list_jobs(self, namespace: str, label_selector: str) -> list[JobInfo]:
         try:
@@ -495,6 +502,17 @@ class Kube:
         """An object as the API server wrote it (what app/domain/k8s/diagnosis.py reads)."""
         found: dict[str, Any] = self.api.sanitize_for_serialization(obj)
         return found
+
+
+def _namespace_info(item: dict[str, Any]) -> NamespaceInfo:
+    metadata = item.get("metadata") or {}
+    created = metadata.get("creationTimestamp")
+    return NamespaceInfo(
+        name=metadata["name"],
+        labels=dict(metadata.get("labels") or {}),
+        created_at=_naive_utc(datetime.fromisoformat(created)) if created else None,
+        terminating=metadata.get("deletionTimestamp") is not None,
+    )
 
 
 def _naive_utc(moment: datetime | None) -> datetime | None:

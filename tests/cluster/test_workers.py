@@ -244,7 +244,7 @@ def test_a_worker_killed_at_any_moment_of_a_deploy_twenty_times_every_time_ends_
                     )
                     assert time.monotonic() - killed_at <= LEASE_TTL + 5
                 eventually(
-                    lambda sha=sha: rows()[0].state == PreviewState.READY and rows()[0].deployed_sha == sha,
+                    lambda sha=sha: any(p.state == PreviewState.READY and p.deployed_sha == sha for p in rows()),
                     timeout=90,
                     interval=0.2,
                     what=f"round {round_number}: ready at {sha[:12]}",

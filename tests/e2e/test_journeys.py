@@ -150,7 +150,7 @@ def test_a_replayed_close_of_a_reopened_pr_tears_nothing_down(repo, stack, kube_
     namespace = namespace_of(success_status(repo, sha))
     uid = k8s.CoreV1Api(kube_api).read_namespace(namespace).metadata.uid
     statuses = len(repo.statuses_in_order())
-    assert replay(stack, repo, "pull_request_closed", number, sha, "feature/replay")["outcome"] == "accepted"
+    assert replay(stack, repo, "pull_request_closed", number, sha, "feature/replay")["outcome"] == "received"
     page = details_page(repo, number)
     eventually(lambda: "still open" in requests.get(page, timeout=10).text, what="the close recorded as stale")
     success_status(repo, sha)
@@ -169,7 +169,7 @@ def test_a_replayed_open_of_a_closed_pr_deploys_nothing(repo, stack, kube_api):
     page = details_page(repo, number)  # the comment loses the link once the preview is gone
     repo.close_pr(number)
     eventually(lambda: namespace_gone(kube_api, namespace), timeout=120, what="namespace deleted after close")
-    assert replay(stack, repo, "pull_request_opened", number, sha, "feature/reopen-replay")["outcome"] == "accepted"
+    assert replay(stack, repo, "pull_request_opened", number, sha, "feature/reopen-replay")["outcome"] == "received"
     eventually(lambda: "nothing deployed" in requests.get(page, timeout=10).text, what="the replayed open refused")
     with pytest.raises(k8s.ApiException) as missing:
         k8s.CoreV1Api(kube_api).read_namespace(namespace)
@@ -349,7 +349,7 @@ def test_a_replayed_old_push_leaves_the_preview_at_the_newer_commit(repo, stack,
         **{"repository.full_name": repo.full_name, "pull_request.number": number, "pull_request.head.sha": sha1},
     )
     replayed = signed_post(stack, old, "pull_request_sync")
-    assert replayed["outcome"] == "accepted"  # new work as far as intake can tell: the worker asks Gitea
+    assert replayed["outcome"] == "received"  # the worker plans it, and asks Gitea
     page = details_page(repo, number)
     eventually(
         lambda: f"delivery {replayed['delivery_id']} (deploy)" in requests.get(page, timeout=10).text,
@@ -398,7 +398,7 @@ def test_the_pin_follows_the_prs_real_labels_not_a_replayed_payload(repo, stack)
         **{"repository.full_name": repo.full_name, "pull_request.number": number, "pull_request.labels": []},
     )
     processed = signed_post(stack, stale, "pull_request_label")
-    assert processed["outcome"] == "accepted"
+    assert processed["outcome"] == "received"
     eventually(
         lambda: f"delivery {processed['delivery_id']} (labels)" in requests.get(page, timeout=10).text,
         what="the stale label event processed",
