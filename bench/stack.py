@@ -32,7 +32,7 @@ from tests.testbed.service_processes import service_processes
 
 SECRET = "bench-webhook-secret-" + uuid.uuid4().hex[:8]
 API_TOKEN = "bench-admin-" + uuid.uuid4().hex
-IMAGE = "registry.bench.test/app:1"
+IMAGE = "registry.bench.test:5000/app:1"  # under PREVIEW_REGISTRY: a preview file may name it
 
 
 @dataclass
@@ -109,11 +109,13 @@ def preview_stack(workers: int = 1, **env: str) -> Iterator[Stack]:
         processes = stack.enter_context(service_processes(full_env, folder, port, workers=workers))
         api = k8s.ApiClient(plane.client_configuration())
         stack.callback(api.close)
-        yield Stack(f"http://127.0.0.1:{port}", full_env, folder, gitea, plane, processes, api)
-        if os.environ.get("BENCH_KEEP_LOGS"):  # a folder to keep the processes' logs in, for a closer look
-            shutil.copytree(
-                folder, os.environ["BENCH_KEEP_LOGS"], dirs_exist_ok=True, ignore=shutil.ignore_patterns("work-*")
-            )
+        try:
+            yield Stack(f"http://127.0.0.1:{port}", full_env, folder, gitea, plane, processes, api)
+        finally:
+            if os.environ.get("BENCH_KEEP_LOGS"):  # a folder for the processes' logs, also when a run fails
+                shutil.copytree(
+                    folder, os.environ["BENCH_KEEP_LOGS"], dirs_exist_ok=True, ignore=shutil.ignore_patterns("work-*")
+                )
 
 
 # Namespaced kinds the pipeline applies for a preview with basic auth and no database.

@@ -15,7 +15,6 @@ from app.models import Event, Preview, WebhookDelivery
 from app.usecases import jobs
 from app.usecases.deploy import pipeline, teardown, trust
 from app.usecases.intake import triage
-from app.usecases.intake.triage import PIN_LABEL
 from app.usecases.ports import GiteaError, Services
 
 log = logging.getLogger(__name__)
@@ -53,8 +52,8 @@ def _head_now(services: Services, preview: Preview) -> GiteaHead:
     if not pull or pull.get("state") != "open":
         return GiteaHead(None)
     labels = {str(label.get("name")) for label in pull.get("labels") or [] if isinstance(label, dict)}
-    Preview.update(pinned=PIN_LABEL in labels).where(
-        (Preview.id == preview.id) & (Preview.pinned != (PIN_LABEL in labels))
+    Preview.update(pinned=triage.PIN_LABEL in labels).where(
+        (Preview.id == preview.id) & (Preview.pinned != (triage.PIN_LABEL in labels))
     ).execute()
     trust.labels_read(preview, labels)
     try:
@@ -64,8 +63,8 @@ def _head_now(services: Services, preview: Preview) -> GiteaHead:
 
 
 def _confirmed_head(services: Services, delivery: WebhookDelivery) -> GiteaHead:
-    """The commit to deploy: Gitea's head when it moved on since this delivery; None when Gitea
-    says the PR is closed or the branch is gone (a payload's sha is never deployed then).
+    """The commit to deploy: Gitea's head when it moved on since this delivery; no commit when
+    Gitea says the PR is closed or the branch is gone (a payload's sha is never deployed then).
 
     Gitea may deliver the webhooks of quick successive pushes out of order, or a
     signed delivery may be replayed; the newest delivery is then an older commit.
