@@ -11,8 +11,7 @@ from flask.typing import ResponseReturnValue
 
 from app.domain.gitea_events import PayloadError, parse_event
 from app.domain.states import DeliveryOutcome
-from app.usecases.intake import accept, repositories
-from app.usecases.intake.signers import Signer
+from app.usecases.intake import accept
 from app.usecases.operations import metrics
 from app.web import context
 
@@ -47,15 +46,6 @@ def _parsed(body: bytes) -> tuple[str, Any] | None:
         return None
 
 
-def _renamed_unconfirmed(signer: Signer | None, claimed: str | None) -> bool:
-    """A signed delivery names a registered repository by a new name, and Gitea did not
-    confirm it (the rare case that costs a database read and a Gitea call)."""
-    if signer is None or claimed is None or signer.full_name.lower() == claimed.lower():
-        return False
-    registered = repositories.by_id(signer.repository_id)
-    return not repositories.confirm_name(context.services().gitea, registered, claimed)
-
-
 @blueprint.post("/webhooks/gitea")
 def receive_gitea_webhook() -> ResponseReturnValue:
     """At most one database round trip (the insert) and one Redis round trip (the job)."""
@@ -77,8 +67,6 @@ def receive_gitea_webhook() -> ResponseReturnValue:
         log.warning("rejected webhook with a missing or wrong signature repository=%r", claimed)
         metrics.record_refused_webhook(context.services().counters, "signature")
         return _error(401, "missing or invalid X-Gitea-Signature")
-    if _renamed_unconfirmed(verdict.signer, claimed):
-        return _error(503, "the repository has a new name that Gitea did not confirm yet; try again")
 
     headers = accept.DeliveryHeaders(
         delivery_uuid=request.headers.get("X-Gitea-Delivery", "").strip(),

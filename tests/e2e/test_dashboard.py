@@ -199,6 +199,9 @@ def test_a_reader_sees_no_actions_and_a_forged_post_is_refused(world, browser, t
     assert card(page, ready).locator("button.reveal").count() == 0  # no password for readers
     page.goto(f"{world['service']}/p/{ready.id}")
     assert page.locator("h2:has-text('Actions')").count() == 0
+    history = page.locator("h2:has-text('Webhook deliveries') + table").inner_text()
+    assert "pull_request opened" in history
+    assert "accepted" in history  # what the worker made of the delivery
     assert page.locator("#build-log").count() == 0
     screenshot(page, tmp_path, "dashboard-phone")
     session = next(c["value"] for c in context.cookies() if c["name"] == SESSION_COOKIE)

@@ -34,9 +34,9 @@ def planned(client_, answer):
     """Intake's `answer`, with the outcome, reason and preview id the worker's planning gave it."""
     if answer["outcome"] != DeliveryOutcome.RECEIVED:
         return {**answer, "preview_id": None}
-    settings = client_.application.extensions["previews"].services.settings
+    services = client_.application.extensions["previews"].services
     with database.connection_context():
-        delivery = triage.triage(settings, answer["delivery_id"])
+        delivery = triage.triage(services, answer["delivery_id"])
         return {**answer, "outcome": delivery.outcome, "reason": delivery.reason, "preview_id": delivery.preview_id}
 
 

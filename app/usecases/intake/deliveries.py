@@ -130,7 +130,7 @@ def process_delivery(services: Services, delivery_id: int) -> str:
     there is nothing to carry out (ignored, duplicate, superseded, refused). A Kubernetes or Gitea error
     propagates, so the queue retries the job later.
     """
-    delivery = triage.triage(services.settings, delivery_id)
+    delivery = triage.triage(services, delivery_id)
     if delivery is None or delivery.processed_at is not None:
         return "skipped"
     if delivery.outcome != DeliveryOutcome.ACCEPTED:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from app.models import Repository
 from app.settings import Settings
-from app.usecases.ports import GiteaApi, GiteaError
+from app.usecases.ports import GiteaApi
 
 log = logging.getLogger(__name__)
 
@@ -140,27 +140,9 @@ def for_delivery(name: str | None, gitea_id: int | None) -> Repository | None:
     return repository
 
 
-def by_id(repository_id: int) -> Repository | None:
-    found: Repository | None = Repository.get_or_none(Repository.id == repository_id)
-    return found
-
-
 def signing_secret(settings: Settings, repository: Repository | None) -> str | None:
     """The secret that must have signed the delivery: a registered repository's own; else the
     single GITEA_WEBHOOK_SECRET, when it is set."""
     if repository is not None and repository.webhook_secret:
         return str(repository.webhook_secret)
     return settings.gitea_webhook_secret
-
-
-def confirm_name(gitea: GiteaApi, repository: Repository | None, claimed: str | None) -> bool:
-    """A signed delivery names a registered repository by a new name: asked of Gitea (by id)
-    before anything is recorded under it. False when Gitea could not confirm it."""
-    if repository is None or claimed is None or repository.full_name.lower() == claimed.lower():
-        return True
-    try:
-        follow_gitea(gitea, repository)
-    except GiteaError as error:
-        log.warning("could not confirm a rename with Gitea repository=%r error=%s", claimed, error)
-        return False
-    return str(repository.full_name).lower() == claimed.lower()

@@ -29,6 +29,7 @@ from app.models import Preview, Repository, WebhookDelivery
 from app.settings import Settings
 from app.usecases.intake import repositories
 from app.usecases.intake.desired_state import want_deploy, want_teardown
+from app.usecases.ports import Services
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,10 @@ def _live_preview(target_key: str | None) -> Preview | None:
     return found
 
 
-def _verified_event(settings: Settings, delivery: WebhookDelivery) -> GiteaEvent | Triaged:
-    """The delivery's event, if the repository's secret today signed it; else why not."""
+def _verified_event(services: Services, delivery: WebhookDelivery) -> GiteaEvent | Triaged:
+    """The delivery's event, if the repository's secret today signed it; else why not. A
+    repository it names by a new name is renamed here once Gitea confirms it (by Gitea's id);
+    a GiteaError propagates: the job is retried, nothing planned on an unconfirmed name."""
     body = str(delivery.body or "")
     try:
         payload: Any = json.loads(body)
@@ -110,9 +113,15 @@ def _verified_event(settings: Settings, delivery: WebhookDelivery) -> GiteaEvent
     except (ValueError, RecursionError, KeyError, TypeError, AttributeError):
         return Triaged(DeliveryOutcome.REFUSED, "its body is not a repository's event")
     repository = repositories.for_delivery(name, gitea_id if type(gitea_id) is int else None)
-    secret = repositories.signing_secret(settings, repository)
+    secret = repositories.signing_secret(services.settings, repository)
     if secret is None or not signature_matches(secret, body.encode(), delivery.signature):
         return Triaged(DeliveryOutcome.REFUSED, "its signature does not match the repository's secret any more")
+    if repository is not None and str(name).lower() != repository.full_name.lower():
+        if not services.gitea.configured:
+            return Triaged(DeliveryOutcome.REFUSED, f"it names {name!r}, a new name nobody can confirm (no GITEA_URL)")
+        repositories.follow_gitea(services.gitea, repository)
+        if repository.full_name.lower() != str(name).lower():
+            return Triaged(DeliveryOutcome.REFUSED, f"it names {name!r}, which is not what Gitea calls this repository")
     try:
         event = parse_event(str(delivery.event_type), payload)
     except PayloadError as error:
@@ -171,16 +180,16 @@ def _record(delivery: WebhookDelivery, found: Triaged, event: GiteaEvent | None)
     WebhookDelivery.update(**planned).where(WebhookDelivery.id == delivery.id).execute()
 
 
-def triage(settings: Settings, delivery_id: int) -> WebhookDelivery | None:
+def triage(services: Services, delivery_id: int) -> WebhookDelivery | None:
     """Plan the delivery if it is still only received, and return it as planned (None: there
     is no such delivery). Safe to run again: a planned delivery is returned as it is."""
     with exclusive(PLANNING_LOCK):
         delivery: WebhookDelivery | None = WebhookDelivery.get_or_none(WebhookDelivery.id == delivery_id)
         if delivery is None or delivery.outcome != DeliveryOutcome.RECEIVED:
             return delivery
-        checked = _verified_event(settings, delivery)
+        checked = _verified_event(services, delivery)
         event = None if isinstance(checked, Triaged) else checked
-        found = checked if isinstance(checked, Triaged) else _plan(settings, delivery.id, checked)
+        found = checked if isinstance(checked, Triaged) else _plan(services.settings, delivery.id, checked)
         _record(delivery, found, event)
     log.info(
         "delivery planned delivery_id=%s outcome=%s reason=%r target=%r",
