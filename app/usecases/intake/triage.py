@@ -183,11 +183,15 @@ def _record(delivery: WebhookDelivery, found: Triaged, event: GiteaEvent | None)
 def triage(services: Services, delivery_id: int) -> WebhookDelivery | None:
     """Plan the delivery if it is still only received, and return it as planned (None: there
     is no such delivery). Safe to run again: a planned delivery is returned as it is."""
+    delivery: WebhookDelivery | None = WebhookDelivery.get_or_none(WebhookDelivery.id == delivery_id)
+    if delivery is None or delivery.outcome != DeliveryOutcome.RECEIVED:
+        return delivery
+    # Outside the lock, which on SQLite is the database's write lock: following a rename asks Gitea.
+    checked = _verified_event(services, delivery)
     with exclusive(PLANNING_LOCK):
-        delivery: WebhookDelivery | None = WebhookDelivery.get_or_none(WebhookDelivery.id == delivery_id)
+        delivery = WebhookDelivery.get_or_none(WebhookDelivery.id == delivery_id)
         if delivery is None or delivery.outcome != DeliveryOutcome.RECEIVED:
-            return delivery
-        checked = _verified_event(services, delivery)
+            return delivery  # planned meanwhile by another worker
         event = None if isinstance(checked, Triaged) else checked
         found = checked if isinstance(checked, Triaged) else _plan(services.settings, delivery.id, checked)
         _record(delivery, found, event)
