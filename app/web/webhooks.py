@@ -48,7 +48,8 @@ def _parsed(body: bytes) -> tuple[str, Any] | None:
 
 @blueprint.post("/webhooks/gitea")
 def receive_gitea_webhook() -> ResponseReturnValue:
-    """At most one database round trip (the insert) and one Redis round trip (the job)."""
+    """One database round trip (the insert) and one Redis round trip (the job); every few
+    seconds, also the read of the webhook secrets (app/usecases/intake/signers.py)."""
     settings = context.settings()
     if (request.content_length or 0) > settings.max_webhook_bytes:
         return _error(413, f"body larger than {settings.max_webhook_bytes} bytes")
