@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,8 @@ FIELD_MANAGER = "gitea-previews"
 REQUEST_TIMEOUT = 30
 # Namespaces per list request (the API server's pages: limit and continue).
 NAMESPACE_PAGE = 500
+# Objects of one batch applied at once (apply_all); the client's pool holds more connections.
+APPLY_CONCURRENCY = 4
 
 # (apiVersion, kind) -> (path prefix, plural, namespaced)
 _RESOURCES = {
@@ -101,8 +104,11 @@ class Kube:
         self.core: Any = client.CoreV1Api(self.api)
         self.apps: Any = client.AppsV1Api(self.api)
         self.batch: Any = client.BatchV1Api(self.api)
+        self._appliers: ThreadPoolExecutor | None = None  # made on first use, in the process that uses it
 
     def close(self) -> None:
+        if self._appliers is not None:
+            self._appliers.shutdown()
         self.api.close()
 
     # --- generic -----------------------------------------------------------------
@@ -113,9 +119,9 @@ class Kube:
         return list_call(*scope, field_selector=f"metadata.name={name}", _request_timeout=self.timeout)
 
     def _watch_named(
-        self, list_call: Any, name: str, listed: Any, seconds: float, namespace: str | None = None
+        self, list_call: Any, name: str, version: str, seconds: float, namespace: str | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Watch the object called `name` from where `listed` left off, for at most `seconds`.
+        """Watch the object called `name` from its resourceVersion `version`, for at most `seconds`.
 
         A version the API server no longer has (410 Gone: it restarted, or compacted its
         history) ends the window early instead of failing: callers read the object again
@@ -127,7 +133,7 @@ class Kube:
                 list_call,
                 *scope,
                 field_selector=f"metadata.name={name}",
-                resource_version=listed.metadata.resource_version,
+                resource_version=version,
                 timeout_seconds=seconds,
                 _request_timeout=self.timeout + seconds,
             )
@@ -176,6 +182,17 @@ class Kube:
             query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
         )
+
+    def apply_all(self, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Apply objects that do not depend on each other side by side: one batch costs about
+        one round trip instead of one per object. Returns them as stored, in order; the first
+        error is raised once every apply has ended."""
+        if len(objects) <= 1:
+            return [self.apply(obj) for obj in objects]
+        if self._appliers is None:
+            self._appliers = ThreadPoolExecutor(APPLY_CONCURRENCY, thread_name_prefix="kube-apply")
+        futures = [self._appliers.submit(self.apply, obj) for obj in objects]
+        return [future.result() for future in futures]
 
     def wait_until_allowed(
         self, namespace: str, verb: str, resource: str, group: str = "", timeout: float = 15
@@ -245,17 +262,21 @@ class Kube:
             lambda: self.core.delete_namespace(name, propagation_policy="Background", _request_timeout=self.timeout),
         )
 
-    def wait_while_terminating(self, name: str, timeout: float) -> None:
-        """If the namespace is being deleted (a PR reopened right after closing), wait until it is gone."""
+    def settled_namespace_labels(self, name: str, timeout: float) -> dict[str, str] | None:
+        """The namespace's labels, None when there is none; a namespace being deleted (a PR
+        reopened right after closing) is waited for until it is gone. One read when it is not."""
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
                 found = self._list_named(self.core.list_namespace, name)
-                if not found.items or not found.items[0].metadata.deletion_timestamp:
-                    return
-                for event in self._watch_named(self.core.list_namespace, name, found, 5):
+                if not found.items:
+                    return None
+                if not found.items[0].metadata.deletion_timestamp:
+                    return dict(found.items[0].metadata.labels or {})
+                version = found.metadata.resource_version
+                for event in self._watch_named(self.core.list_namespace, name, version, 5):
                     if event["type"] == "DELETED":
-                        return
+                        return None
         except _CLIENT_ERRORS as error:
             raise _error(f"watch namespace {name}", error) from error
         raise KubeError(f"namespace {name} is still being deleted after {timeout:.0f} s")
@@ -339,7 +360,9 @@ class Kube:
                 found = self._list_named(self.batch.list_namespaced_job, name, namespace)
                 if not found.items:
                     break
-                for _ in self._watch_named(self.batch.list_namespaced_job, name, found, 5, namespace):
+                for _ in self._watch_named(
+                    self.batch.list_namespaced_job, name, found.metadata.resource_version, 5, namespace
+                ):
                     pass
         except _CLIENT_ERRORS as error:
             raise _error(f"wait for job {namespace}/{name} to go", error) from error
@@ -398,7 +421,9 @@ class Kube:
                 if state is None:
                     checks = should_stop is not None or quota_refusal_is_final
                     window = min(remaining, STOP_CHECK_SECONDS if checks else 60)
-                    stream = self._watch_named(self.batch.list_namespaced_job, name, jobs, window, namespace)
+                    stream = self._watch_named(
+                        self.batch.list_namespaced_job, name, jobs.metadata.resource_version, window, namespace
+                    )
                     for event in stream:
                         state = (
                             "missing"
@@ -438,24 +463,35 @@ class Kube:
     # --- rollout -----------------------------------------------------------------
 
     def wait_for_rollout(
-        self, namespace: str, name: str, timeout: float, should_stop: Callable[[], bool] | None = None
+        self,
+        namespace: str,
+        name: str,
+        timeout: float,
+        should_stop: Callable[[], bool] | None = None,
+        applied: dict[str, Any] | None = None,
     ) -> RolloutOutcome:
         """Watch a Deployment until its newest revision is available, or say why it is not.
 
-        Between watch windows the pods are checked, so an image that cannot be
-        pulled or a crash loop ends the wait early instead of at the deadline, and
-        `should_stop()` is asked whether the rollout still matters.
+        `applied`: the Deployment as apply just stored it; the first watch starts from its
+        version at once (no read first, and no pods to diagnose yet). Between watch windows
+        the pods are checked, so an image that cannot be pulled or a crash loop ends the
+        wait early instead of at the deadline, and `should_stop()` is asked whether the
+        rollout still matters.
         """
         deadline = time.monotonic() + timeout
+        found = applied
         try:
             while True:
                 if should_stop is not None and should_stop():
                     return RolloutOutcome(False, "stopped", "no longer wanted")
-                deployment = self.apps.read_namespaced_deployment(name, namespace, _request_timeout=self.timeout)
-                found = self._json(deployment)
+                stuck = None
+                if found is None:
+                    found = self._json(
+                        self.apps.read_namespaced_deployment(name, namespace, _request_timeout=self.timeout)
+                    )
+                    stuck = None if diagnosis.rolled_out(found) else self._rollout_problem(namespace, found)
                 if diagnosis.rolled_out(found):
                     return RolloutOutcome(True)
-                stuck = self._rollout_problem(namespace, found)
                 if stuck and stuck.reason != "pending":
                     return stuck
                 remaining = deadline - time.monotonic()
@@ -463,10 +499,12 @@ class Kube:
                     return stuck if stuck else RolloutOutcome(False, "timeout", f"not available after {timeout:.0f} s")
                 # Short windows: the pods are diagnosed between them.
                 window = min(remaining, STOP_CHECK_SECONDS)
-                stream = self._watch_named(self.apps.list_namespaced_deployment, name, deployment, window, namespace)
+                version = found["metadata"]["resourceVersion"]
+                stream = self._watch_named(self.apps.list_namespaced_deployment, name, version, window, namespace)
                 for event in stream:
                     if event["type"] != "DELETED" and diagnosis.rolled_out(self._json(event["object"])):
                         return RolloutOutcome(True)
+                found = None  # read again, with its pods
         except _CLIENT_ERRORS as error:
             raise _error(f"watch deployment {namespace}/{name}", error) from error
 

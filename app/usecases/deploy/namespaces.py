@@ -18,7 +18,11 @@ def names_for(settings: Settings, preview: Preview) -> PreviewNames:
     return preview_names(repository, key, preview.pr_number, preview.branch, settings.preview_domain)
 
 
+def owned_or_free(labels: dict[str, str] | None, preview_id: int) -> bool:
+    """A namespace with these labels (None: there is none) is this preview's to write into or delete."""
+    return labels is None or labels.get(LABEL_PREVIEW_ID) == str(preview_id)
+
+
 def ours_or_free(kube: Cluster, namespace: str, preview_id: int) -> bool:
     """Before writing into or deleting a namespace: it does not exist, or it carries this preview's id."""
-    labels = kube.namespace_labels(namespace)
-    return labels is None or labels.get(LABEL_PREVIEW_ID) == str(preview_id)
+    return owned_or_free(kube.namespace_labels(namespace), preview_id)

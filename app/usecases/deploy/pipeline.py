@@ -39,7 +39,7 @@ from app.usecases.deploy import (
     teardown,
     trust,
 )
-from app.usecases.deploy.namespaces import names_for, ours_or_free
+from app.usecases.deploy.namespaces import names_for, owned_or_free
 from app.usecases.deploy.preview_config import PreviewConfig
 from app.usecases.deploy.runs import PROGRESS, Run, StepFailed, Superseded, phase, wants
 from app.usecases.jobs import DEPLOY_JOB
@@ -106,12 +106,16 @@ def _spec(
     )
 
 
-def _configuration(services: Services, preview: Preview) -> PreviewConfig:
-    """The repository's settings and its preview file at the commit; StepFailed for an invalid file."""
+def _configuration(run: Run, preview: Preview) -> PreviewConfig:
+    """The repository's settings and its preview file at the commit (read beside the PR when
+    the job started that read); StepFailed for an invalid file."""
+    services = run.services
+    repository, sha, early = preview.repository.full_name, preview.head_sha, run.preview_file
     try:
-        found = preview_config.read_file(
-            services.gitea, services.settings, preview.repository.full_name, preview.head_sha
-        )
+        if early is not None and (early.repository, early.sha) == (repository, sha):
+            found = early.result()
+        else:
+            found = preview_config.read_file(services.gitea, services.settings, repository, sha)
     except PreviewFileError as error:
         raise StepFailed("config", str(error)) from None
     if found is not None and found.image and not preview_config.image_allowed(services.settings, found.image):
@@ -144,14 +148,21 @@ def _run_job(run: Run, namespace: str, job: dict[str, Any], phase: str) -> None:
         raise StepFailed(phase, f"{why}: {last[:100]}" if last else why, tail)
 
 
-def deploy(services: Services, preview_id: int, sha: str, pull: dict[str, Any] | None = None) -> str:
+def deploy(
+    services: Services,
+    preview_id: int,
+    sha: str,
+    pull: dict[str, Any] | None = None,
+    preview_file: preview_config.FileRead | None = None,
+) -> str:
     """Make the preview ready at `sha`. Returns ready, failed, waiting, deferred or superseded.
-    `pull`: the PR as Gitea answered it earlier in this job, for the trust check."""
+    `pull`: the PR as Gitea answered it earlier in this job, for the trust check;
+    `preview_file`: the preview file's read this job started beside it."""
     if not wants(Preview.get_or_none(Preview.id == preview_id), sha):
         return "superseded"
     try:
         with lease.hold(preview_id, services.settings.lease_ttl) as held:
-            return _deploy(Run(services, held, preview_id, sha, pull=pull))
+            return _deploy(Run(services, held, preview_id, sha, pull=pull, preview_file=preview_file))
     except lease.LeaseHeld:
         jobs.defer(services.queue, DEPLOY_JOB, preview_id, sha)
         return "deferred"
@@ -166,7 +177,7 @@ def _deploy(run: Run) -> str:
             why = trust.untrusted_because(services, preview, run.pull)
             if why is not None:
                 return _await_approval(run, preview, why)
-        config = _configuration(services, preview)
+        config = _configuration(run, preview)
         if (switched_off := config.wanted_for(preview.pr_number, preview.branch)) is not None:
             return _switch_off(run, switched_off)
         if (position := capacity.claim_slot(services.settings, run.preview_id, utcnow())) is not None:
@@ -225,11 +236,15 @@ def _roll_out(run: Run, preview: Preview, config: PreviewConfig) -> str:
         with phase(preview, deployment, "database", f"preparing the {config.database.engine} database"):
             env_secret = _prepare_database(run, preview, spec, config, image)
     with phase(preview, deployment, "configure", "applying the app"):
-        password = _apply_app(run, spec, _app_spec(config, image, env_secret))
+        password, applied = _apply_app(run, spec, _app_spec(config, image, env_secret))
 
     with phase(preview, deployment, "rollout", "waiting for the app to become available"):
         outcome = services.kube.wait_for_rollout(
-            names.namespace, names.app, settings.rollout_timeout.total_seconds(), should_stop=run.stopped
+            names.namespace,
+            names.app,
+            settings.rollout_timeout.total_seconds(),
+            should_stop=run.stopped,
+            applied=applied,
         )
     run.check()
     if not outcome.ready:
@@ -250,23 +265,24 @@ def _isolate(run: Run, spec: PreviewSpec, config: PreviewConfig) -> None:
     """The namespace, our rights in it, then its quota, limits and network policy: all before
     anything of the PR runs there."""
     settings, kube, namespace = run.services.settings, run.services.kube, spec.names.namespace
-    kube.wait_while_terminating(namespace, timeout=180)
-    if not ours_or_free(kube, namespace, run.preview_id):
+    if not owned_or_free(kube.settled_namespace_labels(namespace, timeout=180), run.preview_id):
         raise StepFailed("deploy", f"namespace {namespace} exists and is not this preview's: not touched")
     run.check()
-    for obj in isolation.access_objects(spec, policies.isolation(settings)):
-        kube.apply(obj)
+    namespace_object, *bindings = isolation.access_objects(spec, policies.isolation(settings))
+    kube.apply(namespace_object)
+    kube.apply_all(bindings)
     # With the chart's roles our rights here come from the binding just made: wait until
     # the API server's authorizer knows it.
     if not kube.wait_until_allowed(namespace, "patch", "deployments", "apps"):
         raise StepFailed("deploy", f"no rights in {namespace}: is PREVIEW_CLUSTER_ROLE bound?")
     opening = _database_egress(settings, run.services.shared_databases(settings), config)
-    for obj in isolation.guard_objects(spec, policies.isolation(settings), opening):
-        kube.apply(obj)
+    kube.apply_all(isolation.guard_objects(spec, policies.isolation(settings), opening))
 
 
-def _apply_app(run: Run, spec: PreviewSpec, app: AppSpec) -> str | None:
-    """The credentials, the app and its services, the way in; returns the password (basic access)."""
+def _apply_app(run: Run, spec: PreviewSpec, app: AppSpec) -> tuple[str | None, dict[str, Any]]:
+    """The credentials, the app and its services, the way in, in one batch (nothing of it runs
+    before its pods are scheduled). Returns the password (basic access) and the app's
+    Deployment as stored, for the rollout's watch to start from."""
     settings, services = run.services.settings, run.services
     password = _password(services, spec.names) if settings.access == "basic" else None
     way_in = policies.routing(settings)
@@ -276,9 +292,11 @@ def _apply_app(run: Run, spec: PreviewSpec, app: AppSpec) -> str | None:
         *routing.route_objects(spec, way_in),
     ]
     run.check()
-    for obj in objects:
-        run.services.kube.apply(obj)
-    return password
+    stored = run.services.kube.apply_all(objects)
+    app_deployment = next(
+        found for found in stored if found.get("kind") == "Deployment" and found["metadata"]["name"] == spec.names.app
+    )
+    return password, app_deployment
 
 
 def _database_egress(settings: Settings, admins: dict[str, SqlAdmin], config: PreviewConfig) -> Opening | None:

@@ -9,6 +9,7 @@ and wins over the file. `pod_labels` and `build_pod_labels` are the operator's a
 from __future__ import annotations
 
 import fnmatch
+import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -74,6 +75,30 @@ def read_file(gitea: GiteaApi, settings: Settings, repository: str, sha: str) ->
     except UnicodeDecodeError:
         raise preview_file.PreviewFileError("", None, "is not UTF-8 text") from None
     return preview_file.parse(text, limits(settings))
+
+
+class FileRead:
+    """The preview file at one commit, read on a thread of its own while the job asks Gitea
+    for the PR: the two round trips overlap. `result()` answers as read_file would."""
+
+    def __init__(self, gitea: GiteaApi, settings: Settings, repository: str, sha: str) -> None:
+        self.repository, self.sha = repository, sha
+        self._found: PreviewFile | None = None
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._read, args=(gitea, settings), daemon=True)
+        self._thread.start()
+
+    def _read(self, gitea: GiteaApi, settings: Settings) -> None:
+        try:
+            self._found = read_file(gitea, settings, self.repository, self.sha)
+        except Exception as error:  # handed to whoever asks for the result, in their thread
+            self._error = error
+
+    def result(self) -> PreviewFile | None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._found
 
 
 def _strings(mapping: Any) -> dict[str, str]:

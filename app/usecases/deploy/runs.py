@@ -18,6 +18,7 @@ from app.db import utcnow
 from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview
 from app.usecases.deploy import lease
+from app.usecases.deploy.preview_config import FileRead
 from app.usecases.ports import Services
 
 # The seed's progress steps.
@@ -63,6 +64,8 @@ class Run:
     pending_report: threading.Thread | None = None
     # The PR as Gitea answered it earlier in the same job (None: read it when needed).
     pull: dict[str, Any] | None = None
+    # The preview file's read started beside the PR's (None: read it when needed).
+    preview_file: FileRead | None = None
 
     def wait_for_reports(self) -> None:
         if self.pending_report is not None:

@@ -13,7 +13,7 @@ from app.domain.planning import APPROVE, DEPLOY, LABELS, TEARDOWN
 from app.domain.states import DeliveryOutcome, PreviewState
 from app.models import Event, Preview, WebhookDelivery
 from app.usecases import jobs
-from app.usecases.deploy import pipeline, teardown, trust
+from app.usecases.deploy import pipeline, preview_config, teardown, trust
 from app.usecases.intake import triage
 from app.usecases.ports import GiteaError, Services
 
@@ -60,6 +60,15 @@ def _head_now(services: Services, preview: Preview) -> GiteaHead:
         return GiteaHead(str(pull["head"]["sha"]), pull)
     except (KeyError, TypeError) as error:
         raise GiteaError(f"pull request {preview.target_key}: no head sha in Gitea's answer") from error
+
+
+def _preview_file_read(services: Services, delivery: WebhookDelivery) -> preview_config.FileRead | None:
+    """The preview file at the delivery's commit, read while Gitea is asked for the PR: the
+    deploy uses it when Gitea confirms that commit (a moved head reads its own)."""
+    if not services.gitea.configured:
+        return None
+    repository = delivery.preview.repository.full_name
+    return preview_config.FileRead(services.gitea, services.settings, repository, str(delivery.head_sha))
 
 
 def _confirmed_head(services: Services, delivery: WebhookDelivery) -> GiteaHead:
@@ -139,11 +148,12 @@ def process_delivery(services: Services, delivery_id: int) -> str:
         # A later push or close for the same preview already owns its desired state.
         result = "superseded"
     elif delivery.intent == DEPLOY:
+        early = _preview_file_read(services, delivery)
         head = _confirmed_head(services, delivery)
         if head.sha is None:
             result = _not_wanted(services, delivery)
         else:
-            result = pipeline.deploy(services, delivery.preview_id, head.sha, pull=head.pull)
+            result = pipeline.deploy(services, delivery.preview_id, head.sha, pull=head.pull, preview_file=early)
     elif delivery.intent == APPROVE:
         result = trust.approve(services, delivery)
         if result == "approved":
