@@ -23,37 +23,16 @@ Prints p50/p95 of each, the ratio of the p50s (target 1.25 at most) and teardown
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import time
 from datetime import datetime
 from functools import partial
-from pathlib import Path
 
 from kubernetes import client as k8s
 
 from app.db import open_database
 from app.models import Deployment, Preview, WebhookDelivery
-from bench.stack import IMAGE, Stack, now_utc, objects_of, preview_stack, report, summary
-from tests.testbed.kube.controlplane import binary
+from bench.stack import IMAGE, Stack, kubectl_baseline, now_utc, objects_of, preview_stack, report, summary
 from tests.testbed.kube.waiting import eventually
-
-
-def kubectl_baseline(stack: Stack, template: list[dict], namespace: str, app: str, folder: Path, number: int) -> float:
-    """Seconds for kubectl to apply the same objects in a fresh namespace and see the rollout through."""
-    renamed = f"bench-baseline-{number}"
-    text = json.dumps({"apiVersion": "v1", "kind": "List", "items": template}).replace(f'"{namespace}"', f'"{renamed}"')
-    path = folder / f"baseline-{number}.json"
-    path.write_text(text)
-    kubectl = [binary("kubectl"), "--kubeconfig", str(stack.plane.kubeconfig)]
-    started = time.perf_counter()
-    for command in (["apply", "-f", str(path)], ["rollout", "status", f"deployment/{app}", "-n", renamed]):
-        done = subprocess.run([*kubectl, *command, "--timeout=180s"], capture_output=True, text=True)
-        if done.returncode:
-            raise RuntimeError(f"kubectl {command[0]} failed: {done.stderr.strip()}")
-    elapsed = time.perf_counter() - started
-    k8s.CoreV1Api(stack.api).delete_namespace(renamed)
-    return elapsed
 
 
 def deletion_requested(stack: Stack, name: str) -> bool:
@@ -117,7 +96,14 @@ def main() -> None:
             namespace = preview.namespace
             [deployment] = k8s.AppsV1Api(stack.api).list_namespaced_deployment(namespace).items
             app = str(deployment.metadata.name) if deployment.metadata else ""
-            baseline = kubectl_baseline(stack, objects_of(stack, namespace), namespace, app, stack.folder, number)
+            baseline = kubectl_baseline(
+                stack.plane.kubeconfig,
+                objects_of(stack.plane.kubeconfig, namespace),
+                namespace,
+                app,
+                stack.folder,
+                number,
+            )
             repo.close_pr(pr)
             eventually(
                 partial(deletion_requested, stack, namespace),

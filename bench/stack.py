@@ -15,6 +15,7 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -127,9 +128,9 @@ def now_utc() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def objects_of(stack: Stack, namespace: str) -> list[dict]:
+def objects_of(kubeconfig: Path, namespace: str, kinds: str = KINDS) -> list[dict]:
     """The preview's objects as applied (our labels, no server fields), namespace first."""
-    kubectl = [binary("kubectl"), "--kubeconfig", str(stack.plane.kubeconfig)]
+    kubectl = [binary("kubectl"), "--kubeconfig", str(kubeconfig)]
     found = [
         json.loads(
             subprocess.run(
@@ -138,7 +139,7 @@ def objects_of(stack: Stack, namespace: str) -> list[dict]:
         )
     ]
     listed = subprocess.run(
-        [*kubectl, "get", KINDS, "-n", namespace, "-o", "json"], check=True, capture_output=True, text=True
+        [*kubectl, "get", kinds, "-n", namespace, "-o", "json"], check=True, capture_output=True, text=True
     )
     found += [
         item
@@ -154,6 +155,27 @@ def objects_of(stack: Stack, namespace: str) -> list[dict]:
             for field in ("clusterIP", "clusterIPs"):
                 item["spec"].pop(field, None)
     return found
+
+
+def kubectl_baseline(
+    kubeconfig: Path, template: list[dict], namespace: str, app: str, folder: Path, number: int, wait: bool = False
+) -> float:
+    """Seconds for kubectl to apply the same objects in a fresh namespace and see the rollout
+    through. The namespace is deleted after (untimed; waited for with `wait`)."""
+    renamed = f"bench-baseline-{number}"
+    text = json.dumps({"apiVersion": "v1", "kind": "List", "items": template}).replace(f'"{namespace}"', f'"{renamed}"')
+    path = folder / f"baseline-{number}.json"
+    path.write_text(text)
+    kubectl = [binary("kubectl"), "--kubeconfig", str(kubeconfig)]
+    started = time.perf_counter()
+    for command in (["apply", "-f", str(path)], ["rollout", "status", f"deployment/{app}", "-n", renamed]):
+        done = subprocess.run([*kubectl, *command, "--timeout=180s"], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"kubectl {command[0]} failed: {done.stderr.strip()}")
+    elapsed = time.perf_counter() - started
+    delete = [*kubectl, "delete", "namespace", renamed, f"--wait={str(wait).lower()}", "--timeout=180s"]
+    subprocess.run(delete, check=True, capture_output=True)
+    return elapsed
 
 
 def percentile(values: list[float], share: float) -> float:
