@@ -20,6 +20,10 @@ Beside each push, the service's own deploy of the built image (its deploy, confi
 rollout phases) against `kubectl apply` + `rollout status` of the same objects in a fresh
 namespace on the same node (the image already there: kubectl pulls nothing).
 
+Then Debian's buildah (bench/buildah_baseline.py) builds and pushes the same app on the
+same machine and registry, cold and then once per push with its layer cache, against the
+kaniko container's own time in our Job (cold: the first build; cached: the pushes').
+
     .venv/bin/python -m bench.push_to_page [--pushes 5]
 """
 
@@ -44,6 +48,7 @@ from app.db import open_database
 from app.domain.k8s.labels import LABEL_COMPONENT as COMPONENT
 from app.domain.k8s.labels import LABEL_SHA
 from app.models import Deployment
+from bench.buildah_baseline import Buildah, write_context
 from bench.stack import KINDS, kubectl_baseline, objects_of, report, summary
 from tests.testbed import servers
 from tests.testbed.gitea_repo import Repo, create_repository
@@ -183,6 +188,30 @@ def our_deploy_seconds(sha: str) -> float:
     return sum(float(timings.get(name, 0)) for name in ("deploy", "configure", "rollout"))
 
 
+def our_build_seconds(sha: str) -> float:
+    """The service's build phase: the Job made, its pod started, source fetched, kaniko run."""
+    return float((Deployment.get(Deployment.head_sha == sha).timings or {}).get("build", 0))
+
+
+def buildah_figures(node: RealNode, work: Path, builds: int) -> dict[str, float] | str:
+    """buildah bud + push of the same app on the same machine and registry: once cold, then
+    `builds` one-line changes with its local layer cache."""
+    if not Buildah.available():
+        return "buildah is not installed (apt-get install buildah)"
+    buildah = Buildah(work / "buildah", node.registry, node.registry_user, node.registry_password)
+    context = write_context(work / "buildah-context", bench_app(node.image("base"), "buildah 0"))
+    try:
+        cold = buildah.build_and_push(context, "0")
+        cached = []
+        for build in range(1, builds + 1):
+            (context / "site" / "message.txt").write_text(f"buildah {build}\n")
+            cached.append(buildah.build_and_push(context, str(build)))
+    finally:
+        buildah.forget()
+    print(f"buildah: cold {cold:.1f} s, cached {', '.join(f'{c:.1f}' for c in cached)} s", flush=True)
+    return {"cold": round(cold, 1), "cached_p50": round(statistics.median(cached), 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pushes", type=int, default=5)
@@ -236,13 +265,18 @@ def main() -> None:
             auth = (base64.b64decode(data["username"]).decode(), base64.b64decode(data["password"]).decode())
             served = wait_for_page(node, host, auth, f"commit {sha}\npush 0\n", timeout=60)
             cold = served - pushed
-            print(f"cold: push and PR to the page {cold:.1f} s; cache {cache_use(core, build_pod(core, sha))}")
-
             open_database(database_url)
+            kaniko_cold = phases_of(core, repo, namespace, sha, pushed, served)["build_and_push"]
+            print(
+                f"cold: push and PR to the page {cold:.1f} s; kaniko {kaniko_cold:.0f} s;"
+                f" our build step {our_build_seconds(sha):.1f} s; cache {cache_use(core, build_pod(core, sha))}",
+                flush=True,
+            )
+
             apps: Any = k8s.AppsV1Api(api)
             [deployment] = apps.list_namespaced_deployment(namespace, label_selector=f"{COMPONENT}=app").items
             app = str(deployment.metadata.name)
-            totals, phases, caches, ours, kubectl = [], [], [], [], []
+            totals, phases, caches, ours, kubectl, builds = [], [], [], [], [], []
             for push in range(1, args.pushes + 1):
                 pushed = time.time()
                 sha = repo.commit(BRANCH, {"site/message.txt": f"push {push}\n"}, f"Push {push}")
@@ -252,6 +286,7 @@ def main() -> None:
                 phases.append(phases_of(core, repo, namespace, sha, pushed, served))
                 caches.append(cache_use(core, build_pod(core, sha)))
                 ours.append(our_deploy_seconds(sha))
+                builds.append(our_build_seconds(sha))
                 # The same objects by kubectl in a fresh namespace, the image already on the node;
                 # deleted and waited for, so Traefik never has two routes for the host.
                 template = objects_of(node.plane.kubeconfig, namespace, NODE_KINDS)
@@ -259,7 +294,9 @@ def main() -> None:
                 said = ", ".join(f"{name} {phases[-1][name]:.1f}" for name in PHASES)
                 print(f"push {push}: {totals[-1]:.1f} s ({said}); cache {caches[-1]}", flush=True)
                 print(f"  our deploy of the built image {ours[-1]:.2f} s, kubectl {kubectl[-1]:.2f} s", flush=True)
+        buildah = buildah_figures(node, work, args.pushes)
         api.close()
+    kaniko_cached = statistics.median(p["build_and_push"] for p in phases)
     report(
         "push_to_page",
         {
@@ -270,6 +307,9 @@ def main() -> None:
             "our_deploy_s": summary(ours),
             "kubectl_apply_rollout_s": summary(kubectl),
             "deploy_p50_ratio": round(statistics.median(ours) / statistics.median(kubectl), 2),
+            "our_build_step_cached_s": summary(builds, digits=1),
+            "kaniko_build_and_push_s": {"cold": round(kaniko_cold, 1), "cached_p50": round(kaniko_cached, 1)},
+            "buildah_build_and_push_s": buildah,
             "cache_layers_p50": {key: statistics.median(cache[key] for cache in caches) for key in ("reused", "built")},
         },
     )

@@ -25,6 +25,7 @@ import os
 import random
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -41,12 +42,18 @@ from tests.testbed.kube.waiting import eventually
 REPOSITORIES = 20
 
 
-def seed_rows(count: int) -> list[Preview]:
+def gitea_repositories(stack: Stack) -> list[Repository]:
+    """REPOSITORIES empty repositories, in Gitea and registered: the scheduler asks Gitea about
+    each repository with live previews, and tears down every preview of one it does not know."""
+    run = uuid.uuid4().hex[:6]
+    found = [stack.gitea.api("POST", "/user/repos", json={"name": f"scale-{run}-{n}"}) for n in range(REPOSITORIES)]
+    return [Repository.upsert(repo["full_name"], repo["clone_url"]) for repo in found]
+
+
+def seed_rows(stack: Stack, count: int) -> list[Preview]:
     """`count` ready previews across REPOSITORIES repositories, with a plausible history each."""
     now = now_utc()
-    repositories = [
-        Repository.upsert(f"scale/repo-{n}", f"http://gitea.invalid/scale/repo-{n}.git") for n in range(REPOSITORIES)
-    ]
+    repositories = gitea_repositories(stack)
     rows = []
     for number in range(count):
         created = now - timedelta(minutes=random.randint(1, 60 * 24 * 10))
@@ -54,7 +61,7 @@ def seed_rows(count: int) -> list[Preview]:
         rows.append(
             {
                 "repository": repositories[number % REPOSITORIES],
-                "target_key": f"scale/repo-{number % REPOSITORIES}#{number}",
+                "target_key": f"{repositories[number % REPOSITORIES].full_name}#{number}",
                 "pr_number": number,
                 "branch": f"change-{number}",
                 "head_sha": f"{number:040x}",
@@ -72,7 +79,7 @@ def seed_rows(count: int) -> list[Preview]:
     with database.atomic():
         for start in range(0, count, 200):
             Preview.insert_many(rows[start : start + 200]).execute()
-    previews = list(Preview.select().where(Preview.target_key.startswith("scale/repo-")))
+    previews = list(Preview.select().where(Preview.repository.in_(repositories)))
     history_of(previews, now)
     return previews
 
@@ -195,7 +202,7 @@ def main() -> None:
         template = objects_of(stack.plane.kubeconfig, template_preview.namespace)
         started = time.perf_counter()
         with paused(stack.processes["scheduler"].pid):
-            previews = seed_rows(args.previews)
+            previews = seed_rows(stack, args.previews)
             copy_objects(stack, template, template_preview.namespace, previews)
         print(
             f"seeded {len(previews)} previews and their namespaces in {time.perf_counter() - started:.0f} s", flush=True
