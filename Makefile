@@ -10,6 +10,8 @@ BIN := $(VENV)/bin
 # runc's build; iptables, nftables, iproute2, curl: the real node (tests/testbed/node); mmdebstrap:
 # its images.
 DEBIAN_PACKAGES := git redis-server postgresql mariadb-server nginx-light chromium util-linux procps python3-venv faketime libseccomp-dev pkg-config iptables nftables iproute2 mmdebstrap curl
+# buildah: bench.push_to_page's baseline builder, for the benchmarks only.
+BENCH_PACKAGES := buildah
 
 .PHONY: run test bench deps venv tools migrate cluster node lint
 
@@ -19,8 +21,9 @@ run: deps venv tools
 test: deps venv tools lint
 	$(BIN)/python -m pytest
 
-# Every benchmark under bench/, one after another (about 35 minutes); README has the figures.
+# Every benchmark under bench/, one after another (about 40 minutes); README has the figures.
 bench: deps venv tools
+	@$(MAKE) --no-print-directory deps DEBIAN_PACKAGES="$(BENCH_PACKAGES)"
 	$(BIN)/python -m bench all
 
 # Debian packages the service and its tests need; installed only when missing.

@@ -376,10 +376,6 @@ class WebhookDelivery(BaseModel):
         rows = db.execute_sql(sql, params).fetchall()  # to the end: SQLite commits only then
         return int(rows[0][0]) if rows else None
 
-    @property
-    def job_id(self) -> str:
-        return f"delivery-{self.id}"
-
     @classmethod
     def unfinished(cls, received_before: datetime, limit: int = 100) -> list[WebhookDelivery]:
         """Deliveries received before `received_before` whose work is not done: still to plan,

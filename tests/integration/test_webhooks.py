@@ -37,7 +37,7 @@ def test_signed_task_branch_push_is_stored_queued_then_planned_by_the_worker(cli
     )
     assert json.loads(delivery.body) == payload("push_task_branch")
     assert abs(delivery.received_at - utcnow()) < timedelta(seconds=30)
-    assert queued_job_ids(settings) == [delivery.job_id]
+    assert queued_job_ids(settings) == [f"delivery-{delivery.id}"]
     with database.connection_context():
         assert Preview.select().count() == 0  # planning is the worker's
 
@@ -61,7 +61,7 @@ def test_a_delivery_id_seen_before_is_a_duplicate_at_once(client, settings):
     assert (again.json["outcome"], again.json["delivery_id"]) == (DeliveryOutcome.DUPLICATE, first.json["delivery_id"])
     assert again.json["queued"] is False
     assert [d.delivery_uuid for d in all_deliveries()] == ["uuid-1"]
-    assert queued_job_ids(settings) == [all_deliveries()[0].job_id]
+    assert queued_job_ids(settings) == [f"delivery-{all_deliveries()[0].id}"]
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,8 @@ def test_the_read_runs_beside_its_caller_and_answers_the_parsed_file():
     assert gitea.asked == []
     gitea.opened.set()
     found = read.result()
-    assert found is not None and found.port == 3000
+    assert found is not None
+    assert found.port == 3000
     assert gitea.asked == [("o/r", PATH, "abc")]
     assert (read.repository, read.sha) == ("o/r", "abc")
 
