@@ -11,10 +11,11 @@ Traefik with the preview's password, shows that commit.
 Phases of each push, from the timestamps the cluster and Gitea keep (whole seconds):
 queue (push to the build Job created: webhook, planning, Gitea reads), build start (the
 Job to its pod's first container started), fetch source (the build pod's init container),
-build and push (kaniko: one process does both), deploy (the build's end to the new app
-pod created), pull (the kubelet's "pulled in" figure), start (pod created to its
-container started, less the pull), ready (started to Ready), report (Ready to the success
-status), serve (the page's first answer of the new commit).
+build and push (kaniko: one process does both), job complete (kaniko's end to the Job
+marked complete), deploy (that to the new app pod created), pull (the kubelet's "pulled
+in" figure), start (pod created to its container started, less the pull), ready (started
+to Ready), report (Ready to the success status), serve (the page's first answer of the
+new commit).
 
 Beside each push, the service's own deploy of the built image (its deploy, configure and
 rollout phases) against `kubectl apply` + `rollout status` of the same objects in a fresh
@@ -67,6 +68,7 @@ PHASES = (
     "build_start",
     "fetch_source",
     "build_and_push",
+    "job_complete",
     "deploy",
     "pull",
     "start",
@@ -154,7 +156,10 @@ def succeeded(repo: Repo, sha: str) -> bool:
 
 def phases_of(core: Any, repo: Repo, namespace: str, sha: str, pushed: float, served: float) -> dict[str, float]:
     built = build_pod(core, sha)
-    job_created = _at(built.metadata.creation_timestamp)
+    batch: Any = k8s.BatchV1Api(core.api_client)
+    job = batch.read_namespaced_job(built.metadata.labels["job-name"], BUILD_NAMESPACE)
+    job_created = _at(job.metadata.creation_timestamp)
+    completed = _at(job.status.completion_time)
     fetch = built.status.init_container_statuses[0].state.terminated
     kaniko = built.status.container_statuses[0].state.terminated
     app = max(
@@ -169,10 +174,11 @@ def phases_of(core: Any, repo: Repo, namespace: str, sha: str, pushed: float, se
     pull = pull_seconds(core, namespace, app.metadata.name)
     return {
         "queue": job_created - pushed,
-        "build_start": _at(fetch.started_at) - job_created,
+        "build_start": _at(fetch.started_at) - job_created,  # its pod scheduled, sandbox and volumes made
         "fetch_source": _at(fetch.finished_at) - _at(fetch.started_at),
         "build_and_push": _at(kaniko.finished_at) - _at(kaniko.started_at),
-        "deploy": created - _at(kaniko.finished_at),
+        "job_complete": completed - _at(kaniko.finished_at),  # the Job controller's word on its pod
+        "deploy": created - completed,
         "pull": pull,
         "start": max(0.0, started - created - pull),
         "ready": ready - started,
