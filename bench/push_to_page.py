@@ -12,10 +12,11 @@ Phases of each push, from the timestamps the cluster and Gitea keep (whole secon
 queue (push to the build Job created: webhook, planning, Gitea reads), build start (the
 Job to its pod's first container started), fetch source (the build pod's init container),
 build and push (kaniko: one process does both), job complete (kaniko's end to the Job
-marked complete), deploy (that to the new app pod created), pull (the kubelet's "pulled
-in" figure), start (pod created to its container started, less the pull), ready (started
-to Ready), report (Ready to the success status), serve (the page's first answer of the
-new commit).
+marked complete: shown, not on the way, since the build's wait takes its pod's end),
+deploy (kaniko's end to the new app pod created), pull (the kubelet's "pulled in"
+figure), start (pod created to its container started, less the pull), ready (started to
+Ready), report (Ready to the success status), serve (the page's first answer of the new
+commit).
 
 Beside each push, the service's own deploy of the built image (its deploy, configure and
 rollout phases) against `kubectl apply` + `rollout status` of the same objects in a fresh
@@ -177,8 +178,9 @@ def phases_of(core: Any, repo: Repo, namespace: str, sha: str, pushed: float, se
         "build_start": _at(fetch.started_at) - job_created,  # its pod scheduled, sandbox and volumes made
         "fetch_source": _at(fetch.finished_at) - _at(fetch.started_at),
         "build_and_push": _at(kaniko.finished_at) - _at(kaniko.started_at),
-        "job_complete": completed - _at(kaniko.finished_at),  # the Job controller's word on its pod
-        "deploy": created - completed,
+        # The Job controller's word on its pod: the service no longer waits for it (it watches the pod).
+        "job_complete": completed - _at(kaniko.finished_at),
+        "deploy": created - _at(kaniko.finished_at),
         "pull": pull,
         "start": max(0.0, started - created - pull),
         "ready": ready - started,

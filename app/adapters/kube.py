@@ -29,6 +29,8 @@ FIELD_MANAGER = "gitea-previews"
 REQUEST_TIMEOUT = 30
 # Namespaces per list request (the API server's pages: limit and continue).
 NAMESPACE_PAGE = 500
+# The label the Job controller puts on a Job's pods: the Job's uid (since Kubernetes 1.27).
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
 # Objects of one batch applied at once (apply_all); the client's pool holds more connections.
 APPLY_CONCURRENCY = 4
 
@@ -399,13 +401,17 @@ class Kube:
         timeout: float,
         should_stop: Callable[[], bool] | None = None,
         quota_refusal_is_final: bool = False,
+        single_pod: bool = False,
     ) -> JobOutcome:
         """Watch a Job until it completes or fails, disappears, `timeout` seconds pass, or
         `should_stop()` (asked every few seconds) says the result is no longer wanted.
 
         `quota_refusal_is_final`: a pod the namespace's quota refuses fails the Job at once (in a
         preview's namespace the app and its database hold their share until the preview goes;
-        builds, by contrast, wait their turn for the build namespace's quota)."""
+        builds, by contrast, wait their turn for the build namespace's quota).
+        `single_pod`: the Job runs one pod and never retries it (backoffLimit 0, restartPolicy
+        Never), so that pod's success is the Job's: the pod is watched, and its success taken at
+        once instead of the Job controller's word on it, which comes seconds later."""
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -418,20 +424,19 @@ class Kube:
                 state = diagnosis.job_state(self._json(jobs.items[0])) if jobs.items else "missing"
                 if state is None and quota_refusal_is_final and (refused := self._quota_refusal(namespace, name)):
                     return JobOutcome("failed", refused, reason="quota")
+                if state is None and single_pod:
+                    window = min(remaining, STOP_CHECK_SECONDS)
+                    ended = self._watch_single_pod(namespace, jobs.items[0].metadata.uid, window)
+                    if ended is None:
+                        continue  # still running (or gone): the Job is read again
+                    if ended == "Succeeded":
+                        state = "complete"
+                    # Failed: the Job controller's verdict is waited for, so that a retry of the
+                    # same commit finds the Job failed and makes a new one.
                 if state is None:
                     checks = should_stop is not None or quota_refusal_is_final
                     window = min(remaining, STOP_CHECK_SECONDS if checks else 60)
-                    stream = self._watch_named(
-                        self.batch.list_namespaced_job, name, jobs.metadata.resource_version, window, namespace
-                    )
-                    for event in stream:
-                        state = (
-                            "missing"
-                            if event["type"] == "DELETED"
-                            else diagnosis.job_state(self._json(event["object"]))
-                        )
-                        if state:
-                            break
+                    state = self._watch_job_state(namespace, name, jobs.metadata.resource_version, window)
                 if state == "missing":
                     return JobOutcome("missing", reason="deleted")
                 if state:
@@ -439,6 +444,42 @@ class Kube:
                     return JobOutcome(state, message, reason)
         except _CLIENT_ERRORS as error:
             raise _error(f"watch job {namespace}/{name}", error) from error
+
+    def _watch_job_state(self, namespace: str, name: str, version: str, seconds: float) -> str | None:
+        """complete, failed or missing (deleted) once the Job says so; None after `seconds`."""
+        for event in self._watch_named(self.batch.list_namespaced_job, name, version, seconds, namespace):
+            if event["type"] == "DELETED":
+                return "missing"
+            if state := diagnosis.job_state(self._json(event["object"])):
+                return state
+        return None
+
+    def _watch_single_pod(self, namespace: str, job_uid: str, seconds: float) -> str | None:
+        """The phase its pod ended in (Succeeded or Failed), found by the Job's uid (never an
+        older Job's pod of the same name); None when it still runs after `seconds`."""
+        selector = f"{JOB_UID_LABEL}={job_uid}"
+        listed = self.core.list_namespaced_pod(namespace, label_selector=selector, _request_timeout=self.timeout)
+        ended = ("Succeeded", "Failed")
+        for pod in listed.items:
+            if pod.status and pod.status.phase in ended:
+                return str(pod.status.phase)
+        try:
+            stream = watch.Watch().stream(
+                self.core.list_namespaced_pod,
+                namespace,
+                label_selector=selector,
+                resource_version=listed.metadata.resource_version,
+                timeout_seconds=max(1, int(seconds)),
+                _request_timeout=self.timeout + seconds,
+            )
+            for event in stream:
+                phase = event["object"].status.phase if event["object"].status else None
+                if event["type"] != "DELETED" and phase in ended:
+                    return str(phase)
+        except ApiException as error:
+            if error.status != 410:
+                raise
+        return None
 
     def pod_log_tail(self, namespace: str, label_selector: str, lines: int = 100) -> str:
         """The last lines of the newest matching pod's log; '' when there is none or it is unreadable."""

@@ -110,6 +110,7 @@ class Cluster(Protocol):
         timeout: float,
         should_stop: Callable[[], bool] | None = None,
         quota_refusal_is_final: bool = False,
+        single_pod: bool = False,
     ) -> JobOutcome: ...
     def pod_log_tail(self, namespace: str, label_selector: str, lines: int = 100) -> str: ...
     def wait_for_rollout(

@@ -89,7 +89,11 @@ def build_commit(
         kube.apply(build_object(policy))
     kube.replace_job(builds.build_job(spec, build, policy, sha), recreate=failed_before)
     outcome = kube.wait_for_job(
-        settings.build_namespace, build.job_name, settings.build_timeout.total_seconds(), should_stop=run.stopped
+        settings.build_namespace,
+        build.job_name,
+        settings.build_timeout.total_seconds(),
+        should_stop=run.stopped,
+        single_pod=True,  # the build Job's one pod, never retried (app/domain/k8s/build.py)
     )
     run.check()
     if outcome.state in ("missing", "stopped"):
