@@ -22,12 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from bench.stack import report
-from tests.testbed import servers
-from tests.testbed.gitea_server import BOT, gitea_server
+from bench.stack import node_stack, report
 from tests.testbed.node import release as chart
-from tests.testbed.node.node import RealNode, real_node
-from tests.testbed.node.service import prepare_builds
+from tests.testbed.node.node import RealNode
 from tests.testbed.node.service_image import service_image_builder
 from tests.testbed.node.wheelhouse import served, wheelhouse
 
@@ -110,13 +107,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-chart-"))
-    with (
-        servers.redis_server() as redis,
-        servers.postgres_server() as postgres,
-        gitea_server() as gitea,
-        real_node() as node,
-    ):
-        prepare_builds(node, BOT, gitea.bot_token)
+    with node_stack() as (redis, postgres, gitea, node):
         with served(wheelhouse()) as wheels_port:
             host, port = node.expose(wheels_port)
             builder = service_image_builder(node, gitea, work / "source", f"http://{host}:{port}/")

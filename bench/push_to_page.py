@@ -51,13 +51,12 @@ from app.domain.k8s.labels import LABEL_COMPONENT as COMPONENT
 from app.domain.k8s.labels import LABEL_SHA
 from app.models import Deployment
 from bench.buildah_baseline import Buildah, write_context
-from bench.stack import KINDS, kubectl_baseline, objects_of, report, summary
+from bench.stack import KINDS, kubectl_baseline, node_stack, objects_of, report, summary
 from tests.testbed import servers
 from tests.testbed.gitea_repo import Repo, create_repository
-from tests.testbed.gitea_server import BOT, gitea_server
 from tests.testbed.kube.waiting import eventually
-from tests.testbed.node.node import RealNode, real_node
-from tests.testbed.node.service import BUILD_NAMESPACE, prepare_builds, service_env
+from tests.testbed.node.node import RealNode
+from tests.testbed.node.service import BUILD_NAMESPACE, sample_app, service_env
 from tests.testbed.service_processes import service_processes
 
 SECRET = uuid.uuid4().hex
@@ -80,9 +79,10 @@ PHASES = (
 
 
 def bench_app(base_image: str, message: str) -> dict[str, str]:
-    """The sample app, its Dockerfile in cache-friendly order: what changes on every push (the
-    message) is copied last, so a rebuild reuses the layers before it."""
+    """The sample app with its Dockerfile in cache-friendly order: what changes on every push
+    (the message) is copied last, so a rebuild can reuse the layers before it."""
     return {
+        **sample_app(base_image, message),
         "Dockerfile": (
             f"FROM {base_image}\n"
             "COPY --chown=65532:65532 site/cgi-bin /site/cgi-bin\n"
@@ -90,13 +90,6 @@ def bench_app(base_image: str, message: str) -> dict[str, str]:
             "COPY --chown=65532:65532 site/message.txt /site/message.txt\n"
             'CMD ["httpd", "-f", "-p", "8080", "-h", "/site"]\n'
         ),
-        "site/cgi-bin/index.cgi": (
-            "#!/bin/sh\n"
-            "printf 'Content-Type: text/plain\\r\\n\\r\\n'\n"
-            'echo "commit $PREVIEW_COMMIT"\n'
-            "cat /site/message.txt\n"
-        ),
-        "site/message.txt": message + "\n",
     }
 
 
@@ -225,13 +218,7 @@ def main() -> None:
     parser.add_argument("--pushes", type=int, default=5)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-push-"))
-    with (
-        servers.redis_server() as redis,
-        servers.postgres_server() as postgres,
-        gitea_server() as gitea,
-        real_node() as node,
-    ):
-        prepare_builds(node, BOT, gitea.bot_token)
+    with node_stack() as (redis, postgres, gitea, node):
         gitea_host, gitea_port = node.expose(gitea.port)
         port = servers.free_port()
         database_url = postgres.create_database(f"bench_{uuid.uuid4().hex[:8]}")

@@ -27,8 +27,10 @@ from kubernetes import client as k8s
 
 from tests.testbed import servers
 from tests.testbed.gitea_repo import APP_FILES, Repo, create_repository
-from tests.testbed.gitea_server import GiteaServer, gitea_server
+from tests.testbed.gitea_server import BOT, GiteaServer, gitea_server
 from tests.testbed.kube.controlplane import ControlPlane, binary, control_plane
+from tests.testbed.node.node import RealNode, real_node
+from tests.testbed.node.service import prepare_builds
 from tests.testbed.service_processes import service_processes
 
 SECRET = "bench-webhook-secret-" + uuid.uuid4().hex[:8]
@@ -122,6 +124,20 @@ def preview_stack(workers: int = 1, **env: str) -> Iterator[Stack]:
 # Namespaced kinds the pipeline applies for a preview with basic auth and no database.
 KINDS = "resourcequota,limitrange,networkpolicy,rolebinding,secret,deployment,service,ingress"
 SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "selfLink")
+
+
+@contextlib.contextmanager
+def node_stack() -> Iterator[tuple[servers.RedisServer, servers.PostgresServer, GiteaServer, RealNode]]:
+    """Redis, PostgreSQL, Gitea and the real node, with the build namespace's credentials made
+    (the operator's part): what the benchmarks on the real node share."""
+    with (
+        servers.redis_server() as redis,
+        servers.postgres_server() as postgres,
+        gitea_server() as gitea,
+        real_node() as node,
+    ):
+        prepare_builds(node, BOT, gitea.bot_token)
+        yield redis, postgres, gitea, node
 
 
 def now_utc() -> datetime:
