@@ -239,15 +239,13 @@ def test_secrets_round_trip_through_etcd(kube_api, kube_namespace):
 def test_a_watch_from_a_version_the_server_no_longer_has_ends_quietly(kube_cluster, kube_namespace):
     """After an API server restart or a compaction a watch gets 410 Gone: our watches end
     their window and read the object again (a re-list), instead of failing the job."""
-    from types import SimpleNamespace
-
     from app.adapters.kube import Kube, load_configuration
 
     kube = Kube(load_configuration(str(kube_cluster.kubeconfig)))
     try:
         kube.core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "watched"}})
         kube_cluster.compact_etcd()
-        gone = SimpleNamespace(metadata=SimpleNamespace(resource_version="1"))  # compacted away
+        gone = "1"  # a resourceVersion compacted away
         list_call = kube.core.list_namespaced_config_map
         started = time.monotonic()
         assert list(kube._watch_named(list_call, "watched", gone, 5, kube_namespace)) == []
