@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,7 +132,9 @@ def main() -> int:
             _say(f"cluster ready: export KUBECONFIG={env['KUBECONFIG']}; kubectl is {binary('kubectl')}")
             if not env.get("DATABASE_URL"):
                 # The cluster is new on every run, so is the database that describes it.
-                env["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='preview-db-')}/preview.db"
+                folder = tempfile.mkdtemp(prefix="preview-db-")
+                stack.callback(shutil.rmtree, folder, ignore_errors=True)  # it dies with its cluster
+                env["DATABASE_URL"] = f"sqlite:///{folder}/preview.db"
                 _say(f"DATABASE_URL was not set; this run uses {env['DATABASE_URL']}")
         if not env.get("GITEA_WEBHOOK_SECRET"):
             env["GITEA_WEBHOOK_SECRET"] = secrets.token_urlsafe(24)
