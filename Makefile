@@ -21,7 +21,7 @@ run: deps venv tools
 test: deps venv tools lint
 	$(BIN)/python -m pytest
 
-# Every benchmark under bench/, one after another (about 40 minutes); README has the figures.
+# Every benchmark under bench/, one after another (about an hour); README has the figures.
 bench: deps venv tools
 	@$(MAKE) --no-print-directory deps DEBIAN_PACKAGES="$(BENCH_PACKAGES)"
 	$(BIN)/python -m bench all

@@ -11,7 +11,7 @@ BENCHMARKS = {
     "intake_overhead": "webhook intake (production) against a bare 202 endpoint, same gunicorn",
     "preview_lifecycle": "PR opened to ready against kubectl apply + rollout status; PR closed to teardown",
     "ttl_lateness": "time from a preview's expiry to its teardown being requested (1-minute TTLs)",
-    "scale": "1,000 previews (or --previews N): scheduler pass, list/stats API, /metrics, RSS of each process",
+    "scale": "10,000 previews (or --previews N): scheduler pass, list/stats API, /metrics, RSS of each process",
     "burst": "200 PR-opened deliveries within 10 s with 4 workers: time to all ready, nothing twice, intake",
     "webhook_intake": "webhook intake with Redis up and down",
     "template_clone": "a preview database cloned from a template against migrate and seed",

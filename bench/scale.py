@@ -1,4 +1,4 @@
-"""1,000 previews: one scheduler pass, the list and stats API, a /metrics scrape, and memory.
+"""10,000 previews: one scheduler pass, the list and stats API, a /metrics scrape, and memory.
 
 On the real test bed: one preview is deployed by the pipeline for real, and its
 objects (namespace, quota, limits, network policy, role binding, secret,
@@ -14,7 +14,7 @@ by a preview row seeded in the service's database with a history like a real one
 - RSS of the web (gunicorn's master and workers), worker and scheduler processes;
   target < 200 MB each.
 
-    .venv/bin/python -m bench.scale [--previews 1000] [--requests 50]
+    .venv/bin/python -m bench.scale [--previews 10000] [--requests 50]
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def process_memory(stack: Stack) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--previews", type=int, default=1000)
+    parser.add_argument("--previews", type=int, default=10000)
     parser.add_argument("--requests", type=int, default=50)
     args = parser.parse_args()
     with preview_stack(workers=1) as stack:
