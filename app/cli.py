@@ -16,7 +16,8 @@ from app.migrations import apply_migrations, pending
 from app.models import ApiToken
 from app.usecases.access import tokens
 from app.usecases.access.tokens import OPERATOR
-from app.usecases.errors import NotFound
+from app.usecases.deploy import budgets
+from app.usecases.errors import Invalid, NotFound
 from app.usecases.intake import repositories
 from app.usecases.operations import commands, lifecycle, views
 from app.usecases.ports import GiteaError
@@ -142,6 +143,25 @@ def repos_list() -> None:
     with database.connection_context():
         for repository in repositories.registered():
             click.echo(f"{repository.full_name}\thook {repository.hook_id or '-'}")
+
+
+@repos.command("budget")
+@click.argument("full_name")
+@click.argument("amount")
+def repos_budget(full_name: str, amount: str) -> None:
+    """Set owner/name's monthly budget in COST_CURRENCY (`default`: PREVIEW_BUDGET_PER_REPOSITORY)."""
+    try:
+        value = None if amount == "default" else float(amount)
+    except ValueError:
+        raise click.BadParameter(f"{amount!r} is not a number or 'default'", param_hint="AMOUNT") from None
+    with database.connection_context():
+        try:
+            repository = budgets.set_budget(full_name, value)
+        except (NotFound, Invalid) as error:
+            raise click.ClickException(str(error)) from error
+        budget = budgets.budget_of(context.settings(), repository)
+        shown = "none" if budget is None else f"{budget:.2f} {context.settings().cost_currency} a month"
+        click.echo(f"{repository.full_name}: budget {shown}")
 
 
 tokens_group = AppGroup("tokens", help="API tokens: scoped, per repository or for all, stored hashed.")

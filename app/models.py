@@ -44,6 +44,7 @@ class Repository(BaseModel):
     hook_id = peewee.IntegerField(null=True)  # the webhook the service made for it in Gitea
     gitea_id = peewee.IntegerField(null=True, unique=True)  # Gitea's id: the same after a rename
     checked_at = peewee.DateTimeField(null=True)  # when the scheduler last asked Gitea about it
+    monthly_budget = peewee.FloatField(null=True)  # the operator's, in place of PREVIEW_BUDGET_PER_REPOSITORY
 
     def __repr__(self) -> str:  # never the secret
         return f"<Repository {self.full_name}>"
@@ -103,6 +104,8 @@ class Preview(BaseModel):
     approval_label_on = peewee.BooleanField(default=False)  # the approval label, as last seen on the PR
     pinned = peewee.BooleanField(default=False)  # PR label preview:keep: never expires
     waiting_since = peewee.DateTimeField(null=True, index=True)  # in line for a slot since
+    # A new preview of a repository over its monthly budget: out of the line until it allows.
+    budget_held_since = peewee.DateTimeField(null=True)
     holds_slot = peewee.BooleanField(default=False, index=True)  # counts against MAX_ACTIVE_PREVIEWS
     lease_owner = peewee.CharField(max_length=128, null=True)  # the worker acting on it now
     lease_expires_at = peewee.DateTimeField(null=True)
@@ -173,7 +176,12 @@ class Preview(BaseModel):
         """Previews in line for a slot, first come first served."""
         return (
             cls.select()
-            .where((cls.state == PreviewState.QUEUED) & (cls.holds_slot == False) & cls.waiting_since.is_null(False))  # noqa: E712
+            .where(
+                (cls.state == PreviewState.QUEUED)
+                & (cls.holds_slot == False)  # noqa: E712
+                & cls.waiting_since.is_null(False)
+                & cls.budget_held_since.is_null()
+            )
             .order_by(cls.waiting_since, cls.id)
         )
 
@@ -185,7 +193,9 @@ class Preview(BaseModel):
         transitional = (PreviewState.QUEUED, PreviewState.BUILDING, PreviewState.DEPLOYING, PreviewState.DELETING)
         lease_expired = cls.lease_owner.is_null(False) & (cls.lease_expires_at < now)
         forgotten = cls.lease_owner.is_null() & (cls.updated_at < before)
-        query = cls.select().where(cls.state.in_(transitional) & (lease_expired | forgotten))
+        # Held back by its budget: it waits, and the scheduler lets it go (budgets.release).
+        held = cls.budget_held_since.is_null(False) & (cls.holds_slot == False)  # noqa: E712
+        query = cls.select().where(cls.state.in_(transitional) & (lease_expired | forgotten) & ~held)
         if capped:
             # In line: waiting for a slot. An approved preview (queued, no slot, not in line yet)
             # whose job was lost is stuck, not waiting.
@@ -388,7 +398,23 @@ class WebhookDelivery(BaseModel):
         )
 
 
-ALL_MODELS = (Repository, Preview, Deployment, Event, WebhookDelivery)
+class PreviewUsage(BaseModel):
+    """A stretch of time a preview held cluster resources, with what its app container
+    requested: what its cost is computed from (priced when read). Open while it lasts."""
+
+    preview = peewee.ForeignKeyField(Preview, backref="usage", on_delete="CASCADE")
+    repository = peewee.ForeignKeyField(Repository, on_delete="CASCADE")
+    cpu_cores = peewee.FloatField()
+    memory_gib = peewee.FloatField()
+    started_at = peewee.DateTimeField()
+    ended_at = peewee.DateTimeField(null=True, index=True)
+
+    class Meta:
+        table_name = "preview_usage"
+        indexes = ((("repository", "started_at"), False),)
+
+
+ALL_MODELS = (Repository, Preview, Deployment, Event, WebhookDelivery, PreviewUsage)
 
 
 class ApiToken(BaseModel):

@@ -351,6 +351,9 @@ class Settings:
     price_memory_gb_hour: float = 0.005
     cost_currency: str = "USD"
     active_alert_threshold: int = 50
+    # What one repository's previews may spend in a calendar month (UTC), in cost_currency;
+    # None: no budget. `flask repos budget` sets one repository's in its place.
+    budget_per_repository: float | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -442,6 +445,7 @@ class Settings:
         maybe_set("price_cpu_core_hour", "PRICE_CPU_CORE_HOUR", _price)
         maybe_set("price_memory_gb_hour", "PRICE_MEMORY_GB_HOUR", _price)
         maybe_set("cost_currency", "COST_CURRENCY")
+        maybe_set("budget_per_repository", "PREVIEW_BUDGET_PER_REPOSITORY", _price)
         maybe_set("active_alert_threshold", "ACTIVE_ALERT_THRESHOLD", _positive_int)
         for account, role in (
             ("CONTROLLER_SERVICE_ACCOUNT", "PREVIEW_CLUSTER_ROLE"),

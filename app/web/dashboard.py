@@ -198,6 +198,7 @@ def stats_page(me: SignedIn) -> ResponseReturnValue:
         figures=figures,
         by_age=board_pages.bars(figures["by_age"]),
         by_repository=board_pages.bars(figures["by_repository"]),
+        spend=board_pages.spend_chart(figures["spend"], figures["first_day"]),
     )
 
 

@@ -9,8 +9,8 @@ from app.adapters.kube import Kube
 from app.db import database, utcnow
 from app.domain.k8s.labels import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
 from app.domain.states import PreviewState
-from app.models import Preview, WebhookDelivery
-from app.usecases.deploy import pipeline, teardown
+from app.models import Preview, PreviewUsage, WebhookDelivery
+from app.usecases.deploy import budgets, pipeline, teardown
 from app.usecases.operations import lifecycle, metrics
 from tests.testbed.helpers import configure_repository, deliver, run, run_worker
 from tests.testbed.kube.controlplane import BEHAVIOUR_LABEL
@@ -333,3 +333,33 @@ def test_processes_with_a_clock_90s_ahead_steal_no_lease_and_still_converge(clie
         for process in (worker, scheduler, second):
             if process is not None:
                 kill_worker(process)
+
+
+def test_over_budget_new_previews_wait_and_go_when_the_budget_is_raised(client, services):
+    run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
+    with database.connection_context():
+        # The first preview has been up an hour: 0.0046 USD at the default prices.
+        PreviewUsage.update(started_at=utcnow() - timedelta(hours=1)).execute()
+        repository = preview().repository.full_name
+        budgets.set_budget(repository, 0.004)
+    second = deliver(client, "pull_request_opened", "pull_request", number=13, **{"pull_request.number": 13})
+    assert run(services, second["delivery_id"]) == "waiting"
+    held = preview(second["preview_id"])
+    assert (held.state, held.holds_slot, held.namespace) == (PreviewState.QUEUED, False, None)
+    assert held.budget_held_since is not None
+    assert "waiting for budget" in held.report_detail
+    assert "budget this month" in held.report_detail
+    # A push to the preview already running still deploys: a budget stops new spending only.
+    push = deliver(client, "pull_request_synchronized", "pull_request_sync")
+    assert run(services, push["delivery_id"]) == "ready"
+    assert lifecycle.run_pass(services)["released"] == []
+    assert lifecycle.run_pass(services)["resumed"] == []  # held, not stuck
+
+    with database.connection_context():
+        budgets.set_budget(repository, 1.0)
+    assert lifecycle.run_pass(services)["released"] == [held.id]
+    assert len(queued(services, f"deploy-{held.id}-")) == 1
+    with database.connection_context():
+        assert pipeline.deploy(services, held.id, held.head_sha) == "ready"
+    released = preview(held.id)
+    assert (released.state, released.holds_slot, released.budget_held_since) == (PreviewState.READY, True, None)

@@ -186,7 +186,9 @@ def test_a_writer_watches_a_preview_become_ready_reveals_its_password_and_delete
     assert changed.pinned
     assert changed.expires_at > utcnow() + timedelta(hours=23)
     page.goto(f"{world['service']}/stats")
-    assert page.locator("svg[role=img]").count() == 2
+    assert page.locator("svg[role=img]").count() == 3
+    spend = page.locator("svg[aria-label^='Spend per repository']")
+    assert "this month" in spend.inner_text()
     screenshot(page, tmp_path, "dashboard-stats")
     context.close()
 

@@ -7,7 +7,7 @@ from app.adapters.gitea import Gitea
 from app.domain.states import PreviewState
 from app.models import Preview, Repository
 from app.settings import Settings
-from app.usecases.deploy import reporting
+from app.usecases.deploy import reporting, usage
 
 SETTINGS = Settings(public_url="https://previews.example.com")
 
@@ -79,3 +79,12 @@ def test_password_only_when_configured_and_the_repository_is_private(configured,
         Gitea("http://gitea.test", "t"), settings, preview(PreviewState.READY, private=private), password="s3cret-pass"
     )
     assert ("s3cret-pass" in created.calls[0].request.body.decode()) is shown
+
+
+def test_comment_shows_the_cost_so_far_and_per_day():
+    cost = usage.Cost(so_far=0.01234, per_hour=0.004625)
+    body = reporting.comment_body(SETTINGS, preview(PreviewState.READY), None, cost=cost)
+    assert "| Cost | 0.0123 USD so far, 0.1110 USD a day while it runs |" in body
+    deleted = reporting.comment_body(SETTINGS, preview(PreviewState.DELETED), None, cost=usage.Cost(2.5, 0))
+    assert "It cost 2.50 USD in all." in deleted
+    assert "Cost" not in reporting.comment_body(SETTINGS, preview(PreviewState.QUEUED), None, cost=usage.Cost(0, 0))

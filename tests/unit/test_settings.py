@@ -14,6 +14,7 @@ def test_defaults_match_the_documented_interface():
     assert settings.task_branch_patterns == ("task/*",)
     assert settings.gitea_webhook_secret is None
     assert settings.max_active_previews is None
+    assert settings.budget_per_repository is None
 
 
 def test_values_are_coerced():
@@ -26,8 +27,10 @@ def test_values_are_coerced():
             "MAX_ACTIVE_PREVIEWS": "20",
             "API_TOKENS": "a" * 20 + ", " + "b" * 20,
             "TASK_BRANCH_PATTERNS": "task/*, agent/*",
+            "PREVIEW_BUDGET_PER_REPOSITORY": "40.5",
         }
     )
+    assert settings.budget_per_repository == 40.5
     assert settings.gitea_url == "https://git.example.com"
     assert settings.preview_domain == "preview.example.com"
     assert settings.preview_ttl == timedelta(days=1, hours=12)
@@ -56,6 +59,8 @@ def test_values_are_coerced():
         ("ROLLOUT_TIMEOUT", "0"),
         ("MAX_ACTIVE_PREVIEWS", "0"),
         ("MAX_ACTIVE_PREVIEWS", "many"),
+        ("PREVIEW_BUDGET_PER_REPOSITORY", "-3"),
+        ("PREVIEW_BUDGET_PER_REPOSITORY", "10 USD"),
         ("API_TOKENS", "short"),
         ("TASK_BRANCH_PATTERNS", " , "),
         ("EGRESS_DENIED_CIDRS", "10.0.0.1/8"),

@@ -17,6 +17,7 @@ from app.db import exclusive
 from app.domain.states import PreviewState
 from app.models import Event, Preview
 from app.settings import Settings
+from app.usecases.deploy import usage
 from app.usecases.jobs import enqueue_deploy
 from app.usecases.ports import Queue
 
@@ -54,8 +55,10 @@ def claim_slot(settings: Settings, preview_id: int, now: datetime) -> int | None
         Preview.update(
             holds_slot=True,
             waiting_since=None,
+            budget_held_since=None,
             expires_at=peewee.fn.COALESCE(Preview.expires_at, now + settings.preview_ttl),
         ).where(Preview.id == preview_id).execute()
+        usage.start(preview, now)  # it spends from now on, in the same transaction
         if limit is not None:
             Event.record(preview, "slot", f"took one of {limit} slots")
         return None
@@ -70,6 +73,7 @@ def free_stale_slots(now: datetime, dry_run: bool = False) -> list[int]:
         Preview.update(holds_slot=False, updated_at=now).where(
             Preview.id.in_(found) & (Preview.state == PreviewState.DELETED)
         ).execute()
+        usage.stop(found, now)
     return found
 
 

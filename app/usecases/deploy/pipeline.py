@@ -29,6 +29,7 @@ from app.models import Deployment, Event, Preview
 from app.settings import Settings
 from app.usecases import jobs
 from app.usecases.deploy import (
+    budgets,
     building,
     capacity,
     lease,
@@ -180,8 +181,11 @@ def _deploy(run: Run) -> str:
         config = _configuration(run, preview)
         if (switched_off := config.wanted_for(preview.pr_number, preview.branch)) is not None:
             return _switch_off(run, switched_off)
+        if (over := budgets.hold_back(services.settings, preview, utcnow())) is not None:
+            return _wait(run, preview, f"waiting for budget: {over}")
         if (position := capacity.claim_slot(services.settings, run.preview_id, utcnow())) is not None:
-            return _wait_for_slot(run, preview, position)
+            limit = services.settings.max_active_previews
+            return _wait(run, preview, f"waiting for a free slot ({limit} previews running), position {position}")
         return _roll_out(run, preview, config)
     except Superseded as why:
         log.info("deploy superseded preview_id=%s sha=%s why=%r", run.preview_id, run.sha[:12], why)
@@ -198,9 +202,8 @@ def _deploy(run: Run) -> str:
         run.wait_for_reports()  # the work horse ends with the job: never cut a report short
 
 
-def _wait_for_slot(run: Run, preview: Preview, position: int) -> str:
-    settings = run.services.settings
-    detail = f"waiting for a free slot ({settings.max_active_previews} previews running), position {position}"
+def _wait(run: Run, preview: Preview, detail: str) -> str:
+    """Queued, not started: say why on the preview and in Gitea."""
     Event.record(preview, "queued", detail, progress=0)
     Preview.update(**Preview.report_due_fields(utcnow(), detail)).where(Preview.id == run.preview_id).execute()
     reporting.tell(run.services, run.check())

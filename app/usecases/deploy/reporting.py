@@ -13,7 +13,7 @@ from app.domain.planning import APPROVAL_COMMAND, APPROVAL_LABEL
 from app.domain.states import PreviewState
 from app.models import Preview
 from app.settings import Settings
-from app.usecases.deploy import lease
+from app.usecases.deploy import lease, usage
 from app.usecases.deploy.namespaces import names_for
 from app.usecases.ports import DESCRIPTION_MAX, GiteaApi, GiteaError, Services
 
@@ -63,12 +63,27 @@ def markdown_text(text: str) -> str:
     return _MARKDOWN.sub(r"\\\1", " ".join(text.split()))
 
 
-def comment_body(settings: Settings, preview: Preview, password: str | None, detail: str | None = None) -> str:
+def money(settings: Settings, amount: float) -> str:
+    """An estimate's amount: cents once it is worth them, else the fractions a new preview has."""
+    return f"{amount:.2f} {settings.cost_currency}" if amount >= 1 else f"{amount:.4f} {settings.cost_currency}"
+
+
+def comment_body(
+    settings: Settings,
+    preview: Preview,
+    password: str | None,
+    detail: str | None = None,
+    cost: usage.Cost | None = None,
+) -> str:
+    """`cost`: what the preview spent so far and spends an hour now, if known."""
     detail = markdown_text(detail) if detail else None
     lines = [comment_marker(preview), "### Preview environment", ""]
+    spent = cost.so_far if cost else 0.0
     if preview.state == PreviewState.DELETED:
         lines.append(f"The preview was removed{': ' + detail if detail else ''}.")
         lines.append(f"Last commit: `{(preview.deployed_sha or preview.head_sha)[:12]}`")
+        if spent:
+            lines.append(f"It cost {money(settings, spent)} in all.")
         return "\n".join(lines) + "\n"
     state = preview.state.replace("_", " ")
     lines.append("| | |")
@@ -90,6 +105,9 @@ def comment_body(settings: Settings, preview: Preview, password: str | None, det
         lines.append("| Access | anyone with the URL |")
     if preview.expires_at:
         lines.append(f"| Expires | {preview.expires_at.replace(microsecond=0).isoformat()} UTC |")
+    if cost and (cost.so_far or cost.per_hour):
+        per_day = money(settings, cost.per_hour * 24)
+        lines.append(f"| Cost | {money(settings, cost.so_far)} so far, {per_day} a day while it runs |")
     lines.append("")
     lines.append(f"Updated {utcnow().replace(microsecond=0).isoformat()} UTC.")
     return "\n".join(lines) + "\n"
@@ -111,9 +129,15 @@ def _set_status(gitea: GiteaApi, repository: str, preview: Preview, status: tupl
 
 
 def report(
-    gitea: GiteaApi, settings: Settings, preview: Preview, password: str | None = None, detail: str | None = None
+    gitea: GiteaApi,
+    settings: Settings,
+    preview: Preview,
+    password: str | None = None,
+    detail: str | None = None,
+    cost: usage.Cost | None = None,
 ) -> None:
-    """Publish the preview's state to Gitea. Raises GiteaError; the caller decides to retry."""
+    """Publish the preview's state (and its `cost`, for the comment) to Gitea. Raises
+    GiteaError; the caller decides to retry."""
     repository = preview.repository.full_name
     status = status_for(settings, preview, detail)
     # The status and the comment are separate things in Gitea: sent side by side, the
@@ -124,7 +148,7 @@ def report(
             sent.append(pool.submit(_set_status, gitea, repository, preview, status, preview.report_attempts > 0))
         if preview.pr_number is not None:
             shown = password if settings.comment_password and preview.repository.private else None
-            body = comment_body(settings, preview, shown, detail)
+            body = comment_body(settings, preview, shown, detail, cost)
             sent.append(pool.submit(gitea.upsert_comment, repository, preview.pr_number, comment_marker(preview), body))
         for request in sent:
             request.result()  # a GiteaError of either is raised here, after both have ended
@@ -147,7 +171,8 @@ def publish(gitea: GiteaApi, settings: Settings, preview: Preview, password: str
     same = (Preview.id == preview.id) & (Preview.report_version == version)
     told = Preview.update(reported_version=version, report_attempts=0, report_next_at=None).where(same)
     try:
-        report(gitea, settings, preview, password, preview.report_detail)
+        cost = usage.cost_of(settings, preview.id, utcnow()) if preview.pr_number is not None else None
+        report(gitea, settings, preview, password, preview.report_detail, cost)
     except GiteaError as error:
         if error.status == 404:
             # The repository, the PR or the commit is gone from Gitea: nobody is left to tell.

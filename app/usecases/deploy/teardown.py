@@ -15,7 +15,7 @@ from app.domain.k8s.labels import LABEL_COMPONENT, LABEL_PREVIEW_ID
 from app.domain.states import PreviewState
 from app.models import Event, Preview
 from app.usecases import jobs
-from app.usecases.deploy import capacity, lease, preview_database, reporting
+from app.usecases.deploy import capacity, lease, preview_database, reporting, usage
 from app.usecases.deploy.namespaces import names_for, ours_or_free
 from app.usecases.jobs import TEARDOWN_JOB
 from app.usecases.ports import Services, SqlAdminError
@@ -97,6 +97,7 @@ def remove(services: Services, held: lease.Lease, preview_id: int, reason: str) 
     )
     if not gone:
         return "superseded"
+    usage.stop([preview_id], utcnow())
     preview = Preview.get_by_id(preview_id)
     Event.record(
         preview,

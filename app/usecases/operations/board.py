@@ -3,13 +3,14 @@ history, and the stats. Read from the one read model (app/usecases/operations/vi
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from app.domain import gitea_links
+from app.domain import costs, gitea_links
 from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview, Repository, WebhookDelivery
 from app.settings import Settings
+from app.usecases.deploy import budgets, usage
 from app.usecases.operations import previews
 from app.usecases.operations.views import PreviewView, deliveries_of, delivery_summary, views
 
@@ -17,12 +18,8 @@ from app.usecases.operations.views import PreviewView, deliveries_of, delivery_s
 FINAL_STATES = (PreviewState.READY, PreviewState.FAILED, PreviewState.DELETED, PreviewState.PENDING_APPROVAL)
 
 
-def cost_so_far(settings: Settings, preview: Preview | PreviewView, now: datetime) -> float:
-    """Requested CPU and memory of the app container, priced per hour since it was created."""
-    if preview.state in (PreviewState.DELETED, PreviewState.QUEUED, PreviewState.PENDING_APPROVAL):
-        return 0.0
-    hours = max(0.0, (now - preview.created_at).total_seconds() / 3600)
-    return round(previews.price_per_preview_hour(settings) * hours, 4)
+# The stats page's spend chart: this many days back, today included.
+SPEND_DAYS = 30
 
 
 def _age(now: datetime, then: datetime) -> str:
@@ -35,10 +32,14 @@ def _age(now: datetime, then: datetime) -> str:
 
 
 def cards(settings: Settings, shown: list[Preview], now: datetime) -> list[dict[str, Any]]:
-    return [card(settings, one, now) for one in views(shown)]
+    spent = usage.cost_by_preview(settings, [p.id for p in shown], now)
+    return [card(settings, one, now, spent.get(one.id, 0.0)) for one in views(shown)]
 
 
-def card(settings: Settings, preview: PreviewView, now: datetime) -> dict[str, Any]:
+def card(settings: Settings, preview: PreviewView, now: datetime, cost: float | None = None) -> dict[str, Any]:
+    """`cost`: what the preview spent so far, when the caller read it with others'."""
+    if cost is None:
+        cost = usage.cost_by_preview(settings, [preview.id], now).get(preview.id, 0.0)
     gitea_url, repository = settings.gitea_url, preview.repository
     target_url = (
         gitea_links.pull_request_url(gitea_url, repository, preview.pr_number)
@@ -60,7 +61,7 @@ def card(settings: Settings, preview: PreviewView, now: datetime) -> dict[str, A
         "age": _age(now, preview.created_at),
         "expires_at": preview.expires_at.strftime("%Y-%m-%d %H:%M") if preview.expires_at else None,
         "pinned": preview.pinned,
-        "cost": cost_so_far(settings, preview, now),
+        "cost": round(cost, 4),
         "url": preview.live_url,
         "password_access": settings.access == "basic",
     }
@@ -99,7 +100,8 @@ def history(preview: Preview) -> dict[str, Any]:
 
 
 def stats_for(settings: Settings, readable: list[str], now: datetime) -> dict[str, Any]:
-    """Active previews of the user's repositories by age bucket and by repository, and their cost."""
+    """Active previews of the user's repositories by age bucket and by repository, what they
+    cost an hour now, and each repository's spend: this month against its budget, and per day."""
     active = list(
         Preview.select(Preview, Repository)
         .join(Repository)
@@ -111,15 +113,53 @@ def stats_for(settings: Settings, readable: list[str], now: datetime) -> dict[st
         age = now - preview.created_at
         by_age[next(name for name, limit in previews.AGE_BUCKETS if limit is None or age < limit)] += 1
         by_repository[preview.repository.full_name] += 1
-    running = [p for p in active if p.state in (PreviewState.READY, PreviewState.FAILED, PreviewState.DEPLOYING)]
+    repositories = list(Repository.select().where(Repository.full_name.in_(readable or [""])))
+    ids = [repository.id for repository in repositories]
+    this_month = usage.spent_by_repository(settings, costs.month_start(now), now, ids)
+    first_day, daily = usage.daily_by_repository(settings, ids, SPEND_DAYS, now)
+    spend = [
+        {
+            "repository": repository.full_name,
+            "month": round(this_month.get(repository.id, 0.0), 4),
+            "budget": budgets.budget_of(settings, repository),
+            "days": daily[repository.id],
+            "total": round(sum(daily[repository.id]), 4),
+        }
+        for repository in sorted(repositories, key=lambda r: r.full_name)
+    ]
     return {
         "active": len(active),
         "by_age": by_age,
         "by_repository": by_repository,
         "currency": settings.cost_currency,
-        "per_hour": round(previews.price_per_preview_hour(settings) * len(running), 4),
-        "so_far": round(sum(cost_so_far(settings, p, now) for p in running), 2),
+        "per_hour": round(usage.rate_of_repositories(settings, ids), 4),
+        "month": round(sum(this_month.values()), 4),
+        "spend": spend,
+        "first_day": first_day,
+        "days": SPEND_DAYS,
     }
+
+
+def spend_chart(spend: list[dict[str, Any]], first_day: datetime, width: int = 360, height: int = 40) -> dict[str, Any]:
+    """An inline SVG's geometry: per repository a caption and one column per day, all scaled to
+    the dearest day of any repository (so two repositories' columns compare)."""
+    top = max((day for one in spend for day in one["days"]), default=0.0) or 1.0
+    row = height + 30
+    rows = []
+    for index, one in enumerate(spend):
+        count = len(one["days"]) or 1
+        step = width / count
+        columns = [
+            {
+                "x": round(day * step, 1),
+                "height": round(height * value / top, 1),
+                "value": value,
+                "date": (first_day + timedelta(days=day)).strftime("%Y-%m-%d"),
+            }
+            for day, value in enumerate(one["days"])
+        ]
+        rows.append({**one, "y": index * row, "columns": columns, "column_width": max(round(step - 1, 1), 1)})
+    return {"rows": rows, "height": max(len(rows) * row, row), "bar": height, "width": width}
 
 
 def bars(counts: dict[str, int], width: int = 360, bar: int = 18) -> dict[str, Any]:

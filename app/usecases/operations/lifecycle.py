@@ -25,7 +25,7 @@ from app.domain.naming import NAMESPACE_PREFIX
 from app.domain.states import PreviewState
 from app.models import Event, Preview, Repository, WebhookDelivery
 from app.settings import Settings
-from app.usecases.deploy import capacity, preview_database
+from app.usecases.deploy import budgets, capacity, preview_database, usage
 from app.usecases.intake import accept, repositories
 from app.usecases.jobs import enqueue_deploy, enqueue_report, enqueue_teardown
 from app.usecases.ports import Cluster, GiteaError, NamespaceInfo, Queue, Services
@@ -261,6 +261,8 @@ def run_pass(context: Services, now: datetime | None = None, dry_run: bool = Fal
     steps: dict[str, Callable[[], Any]] = {
         "expired": lambda: expire(queue, settings, now, dry_run),
         "slots_freed": lambda: capacity.free_stale_slots(now, dry_run),
+        "usage_settled": lambda: usage.settle(dry_run),
+        "released": lambda: budgets.release(queue, settings, now, dry_run),
         "started": lambda: capacity.start_waiting(queue, settings, now, dry_run),
         "resumed": lambda: resume_stuck(queue, settings, now, dry_run),
         "orphans": lambda: collect_orphans(context.kube, now, dry_run),

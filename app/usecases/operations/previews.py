@@ -11,6 +11,7 @@ from typing import Any
 import peewee
 
 from app.db import database, utcnow
+from app.domain import costs
 from app.domain.gitea_events import RepositoryRef
 from app.domain.k8s import database as database_objects
 from app.domain.k8s.labels import LABEL_COMPONENT, LABEL_PREVIEW_ID
@@ -21,6 +22,7 @@ from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview, Repository
 from app.settings import Settings
 from app.usecases import jobs
+from app.usecases.deploy import usage
 from app.usecases.errors import NotFound, Unavailable
 from app.usecases.intake import desired_state
 from app.usecases.operations import lifecycle
@@ -214,22 +216,9 @@ def list_previews(state: str | None, repository: str | None, page: int, per_page
 AGE_BUCKETS = (("<1h", timedelta(hours=1)), ("1-24h", timedelta(hours=24)), ("1-7d", timedelta(days=7)), (">7d", None))
 
 
-def _cores(quantity: str) -> float:
-    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
-
-
-def _gigabytes(quantity: str) -> float:
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-    for suffix, factor in units.items():
-        if quantity.endswith(suffix):
-            return float(quantity[: -len(suffix)]) * factor / 2**30
-    return float(quantity) / 2**30
-
-
 def price_per_preview_hour(settings: Settings) -> float:
     """What one running preview costs an hour: its app container's requested CPU and memory."""
-    cpu, memory = _cores(APP_REQUESTS["cpu"]), _gigabytes(APP_REQUESTS["memory"])
-    return cpu * settings.price_cpu_core_hour + memory * settings.price_memory_gb_hour
+    return usage.prices_of(settings).per_hour(costs.APP_CORES, costs.APP_GIB)
 
 
 def stats(settings: Settings, now: datetime) -> dict[str, Any]:

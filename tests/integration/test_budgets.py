@@ -1,0 +1,163 @@
+"""What previews spend and the budgets that hold new ones back, on SQLite and PostgreSQL."""
+
+import dataclasses
+from datetime import timedelta
+
+import pytest
+
+from app.adapters.jobqueue import JobQueue
+from app.db import utcnow
+from app.domain import costs
+from app.domain.gitea_events import RepositoryRef
+from app.domain.planning import DEPLOY, Plan
+from app.domain.states import PreviewState
+from app.models import Preview, PreviewUsage, Repository
+from app.usecases.deploy import budgets, capacity, usage
+from app.usecases.errors import Invalid, NotFound
+from app.usecases.intake import desired_state
+from app.usecases.operations import board
+
+REF = RepositoryRef(full_name="acme/shop", clone_url="http://git/acme/shop.git", private=False)
+PER_HOUR = 0.04 * costs.APP_CORES + 0.005 * costs.APP_GIB
+
+
+def want(number, sha="a" * 40):
+    plan = Plan(
+        intent=DEPLOY,
+        reason="pull request opened",
+        target_key=f"acme/shop#{number}",
+        branch=f"feature/{number}",
+        pr_number=number,
+        head_sha=sha,
+        action="opened",
+    )
+    return desired_state.want_deploy(REF, plan)
+
+
+def running(settings, number, hours_ago):
+    """A preview that took its slot `hours_ago` hours ago."""
+    preview = want(number)
+    assert capacity.claim_slot(settings, preview.id, utcnow() - timedelta(hours=hours_ago)) is None
+    return Preview.get_by_id(preview.id)
+
+
+def test_a_preview_spends_from_its_slot_until_its_teardown(db, settings):
+    preview = running(settings, 1, hours_ago=10)
+    now = utcnow()
+    assert usage.cost_by_preview(settings, [preview.id], now)[preview.id] == pytest.approx(10 * PER_HOUR, rel=1e-3)
+    assert usage.rate_of_preview(settings, preview.id) == pytest.approx(PER_HOUR)
+
+    # Torn down four hours ago (what teardown and the stale-slot step do): it spends no more.
+    Preview.update(state=PreviewState.DELETED).where(Preview.id == preview.id).execute()
+    assert capacity.free_stale_slots(now - timedelta(hours=4)) == [preview.id]
+    later = now + timedelta(hours=5)
+    assert usage.cost_by_preview(settings, [preview.id], later)[preview.id] == pytest.approx(6 * PER_HOUR, rel=1e-3)
+    assert usage.rate_of_preview(settings, preview.id) == 0
+
+
+def test_a_stray_stretch_ends_when_its_preview_last_changed(db, settings):
+    preview = running(settings, 1, hours_ago=3)
+    changed = utcnow() - timedelta(hours=1)
+    # An older release freed the slot without ending the stretch.
+    Preview.update(holds_slot=False, updated_at=changed).where(Preview.id == preview.id).execute()
+    assert usage.settle(dry_run=True) == [preview.id]
+    assert PreviewUsage.get().ended_at is None
+    assert usage.settle() == [preview.id]
+    assert PreviewUsage.get().ended_at == changed
+    assert usage.settle() == []
+
+
+def test_spend_per_repository_and_per_day(db, settings):
+    running(settings, 1, hours_ago=30)
+    running(settings, 2, hours_ago=2)
+    repository = Repository.named("acme/shop")
+    now = utcnow()
+    spent = usage.spent_by_repository(settings, now - timedelta(hours=24), now, [repository.id])
+    assert spent[repository.id] == pytest.approx(26 * PER_HOUR, rel=1e-3)
+    first_day, daily = usage.daily_by_repository(settings, [repository.id], 30, now)
+    assert first_day == now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
+    assert len(daily[repository.id]) == 30
+    assert sum(daily[repository.id]) == pytest.approx(32 * PER_HOUR, rel=1e-3)
+
+
+def test_the_stats_page_shows_each_repositorys_spend_against_its_budget(db, settings):
+    running(settings, 1, hours_ago=5)
+    budgets.set_budget("acme/shop", 12.5)
+    figures = board.stats_for(settings, ["acme/shop"], utcnow())
+    (shop,) = figures["spend"]
+    assert (shop["repository"], shop["budget"]) == ("acme/shop", 12.5)
+    assert shop["total"] == pytest.approx(5 * PER_HOUR, rel=1e-2)
+    assert figures["per_hour"] == pytest.approx(PER_HOUR, abs=1e-4)  # rounded to 4 places
+    chart = board.spend_chart(figures["spend"], figures["first_day"])
+    tallest = max(chart["rows"][0]["columns"], key=lambda column: column["value"])
+    assert tallest["height"] == chart["bar"]
+
+
+def test_over_its_budget_a_repository_holds_new_previews_back(db, settings):
+    capped = dataclasses.replace(settings, budget_per_repository=5 * PER_HOUR)
+    old = running(capped, 1, hours_ago=6)  # spent 6 hours' worth this month: over
+    now = utcnow()
+    if costs.month_start(now) > now - timedelta(hours=6):
+        pytest.skip("the month began less than 6 hours ago")
+    new = Preview.get_by_id(want(2).id)
+    why = budgets.hold_back(capped, new, now)
+    assert why is not None
+    assert "acme/shop spent" in why
+    assert "budget this month" in why
+    held = Preview.get_by_id(new.id)
+    assert held.budget_held_since is not None
+    assert held.waiting_since is not None
+    # Out of the line for a slot, and not stuck: it waits for its budget.
+    assert new.id not in [p.id for p in Preview.waiting()]
+    assert new.id not in [p.id for p in Preview.stuck(now + timedelta(hours=1), now + timedelta(hours=1), True)]
+    # A preview that holds its slot already keeps taking commits.
+    assert budgets.hold_back(capped, Preview.get_by_id(old.id), now) is None
+
+    queue = JobQueue(settings.redis_url, settings.queue_name)
+    assert budgets.release(queue, capped, now) == []
+    budgets.set_budget("acme/shop", 10 * PER_HOUR)  # the operator raises it
+    assert budgets.release(queue, capped, now, dry_run=True) == [new.id]
+    assert queue.job_ids == []
+    assert budgets.release(queue, capped, now) == [new.id]
+    assert [job for job in queue.job_ids if job.startswith(f"deploy-{new.id}-")]
+    # Its deploy looks again, finds room, and it is back in line for a slot.
+    assert budgets.hold_back(capped, held, now) is None
+    assert Preview.get_by_id(new.id).budget_held_since is None
+    assert new.id in [p.id for p in Preview.waiting()]
+
+
+def test_without_a_budget_nothing_is_held(db, settings):
+    running(settings, 1, hours_ago=1000)
+    new = Preview.get_by_id(want(2).id)
+    assert budgets.hold_back(settings, new, utcnow()) is None
+
+
+def test_a_budget_is_set_for_a_known_repository_only(db, settings):
+    want(1)
+    with pytest.raises(NotFound):
+        budgets.set_budget("acme/other", 3.0)
+    with pytest.raises(Invalid):
+        budgets.set_budget("acme/shop", -1.0)
+    assert budgets.set_budget("ACME/Shop", 3.0).monthly_budget == 3.0
+    assert budgets.budget_of(settings, Repository.named("acme/shop")) == 3.0
+    assert budgets.set_budget("acme/shop", None).monthly_budget is None
+    assert (
+        budgets.budget_of(dataclasses.replace(settings, budget_per_repository=7.0), Repository.named("acme/shop"))
+        == 7.0
+    )
+
+
+def test_the_operator_sets_and_resets_a_budget_from_the_command_line(app, db, settings):
+    want(1)
+    runner = app.test_cli_runner()
+    done = runner.invoke(args=["repos", "budget", "acme/shop", "25"])
+    assert done.exit_code == 0, done.output
+    assert "acme/shop: budget 25.00 USD a month" in done.output
+    assert Repository.named("acme/shop").monthly_budget == 25.0
+    assert runner.invoke(args=["repos", "budget", "acme/shop", "plenty"]).exit_code == 2
+    assert runner.invoke(args=["repos", "budget", "acme/shop", "-1"]).exit_code != 0
+    assert runner.invoke(args=["repos", "budget", "acme/gone", "5"]).exit_code != 0
+    assert Repository.named("acme/shop").monthly_budget == 25.0  # bad input changed nothing
+    reset = runner.invoke(args=["repos", "budget", "acme/shop", "default"])
+    assert "acme/shop: budget none" in reset.output
+    assert Repository.named("acme/shop").monthly_budget is None
