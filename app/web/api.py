@@ -141,7 +141,8 @@ def stats() -> ResponseReturnValue:
 @blueprint.get("/previews/<int:preview_id>")
 def show_preview(preview_id: int) -> ResponseReturnValue:
     preview = commands.find(_grant(), preview_id)
-    return jsonify(view(preview).to_dict() | details(preview))
+    cost = previews.cost_summary(context.settings(), preview, utcnow())
+    return jsonify(view(preview).to_dict() | details(preview) | {"cost": cost})
 
 
 @blueprint.get("/deliveries/<key>")

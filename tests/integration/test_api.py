@@ -5,8 +5,10 @@ from datetime import datetime, timedelta
 import pytest
 
 from app.db import database, utcnow
+from app.domain import costs
 from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview, Repository
+from app.usecases.deploy import budgets, usage
 from tests.testbed.helpers import AUTH, TOKEN
 
 
@@ -112,6 +114,20 @@ def test_show_includes_deployments_and_events(client, db):
         "duration_ms": 1500,
         "at": data["events"][0]["at"],
     }
+
+
+def test_show_says_what_the_preview_spent_and_its_repositorys_month(client, db, settings):
+    repository = _repository()
+    budgets.set_budget(repository.full_name, 3.0)
+    preview = _preview(repository, 7, holds_slot=True)
+    usage.start(preview, utcnow() - timedelta(hours=2))
+    cost = client.get(f"/api/previews/{preview.id}", headers=AUTH).json["cost"]
+    per_hour = usage.prices_of(settings).per_hour(costs.APP_CORES, costs.APP_GIB)
+    assert cost["currency"] == "USD"
+    assert cost["so_far"] == pytest.approx(2 * per_hour, abs=1e-3)
+    assert cost["per_day"] == pytest.approx(24 * per_hour, abs=1e-3)
+    assert cost["repository_budget"] == 3.0
+    assert cost["repository_this_month"] <= cost["so_far"] + 1e-9
 
 
 def test_show_says_whether_gitea_has_been_told(client, db):

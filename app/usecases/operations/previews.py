@@ -22,7 +22,7 @@ from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview, Repository
 from app.settings import Settings
 from app.usecases import jobs
-from app.usecases.deploy import usage
+from app.usecases.deploy import budgets, usage
 from app.usecases.errors import NotFound, Unavailable
 from app.usecases.intake import desired_state
 from app.usecases.operations import lifecycle
@@ -219,6 +219,20 @@ AGE_BUCKETS = (("<1h", timedelta(hours=1)), ("1-24h", timedelta(hours=24)), ("1-
 def price_per_preview_hour(settings: Settings) -> float:
     """What one running preview costs an hour: its app container's requested CPU and memory."""
     return usage.prices_of(settings).per_hour(costs.APP_CORES, costs.APP_GIB)
+
+
+def cost_summary(settings: Settings, preview: Preview, now: datetime) -> dict[str, Any]:
+    """What one preview spent and spends, and its repository's month against its budget."""
+    spent = usage.cost_of(settings, preview.id, now)
+    repository = preview.repository
+    month = usage.spent_by_repository(settings, costs.month_start(now), now, [repository.id]).get(repository.id, 0.0)
+    return {
+        "currency": settings.cost_currency,
+        "so_far": round(spent.so_far, 4),
+        "per_day": round(spent.per_hour * 24, 4),
+        "repository_this_month": round(month, 4),
+        "repository_budget": budgets.budget_of(settings, repository),
+    }
 
 
 def stats(settings: Settings, now: datetime) -> dict[str, Any]:
