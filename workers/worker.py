@@ -40,11 +40,26 @@ JOBS_PER_PROCESS = 200
 RESPAWN_PAUSE_SECONDS = 1.0
 # How often a running job tells the liveness probe the process is alive (jobs run for minutes).
 ALIVE_EVERY_SECONDS = 30.0
+# How long the pubsub thread (RQ's commands channel) waits for a message at a time: what its
+# stop costs when the job process ends.
+PUBSUB_WAIT_SECONDS = 1.0
 
 
 class PreviewWorker(SimpleWorker):
     """RQ's in-process worker, whose heartbeats also reach the liveness probe's file
     (workers/health.py), also while a long job runs."""
+
+    def subscribe(self) -> None:
+        """RQ's, but its pubsub thread waits for messages a second at a time, not 60: when RQ
+        unsubscribes (the job process recycled, or stopping), redis-py 8 joins that thread,
+        and one that had just read the unsubscribe reply slept out its 60 s first, holding up
+        the next job process for a minute (seen in test_worker_process under load)."""
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]  # RQ types it None
+            sleep_time=PUBSUB_WAIT_SECONDS, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         super().heartbeat(timeout, pipeline)

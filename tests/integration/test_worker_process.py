@@ -54,7 +54,8 @@ def test_the_worker_recycles_its_process_and_stops_cleanly(settings, tmp_path):
         ids = [f"report-{n}" for n in range(5)]
         for job_id in ids:  # a report for a preview that does not exist: a quick job
             queue.enqueue("workers.jobs.report_preview", 999, job_id=job_id)
-        jobs = _finished(queue, ids)
+        # Well within a minute: RQ's pubsub thread once held each recycling up to 60 s.
+        jobs = _finished(queue, ids, timeout=30)
         assert [job.get_status() for job in jobs] == ["finished"] * 5
         # Two jobs per process: the five ran in three processes, one after another.
         assert len({job.worker_name for job in jobs}) == 3
