@@ -188,7 +188,7 @@ def test_a_writer_watches_a_preview_become_ready_reveals_its_password_and_delete
     page.goto(f"{world['service']}/stats")
     assert page.locator("svg[role=img]").count() == 3
     spend = page.locator("svg[aria-label^='Spend per repository']")
-    assert "this month" in spend.inner_text()
+    assert "this month" in spend.text_content()
     screenshot(page, tmp_path, "dashboard-stats")
     context.close()
 
