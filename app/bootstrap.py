@@ -16,6 +16,7 @@ from app.adapters.counters import RedisCounters
 from app.adapters.gitea import Gitea
 from app.adapters.jobqueue import JobQueue
 from app.adapters.sql_admin import admins
+from app.adapters.traffic import TraefikTraffic
 from app.db import open_database
 from app.settings import Settings
 from app.usecases.ports import (
@@ -24,10 +25,12 @@ from app.usecases.ports import (
     Counters,
     GiteaApi,
     NoGitea,
+    NoTraffic,
     Queue,
     Services,
     SessionStore,
     SignInProvider,
+    Traffic,
 )
 
 log = logging.getLogger(__name__)
@@ -66,7 +69,15 @@ def bootstrap(
         sessions=sessions if sessions is not None else connection,
         shared_databases=admins,
         connect_cluster=(lambda: kube) if kube is not None else (lambda: connect_cluster(settings)),
+        traffic=traffic_counters(settings),
     )
+
+
+def traffic_counters(settings: Settings) -> Traffic:
+    """The data plane's request counters, if the settings say where they are."""
+    if settings.traffic_metrics_url is None:
+        return NoTraffic()
+    return TraefikTraffic(settings.traffic_metrics_url)  # TRAFFIC_SOURCE allows traefik only, so far
 
 
 def start(settings: Settings, *, pooled: bool = False) -> Services:

@@ -131,6 +131,9 @@ class Preview(BaseModel):
     report_detail = peewee.TextField(null=True)  # the why that goes with the state (a failure, a teardown)
     report_attempts = peewee.IntegerField(default=0)
     report_next_at = peewee.DateTimeField(null=True, index=True)
+    # The data plane's request count for its app, as last read, and when it last moved.
+    requests_seen = peewee.FloatField(null=True)
+    last_visit_at = peewee.DateTimeField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
 

@@ -210,6 +210,25 @@ class Counters(Protocol):
     def read(self) -> dict[str, Any]: ...
 
 
+class TrafficUnavailable(Exception):
+    """The data plane's counters could not be read: nothing is concluded from them."""
+
+
+class Traffic(Protocol):
+    """Requests the data plane (the ingress controller or gateway) has routed to each of
+    some Services, as counters that only grow until the proxy restarts (app/adapters/traffic.py).
+    TrafficUnavailable when they cannot be read."""
+
+    def requests_to(self, services: list[tuple[str, str]]) -> dict[tuple[str, str], float]: ...
+
+
+class NoTraffic:
+    """No data plane counters configured: no request is ever seen."""
+
+    def requests_to(self, services: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
+        raise TrafficUnavailable("no TRAFFIC_METRICS_URL configured")
+
+
 class SqlAdmin(Protocol):
     """A shared database server the operator configured (app/adapters/sql_admin.py): one database
     and one role per preview. SqlAdminError for anything that goes wrong."""
@@ -258,6 +277,8 @@ class Services:
     # The shared database servers the settings name, by engine (none without admin URLs).
     shared_databases: Callable[[Settings], dict[str, SqlAdmin]] = field(repr=False)
     connect_cluster: Callable[[], Cluster] = field(repr=False)
+    # The data plane's request counters (activity of each preview), when configured.
+    traffic: Traffic = field(default_factory=NoTraffic)
 
     @functools.cached_property
     def kube(self) -> Cluster:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 import uuid
 
 import pytest
 import requests
 from kubernetes import client as k8s
 
+from app.adapters.traffic import TraefikTraffic
 from tests.testbed.gitea_repo import create_repository
 from tests.testbed.gitea_server import BOT
 from tests.testbed.kube.waiting import eventually, namespace_gone
@@ -155,6 +157,36 @@ def served(real_node, stack, gitea, tmp_path_factory):
     namespace = "preview-" + host.split(".", 1)[0]
     [service] = k8s.CoreV1Api(stack["api"]).list_namespaced_service(namespace).items
     return {"namespace": namespace, "host": host, "service": service.metadata.name, "sha": sha}
+
+
+def test_a_visit_through_traefik_is_seen_and_a_refused_request_is_not(real_node, stack, served):
+    secret = k8s.CoreV1Api(stack["api"]).read_namespaced_secret("preview-basic-auth", served["namespace"]).data
+    credentials = tuple(base64.b64decode(secret[key]).decode() for key in ("username", "password"))
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+
+    def shown() -> dict:
+        listed = requests.get(f"{stack['url']}/api/previews?per_page=200", headers=headers, timeout=10).json()
+        return next(p for p in listed["items"] if p["namespace"] == served["namespace"])
+
+    # Traefik's own counters, read as the scheduler reads them, count the app's requests.
+    counters = TraefikTraffic(stack["env"]["TRAFFIC_METRICS_URL"])
+    wanted = (served["namespace"], served["service"])
+    before = counters.requests_to([wanted])[wanted]
+    assert page(real_node, served["host"], auth=credentials).status_code == 200
+    eventually(lambda: counters.requests_to([wanted])[wanted] > before, timeout=10, what="Traefik to count it")
+
+    def visited() -> str | None:
+        page(real_node, served["host"], auth=credentials)  # one more each try: the first read is a baseline
+        return shown()["last_visit_at"]
+
+    seen = eventually(visited, timeout=90, what="the scheduler to see the visit")
+    # Without the password Traefik answers 401 itself: the app's count does not move.
+    for _ in range(5):
+        assert page(real_node, served["host"]).status_code == 401
+    counted = counters.requests_to([wanted])[wanted]
+    time.sleep(2 * 15 + 2)  # two scheduler passes
+    assert counters.requests_to([wanted])[wanted] == counted
+    assert shown()["last_visit_at"] == seen
 
 
 def test_a_preview_pod_resolves_names_and_reaches_its_own_services(real_node, served):

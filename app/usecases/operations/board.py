@@ -62,6 +62,7 @@ def card(settings: Settings, preview: PreviewView, now: datetime, cost: float | 
         "expires_at": preview.expires_at.strftime("%Y-%m-%d %H:%M") if preview.expires_at else None,
         "pinned": preview.pinned,
         "cost": round(cost, 4),
+        "visited": _age(now, preview.last_visit_at) if preview.last_visit_at else None,
         "url": preview.live_url,
         "password_access": settings.access == "basic",
     }

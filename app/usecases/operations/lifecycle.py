@@ -28,6 +28,7 @@ from app.settings import Settings
 from app.usecases.deploy import budgets, capacity, preview_database, usage
 from app.usecases.intake import accept, repositories
 from app.usecases.jobs import enqueue_deploy, enqueue_report, enqueue_teardown
+from app.usecases.operations import visits
 from app.usecases.ports import Cluster, GiteaError, NamespaceInfo, Queue, Services
 
 log = logging.getLogger(__name__)
@@ -270,6 +271,8 @@ def run_pass(context: Services, now: datetime | None = None, dry_run: bool = Fal
             settings, context.shared_databases(settings), now, dry_run
         ),
     }
+    if settings.traffic_metrics_url:
+        steps["visited"] = lambda: visits.record_visits(context.traffic, settings, now, dry_run)
     if context.gitea.configured:
         steps["reported"] = lambda: report_pending(queue, now, dry_run)
         if not dry_run:

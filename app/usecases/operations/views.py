@@ -60,6 +60,7 @@ class PreviewView:
     created_at: datetime
     updated_at: datetime
     expires_at: datetime | None
+    last_visit_at: datetime | None  # the data plane's counters last moved (TRAFFIC_METRICS_URL)
 
     @property
     def live_url(self) -> str | None:
@@ -84,6 +85,7 @@ class PreviewView:
             "waiting": self.waiting,
             "failure_reason": self.failure_reason,
             "expires_at": iso(self.expires_at),
+            "last_visit_at": iso(self.last_visit_at),
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
         }
@@ -124,6 +126,7 @@ def _view(preview: Preview, progress: int, failure_reason: str | None) -> Previe
         created_at=preview.created_at,
         updated_at=preview.updated_at,
         expires_at=preview.expires_at,
+        last_visit_at=preview.last_visit_at,
     )
 
 

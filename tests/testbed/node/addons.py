@@ -14,6 +14,7 @@ DNS_SERVICE_IP = "10.215.0.10"
 TRAEFIK_NAMESPACE = "traefik"
 GATEWAY = f"{TRAEFIK_NAMESPACE}/web"  # PREVIEW_GATEWAY for gateway-traefik
 WEB_PORT = 8000  # Traefik's entry point in its pod; the node's port 80 leads there
+METRICS_PORT = 8082  # Traefik's Prometheus entry point in its pod, the node's port of the same number
 NONROOT = {
     "runAsNonRoot": True,
     "runAsUser": 65532,
@@ -113,6 +114,10 @@ def traefik(image: str, node_ip: str) -> list[dict[str, Any]]:
         "--providers.kubernetesIngress=true",
         "--providers.kubernetesCRD=true",
         "--providers.kubernetesGateway=true",
+        # Its request counters per Service: how the scheduler sees a preview visited.
+        f"--entryPoints.metrics.address=:{METRICS_PORT}",
+        "--metrics.prometheus=true",
+        "--metrics.prometheus.entryPoint=metrics",
         "--ping=true",
         "--log.level=WARN",
         "--global.checkNewVersion=false",
@@ -126,7 +131,10 @@ def traefik(image: str, node_ip: str) -> list[dict[str, Any]]:
                 "image": image,
                 "args": args,
                 # The node's port 80, on its own address only (the portmap plugin).
-                "ports": [{"name": "web", "containerPort": WEB_PORT, "hostPort": 80, "hostIP": node_ip}],
+                "ports": [
+                    {"name": "web", "containerPort": WEB_PORT, "hostPort": 80, "hostIP": node_ip},
+                    {"name": "metrics", "containerPort": METRICS_PORT, "hostPort": METRICS_PORT, "hostIP": node_ip},
+                ],
                 "readinessProbe": {"httpGet": {"path": "/ping", "port": 8080}, "periodSeconds": 2},
                 "securityContext": NONROOT,
             }
