@@ -91,6 +91,7 @@ def remove(services: Services, held: lease.Lease, preview_id: int, reason: str) 
         state=PreviewState.DELETED,
         deployed_sha=None,
         waiting_since=None,
+        budget_held_since=None,
         holds_slot=False,
         report_detail=reason,
         **preview_database.FORGOTTEN,
