@@ -148,10 +148,23 @@ def succeeded(repo: Repo, sha: str) -> bool:
     return (repo.latest_status(sha) or {}).get("status") == "success"
 
 
+def completed_job(batch: Any, name: str, timeout: float = 30) -> Any:
+    """The build Job once its controller marked it complete: the service goes on when its pod
+    succeeds, so the page may be served before that mark."""
+    deadline = time.time() + timeout
+    while True:
+        job = batch.read_namespaced_job(name, BUILD_NAMESPACE)
+        if job.status.completion_time is not None:
+            return job
+        if time.time() > deadline:
+            raise SystemExit(f"the build Job {name} was not marked complete within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 def phases_of(core: Any, repo: Repo, namespace: str, sha: str, pushed: float, served: float) -> dict[str, float]:
     built = build_pod(core, sha)
     batch: Any = k8s.BatchV1Api(core.api_client)
-    job = batch.read_namespaced_job(built.metadata.labels["job-name"], BUILD_NAMESPACE)
+    job = completed_job(batch, built.metadata.labels["job-name"])
     job_created = _at(job.metadata.creation_timestamp)
     completed = _at(job.status.completion_time)
     fetch = built.status.init_container_statuses[0].state.terminated
