@@ -2,13 +2,15 @@
 anyone looked at a preview. One class per proxy; each knows how its proxy names a Service.
 
 Done: Traefik (its `traefik_service_requests_total`, with service labels on, the default).
-Its kubernetes providers name a backend `<namespace>-<service>-<port>@<provider>`
-(`kubernetes` for Ingress, `kubernetesgateway` for HTTPRoute backends). ingress-nginx
+Its kubernetes providers name a backend after its namespace, Service and port: Traefik
+v3.6's Gateway provider `<namespace>-<service>-http-<port>@kubernetesgateway` (recorded on
+the test bed: tests/samples/traefik/), its Ingress provider `<namespace>-<service>-<port>@kubernetes`. ingress-nginx
 (`nginx_ingress_controller_requests`, labels `namespace` and `service`) and Envoy Gateway
 would each be one more class with the same method."""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 import requests
@@ -50,13 +52,16 @@ def traefik_requests(metrics: str, services: list[tuple[str, str]]) -> dict[tupl
     return {wanted: _sum_for(by_label, *wanted) for wanted in services}
 
 
+# What follows `<namespace>-<service>-` for the app's port (named http, number 80): anything
+# else is another Service whose name starts with this one's.
+_APP_PORT = re.compile(r"(http-)?\d+|http")
+
+
 def _sum_for(by_label: dict[str, float], namespace: str, service: str) -> float:
     prefix = f"{namespace}-{service}-"
     total = 0.0
     for label, value in by_label.items():
         name, _, provider = label.partition("@")
-        port = name[len(prefix) :]
-        # The rest is the port alone (a name or a number): no longer Service's name shares the prefix.
-        if provider.startswith("kubernetes") and name.startswith(prefix) and port and "-" not in port:
+        if provider.startswith("kubernetes") and name.startswith(prefix) and _APP_PORT.fullmatch(name[len(prefix) :]):
             total += value
     return total

@@ -168,10 +168,19 @@ def test_a_visit_through_traefik_is_seen_and_a_refused_request_is_not(real_node,
         listed = requests.get(f"{stack['url']}/api/previews?per_page=200", headers=headers, timeout=10).json()
         return next(p for p in listed["items"] if p["namespace"] == served["namespace"])
 
+    # Traefik takes a few seconds to know a new route, its middleware and its endpoints.
+    eventually(
+        lambda: page(real_node, served["host"], auth=credentials).status_code == 200, timeout=30, what="the page"
+    )
     # Traefik's own counters, read as the scheduler reads them, count the app's requests.
     counters = TraefikTraffic(stack["env"]["TRAFFIC_METRICS_URL"])
     wanted = (served["namespace"], served["service"])
     before = counters.requests_to([wanted])[wanted]
+    import pathlib
+
+    pathlib.Path("/tmp/traefik_metrics.txt").write_text(
+        requests.get(stack["env"]["TRAFFIC_METRICS_URL"], timeout=5).text
+    )
     assert page(real_node, served["host"], auth=credentials).status_code == 200
     eventually(lambda: counters.requests_to([wanted])[wanted] > before, timeout=10, what="Traefik to count it")
 
@@ -179,7 +188,9 @@ def test_a_visit_through_traefik_is_seen_and_a_refused_request_is_not(real_node,
         page(real_node, served["host"], auth=credentials)  # one more each try: the first read is a baseline
         return shown()["last_visit_at"]
 
-    seen = eventually(visited, timeout=90, what="the scheduler to see the visit")
+    eventually(visited, timeout=90, what="the scheduler to see the visit")
+    time.sleep(15 + 2)  # the next pass takes in the last of those requests
+    seen = shown()["last_visit_at"]
     # Without the password Traefik answers 401 itself: the app's count does not move.
     for _ in range(5):
         assert page(real_node, served["host"]).status_code == 401
