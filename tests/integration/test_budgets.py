@@ -8,35 +8,19 @@ import pytest
 from app.adapters.jobqueue import JobQueue
 from app.db import utcnow
 from app.domain import costs
-from app.domain.gitea_events import RepositoryRef
-from app.domain.planning import DEPLOY, Plan
 from app.domain.states import PreviewState
 from app.models import Preview, PreviewUsage, Repository
 from app.usecases.deploy import budgets, capacity, usage
 from app.usecases.errors import Invalid, NotFound
-from app.usecases.intake import desired_state
 from app.usecases.operations import board
+from tests.testbed.helpers import want_pr
 
-REF = RepositoryRef(full_name="acme/shop", clone_url="http://git/acme/shop.git", private=False)
 PER_HOUR = 0.04 * costs.APP_CORES + 0.005 * costs.APP_GIB
-
-
-def want(number, sha="a" * 40):
-    plan = Plan(
-        intent=DEPLOY,
-        reason="pull request opened",
-        target_key=f"acme/shop#{number}",
-        branch=f"feature/{number}",
-        pr_number=number,
-        head_sha=sha,
-        action="opened",
-    )
-    return desired_state.want_deploy(REF, plan)
 
 
 def running(settings, number, hours_ago):
     """A preview that took its slot `hours_ago` hours ago."""
-    preview = want(number)
+    preview = want_pr(number)
     assert capacity.claim_slot(settings, preview.id, utcnow() - timedelta(hours=hours_ago)) is None
     return Preview.get_by_id(preview.id)
 
@@ -99,7 +83,7 @@ def test_over_its_budget_a_repository_holds_new_previews_back(db, settings):
     now = utcnow()
     if costs.month_start(now) > now - timedelta(hours=6):
         pytest.skip("the month began less than 6 hours ago")
-    new = Preview.get_by_id(want(2).id)
+    new = Preview.get_by_id(want_pr(2).id)
     why = budgets.hold_back(capped, new, now)
     assert why is not None
     assert "acme/shop spent" in why
@@ -128,12 +112,12 @@ def test_over_its_budget_a_repository_holds_new_previews_back(db, settings):
 
 def test_without_a_budget_nothing_is_held(db, settings):
     running(settings, 1, hours_ago=1000)
-    new = Preview.get_by_id(want(2).id)
+    new = Preview.get_by_id(want_pr(2).id)
     assert budgets.hold_back(settings, new, utcnow()) is None
 
 
 def test_a_budget_is_set_for_a_known_repository_only(db, settings):
-    want(1)
+    want_pr(1)
     with pytest.raises(NotFound):
         budgets.set_budget("acme/other", 3.0)
     with pytest.raises(Invalid):
@@ -148,7 +132,7 @@ def test_a_budget_is_set_for_a_known_repository_only(db, settings):
 
 
 def test_the_operator_sets_and_resets_a_budget_from_the_command_line(app, db, settings):
-    want(1)
+    want_pr(1)
     runner = app.test_cli_runner()
     done = runner.invoke(args=["repos", "budget", "acme/shop", "25"])
     assert done.exit_code == 0, done.output

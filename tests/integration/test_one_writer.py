@@ -6,29 +6,19 @@ from datetime import timedelta
 import pytest
 
 from app.db import database, utcnow
-from app.domain.gitea_events import RepositoryRef
-from app.domain.planning import DEPLOY, TEARDOWN, Plan
+from app.domain.planning import TEARDOWN, Plan
 from app.domain.states import PreviewState
 from app.models import Preview
 from app.usecases.deploy import capacity, lease
 from app.usecases.intake import desired_state
 from app.usecases.operations import lifecycle
+from tests.testbed.helpers import want_pr
 
 SHA_A, SHA_B = "a" * 40, "b" * 40
-REF = RepositoryRef(full_name="acme/shop", clone_url="http://git/acme/shop.git", private=False)
 
 
 def want(sha, number=12):
-    plan = Plan(
-        intent=DEPLOY,
-        reason="pull request synchronized",
-        target_key=f"acme/shop#{number}",
-        branch=f"feature/{number}",
-        pr_number=number,
-        head_sha=sha,
-        action="synchronized",
-    )
-    return desired_state.want_deploy(REF, plan)
+    return want_pr(number, sha, action="synchronized")
 
 
 def test_a_worker_holding_an_old_copy_cannot_undo_a_newer_commit(db):

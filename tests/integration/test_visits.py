@@ -6,16 +6,12 @@ from datetime import timedelta
 import pytest
 
 from app.db import utcnow
-from app.domain.gitea_events import RepositoryRef
-from app.domain.planning import DEPLOY, Plan
 from app.domain.states import PreviewState
 from app.models import Preview
 from app.usecases.deploy.namespaces import names_for
-from app.usecases.intake import desired_state
 from app.usecases.operations import visits
 from app.usecases.ports import NoTraffic, TrafficUnavailable
-
-REF = RepositoryRef(full_name="acme/shop", clone_url="http://git/acme/shop.git", private=False)
+from tests.testbed.helpers import want_pr
 
 
 class Counts:
@@ -30,16 +26,7 @@ class Counts:
 
 
 def ready_preview(number: int) -> Preview:
-    plan = Plan(
-        intent=DEPLOY,
-        reason="pull request opened",
-        target_key=f"acme/shop#{number}",
-        branch=f"feature/{number}",
-        pr_number=number,
-        head_sha="a" * 40,
-        action="opened",
-    )
-    preview = desired_state.want_deploy(REF, plan)
+    preview = want_pr(number)
     Preview.update(state=PreviewState.READY, namespace=f"preview-shop-{number}").where(
         Preview.id == preview.id
     ).execute()

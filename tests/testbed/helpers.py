@@ -11,14 +11,31 @@ from pathlib import Path
 
 from app.adapters.jobqueue import JobQueue
 from app.db import database
+from app.domain.gitea_events import RepositoryRef
 from app.domain.k8s.labels import LABEL_PREVIEW_ID
+from app.domain.planning import DEPLOY, Plan
 from app.domain.states import DeliveryOutcome
 from app.models import Preview, Repository, WebhookDelivery
-from app.usecases.intake import deliveries, triage
+from app.usecases.intake import deliveries, desired_state, triage
 from tests.testbed.factories import SECRET, payload, webhook_request, with_changes
 
 TOKEN = "api-token-" + "x" * 16
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SHOP = RepositoryRef(full_name="acme/shop", clone_url="http://git/acme/shop.git", private=False)
+
+
+def want_pr(number: int, sha: str = "a" * 40, action: str = "opened") -> Preview:
+    """What planning a delivery of acme/shop's PR `number` at `sha` records: its preview, queued."""
+    plan = Plan(
+        intent=DEPLOY,
+        reason=f"pull request {action}",
+        target_key=f"acme/shop#{number}",
+        branch=f"feature/{number}",
+        pr_number=number,
+        head_sha=sha,
+        action=action,
+    )
+    return desired_state.want_deploy(SHOP, plan)
 
 
 def deliver(client_, name, kind, **changes):
