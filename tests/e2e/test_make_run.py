@@ -113,3 +113,8 @@ def test_make_run_from_a_plain_shell_reaches_a_ready_preview_and_ctrl_c_stops_ev
     text = "".join(output)
     assert "not found" not in text, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
+    # The run's throwaway folders (its SQLite database, the demo's checkout) went with it.
+    databases = re.findall(r"sqlite:///(\S+)/preview\.db", text)
+    folders = databases + [str(Path(clone).parent) for clone in re.findall(r"checked out in (\S+)", text)]
+    assert len(folders) == 2, folders
+    assert [folder for folder in folders if Path(folder).exists()] == []

@@ -58,7 +58,10 @@ def _local_gitea(stack: contextlib.ExitStack, env: dict[str, str], bind: str, no
         env["GITEA_URL"] = f"http://{host}:{port}"
         prepare_builds(node, BOT, gitea.bot_token)
         files = sample_app(node.image("base"), "Hello from the demo repository")
-    workdir = Path(tempfile.mkdtemp(prefix="preview-demo-")) / "demo"
+    # A clone of a Gitea that goes with the run: it goes too.
+    folder = tempfile.mkdtemp(prefix="preview-demo-")
+    stack.callback(shutil.rmtree, folder, ignore_errors=True)
+    workdir = Path(folder) / "demo"
     repo = create_repository(
         gitea,
         "demo",
