@@ -33,9 +33,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from app.db import database, open_database
+from app.domain import costs
 from app.domain.k8s.labels import LABEL_PREVIEW_ID
 from app.domain.states import PreviewState
-from app.models import Deployment, Event, Preview, Repository, WebhookDelivery
+from app.models import Deployment, Event, Preview, PreviewUsage, Repository, WebhookDelivery
 from bench.stack import IMAGE, Stack, now_utc, objects_of, preview_stack, report, summary
 from tests.testbed.kube.waiting import eventually
 
@@ -86,7 +87,7 @@ def seed_rows(stack: Stack, count: int) -> list[Preview]:
 
 def history_of(previews: list[Preview], now: datetime) -> None:
     """Deliveries, deployments with phase timings, and events for each preview, in bulk."""
-    deliveries, deployments, events = [], [], []
+    deliveries, deployments, events, stretches = [], [], [], []
     timings = {"build": 0.2, "deploy": 0.3, "configure": 0.1, "rollout": 0.2, "report": 0.1}
     for preview in previews:
         for n in range(3):
@@ -112,8 +113,23 @@ def history_of(previews: list[Preview], now: datetime) -> None:
             )
         for phase in ("queued", "build", "deploy", "configure", "rollout", "ready"):
             events.append({"preview": preview.id, "phase": phase, "message": phase, "created_at": now})
+        # Its stretch of use since it took its slot, as claim_slot opens one.
+        stretches.append(
+            {
+                "preview": preview.id,
+                "repository": preview.repository_id,
+                "cpu_cores": costs.APP_CORES,
+                "memory_gib": costs.APP_GIB,
+                "started_at": preview.created_at,
+            }
+        )
     with database.atomic():
-        for model, rows in ((WebhookDelivery, deliveries), (Deployment, deployments), (Event, events)):
+        for model, rows in (
+            (WebhookDelivery, deliveries),
+            (Deployment, deployments),
+            (Event, events),
+            (PreviewUsage, stretches),
+        ):
             for start in range(0, len(rows), 500):
                 model.insert_many(rows[start : start + 500]).execute()
 

@@ -7,10 +7,11 @@ from kubernetes import client as k8s
 
 from app.adapters.kube import Kube
 from app.db import database, utcnow
+from app.domain import costs
 from app.domain.k8s.labels import LABEL_MANAGED_BY, LABEL_PREVIEW_ID, MANAGED_BY
 from app.domain.states import PreviewState
 from app.models import Preview, PreviewUsage, WebhookDelivery
-from app.usecases.deploy import budgets, pipeline, teardown
+from app.usecases.deploy import budgets, pipeline, teardown, usage
 from app.usecases.operations import lifecycle, metrics
 from tests.testbed.helpers import configure_repository, deliver, run, run_worker
 from tests.testbed.kube.controlplane import BEHAVIOUR_LABEL
@@ -338,10 +339,14 @@ def test_processes_with_a_clock_90s_ahead_steal_no_lease_and_still_converge(clie
 def test_over_budget_new_previews_wait_and_go_when_the_budget_is_raised(client, services):
     run(services, deliver(client, "pull_request_opened", "pull_request")["delivery_id"])
     with database.connection_context():
-        # The first preview has been up an hour: 0.0046 USD at the default prices.
+        # The first preview has been up an hour; the budget is half what it spent this month
+        # (whatever the day: the month may have begun less than an hour ago).
         PreviewUsage.update(started_at=utcnow() - timedelta(hours=1)).execute()
-        repository = preview().repository.full_name
-        budgets.set_budget(repository, 0.004)
+        first = preview()
+        repository = first.repository.full_name
+        now = utcnow()
+        spent = usage.spent_by_repository(services.settings, costs.month_start(now), now, [first.repository_id])
+        budgets.set_budget(repository, spent.get(first.repository_id, 0.0) / 2)
     second = deliver(client, "pull_request_opened", "pull_request", number=13, **{"pull_request.number": 13})
     assert run(services, second["delivery_id"]) == "waiting"
     held = preview(second["preview_id"])

@@ -163,6 +163,13 @@ def test_stats_count_by_state_and_age_and_price_requested_resources(client, db, 
     _preview(repository, 3, age=timedelta(days=3), state=PreviewState.FAILED)
     _preview(repository, 4, age=timedelta(days=9))
     _preview(repository, 5, state=PreviewState.DELETED, age=timedelta(days=20))
+    # Priced from what holds a slot now, since it took it (as the PR comment prices it): two
+    # previews, for 2 hours and 10 hours; the deleted one's slot is long given back.
+    now = utcnow()
+    for number, hours in ((1, 2), (2, 10)):
+        held = Preview.get(Preview.pr_number == number)
+        Preview.update(holds_slot=True).where(Preview.id == held.id).execute()
+        usage.start(held, now - timedelta(hours=hours))
     data = client.get("/api/previews/stats", headers=AUTH).json
     assert data["total"] == 5
     assert data["active"] == 4
@@ -170,7 +177,8 @@ def test_stats_count_by_state_and_age_and_price_requested_resources(client, db, 
     assert data["by_state"]["deleted"] == 1
     assert data["by_age"] == {"<1h": 1, "1-24h": 1, "1-7d": 1, ">7d": 1}
     per_preview = 0.1 * settings.price_cpu_core_hour + 0.125 * settings.price_memory_gb_hour
-    assert data["cost"]["per_hour"] == round(4 * per_preview, 4)
+    assert data["cost"]["per_hour"] == round(2 * per_preview, 4)
+    assert data["cost"]["so_far"] == pytest.approx(12 * per_preview, abs=0.01)
     assert data["alert"] == {"threshold": 50, "over": False}
 
 

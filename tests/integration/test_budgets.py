@@ -18,10 +18,10 @@ from tests.testbed.helpers import want_pr
 PER_HOUR = 0.04 * costs.APP_CORES + 0.005 * costs.APP_GIB
 
 
-def running(settings, number, hours_ago):
-    """A preview that took its slot `hours_ago` hours ago."""
+def running(settings, number, hours_ago, now=None):
+    """A preview that took its slot `hours_ago` hours before `now`."""
     preview = want_pr(number)
-    assert capacity.claim_slot(settings, preview.id, utcnow() - timedelta(hours=hours_ago)) is None
+    assert capacity.claim_slot(settings, preview.id, (now or utcnow()) - timedelta(hours=hours_ago)) is None
     return Preview.get_by_id(preview.id)
 
 
@@ -29,14 +29,14 @@ def test_a_preview_spends_from_its_slot_until_its_teardown(db, settings):
     preview = running(settings, 1, hours_ago=10)
     now = utcnow()
     assert usage.cost_by_preview(settings, [preview.id], now)[preview.id] == pytest.approx(10 * PER_HOUR, rel=1e-3)
-    assert usage.rate_of_preview(settings, preview.id) == pytest.approx(PER_HOUR)
+    assert usage.cost_of(settings, preview.id, now).per_hour == pytest.approx(PER_HOUR)
 
     # Torn down four hours ago (what teardown and the stale-slot step do): it spends no more.
     Preview.update(state=PreviewState.DELETED).where(Preview.id == preview.id).execute()
     assert capacity.free_stale_slots(now - timedelta(hours=4)) == [preview.id]
     later = now + timedelta(hours=5)
     assert usage.cost_by_preview(settings, [preview.id], later)[preview.id] == pytest.approx(6 * PER_HOUR, rel=1e-3)
-    assert usage.rate_of_preview(settings, preview.id) == 0
+    assert usage.cost_of(settings, preview.id, later).per_hour == 0
 
 
 def test_a_stray_stretch_ends_when_its_preview_last_changed(db, settings):
@@ -44,11 +44,32 @@ def test_a_stray_stretch_ends_when_its_preview_last_changed(db, settings):
     changed = utcnow() - timedelta(hours=1)
     # An older release freed the slot without ending the stretch.
     Preview.update(holds_slot=False, updated_at=changed).where(Preview.id == preview.id).execute()
-    assert usage.settle(dry_run=True) == [preview.id]
+    now = utcnow()
+    assert usage.settle(now, dry_run=True) == [preview.id]
     assert PreviewUsage.get().ended_at is None
-    assert usage.settle() == [preview.id]
+    assert usage.settle(now) == [preview.id]
     assert PreviewUsage.get().ended_at == changed
-    assert usage.settle() == []
+    assert usage.settle(now) == []
+
+
+def test_a_slot_without_a_stretch_gets_one_and_spends_from_then(db, settings):
+    preview = running(settings, 1, hours_ago=3)
+    PreviewUsage.delete().execute()  # a process died between taking the slot and its stretch
+    now = utcnow()
+    assert usage.settle(now) == [preview.id]
+    assert usage.cost_of(settings, preview.id, now + timedelta(hours=2)).so_far == pytest.approx(2 * PER_HOUR)
+    assert usage.settle(now) == []
+
+
+def test_a_late_stop_leaves_the_stretch_of_a_preview_that_took_a_slot_again(db, settings):
+    preview = running(settings, 1, hours_ago=3)
+    # The stale-slot step read the preview as deleted; before it ended the stretches, the PR
+    # came back and took a slot again: its new stretch must stay open.
+    usage.stop([preview.id], utcnow())
+    assert usage.cost_of(settings, preview.id, utcnow()).per_hour == pytest.approx(PER_HOUR)
+    Preview.update(holds_slot=False).where(Preview.id == preview.id).execute()
+    usage.stop([preview.id], utcnow())
+    assert usage.cost_of(settings, preview.id, utcnow()).per_hour == 0
 
 
 def test_spend_per_repository_and_per_day(db, settings):
@@ -79,10 +100,8 @@ def test_the_stats_page_shows_each_repositorys_spend_against_its_budget(db, sett
 
 def test_over_its_budget_a_repository_holds_new_previews_back(db, settings):
     capped = dataclasses.replace(settings, budget_per_repository=5 * PER_HOUR)
-    old = running(capped, 1, hours_ago=6)  # spent 6 hours' worth this month: over
-    now = utcnow()
-    if costs.month_start(now) > now - timedelta(hours=6):
-        pytest.skip("the month began less than 6 hours ago")
+    now = utcnow().replace(day=15, hour=12, minute=0, second=0, microsecond=0)  # mid-month, whatever today is
+    old = running(capped, 1, hours_ago=6, now=now)  # spent 6 hours' worth this month: over
     new = Preview.get_by_id(want_pr(2).id)
     why = budgets.hold_back(capped, new, now)
     assert why is not None
@@ -91,9 +110,11 @@ def test_over_its_budget_a_repository_holds_new_previews_back(db, settings):
     held = Preview.get_by_id(new.id)
     assert held.budget_held_since is not None
     assert held.waiting_since is not None
-    # Out of the line for a slot, and not stuck: it waits for its budget.
+    # Out of the line for a slot, and not stuck (even without a cap, where being in line for a
+    # slot would not excuse it): it waits for its budget.
     assert new.id not in [p.id for p in Preview.waiting()]
-    assert new.id not in [p.id for p in Preview.stuck(now + timedelta(hours=1), now + timedelta(hours=1), True)]
+    later = max(now, utcnow()) + timedelta(hours=1)
+    assert new.id not in [p.id for p in Preview.stuck(later, later, capped=False)]
     # A preview that holds its slot already keeps taking commits.
     assert budgets.hold_back(capped, Preview.get_by_id(old.id), now) is None
 

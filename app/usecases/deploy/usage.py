@@ -39,27 +39,38 @@ def start(preview: Preview, now: datetime) -> None:
 
 
 def stop(preview_ids: Iterable[int], now: datetime) -> None:
-    """The previews gave their slots back: their open stretches end now."""
+    """The previews gave their slots back: their open stretches end now. Only of those that
+    hold no slot by now: one that took a slot again meanwhile spends on."""
     ids = list(preview_ids)
     if ids:
+        slotless = Preview.select(Preview.id).where(Preview.id.in_(ids) & (Preview.holds_slot == False))  # noqa: E712
         PreviewUsage.update(ended_at=now).where(
-            PreviewUsage.preview.in_(ids) & PreviewUsage.ended_at.is_null()
+            PreviewUsage.preview.in_(slotless) & PreviewUsage.ended_at.is_null()
         ).execute()
 
 
-def settle(dry_run: bool = False) -> list[int]:
-    """Open stretches of previews that hold no slot (a process died between the two writes, or
-    an older release freed the slot) end when the preview last changed: spend follows the slots."""
+def settle(now: datetime, dry_run: bool = False) -> list[int]:
+    """Make the stretches follow the slots, whatever process died between two writes: an open
+    stretch of a preview that holds no slot ends when the preview last changed; a preview that
+    holds a slot without an open stretch gets one from now. Returns the previews mended."""
     stray = list(
         PreviewUsage.select(PreviewUsage.id, Preview.id, Preview.updated_at)
         .join(Preview)
         .where(PreviewUsage.ended_at.is_null() & (Preview.holds_slot == False))  # noqa: E712
         .tuples()
     )
+    spending = PreviewUsage.select(PreviewUsage.preview).where(PreviewUsage.ended_at.is_null())
+    unaccounted = (Preview.holds_slot == True) & Preview.id.not_in(spending)  # noqa: E712
+    missing = [preview_id for (preview_id,) in Preview.select(Preview.id).where(unaccounted).tuples()]
     if not dry_run:
         for usage_id, _, ended_at in stray:
             PreviewUsage.update(ended_at=ended_at).where(PreviewUsage.id == usage_id).execute()
-    return sorted({preview_id for _, preview_id, _ in stray})
+        if missing:  # one statement, however many (an older release's rows, say)
+            requests = (peewee.Value(costs.APP_CORES), peewee.Value(costs.APP_GIB), peewee.Value(now))
+            opened = Preview.select(Preview.id, Preview.repository, *requests).where(unaccounted)
+            fields = [PreviewUsage.preview, PreviewUsage.repository, PreviewUsage.cpu_cores, PreviewUsage.memory_gib]
+            PreviewUsage.insert_from(opened, [*fields, PreviewUsage.started_at]).execute()
+    return sorted({preview_id for _, preview_id, _ in stray} | set(missing))
 
 
 def _grouped(keyed: Iterable[tuple[int, PreviewUsage]]) -> dict[int, list[costs.Stretch]]:
@@ -85,27 +96,25 @@ def cost_by_preview(settings: Settings, preview_ids: Iterable[int], now: datetim
     }
 
 
-def _rate(settings: Settings, which: peewee.Expression) -> float:
-    """What the open stretches `which` selects cost an hour together."""
-    prices = prices_of(settings)
-    rows = PreviewUsage.select(PreviewUsage.cpu_cores, PreviewUsage.memory_gib).where(
-        PreviewUsage.ended_at.is_null() & which
+def open_cost(settings: Settings, now: datetime, which: peewee.Expression | None = None) -> Cost:
+    """What the stretches still open (of those `which` selects) cost an hour now, and have cost
+    since they opened."""
+    query = PreviewUsage.select(PreviewUsage.cpu_cores, PreviewUsage.memory_gib, PreviewUsage.started_at)
+    query = query.where(
+        PreviewUsage.ended_at.is_null() & which if which is not None else PreviewUsage.ended_at.is_null()
     )
-    return sum(prices.per_hour(cores, gib) for cores, gib in rows.tuples())
-
-
-def rate_of_preview(settings: Settings, preview_id: int) -> float:
-    """What the preview costs an hour now: 0 when it holds nothing."""
-    return _rate(settings, PreviewUsage.preview == preview_id)
+    prices, per_hour, so_far = prices_of(settings), 0.0, 0.0
+    for cores, gib, started_at in query.tuples():
+        rate = prices.per_hour(cores, gib)
+        per_hour += rate
+        so_far += rate * max(0.0, (now - started_at).total_seconds() / 3600)
+    return Cost(so_far, per_hour)
 
 
 def cost_of(settings: Settings, preview_id: int, now: datetime) -> Cost:
+    """The preview's cost since its first slot, and what it costs an hour now (0 without a slot)."""
     so_far = cost_by_preview(settings, [preview_id], now).get(preview_id, 0.0)
-    return Cost(so_far, rate_of_preview(settings, preview_id))
-
-
-def rate_of_repositories(settings: Settings, repository_ids: Iterable[int]) -> float:
-    return _rate(settings, PreviewUsage.repository.in_(list(repository_ids)))
+    return Cost(so_far, open_cost(settings, now, PreviewUsage.preview == preview_id).per_hour)
 
 
 def spent_by_repository(

@@ -8,7 +8,7 @@ from typing import Any
 
 from app.domain import costs, gitea_links
 from app.domain.states import PreviewState
-from app.models import Deployment, Event, Preview, Repository, WebhookDelivery
+from app.models import Deployment, Event, Preview, PreviewUsage, Repository, WebhookDelivery
 from app.settings import Settings
 from app.usecases.deploy import budgets, usage
 from app.usecases.operations import previews
@@ -133,7 +133,7 @@ def stats_for(settings: Settings, readable: list[str], now: datetime) -> dict[st
         "by_age": by_age,
         "by_repository": by_repository,
         "currency": settings.cost_currency,
-        "per_hour": round(usage.rate_of_repositories(settings, ids), 4),
+        "per_hour": round(usage.open_cost(settings, now, PreviewUsage.repository.in_(ids)).per_hour, 4),
         "month": round(sum(this_month.values()), 4),
         "spend": spend,
         "first_day": first_day,

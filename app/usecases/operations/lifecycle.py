@@ -262,7 +262,7 @@ def run_pass(context: Services, now: datetime | None = None, dry_run: bool = Fal
     steps: dict[str, Callable[[], Any]] = {
         "expired": lambda: expire(queue, settings, now, dry_run),
         "slots_freed": lambda: capacity.free_stale_slots(now, dry_run),
-        "usage_settled": lambda: usage.settle(dry_run),
+        "usage_settled": lambda: usage.settle(now, dry_run),
         "released": lambda: budgets.release(queue, settings, now, dry_run),
         "started": lambda: capacity.start_waiting(queue, settings, now, dry_run),
         "resumed": lambda: resume_stuck(queue, settings, now, dry_run),

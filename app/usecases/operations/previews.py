@@ -216,11 +216,6 @@ def list_previews(state: str | None, repository: str | None, page: int, per_page
 AGE_BUCKETS = (("<1h", timedelta(hours=1)), ("1-24h", timedelta(hours=24)), ("1-7d", timedelta(days=7)), (">7d", None))
 
 
-def price_per_preview_hour(settings: Settings) -> float:
-    """What one running preview costs an hour: its app container's requested CPU and memory."""
-    return usage.prices_of(settings).per_hour(costs.APP_CORES, costs.APP_GIB)
-
-
 def cost_summary(settings: Settings, preview: Preview, now: datetime) -> dict[str, Any]:
     """What one preview spent and spends, and its repository's month against its budget."""
     spent = usage.cost_of(settings, preview.id, now)
@@ -247,10 +242,8 @@ def stats(settings: Settings, now: datetime) -> dict[str, Any]:
     for _, created_at in active:
         age = now - created_at
         by_age[next(name for name, limit in AGE_BUCKETS if limit is None or age < limit)] += 1
-    per_hour = price_per_preview_hour(settings)
-    running_states = (PreviewState.READY, PreviewState.FAILED, PreviewState.DEPLOYING)
-    running = [created_at for state, created_at in active if state in running_states]
-    hours = sum(max(0.0, (now - created_at).total_seconds() / 3600) for created_at in running)
+    # The previews holding their slots now, priced as the PR comments price them.
+    running = usage.open_cost(settings, now)
     threshold = settings.active_alert_threshold
     return {
         "total": sum(by_state.values()),
@@ -259,8 +252,8 @@ def stats(settings: Settings, now: datetime) -> dict[str, Any]:
         "by_age": by_age,
         "cost": {
             "currency": settings.cost_currency,
-            "per_hour": round(per_hour * len(running), 4),
-            "so_far": round(per_hour * hours, 2),
+            "per_hour": round(running.per_hour, 4),
+            "so_far": round(running.so_far, 2),
             "requests_per_preview": {"cpu": APP_REQUESTS["cpu"], "memory": APP_REQUESTS["memory"]},
             "prices": {"cpu_core_hour": settings.price_cpu_core_hour, "memory_gb_hour": settings.price_memory_gb_hour},
         },
