@@ -77,7 +77,7 @@ def traffic_counters(settings: Settings) -> Traffic:
     """The data plane's request counters, if the settings say where they are."""
     if settings.traffic_metrics_url is None:
         return NoTraffic()
-    return TraefikTraffic(settings.traffic_metrics_url)  # TRAFFIC_SOURCE allows traefik only, so far
+    return TraefikTraffic(settings.traffic_metrics_url)  # the one data plane read so far
 
 
 def start(settings: Settings, *, pooled: bool = False) -> Services:

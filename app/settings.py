@@ -354,10 +354,9 @@ class Settings:
     # What one repository's previews may spend in a calendar month (UTC), in cost_currency;
     # None: no budget. `flask repos budget` sets one repository's in its place.
     budget_per_repository: float | None = None
-    # The data plane's Prometheus endpoint, read by the scheduler to see which previews are
-    # visited (app/adapters/traffic.py); TRAFFIC_SOURCE names whose counters it holds.
+    # Traefik's Prometheus endpoint, read by the scheduler to see which previews are visited
+    # (app/adapters/traffic.py).
     traffic_metrics_url: str | None = None
-    traffic_source: str = "traefik"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -451,7 +450,6 @@ class Settings:
         maybe_set("cost_currency", "COST_CURRENCY")
         maybe_set("budget_per_repository", "PREVIEW_BUDGET_PER_REPOSITORY", _price)
         maybe_set("traffic_metrics_url", "TRAFFIC_METRICS_URL", _url("http", "https"))
-        maybe_set("traffic_source", "TRAFFIC_SOURCE", _choice("traefik"))
         maybe_set("active_alert_threshold", "ACTIVE_ALERT_THRESHOLD", _positive_int)
         for account, role in (
             ("CONTROLLER_SERVICE_ACCOUNT", "PREVIEW_CLUSTER_ROLE"),

@@ -2,11 +2,12 @@
 anyone looked at a preview. One class per proxy; each knows how its proxy names a Service.
 
 Done: Traefik (its `traefik_service_requests_total`, with service labels on, the default).
-Its kubernetes providers name a backend after its namespace, Service and port: Traefik
-v3.6's Gateway provider `<namespace>-<service>-http-<port>@kubernetesgateway` (recorded on
-the test bed: tests/samples/traefik/), its Ingress provider `<namespace>-<service>-<port>@kubernetes`. ingress-nginx
-(`nginx_ingress_controller_requests`, labels `namespace` and `service`) and Envoy Gateway
-would each be one more class with the same method."""
+Traefik names a backend after its namespace, Service and port: v3.6's Gateway provider
+`<namespace>-<service>-http-80@kubernetesgateway` (recorded on the test bed:
+tests/samples/traefik/). Its Ingress provider's `<namespace>-<service>-<port>@kubernetes`
+is matched too but was not seen here (no routing of ours uses Traefik's Ingress provider).
+ingress-nginx (`nginx_ingress_controller_requests`, labels `namespace` and `service`) and
+Envoy Gateway would each be one more class with the same method."""
 
 from __future__ import annotations
 

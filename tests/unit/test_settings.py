@@ -32,7 +32,6 @@ def test_values_are_coerced():
         }
     )
     assert settings.traffic_metrics_url == "http://traefik-metrics.traefik:8082/metrics"
-    assert settings.traffic_source == "traefik"
     assert settings.budget_per_repository == 40.5
     assert settings.gitea_url == "https://git.example.com"
     assert settings.preview_domain == "preview.example.com"
@@ -65,7 +64,6 @@ def test_values_are_coerced():
         ("PREVIEW_BUDGET_PER_REPOSITORY", "-3"),
         ("PREVIEW_BUDGET_PER_REPOSITORY", "10 USD"),
         ("TRAFFIC_METRICS_URL", "traefik:8082/metrics"),
-        ("TRAFFIC_SOURCE", "haproxy"),
         ("API_TOKENS", "short"),
         ("TASK_BRANCH_PATTERNS", " , "),
         ("EGRESS_DENIED_CIDRS", "10.0.0.1/8"),
