@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         pages,
         preview_auth,
         security_headers,
+        wake,
         webhooks,
     )
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     context.install(app, context.for_services(bootstrap.start(settings, pooled=True)))
     security_headers.install(app)
     outages.install(app)
+    wake.install(app)  # a sleeping preview's host: its wake page, before any other route
     if settings.trusted_proxy_hops:
         # The ingress (or the chart's Service) in front: its X-Forwarded-For/-Proto, no client's.
         hops = settings.trusted_proxy_hops

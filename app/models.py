@@ -134,6 +134,13 @@ class Preview(BaseModel):
     # The data plane's request count for its app, as last read, and when it last moved.
     requests_seen = peewee.FloatField(null=True)
     last_visit_at = peewee.DateTimeField(null=True)
+    # Sleeping when idle (m0017): idleness counts from the later of ready_since and the last
+    # visit; idle_after_seconds is NULL for a preview that never sleeps.
+    ready_since = peewee.DateTimeField(null=True)
+    idle_after_seconds = peewee.IntegerField(null=True)
+    slept_at = peewee.DateTimeField(null=True)  # its wake route is (or may still be) in place
+    wake_requested_at = peewee.DateTimeField(null=True)
+    wake_endpoint = peewee.CharField(max_length=64, null=True)  # where its wake route leads (ip:port)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
 
@@ -417,7 +424,29 @@ class PreviewUsage(BaseModel):
         indexes = ((("repository", "started_at"), False),)
 
 
-ALL_MODELS = (Repository, Preview, Deployment, Event, WebhookDelivery, PreviewUsage)
+class Screenshot(BaseModel):
+    """One page of a preview at one commit and one viewport, as its screenshot Job saw it;
+    only the latest set of each preview is kept (the next set is compared with it)."""
+
+    preview = peewee.ForeignKeyField(Preview, backref="screenshots", on_delete="CASCADE")
+    sha = peewee.CharField(max_length=40)
+    page = peewee.CharField(max_length=256)
+    viewport = peewee.CharField(max_length=16)
+    png = peewee.BlobField(null=True)  # None: the page gave no picture
+    taken_at = peewee.DateTimeField(default=utcnow)
+    compared_sha = peewee.CharField(max_length=40, null=True)
+    compared_with = peewee.CharField(max_length=255, null=True)  # what compared_sha is, in words
+    changed_share = peewee.FloatField(null=True)  # None: nothing to compare with
+    attachment_id = peewee.BigIntegerField(null=True)
+    attachment_url = peewee.CharField(max_length=1024, null=True)
+    overlay_attachment_id = peewee.BigIntegerField(null=True)
+    overlay_url = peewee.CharField(max_length=1024, null=True)
+
+    class Meta:
+        indexes = ((("preview", "sha", "page", "viewport"), True),)
+
+
+ALL_MODELS = (Repository, Preview, Deployment, Event, WebhookDelivery, PreviewUsage, Screenshot)
 
 
 class ApiToken(BaseModel):

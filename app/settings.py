@@ -44,6 +44,25 @@ def parse_duration(text: str) -> timedelta:
     return total
 
 
+def _duration_or_never(text: str) -> timedelta | None:
+    """A duration, or `0` for never."""
+    return None if text == "0" else parse_duration(text)
+
+
+def _ipv4_endpoint(text: str) -> tuple[str, int]:
+    """`10.0.0.5:8000`: an EndpointSlice holds addresses, not names."""
+    host, _, port = text.rpartition(":")
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IPv4 address and port such as 10.0.0.5:8000") from None
+    if address.is_loopback or address.is_link_local or address.is_unspecified:
+        raise ValueError(f"{host} is not an address the data plane can be sent to")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} has no port between 1 and 65535")
+    return str(address), int(port)
+
+
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise ValueError("must be a positive whole number")
@@ -357,6 +376,24 @@ class Settings:
     # Traefik's Prometheus endpoint, read by the scheduler to see which previews are visited
     # (app/adapters/traffic.py).
     traffic_metrics_url: str | None = None
+    # A ready preview nobody visited for this long sleeps (None: never); a preview file may
+    # ask for less. Only with traffic_metrics_url (visits are read, not guessed) and
+    # wake_endpoint (where a sleeping preview's route leads).
+    preview_idle_after: timedelta | None = timedelta(minutes=30)
+    # The web's address as the data plane reaches it (IPv4:port): a sleeping preview's app
+    # Service gets an EndpointSlice of ours pointing there, to the wake page.
+    wake_endpoint: tuple[str, int] | None = None
+    # Headless Chromium's image: with it, a ready preview's pages (its preview file's
+    # `screenshots`) are screenshot by a Job in its namespace and shown in the PR comment,
+    # with what changed since the base branch's preview or the PR's previous commit. None: off.
+    screenshot_image: str | None = None
+    screenshot_timeout: timedelta = timedelta(minutes=3)  # the Job's deadline
+
+    @property
+    def sleeping_on(self) -> bool:
+        """Previews may sleep: idleness is read from the data plane and a wake page is reachable
+        (whose visitors the web can check: the preview's password, or none; not a Gitea sign-in)."""
+        return bool(self.traffic_metrics_url and self.wake_endpoint) and self.access != "gitea"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -450,6 +487,10 @@ class Settings:
         maybe_set("cost_currency", "COST_CURRENCY")
         maybe_set("budget_per_repository", "PREVIEW_BUDGET_PER_REPOSITORY", _price)
         maybe_set("traffic_metrics_url", "TRAFFIC_METRICS_URL", _url("http", "https"))
+        maybe_set("preview_idle_after", "PREVIEW_IDLE_AFTER", _duration_or_never)
+        maybe_set("wake_endpoint", "WAKE_ENDPOINT", _ipv4_endpoint)
+        maybe_set("screenshot_image", "SCREENSHOT_IMAGE")
+        maybe_set("screenshot_timeout", "SCREENSHOT_TIMEOUT", parse_duration)
         maybe_set("active_alert_threshold", "ACTIVE_ALERT_THRESHOLD", _positive_int)
         for account, role in (
             ("CONTROLLER_SERVICE_ACCOUNT", "PREVIEW_CLUSTER_ROLE"),

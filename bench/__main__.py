@@ -4,8 +4,9 @@ without NAME, list them. Each prints its progress and ends with one JSON line of
 from __future__ import annotations
 
 import importlib
-import subprocess
 import sys
+
+from tests.testbed.interrupts import run_to_the_end, stop_like_ctrl_c
 
 BENCHMARKS = {
     "intake_overhead": "webhook intake (production) against a bare 202 endpoint, same gunicorn",
@@ -19,6 +20,7 @@ BENCHMARKS = {
     "node_footprint": "warm start time and memory of the real node, beside the control plane alone",
     "chart_install": "helm install to every pod ready on the real node, beside a plain Deployment of the image",
     "push_to_page": "on the real node: git push to the page serving that commit, with phases and kaniko's cache use",
+    "wake_time": "on the real node: a sleeping preview from the first request to the app's answer",
 }
 
 
@@ -27,7 +29,7 @@ def run_all() -> int:
     failed = []
     for name in BENCHMARKS:
         print(f"== {name}", flush=True)
-        if subprocess.run([sys.executable, "-m", "bench", name]).returncode:
+        if run_to_the_end([sys.executable, "-m", "bench", name]):
             failed.append(name)
     if failed:
         print(f"failed: {' '.join(failed)}", flush=True)
@@ -35,6 +37,7 @@ def run_all() -> int:
 
 
 def main() -> None:
+    stop_like_ctrl_c()  # a stopped benchmark stops the servers and the node it started
     if len(sys.argv) >= 2 and sys.argv[1] == "all":
         sys.exit(run_all())
     if len(sys.argv) < 2 or sys.argv[1] not in BENCHMARKS:

@@ -32,7 +32,6 @@ kaniko container's own time in our Job (cold: the first build; cached: the pushe
 from __future__ import annotations
 
 import argparse
-import base64
 import functools
 import re
 import statistics
@@ -51,12 +50,12 @@ from app.domain.k8s.labels import LABEL_COMPONENT as COMPONENT
 from app.domain.k8s.labels import LABEL_SHA
 from app.models import Deployment
 from bench.buildah_baseline import Buildah, write_context
-from bench.stack import KINDS, kubectl_baseline, node_stack, objects_of, report, summary
+from bench.stack import KINDS, kubectl_baseline, node_stack, objects_of, preview_served, report, summary
 from tests.testbed import servers
 from tests.testbed.gitea_repo import Repo, create_repository
 from tests.testbed.kube.waiting import eventually
 from tests.testbed.node.node import RealNode
-from tests.testbed.node.service import BUILD_NAMESPACE, sample_app, service_env
+from tests.testbed.node.service import BUILD_NAMESPACE, hooked_service_env, sample_app
 from tests.testbed.service_processes import service_processes
 
 SECRET = uuid.uuid4().hex
@@ -232,18 +231,10 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-push-"))
     with node_stack() as (redis, postgres, gitea, node):
-        gitea_host, gitea_port = node.expose(gitea.port)
         port = servers.free_port()
         database_url = postgres.create_database(f"bench_{uuid.uuid4().hex[:8]}")
         env = {
-            **service_env(node),
-            "GITEA_URL": f"http://{gitea_host}:{gitea_port}",
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis.url,
-            "PREVIEW_QUEUE": f"bench-{uuid.uuid4().hex[:8]}",
-            "GITEA_TOKEN": gitea.bot_token,
-            "GITEA_WEBHOOK_SECRET": SECRET,
-            "PUBLIC_URL": f"http://127.0.0.1:{port}",
+            **hooked_service_env(node, gitea, redis.url, database_url, port, SECRET, "bench"),
         }
         api = node.plane.api_client()
         core: Any = k8s.CoreV1Api(api)
@@ -261,16 +252,7 @@ def main() -> None:
             pushed = time.time()
             sha = repo.commit(BRANCH, {"site/message.txt": "push 0\n"}, "Push 0")
             repo.open_pr(BRANCH)
-            status = eventually(
-                lambda: (found := repo.latest_status(sha)) and found["status"] == "success" and found,
-                timeout=600,
-                interval=1,
-                what="the first preview",
-            )
-            host = status["target_url"].split("://", 1)[1].split("/", 1)[0]
-            namespace = "preview-" + host.split(".", 1)[0]
-            data = core.read_namespaced_secret("preview-basic-auth", namespace).data
-            auth = (base64.b64decode(data["username"]).decode(), base64.b64decode(data["password"]).decode())
+            host, namespace, auth = preview_served(repo, sha, core, "the first preview")
             served = wait_for_page(node, host, auth, f"commit {sha}\npush 0\n", timeout=60)
             cold = served - pushed
             open_database(database_url)

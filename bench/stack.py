@@ -8,6 +8,7 @@ figures (percentiles), a repository whose preview file names a ready-made image
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -29,6 +30,7 @@ from tests.testbed import servers
 from tests.testbed.gitea_repo import APP_FILES, Repo, create_repository
 from tests.testbed.gitea_server import BOT, GiteaServer, gitea_server
 from tests.testbed.kube.controlplane import ControlPlane, binary, control_plane
+from tests.testbed.kube.waiting import eventually
 from tests.testbed.node.node import RealNode, real_node
 from tests.testbed.node.service import prepare_builds
 from tests.testbed.service_processes import service_processes
@@ -211,3 +213,18 @@ def summary(values: list[float], unit_scale: float = 1.0, digits: int = 2) -> di
 def report(name: str, figures: dict) -> None:
     """One JSON line per benchmark: what the README's table is made from."""
     print(json.dumps({"benchmark": name, **figures}), flush=True)
+
+
+def preview_served(repo: Any, sha: str, core: Any, what: str) -> tuple[str, str, tuple[str, str]]:
+    """Once Gitea shows `sha`'s preview status success: its host, its namespace and its
+    basic-auth credentials (read from its Secret)."""
+    status = eventually(
+        lambda: (found := repo.latest_status(sha)) and found["status"] == "success" and found,
+        timeout=600,
+        interval=1,
+        what=what,
+    )
+    host = status["target_url"].split("://", 1)[1].split("/", 1)[0]
+    namespace = "preview-" + host.split(".", 1)[0]
+    data = core.read_namespaced_secret("preview-basic-auth", namespace).data
+    return host, namespace, (base64.b64decode(data["username"]).decode(), base64.b64decode(data["password"]).decode())

@@ -12,10 +12,16 @@ from app import create_app
 from app.db import database
 from app.migrations import apply_migrations
 from app.settings import Settings
-from tests.testbed import servers
+from tests.testbed import interrupts, servers
 from tests.testbed.factories import SECRET
 
 _database_numbers = itertools.count()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A run stopped with SIGTERM ends like one stopped with Ctrl-C: the servers and the real
+    node go with it instead of outliving the run."""
+    interrupts.stop_like_ctrl_c()
 
 
 @pytest.fixture(scope="session")

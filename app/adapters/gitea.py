@@ -137,6 +137,23 @@ class Gitea:
         )
         return int(_field(created, "id"))
 
+    def add_comment_attachment(
+        self, repository: str, comment_id: int, name: str, content: bytes, media_type: str = "image/png"
+    ) -> dict[str, Any]:
+        """Attach a file to a comment (ours); returns the attachment (id, browser_download_url)."""
+        path = f"{_repo_path(repository)}/issues/comments/{int(comment_id)}/assets"
+        files = {"attachment": (name, content, media_type)}
+        attachment = self._json("POST", path, expect=(201,), params={"name": name}, files=files)
+        return {
+            "id": int(_field(attachment, "id")),
+            "browser_download_url": str(_field(attachment, "browser_download_url")),
+        }
+
+    def delete_comment_attachment(self, repository: str, comment_id: int, attachment_id: int) -> None:
+        """Remove an attachment of a comment; one already gone is fine."""
+        path = f"{_repo_path(repository)}/issues/comments/{int(comment_id)}/assets/{int(attachment_id)}"
+        self._request("DELETE", path, expect=(204, 404))
+
     def branch_head(self, repository: str, branch: str) -> str | None:
         """The head commit of `branch`, or None when there is no such branch."""
         if problem := branch_name_problem(branch):

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,7 +60,11 @@ _RESOURCES = {
         True,
     ),
     ("traefik.io/v1alpha1", "Middleware"): ("/apis/traefik.io/v1alpha1", "middlewares", True),
+    # A sleeping preview's way to the wake page (app/domain/k8s/wake.py).
+    ("discovery.k8s.io/v1", "EndpointSlice"): ("/apis/discovery.k8s.io/v1", "endpointslices", True),
 }
+# The workloads a preview sleeps by scaling to zero: its app, extra services, in-namespace database.
+_SCALED = (("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"))
 
 
 def _error(action: str, error: Exception) -> KubeError:
@@ -194,6 +198,7 @@ class Kube:
         if self._appliers is None:
             self._appliers = ThreadPoolExecutor(APPLY_CONCURRENCY, thread_name_prefix="kube-apply")
         futures = [self._appliers.submit(self.apply, obj) for obj in objects]
+        wait(futures)  # every apply ends before an error is raised: none is left running behind it
         return [future.result() for future in futures]
 
     def wait_until_allowed(
@@ -250,6 +255,68 @@ class Kube:
         except _CLIENT_ERRORS as error:
             raise _error(what, error) from error
         return True
+
+    def delete_object(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        """Delete one namespaced object of a kind we apply. False when it was already gone."""
+        path = self._path({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace}})
+        try:
+            self._send(
+                f"delete {kind} {namespace}/{name}", "DELETE", path, None, header_params={"Accept": "application/json"}
+            )
+        except KubeError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def _workloads(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        found = []
+        for api_version, kind in _SCALED:
+            prefix, plural, _ = _RESOURCES[(api_version, kind)]
+            listed = self._send(
+                f"list {plural} in {namespace}",
+                "GET",
+                f"{prefix}/namespaces/{namespace}/{plural}",
+                None,
+                query_params=[("labelSelector", label_selector)],
+                header_params={"Accept": "application/json"},
+            )
+            found += [{**item, "apiVersion": api_version, "kind": kind} for item in listed.get("items", [])]
+        return found
+
+    def _merge_patch(self, obj: dict[str, Any], patch: dict[str, Any]) -> None:
+        self._send(
+            f"patch {obj['kind']} {obj['metadata']['namespace']}/{obj['metadata']['name']}",
+            "PATCH",
+            self._path(obj),
+            patch,
+            query_params=[("fieldManager", FIELD_MANAGER)],
+            header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
+        )
+
+    def scale_to_zero(self, namespace: str, label_selector: str, note: str) -> int:
+        """Scale the Deployments and StatefulSets matching `label_selector` to zero, noting each
+        one's replicas under the annotation `note`; returns how many were scaled."""
+        scaled = 0
+        for workload in self._workloads(namespace, label_selector):
+            replicas = int(workload.get("spec", {}).get("replicas") or 0)
+            if replicas == 0:
+                continue  # asleep already (its note kept) or never running
+            self._merge_patch(workload, {"metadata": {"annotations": {note: str(replicas)}}, "spec": {"replicas": 0}})
+            scaled += 1
+        return scaled
+
+    def scale_back(self, namespace: str, label_selector: str, note: str) -> int:
+        """Give the workloads scaled to zero by scale_to_zero their replicas back; returns how many."""
+        scaled = 0
+        for workload in self._workloads(namespace, label_selector):
+            noted = (workload["metadata"].get("annotations") or {}).get(note)
+            if noted is None:
+                continue
+            replicas = int(noted) if noted.isdigit() else 1
+            self._merge_patch(workload, {"metadata": {"annotations": {note: None}}, "spec": {"replicas": replicas}})
+            scaled += 1
+        return scaled
 
     def delete_secret(self, namespace: str, name: str) -> bool:
         return self._delete(
@@ -440,10 +507,17 @@ class Kube:
                 if state == "missing":
                     return JobOutcome("missing", reason="deleted")
                 if state:
-                    message, reason = self._termination(namespace, name)
-                    return JobOutcome(state, message, reason)
+                    return self._job_ended(namespace, name, state)
         except _CLIENT_ERRORS as error:
             raise _error(f"watch job {namespace}/{name}", error) from error
+
+    def _job_ended(self, namespace: str, name: str, state: str) -> JobOutcome:
+        """How the Job ended: its pod's last words; for a Job no pod of which ended (the quota
+        refused each until the deadline), the quota's refusal."""
+        message, reason = self._termination(namespace, name)
+        if state == "failed" and not (message or reason) and (refused := self._quota_refusal(namespace, name)):
+            message, reason = refused, "quota"
+        return JobOutcome(state, message, reason)
 
     def _watch_job_state(self, namespace: str, name: str, version: str, seconds: float) -> str | None:
         """complete, failed or missing (deleted) once the Job says so; None after `seconds`."""
@@ -483,6 +557,14 @@ class Kube:
 
     def pod_log_tail(self, namespace: str, label_selector: str, lines: int = 100) -> str:
         """The last lines of the newest matching pod's log; '' when there is none or it is unreadable."""
+        return self._newest_pod_log(namespace, label_selector, tail_lines=lines)
+
+    def pod_log(self, namespace: str, label_selector: str, limit_bytes: int) -> str:
+        """The newest matching pod's log from its start, at most `limit_bytes` of it; '' when
+        there is none or it is unreadable."""
+        return self._newest_pod_log(namespace, label_selector, limit_bytes=limit_bytes)
+
+    def _newest_pod_log(self, namespace: str, label_selector: str, **reading: Any) -> str:
         try:
             pods = self.core.list_namespaced_pod(
                 namespace, label_selector=label_selector, _request_timeout=self.timeout
@@ -494,8 +576,8 @@ class Kube:
                 newest.metadata.name,
                 namespace,
                 container=_telling_container(newest),
-                tail_lines=lines,
                 _request_timeout=self.timeout,
+                **reading,
             )
         except _CLIENT_ERRORS as error:
             log.info("pod log unavailable namespace=%s selector=%s error=%s", namespace, label_selector, error)

@@ -22,8 +22,13 @@ from app.settings import parse_duration
 PATH = ".gitea/preview.yml"
 MAX_BYTES = 64 * 1024
 ENGINES = ("postgres", "mysql")
+MAX_SCREENSHOTS = 5
+DEFAULT_SCREENSHOTS = ("/",)
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A page of the app to screenshot: an absolute path with the characters a URL path and query
+# may hold as they are (RFC 3986), so that it reaches the browser as written.
+_PAGE = re.compile(r"/[A-Za-z0-9._~!$&()*+,;=:@%/?-]{0,255}")
 _SERVICE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,30}[a-z0-9])?")
 _QUANTITY = re.compile(r"(\d+(?:\.\d+)?)(m|k|Ki|Mi|Gi|Ti|M|G|T)?")
 _QUANTITY_FACTORS = {
@@ -66,6 +71,7 @@ class Limits:
     max_replicas: int
     max_ttl: timedelta
     quota: dict[str, str]  # the namespace ResourceQuota's hard limits (requests.cpu, limits.memory, ...)
+    max_idle_after: timedelta | None = None  # PREVIEW_IDLE_AFTER; None: never sleeps unless asked
 
 
 @dataclass(frozen=True)
@@ -104,10 +110,12 @@ class PreviewFile:
     limits: dict[str, str] = field(default_factory=dict)
     replicas: int | None = None
     ttl: timedelta | None = None
+    idle_after: timedelta | None = None  # sleep after this long unvisited: sooner than the service would
     database: Database | None = None
     services: tuple[ExtraService, ...] = ()
     pull_requests: bool = True
     branches: tuple[str, ...] | None = None  # branch previews only for these patterns (fnmatch)
+    screenshots: tuple[str, ...] | None = None  # pages to screenshot when ready; () none
 
 
 def _line(node: yaml.Node) -> int:
@@ -286,6 +294,23 @@ def _previews(node: yaml.Node) -> tuple[bool, tuple[str, ...] | None]:
     return pull_requests, branches
 
 
+def _screenshots(node: yaml.Node) -> tuple[str, ...]:
+    if not isinstance(node, yaml.SequenceNode):
+        raise _fail(node, "screenshots", "must be a list of paths such as [/, /login]")
+    if len(node.value) > MAX_SCREENSHOTS:
+        raise _fail(node, "screenshots", f"may name at most {MAX_SCREENSHOTS} pages")
+    pages: list[str] = []
+    for index, item in enumerate(node.value):
+        where = f"screenshots[{index}]"
+        page = _text(item, where, 256)
+        if not _PAGE.fullmatch(page) or page.startswith("//"):
+            raise _fail(item, where, "must be a path on the app starting with / (no spaces or quotes)")
+        if page in pages:
+            raise _fail(item, where, "appears twice")
+        pages.append(page)
+    return tuple(pages)
+
+
 _TOP_LEVEL = (
     "version",
     "build",
@@ -296,9 +321,11 @@ _TOP_LEVEL = (
     "resources",
     "replicas",
     "ttl",
+    "idle_after",
     "database",
     "services",
     "previews",
+    "screenshots",
 )
 
 
@@ -349,6 +376,17 @@ def _ttl(node: yaml.Node, limits: Limits) -> timedelta:
     return ttl
 
 
+def _idle_after(node: yaml.Node, limits: Limits) -> timedelta:
+    try:
+        idle_after = parse_duration(_scalar(node, "idle_after"))
+    except ValueError as error:
+        raise _fail(node, "idle_after", str(error)) from None
+    if limits.max_idle_after is not None and idle_after > limits.max_idle_after:
+        minutes = int(limits.max_idle_after.total_seconds() // 60)
+        raise _fail(node, "idle_after", f"may only be shorter than this service's {minutes}m, not longer")
+    return idle_after
+
+
 def _resource_values(node: yaml.Node, limits: Limits) -> dict[str, Any]:
     requests, resource_limits = _resources(node, limits)
     return {"requests": requests, "limits": resource_limits}
@@ -369,9 +407,11 @@ _FIELDS: dict[str, Callable[[yaml.Node, Limits], dict[str, Any]]] = {
     "resources": _resource_values,
     "replicas": lambda node, limits: {"replicas": _whole(node, "replicas", 1, limits.max_replicas)},
     "ttl": lambda node, limits: {"ttl": _ttl(node, limits)},
+    "idle_after": lambda node, limits: {"idle_after": _idle_after(node, limits)},
     "database": lambda node, _: {"database": _database(node)},
     "services": lambda node, _: {"services": _services(node)},
     "previews": lambda node, _: _previews_values(node),
+    "screenshots": lambda node, _: {"screenshots": _screenshots(node)},
 }
 
 

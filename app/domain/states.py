@@ -17,17 +17,22 @@ class PreviewState(StrEnum):
     DELETED = "deleted"
     # An untrusted PR's commit, not built until a maintainer approves it.
     PENDING_APPROVAL = "pending_approval"  # 16 characters: the column's width
+    # Ready, then idle for PREVIEW_IDLE_AFTER: scaled to zero, its route sends visitors to
+    # the service's wake page (app/usecases/deploy/sleeping.py).
+    SLEEPING = "sleeping"
 
     # The groups below are not states: `nonmember` keeps them out of the enumeration.
-    ALL = nonmember((QUEUED, PENDING_APPROVAL, BUILDING, DEPLOYING, READY, FAILED, DELETING, DELETED))
+    ALL = nonmember((QUEUED, PENDING_APPROVAL, BUILDING, DEPLOYING, READY, SLEEPING, FAILED, DELETING, DELETED))
     # States in which the preview is live: it holds (or may come to hold) cluster resources.
-    ACTIVE = nonmember((QUEUED, PENDING_APPROVAL, BUILDING, DEPLOYING, READY, FAILED))
+    ACTIVE = nonmember((QUEUED, PENDING_APPROVAL, BUILDING, DEPLOYING, READY, SLEEPING, FAILED))
     # A deploy is wanted and has not concluded yet.
     DEPLOYING_STATES = nonmember((QUEUED, BUILDING, DEPLOYING))
     GONE = nonmember((DELETING, DELETED))
     # States Gitea is told about (app/usecases/deploy/reporting.py): a deleting preview says nothing
     # until it is deleted.
-    REPORTED = nonmember((QUEUED, PENDING_APPROVAL, BUILDING, DEPLOYING, READY, FAILED, DELETED))
+    REPORTED = nonmember((QUEUED, PENDING_APPROVAL, BUILDING, DEPLOYING, READY, SLEEPING, FAILED, DELETED))
+    # Serving at its URL, awake or asleep: Gitea's status says success and links to it.
+    SERVING = nonmember((READY, SLEEPING))
 
 
 class DeploymentStatus(StrEnum):

@@ -32,10 +32,11 @@ class ColumnTypes:
     pk: str
     datetime: str
     boolean: str
+    blob: str
 
 
-SQLITE = ColumnTypes(pk="INTEGER PRIMARY KEY AUTOINCREMENT", datetime="DATETIME", boolean="INTEGER")
-POSTGRES = ColumnTypes(pk="SERIAL PRIMARY KEY", datetime="TIMESTAMP", boolean="BOOLEAN")
+SQLITE = ColumnTypes(pk="INTEGER PRIMARY KEY AUTOINCREMENT", datetime="DATETIME", boolean="INTEGER", blob="BLOB")
+POSTGRES = ColumnTypes(pk="SERIAL PRIMARY KEY", datetime="TIMESTAMP", boolean="BOOLEAN", blob="BYTEA")
 
 
 def available() -> list[tuple[int, str]]:

@@ -38,7 +38,7 @@ async function refreshCards() {
     const open = card.querySelector('[data-field="open"]');
     if (item.url) { open.href = item.url; open.hidden = false; }
     const reveal = card.querySelector("button.reveal");
-    if (reveal) reveal.hidden = item.state !== "ready";
+    if (reveal) reveal.hidden = !["ready", "sleeping"].includes(item.state);
     card.dataset.live = item.live ? "yes" : "no";
   }
   live.filter((card) => !seen.has(card.dataset.preview)).forEach((card) => card.remove());

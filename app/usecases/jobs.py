@@ -20,6 +20,9 @@ PROCESS_DELIVERY_JOB = "workers.jobs.process_delivery"
 DEPLOY_JOB = "workers.jobs.deploy_preview"
 TEARDOWN_JOB = "workers.jobs.teardown_preview"
 REPORT_JOB = "workers.jobs.report_preview"
+SLEEP_JOB = "workers.jobs.sleep_preview"
+WAKE_JOB = "workers.jobs.wake_preview"
+SCREENSHOT_JOB = "workers.jobs.screenshot_preview"
 
 # A job that finds another worker acting on its preview comes back after this long.
 DEFER_SECONDS = 2

@@ -44,6 +44,33 @@ def test_a_pod_refused_by_the_quota_fails_a_migrate_job_at_once_but_a_build_wait
         kube.close()
 
 
+def test_a_job_the_quota_refused_until_its_deadline_says_so(kube_cluster, kube_api, kube_namespace):
+    # The screenshot Job waits for the quota (an old pod stopping after a rollout holds a
+    # share of it for a while); when it never fits, its failure says why, not just "failed".
+    core, batch = k8s.CoreV1Api(kube_api), k8s.BatchV1Api(kube_api)
+    core.create_namespaced_resource_quota(
+        kube_namespace, {"metadata": {"name": "small"}, "spec": {"hard": {"limits.memory": "64Mi"}}}
+    )
+    container = {
+        "name": "screenshots",
+        "image": "registry.preview.test/chromium@sha256:" + "c" * 64,
+        "resources": {"limits": {"cpu": "1", "memory": "1Gi"}},
+    }
+    spec = {
+        "backoffLimit": 0,
+        "activeDeadlineSeconds": 5,
+        "template": {"spec": {"restartPolicy": "Never", "containers": [container]}},
+    }
+    batch.create_namespaced_job(kube_namespace, {"metadata": {"name": "screenshots-1"}, "spec": spec})
+    kube = Kube(load_configuration(str(kube_cluster.kubeconfig)))
+    try:
+        outcome = kube.wait_for_job(kube_namespace, "screenshots-1", timeout=120, single_pod=True)
+        assert (outcome.state, outcome.reason) == ("failed", "quota")
+        assert "limits.memory" in outcome.message
+    finally:
+        kube.close()
+
+
 def single_pod_job(name: str, behaviour: str | None = None) -> dict:
     labels = {"testbed.preview/behaviour": behaviour} if behaviour else {}
     container = {"name": "build", "image": "registry.preview.test/kaniko@sha256:" + "b" * 64}

@@ -2,12 +2,8 @@
 scheduler processes, which deploy on the test control plane and report back to Gitea."""
 
 import itertools
-import os
 import re
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
@@ -18,7 +14,7 @@ from tests.testbed.gitea_repo import create_repository
 from tests.testbed.gitea_server import BOT
 from tests.testbed.kube.waiting import eventually, namespace_gone
 from tests.testbed.servers import free_port
-from tests.testbed.service_processes import ROOT, SecretEnv, service_processes
+from tests.testbed.service_processes import SecretEnv, flask_command, service_processes
 
 pytestmark = [pytest.mark.kube, pytest.mark.gitea]
 
@@ -303,15 +299,7 @@ def test_an_agit_pr_by_a_reader_waits_for_approval(gitea, repo, kube_api, bot_ac
 def test_a_repository_registered_with_flask_repos_add_is_heard_with_its_own_secret(gitea, stack, tmp_path):
     repo = create_repository(gitea, f"reg-{uuid.uuid4().hex[:6]}", tmp_path / "work")  # no webhook yet
     gitea.api("PUT", f"/repos/{repo.full_name}/collaborators/{BOT}", json={"permission": "admin"})  # to manage hooks
-    env = {**os.environ, **stack["env"], "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    added = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "app", "repos", "add", repo.full_name],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    added = flask_command(stack["env"], "repos", "add", repo.full_name)
     assert added.returncode == 0, added.stderr
     assert "registered" in added.stdout, added.stderr
     [hook] = gitea.api("GET", f"/repos/{repo.full_name}/hooks")

@@ -21,7 +21,7 @@ from tests.testbed.gitea_repo import create_repository
 from tests.testbed.gitea_server import BOT
 from tests.testbed.kube.waiting import eventually, namespace_gone
 from tests.testbed.node.checks import in_pod, page, pod_logs, success_status
-from tests.testbed.node.service import prepare_builds, sample_app, service_env
+from tests.testbed.node.service import hooked_service_env, prepare_builds, sample_app
 from tests.testbed.servers import free_port
 from tests.testbed.service_processes import SecretEnv, service_processes
 
@@ -36,18 +36,15 @@ MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json,application/vnd.doc
 def stack(gitea, real_node, redis_server, postgres_server, tmp_path_factory):
     folder = tmp_path_factory.mktemp("node")
     port = free_port()
-    gitea_host, gitea_port = real_node.expose(gitea.port)
+    web_host, web_port = real_node.expose(port)  # where Traefik sends a sleeping preview's visitors
     prepare_builds(real_node, BOT, gitea.bot_token)
+    database = postgres_server.create_database(f"node_{uuid.uuid4().hex[:8]}")
     env = {
-        **service_env(real_node),
-        "GITEA_URL": f"http://{gitea_host}:{gitea_port}",
-        "DATABASE_URL": postgres_server.create_database(f"node_{uuid.uuid4().hex[:8]}"),
-        "REDIS_URL": redis_server.url,
-        "PREVIEW_QUEUE": f"node-{uuid.uuid4().hex[:8]}",
-        "GITEA_TOKEN": gitea.bot_token,
-        "GITEA_WEBHOOK_SECRET": SECRET,
-        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        **hooked_service_env(real_node, gitea, redis_server.url, database, port, SECRET, "node"),
         "API_TOKENS": API_TOKEN,
+        "WAKE_ENDPOINT": f"{web_host}:{web_port}",
+        # Previews sleep only when their file asks (test_an_idle_preview_sleeps_...).
+        "PREVIEW_IDLE_AFTER": "0",
     }
     api = real_node.plane.api_client()
     with service_processes(env, folder, port):
@@ -176,11 +173,6 @@ def test_a_visit_through_traefik_is_seen_and_a_refused_request_is_not(real_node,
     counters = TraefikTraffic(stack["env"]["TRAFFIC_METRICS_URL"])
     wanted = (served["namespace"], served["service"])
     before = counters.requests_to([wanted])[wanted]
-    import pathlib
-
-    pathlib.Path("/tmp/traefik_metrics.txt").write_text(
-        requests.get(stack["env"]["TRAFFIC_METRICS_URL"], timeout=5).text
-    )
     assert page(real_node, served["host"], auth=credentials).status_code == 200
     eventually(lambda: counters.requests_to([wanted])[wanted] > before, timeout=10, what="Traefik to count it")
 
@@ -391,3 +383,60 @@ def test_a_preview_s_own_postgresql_is_migrated_every_push_and_seeded_once(real_
     )
     assert "migrat" in failed["description"], failed["description"]
     assert with_password(real_node, host=host, namespace=namespace) == f"commit {sha2}\nrows 3\n"
+
+
+def test_an_idle_preview_sleeps_and_a_visit_with_its_password_wakes_it(real_node, stack, gitea, tmp_path):
+    files = {**sample_app(real_node.image("base"), "first version"), ".gitea/preview.yml": "idle_after: 20s\n"}
+    repo = hooked_repository(gitea, stack, tmp_path / "work", "node-sleepy", files)
+    sha = repo.commit("feature/sleepy", {"site/message.txt": "awake\n"}, "Sleepy")
+    repo.open_pr("feature/sleepy")
+    host = success_status(repo, sha, real_node)["target_url"].split("://", 1)[1].split("/", 1)[0]
+    namespace = "preview-" + host.split(".", 1)[0]
+    secret = k8s.CoreV1Api(stack["api"]).read_namespaced_secret("preview-basic-auth", namespace).data
+    credentials = tuple(base64.b64decode(secret[key]).decode() for key in ("username", "password"))
+    app_page = f"commit {sha}\nawake\n"
+    eventually(lambda: page(real_node, host, auth=credentials).text == app_page, timeout=30, what="the app")
+
+    def state() -> str:
+        listed = requests.get(
+            f"{stack['url']}/api/previews?per_page=200", headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=10
+        ).json()
+        return next(p for p in listed["items"] if p["namespace"] == namespace)["state"]
+
+    # 20 s without a visit, then the scheduler's next pass (every 15 s) puts it to sleep.
+    eventually(lambda: state() == "sleeping", timeout=120, interval=2, what="the preview to sleep")
+    core = k8s.CoreV1Api(stack["api"])
+    eventually(
+        # Gone, not only terminating: a terminating pod may still serve (busybox's httpd as
+        # PID 1 ignores SIGTERM and lives out its grace period).
+        lambda: not core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=app").items,
+        timeout=60,
+        what="its pod to go",
+    )
+    assert success_status(repo, sha, real_node)["description"] == "Preview asleep: wakes on first visit"
+
+    # Still behind its password: Traefik answers 401 without it, and nothing wakes.
+    assert page(real_node, host).status_code == 401
+    # A HEAD or a link-preview bot with the password sees the wake page without waking it.
+    head = page(real_node, host, auth=credentials, method="HEAD")
+    assert head.status_code == 503, (head.status_code, head.headers)
+    bot = page(real_node, host, auth=credentials, headers={"User-Agent": "Slackbot-LinkExpanding 1.0"})
+    assert (bot.status_code, "asleep" in bot.text) == (503, True), bot.text
+    time.sleep(2 * 15 + 2)  # two scheduler passes: a wake it asked for would have started
+    assert state() == "sleeping"
+
+    # A browser with the password: the wake page, then the app within the bound.
+    browser = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0 Safari/537.36"}
+    started = time.monotonic()
+    first = page(real_node, host, auth=credentials, headers=browser)
+    assert (first.status_code, "waking up" in first.text) == (503, True), first.text
+    eventually(
+        lambda: page(real_node, host, auth=credentials, headers=browser).text == app_page,
+        timeout=30,
+        interval=0.5,
+        what="the app to answer again",
+    )
+    woke_in = time.monotonic() - started
+    print(f"woke in {woke_in:.1f} s")
+    assert woke_in < 10
+    assert state() == "ready"

@@ -92,3 +92,18 @@ def test_bad_arguments_are_refused_before_any_call(gitea):
         gitea.set_status("acme/shop", "a" * 40, "done", None, "x")
     with pytest.raises(ValueError, match="marker"):
         gitea.upsert_comment("acme/shop", 1, "<!-- m -->", "no marker here")
+
+
+@responses.activate
+def test_an_attachment_gitea_refused_or_answered_without_its_address_is_an_error(gitea):
+    assets = f"{API}/repos/acme/shop/issues/comments/5/assets"
+    responses.post(assets, status=413, json={"message": "file too large"})
+    responses.post(assets, status=201, json={"id": 9})
+    with pytest.raises(GiteaError) as refused:
+        gitea.add_comment_attachment("acme/shop", 5, "desktop.png", b"\x89PNG")
+    assert refused.value.status == 413
+    with pytest.raises(GiteaError, match="browser_download_url"):
+        gitea.add_comment_attachment("acme/shop", 5, "desktop.png", b"\x89PNG")
+    # Removing one that is gone already is done, not an error.
+    responses.delete(f"{assets}/9", status=404, json={"message": "not found"})
+    gitea.delete_comment_attachment("acme/shop", 5, 9)

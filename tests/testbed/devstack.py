@@ -98,7 +98,8 @@ def _real_node(stack: contextlib.ExitStack, env: dict[str, str]):  # -> RealNode
     port = node.publish_on_loopback()
     # The Gitea address is set once Gitea runs (_local_gitea); the rest is the node's.
     env.update(service_env(node))
-    env.update({"PREVIEW_SCHEME": "http", "PREVIEW_PORT": str(port)})
+    # The demo shows what a reviewer gets: the pages' screenshots in the PR comment too.
+    env.update({"PREVIEW_SCHEME": "http", "PREVIEW_PORT": str(port), "SCREENSHOT_IMAGE": node.image("screenshot")})
     _say(
         f"real node ready: previews are built by kaniko and served by Traefik at http://<name>.preview.localhost:{port}"
     )

@@ -31,6 +31,20 @@ def procfile() -> dict[str, str]:
     return commands
 
 
+def flask_command(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """`flask --app app ARGS` as the operator runs it, against the service whose settings are
+    `env` (its output captured; the caller checks the return code)."""
+    environment = {**os.environ, **env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", *args],
+        env=environment,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 @contextlib.contextmanager
 def service_processes(
     env: dict[str, str],
@@ -47,14 +61,9 @@ def service_processes(
     """
     env = {**env, "BIND": f"127.0.0.1:{port}", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.setdefault("MCP_BIND", f"127.0.0.1:{free_port()}")  # the MCP process: never a fixed port
-    subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "app", "migrate"],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    migrated = flask_command(env, "migrate")
+    if migrated.returncode:
+        raise RuntimeError(f"flask migrate failed: {migrated.stderr[-2000:]}")
     processes: dict[str, subprocess.Popen] = {}
     try:
         commands = procfile()

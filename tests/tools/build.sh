@@ -156,7 +156,7 @@ build_one() {
       with_retry 600 python3 "$here/fetch_crds.py" "$cache" ;;
     images-debian)
       # The real node's images made of Debian packages only (tests/testbed/node/images.py; it retries itself).
-      python3 "$here/../testbed/node/images.py" "$cache" pause base git postgres python ;;
+      python3 "$here/../testbed/node/images.py" "$cache" pause base git postgres python screenshot ;;
     images)
       # The rest, made of binaries built above: kaniko's executor, CoreDNS, Traefik.
       python3 "$here/../testbed/node/images.py" "$cache" ;;

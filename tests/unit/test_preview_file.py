@@ -13,6 +13,7 @@ LIMITS = Limits(
     max_replicas=5,
     max_ttl=timedelta(days=14),
     quota={"requests.cpu": "500m", "requests.memory": "1Gi", "limits.cpu": "1", "limits.memory": "2Gi"},
+    max_idle_after=timedelta(minutes=30),
 )
 
 FULL = """\
@@ -89,6 +90,8 @@ def test_an_empty_file_changes_nothing():
         ("resources:\n  requests: {cpu: 300m}\n", "resources.requests.cpu", 2),
         ("ttl: 90d\n", "ttl", 1),
         ("ttl: soon\n", "ttl", 1),
+        ("idle_after: 2h\n", "idle_after", 1),
+        ("idle_after: 0\n", "idle_after", 1),
         ("health_path: healthz\n", "health_path", 1),
         ("build:\n  context: ../outside\n", "build.context", 2),
         ("build:\n  dockerfile: Dockerfile\nimage: nginx\n", "image", 3),
@@ -101,6 +104,12 @@ def test_an_empty_file_changes_nothing():
         ("services:\n  - {name: Redis, image: redis, port: 6379}\n", "services[0].name", 2),
         ("previews:\n  pull_requests: sometimes\n", "previews.pull_requests", 2),
         ("version: 2\n", "version", 1),
+        ("screenshots: /\n", "screenshots", 1),
+        ("screenshots: [/, login]\n", "screenshots[1]", 1),
+        ("screenshots: ['/a b']\n", "screenshots[0]", 1),
+        ("screenshots: ['//evil.test/']\n", "screenshots[0]", 1),
+        ("screenshots: [/, /]\n", "screenshots[1]", 1),
+        ("screenshots: [/1, /2, /3, /4, /5, /6]\n", "screenshots", 1),
         ("- just\n- a list\n", "", 1),
     ],
 )
@@ -155,3 +164,18 @@ def test_the_file_can_turn_previews_off():
     assert config.wanted_for(None, "task/1") is not None
     assert config.wanted_for(None, "demo/x") is None
     assert resolve(None, None).wanted_for(3, "x") is None
+
+
+def test_a_file_may_ask_to_sleep_sooner_than_the_service_never_later():
+    assert parse("idle_after: 10m\n", LIMITS).idle_after == timedelta(minutes=10)
+    assert parse("port: 80\n", LIMITS).idle_after is None
+    never = Limits(LIMITS.max_replicas, LIMITS.max_ttl, LIMITS.quota, max_idle_after=None)
+    assert parse("idle_after: 2h\n", never).idle_after == timedelta(hours=2)
+
+
+def test_screenshots_default_to_the_home_page_and_a_file_may_name_others_or_none():
+    assert resolve(None, None).screenshots == ("/",)
+    assert resolve(None, parse("port: 80\n", LIMITS)).screenshots == ("/",)
+    named = parse("screenshots: [/, /login, '/search?q=shoes&page=2']\n", LIMITS)
+    assert resolve(None, named).screenshots == ("/", "/login", "/search?q=shoes&page=2")
+    assert resolve(None, parse("screenshots: []\n", LIMITS)).screenshots == ()

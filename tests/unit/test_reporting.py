@@ -5,7 +5,7 @@ import responses
 
 from app.adapters.gitea import Gitea
 from app.domain.states import PreviewState
-from app.models import Preview, Repository
+from app.models import Preview, Repository, Screenshot
 from app.settings import Settings
 from app.usecases.deploy import reporting, usage
 
@@ -88,3 +88,27 @@ def test_comment_shows_the_cost_so_far_and_per_day():
     deleted = reporting.comment_body(SETTINGS, preview(PreviewState.DELETED), None, cost=usage.Cost(2.5, 0))
     assert "It cost 2.50 USD in all." in deleted
     assert "Cost" not in reporting.comment_body(SETTINGS, preview(PreviewState.QUEUED), None, cost=usage.Cost(0, 0))
+
+
+def test_comment_lists_the_screenshots_with_what_changed_and_says_compared_with_what():
+    def shot(viewport, url, share=None, overlay=None):
+        return Screenshot(
+            page="/", viewport=viewport, attachment_url=url, overlay_url=overlay, changed_share=share,
+            compared_sha="b" * 40 if share is not None else None,
+            compared_with="the release/1.0 branch's preview" if share is not None else None,
+        )  # fmt: skip
+
+    rows = [
+        shot("desktop", "https://git/attachments/d", 0.25, "https://git/attachments/o"),
+        shot("phone", "https://git/attachments/p", 0.0),
+    ]
+    body = reporting.comment_body(SETTINGS, preview(PreviewState.READY), None, screenshots=rows)
+    assert "| Page | Desktop | Phone |" in body
+    assert (
+        "| `/` | ![desktop](https://git/attachments/d)<br>25.0% changed ([highlighted](https://git/attachments/o))"
+        " | ![phone](https://git/attachments/p)<br>no change |"
+    ) in body
+    assert f"Compared with the release/1\\.0 branch's preview at `{'b' * 12}`." in body
+    # Nothing attached (a failed Job): no table.
+    failed = [Screenshot(page="/", viewport="desktop", attachment_url=None)]
+    assert "Screenshots" not in reporting.comment_body(SETTINGS, preview(PreviewState.READY), None, screenshots=failed)

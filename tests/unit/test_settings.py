@@ -15,6 +15,8 @@ def test_defaults_match_the_documented_interface():
     assert settings.gitea_webhook_secret is None
     assert settings.max_active_previews is None
     assert settings.budget_per_repository is None
+    assert settings.preview_idle_after == timedelta(minutes=30)
+    assert not settings.sleeping_on  # no data plane to read visits from, no wake page
 
 
 def test_values_are_coerced():
@@ -29,8 +31,13 @@ def test_values_are_coerced():
             "TASK_BRANCH_PATTERNS": "task/*, agent/*",
             "PREVIEW_BUDGET_PER_REPOSITORY": "40.5",
             "TRAFFIC_METRICS_URL": "http://traefik-metrics.traefik:8082/metrics",
+            "PREVIEW_IDLE_AFTER": "45m",
+            "WAKE_ENDPOINT": "10.96.0.20:8000",
         }
     )
+    assert settings.preview_idle_after == timedelta(minutes=45)
+    assert settings.wake_endpoint == ("10.96.0.20", 8000)
+    assert settings.sleeping_on
     assert settings.traffic_metrics_url == "http://traefik-metrics.traefik:8082/metrics"
     assert settings.budget_per_repository == 40.5
     assert settings.gitea_url == "https://git.example.com"
@@ -64,6 +71,11 @@ def test_values_are_coerced():
         ("PREVIEW_BUDGET_PER_REPOSITORY", "-3"),
         ("PREVIEW_BUDGET_PER_REPOSITORY", "10 USD"),
         ("TRAFFIC_METRICS_URL", "traefik:8082/metrics"),
+        ("PREVIEW_IDLE_AFTER", "soon"),
+        ("WAKE_ENDPOINT", "previews-web:8000"),
+        ("WAKE_ENDPOINT", "10.0.0.5"),
+        ("WAKE_ENDPOINT", "127.0.0.1:8000"),
+        ("WAKE_ENDPOINT", "169.254.169.254:80"),
         ("API_TOKENS", "short"),
         ("TASK_BRANCH_PATTERNS", " , "),
         ("EGRESS_DENIED_CIDRS", "10.0.0.1/8"),
@@ -164,3 +176,11 @@ def test_durations_that_contradict_each_other_are_refused_at_start(environ, mess
 def test_a_job_may_run_as_long_as_a_build_and_two_rollouts_and_no_longer():
     settings = Settings.from_env({"BUILD_TIMEOUT": "20m", "ROLLOUT_TIMEOUT": "5m"})
     assert settings.job_timeout == timedelta(minutes=40)
+
+
+def test_previews_sleep_only_where_visits_are_read_and_the_wake_page_is_reachable():
+    both = {"TRAFFIC_METRICS_URL": "http://traefik:8082/metrics", "WAKE_ENDPOINT": "10.96.0.20:8000"}
+    assert Settings.from_env(both).sleeping_on
+    assert Settings.from_env({**both, "PREVIEW_IDLE_AFTER": "0"}).preview_idle_after is None
+    assert not Settings.from_env({"WAKE_ENDPOINT": "10.96.0.20:8000"}).sleeping_on
+    assert not Settings.from_env({"TRAFFIC_METRICS_URL": "http://traefik:8082/metrics"}).sleeping_on

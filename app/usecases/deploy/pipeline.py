@@ -37,6 +37,8 @@ from app.usecases.deploy import (
     preview_config,
     preview_database,
     reporting,
+    screenshots,
+    sleeping,
     teardown,
     trust,
 )
@@ -249,18 +251,31 @@ def _roll_out(run: Run, preview: Preview, config: PreviewConfig) -> str:
             should_stop=run.stopped,
             applied=applied,
         )
-    run.check()
     if not outcome.ready:
+        run.check()
         raise StepFailed("rollout", outcome.message or outcome.reason)
+    sleeping.remove_wake_route(services.kube, run.check())  # it slept: its app is back
 
+    idle_after = preview_config.idle_after(settings, config)
     with database.atomic():
-        preview = run.move(PreviewState.READY, deployed_sha=run.sha, expires_at=spec.expires_at)
+        preview = run.move(
+            PreviewState.READY,
+            deployed_sha=run.sha,
+            expires_at=spec.expires_at,
+            ready_since=utcnow(),
+            idle_after_seconds=int(idle_after.total_seconds()) if idle_after else None,
+            slept_at=None,
+            wake_endpoint=None,
+            wake_requested_at=None,
+        )
         deployment.status = DeploymentStatus.READY
         deployment.save()
     with phase(preview, deployment, "report", "reporting to Gitea"):
         run.wait_for_reports()
         reporting.tell(services, preview, password)
     Event.record(preview, "ready", f"ready at {preview.url}", progress=PROGRESS["ready"])
+    if screenshots.wanted(settings, config.screenshots):
+        screenshots.enqueue(services.queue, run.preview_id, run.sha, config.screenshots)
     return "ready"
 
 

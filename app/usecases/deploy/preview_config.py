@@ -31,12 +31,14 @@ class PreviewConfig:
     limits: dict[str, str] = field(default_factory=dict)
     replicas: int = 1
     ttl: timedelta | None = None
+    idle_after: timedelta | None = None
     database: Database | None = None
     services: tuple[ExtraService, ...] = ()
     pod_labels: dict[str, str] = field(default_factory=dict)
     build_pod_labels: dict[str, str] = field(default_factory=dict)
     pull_requests: bool = True
     branches: tuple[str, ...] | None = None
+    screenshots: tuple[str, ...] = preview_file.DEFAULT_SCREENSHOTS  # pages shown in the PR comment
     from_file: bool = False
 
     def wanted_for(self, pr_number: int | None, branch: str) -> str | None:
@@ -53,6 +55,7 @@ def limits(settings: Settings) -> preview_file.Limits:
     return preview_file.Limits(
         max_replicas=settings.quota_pods,
         max_ttl=settings.max_preview_ttl,
+        max_idle_after=settings.preview_idle_after,
         quota={
             "requests.cpu": settings.quota_requests_cpu,
             "requests.memory": settings.quota_requests_memory,
@@ -136,14 +139,25 @@ def resolve(repository_settings: dict[str, Any] | None, found: PreviewFile | Non
         limits=file.limits,
         replicas=int(pick("replicas", file.replicas, 1)),
         ttl=ttl,
+        idle_after=file.idle_after,
         database=file.database,
         services=file.services,
         pod_labels=_strings(defaults.get("pod_labels")),
         build_pod_labels=_strings(defaults.get("build_pod_labels")),
         pull_requests=file.pull_requests,
         branches=file.branches,
+        screenshots=preview_file.DEFAULT_SCREENSHOTS if file.screenshots is None else file.screenshots,
         from_file=found is not None,
     )
+
+
+def idle_after(settings: Settings, config: PreviewConfig) -> timedelta | None:
+    """How long the preview may stay unvisited before it sleeps; None: it never sleeps (the
+    service cannot see visits or has no wake page, or neither the operator nor the file asks)."""
+    if not settings.sleeping_on:
+        return None
+    asked = [limit for limit in (settings.preview_idle_after, config.idle_after) if limit is not None]
+    return min(asked) if asked else None
 
 
 def allowed_image_prefixes(settings: Settings) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from app.db import utcnow
 from app.domain.planning import APPROVAL_COMMAND, APPROVAL_LABEL
 from app.domain.states import PreviewState
-from app.models import Preview
+from app.models import Preview, Screenshot
 from app.settings import Settings
 from app.usecases.deploy import lease, usage
 from app.usecases.deploy.namespaces import names_for
@@ -25,6 +26,7 @@ _STATUS = {
     PreviewState.BUILDING: ("pending", "Preview building"),
     PreviewState.DEPLOYING: ("pending", "Preview deploying"),
     PreviewState.READY: ("success", "Preview ready"),
+    PreviewState.SLEEPING: ("success", "Preview asleep: wakes on first visit"),
     PreviewState.FAILED: ("failure", "Preview failed"),
 }
 
@@ -50,7 +52,7 @@ def status_for(settings: Settings, preview: Preview, detail: str | None = None) 
             description = f"Preview waiting for approval: label {APPROVAL_LABEL} or comment {APPROVAL_COMMAND}"
     elif detail:
         description = f"{description}: {detail}"
-    target = preview.url if preview.state == PreviewState.READY else service_page(settings, preview)
+    target = preview.url if preview.state in PreviewState.SERVING else service_page(settings, preview)
     return state, description, target
 
 
@@ -74,8 +76,10 @@ def comment_body(
     password: str | None,
     detail: str | None = None,
     cost: usage.Cost | None = None,
+    screenshots: Sequence[Screenshot] = (),
 ) -> str:
-    """`cost`: what the preview spent so far and spends an hour now, if known."""
+    """`cost`: what the preview spent so far and spends an hour now, if known; `screenshots`:
+    the pictures attached to the comment (shown_screenshots)."""
     detail = markdown_text(detail) if detail else None
     lines = [comment_marker(preview), "### Preview environment", ""]
     spent = cost.so_far if cost else 0.0
@@ -88,8 +92,10 @@ def comment_body(
     state = preview.state.replace("_", " ")
     lines.append("| | |")
     lines.append("|---|---|")
-    if preview.url and preview.state == PreviewState.READY:
+    if preview.url and preview.state in PreviewState.SERVING:
         lines.append(f"| URL | {preview.url} |")
+    if preview.state == PreviewState.SLEEPING:
+        detail = "asleep, wakes on first visit"
     lines.append(f"| State | {state}{' (' + detail + ')' if detail else ''} |")
     lines.append(f"| Commit | `{preview.head_sha[:12]}` |")
     if settings.access == "basic":
@@ -108,9 +114,66 @@ def comment_body(
     if cost and (cost.so_far or cost.per_hour):
         per_day = money(settings, cost.per_hour * 24)
         lines.append(f"| Cost | {money(settings, cost.so_far)} so far, {per_day} a day while it runs |")
+    if preview.state in PreviewState.SERVING:
+        lines.extend(screenshot_lines(screenshots))
     lines.append("")
     lines.append(f"Updated {utcnow().replace(microsecond=0).isoformat()} UTC.")
     return "\n".join(lines) + "\n"
+
+
+def _change(row: Screenshot) -> str:
+    if row.changed_share is None:
+        return ""
+    if not row.changed_share:
+        return "no change"
+    share = f"{100 * row.changed_share:.1f}%" if row.changed_share >= 0.001 else "<0.1%"
+    return f"{share} changed ([highlighted]({row.overlay_url}))" if row.overlay_url else f"{share} changed"
+
+
+def shown_screenshots(preview: Preview) -> list[Screenshot]:
+    """The screenshots of the commit it serves attached to its comment, and the pages that gave
+    no picture."""
+    if preview.state not in PreviewState.SERVING or preview.pr_number is None:
+        return []
+    return list(
+        Screenshot.select(Screenshot.id, Screenshot.page, Screenshot.viewport, Screenshot.attachment_url,
+                          Screenshot.overlay_url, Screenshot.changed_share, Screenshot.compared_sha,
+                          Screenshot.compared_with)
+        .where(
+            (Screenshot.preview == preview.id)
+            & (Screenshot.sha == preview.deployed_sha)
+            & (Screenshot.attachment_url.is_null(False) | Screenshot.png.is_null())
+        )
+        .order_by(Screenshot.id)
+    )  # fmt: skip
+
+
+def screenshot_lines(rows: Sequence[Screenshot]) -> list[str]:
+    """A table of pages by viewport, each picture with what changed since the set it was
+    compared with."""
+    if not any(row.attachment_url for row in rows):
+        return []
+    viewports = list(dict.fromkeys(row.viewport for row in rows))
+    pages = list(dict.fromkeys(row.page for row in rows))
+    found = {(row.page, row.viewport): row for row in rows}
+    lines = ["", "#### Screenshots", "", f"| Page | {' | '.join(v.capitalize() for v in viewports)} |"]
+    lines.append("|---" * (len(viewports) + 1) + "|")
+    for page in pages:
+        cells = []
+        for viewport in viewports:
+            row = found.get((page, viewport))
+            if row is None or not row.attachment_url:
+                cells.append("no picture")
+                continue
+            change = _change(row)
+            cells.append(f"![{viewport}]({row.attachment_url})" + (f"<br>{change}" if change else ""))
+        lines.append(f"| `{page}` | {' | '.join(cells)} |")
+    compared = next((row for row in rows if row.compared_sha), None)
+    if compared is not None:
+        lines.append("")
+        what = markdown_text(compared.compared_with or "the set before")
+        lines.append(f"Compared with {what} at `{compared.compared_sha[:12]}`.")
+    return lines
 
 
 def _set_status(gitea: GiteaApi, repository: str, preview: Preview, status: tuple[str, str, str], again: bool) -> None:
@@ -135,9 +198,10 @@ def report(
     password: str | None = None,
     detail: str | None = None,
     cost: usage.Cost | None = None,
+    screenshots: Sequence[Screenshot] = (),
 ) -> None:
-    """Publish the preview's state (and its `cost`, for the comment) to Gitea. Raises
-    GiteaError; the caller decides to retry."""
+    """Publish the preview's state (and its `cost` and `screenshots`, for the comment) to
+    Gitea. Raises GiteaError; the caller decides to retry."""
     repository = preview.repository.full_name
     status = status_for(settings, preview, detail)
     # The status and the comment are separate things in Gitea: sent side by side, the
@@ -148,7 +212,7 @@ def report(
             sent.append(pool.submit(_set_status, gitea, repository, preview, status, preview.report_attempts > 0))
         if preview.pr_number is not None:
             shown = password if settings.comment_password and preview.repository.private else None
-            body = comment_body(settings, preview, shown, detail, cost)
+            body = comment_body(settings, preview, shown, detail, cost, screenshots)
             sent.append(pool.submit(gitea.upsert_comment, repository, preview.pr_number, comment_marker(preview), body))
         for request in sent:
             request.result()  # a GiteaError of either is raised here, after both have ended
@@ -172,7 +236,7 @@ def publish(gitea: GiteaApi, settings: Settings, preview: Preview, password: str
     told = Preview.update(reported_version=version, report_attempts=0, report_next_at=None).where(same)
     try:
         cost = usage.cost_of(settings, preview.id, utcnow()) if preview.pr_number is not None else None
-        report(gitea, settings, preview, password, preview.report_detail, cost)
+        report(gitea, settings, preview, password, preview.report_detail, cost, shown_screenshots(preview))
     except GiteaError as error:
         if error.status == 404:
             # The repository, the PR or the commit is gone from Gitea: nobody is left to tell.

@@ -13,7 +13,7 @@ import time
 from app.db import utcnow
 from app.domain.k8s.labels import LABEL_COMPONENT, LABEL_PREVIEW_ID
 from app.domain.states import PreviewState
-from app.models import Event, Preview
+from app.models import Event, Preview, Screenshot
 from app.usecases import jobs
 from app.usecases.deploy import capacity, lease, preview_database, reporting, usage
 from app.usecases.deploy.namespaces import names_for, ours_or_free
@@ -99,6 +99,8 @@ def remove(services: Services, held: lease.Lease, preview_id: int, reason: str) 
     if not gone:
         return "superseded"
     usage.stop([preview_id], utcnow())
+    # Its pictures go too (the comment's attachments stay, with the comment they belong to).
+    Screenshot.delete().where(Screenshot.preview == preview_id).execute()
     preview = Preview.get_by_id(preview_id)
     Event.record(
         preview,

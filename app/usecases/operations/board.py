@@ -15,7 +15,13 @@ from app.usecases.operations import previews
 from app.usecases.operations.views import PreviewView, deliveries_of, delivery_summary, views
 
 # A card in these states polls no more.
-FINAL_STATES = (PreviewState.READY, PreviewState.FAILED, PreviewState.DELETED, PreviewState.PENDING_APPROVAL)
+FINAL_STATES = (
+    PreviewState.READY,
+    PreviewState.SLEEPING,
+    PreviewState.FAILED,
+    PreviewState.DELETED,
+    PreviewState.PENDING_APPROVAL,
+)
 
 
 # The stats page's spend chart: this many days back, today included.

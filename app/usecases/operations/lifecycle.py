@@ -25,7 +25,7 @@ from app.domain.naming import NAMESPACE_PREFIX
 from app.domain.states import PreviewState
 from app.models import Event, Preview, Repository, WebhookDelivery
 from app.settings import Settings
-from app.usecases.deploy import budgets, capacity, preview_database, usage
+from app.usecases.deploy import budgets, capacity, preview_database, sleeping, usage
 from app.usecases.intake import accept, repositories
 from app.usecases.jobs import enqueue_deploy, enqueue_report, enqueue_teardown
 from app.usecases.operations import visits
@@ -225,7 +225,7 @@ def _mark_vanished(kube: Cluster, seen: set[str], now: datetime, grace: timedelt
     """Live previews whose namespace is gone (not in `seen`, nor there when asked again): marked deleted."""
     vanished = []
     # A failed preview that never ran (its build failed) may never have had its namespace.
-    ran = (Preview.state == PreviewState.READY) | (
+    ran = Preview.state.in_(PreviewState.SERVING) | (
         (Preview.state == PreviewState.FAILED) & Preview.deployed_sha.is_null(False)
     )
     holding = Preview.select().where(ran & Preview.namespace.is_null(False))
@@ -273,6 +273,10 @@ def run_pass(context: Services, now: datetime | None = None, dry_run: bool = Fal
     }
     if settings.traffic_metrics_url:
         steps["visited"] = lambda: visits.record_visits(context.traffic, settings, now, dry_run)
+    if settings.sleeping_on:
+        steps["slept"] = lambda: sleeping.send_to_sleep(queue, settings, now, dry_run)
+    # Also with sleeping switched off: whatever sleeps then is woken.
+    steps["woken"] = lambda: sleeping.resume_wakes(queue, settings, now, dry_run)
     if context.gitea.configured:
         steps["reported"] = lambda: report_pending(queue, now, dry_run)
         if not dry_run:

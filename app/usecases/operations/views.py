@@ -12,7 +12,7 @@ from typing import Any
 import peewee
 
 from app.domain.states import PreviewState
-from app.models import Deployment, Event, Preview, WebhookDelivery
+from app.models import Deployment, Event, Preview, Screenshot, WebhookDelivery
 
 # What a failure at each phase means to a reviewer; the details are for the API and the operator.
 FAILURE_SUMMARY = {
@@ -61,11 +61,12 @@ class PreviewView:
     updated_at: datetime
     expires_at: datetime | None
     last_visit_at: datetime | None  # the data plane's counters last moved (TRAFFIC_METRICS_URL)
+    slept_at: datetime | None  # asleep since (app/usecases/deploy/sleeping.py); None while awake
 
     @property
     def live_url(self) -> str | None:
         """The URL while it serves: a link worth clicking."""
-        return self.url if self.state == PreviewState.READY else None
+        return self.url if self.state in PreviewState.SERVING else None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON the API and the MCP tools answer with."""
@@ -86,6 +87,7 @@ class PreviewView:
             "failure_reason": self.failure_reason,
             "expires_at": iso(self.expires_at),
             "last_visit_at": iso(self.last_visit_at),
+            "slept_at": iso(self.slept_at) if self.state == PreviewState.SLEEPING else None,
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
         }
@@ -114,7 +116,7 @@ def _view(preview: Preview, progress: int, failure_reason: str | None) -> Previe
         pr_number=preview.pr_number,
         branch=preview.branch,
         state=preview.state,
-        progress=100 if preview.state == PreviewState.READY else progress,
+        progress=100 if preview.state in PreviewState.SERVING else progress,
         url=preview.url,
         head_sha=preview.head_sha,
         deployed_sha=preview.deployed_sha,
@@ -127,6 +129,7 @@ def _view(preview: Preview, progress: int, failure_reason: str | None) -> Previe
         updated_at=preview.updated_at,
         expires_at=preview.expires_at,
         last_visit_at=preview.last_visit_at,
+        slept_at=preview.slept_at,
     )
 
 
@@ -162,6 +165,7 @@ def details(preview: Preview) -> dict[str, Any]:
     return {
         "gitea_report": report_summary(preview),
         "database": database_summary(preview),
+        "screenshots": screenshot_summary(preview),
         "deployments": [
             {
                 "head_sha": d.head_sha,
@@ -226,6 +230,29 @@ def report_summary(preview: Preview) -> dict[str, Any]:
         "failed_tries": 0 if told else preview.report_attempts,
         "next_try_at": None if told else iso(preview.report_next_at),
     }
+
+
+def screenshot_summary(preview: Preview) -> list[dict[str, Any]]:
+    """Its latest screenshots (the pictures are Gitea's attachments; a branch preview's have
+    none) and what changed in each since the set it was compared with."""
+    fields = (
+        Screenshot.sha, Screenshot.page, Screenshot.viewport, Screenshot.taken_at, Screenshot.attachment_url,
+        Screenshot.overlay_url, Screenshot.changed_share, Screenshot.compared_sha, Screenshot.compared_with,
+    )  # fmt: skip
+    return [
+        {
+            "sha": row.sha,
+            "page": row.page,
+            "viewport": row.viewport,
+            "taken_at": iso(row.taken_at),
+            "url": row.attachment_url,
+            "changes_url": row.overlay_url,
+            "changed_share": row.changed_share,
+            "compared_sha": row.compared_sha,
+            "compared_with": row.compared_with,
+        }
+        for row in Screenshot.select(*fields).where(Screenshot.preview == preview.id).order_by(Screenshot.id)
+    ]
 
 
 def database_summary(preview: Preview) -> dict[str, Any] | None:

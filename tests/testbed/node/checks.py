@@ -55,8 +55,10 @@ def success_status(
         pytest.fail(explain(f"{timeout_error}; the last status: {repo.latest_status(sha)}"))
 
 
-def page(real_node, host, auth=None):
-    return requests.get(real_node.ingress_url, headers={"Host": host}, auth=auth, timeout=10)
+def page(real_node, host, auth=None, method="GET", headers=None):
+    return requests.request(
+        method, real_node.ingress_url, headers={"Host": host, **(headers or {})}, auth=auth, timeout=10
+    )
 
 
 def in_pod(real_node, namespace: str, script: str, timeout: float = 120) -> tuple[int, str]:

@@ -8,6 +8,7 @@
     kaniko   kaniko's executor, built by tests/tools/build.sh: BUILDER_IMAGE
     postgres Debian's PostgreSQL 15 with an entrypoint of ours: POSTGRES_IMAGE
     python   Debian's Python 3.11 with venv: the base the service's own image is built on
+    screenshot Debian's Chromium (with its security updates) and a font: SCREENSHOT_IMAGE
     coredns  CoreDNS, built by build.sh: the cluster's DNS, a pod in kube-system
     traefik  Traefik, built by build.sh: the data plane, a pod in its own namespace
 
@@ -164,12 +165,13 @@ def git_image(root: Path, _cache: Path) -> tuple[bytes, dict]:
     return layer, config
 
 
-def debian_tarball(packages: list[str], tarball: Path) -> bytes:
+def debian_tarball(packages: list[str], tarball: Path, sources: tuple[str, ...] = ()) -> bytes:
     """A Debian minbase root with `packages`, as one layer (mmdebstrap; it fetches from Debian's
-    mirror, so it gets a deadline and two more tries)."""
+    mirror, so it gets a deadline and two more tries). `sources`: apt source lines in place of
+    the suite's default mirror."""
     command = [
         "mmdebstrap", "--quiet", "--variant=minbase", f"--include={','.join(packages)}",
-        "--dpkgopt=path-exclude=/usr/share/{doc,man,locale,info}/*", SUITE, str(tarball),
+        "--dpkgopt=path-exclude=/usr/share/{doc,man,locale,info}/*", SUITE, str(tarball), *sources,
     ]  # fmt: skip
     # Root's sbin folders too (dpkg runs ldconfig): a plain login shell's PATH lacks them.
     path = f"/usr/local/sbin:/usr/sbin:/sbin:{os.environ.get('PATH', os.defpath)}"
@@ -207,6 +209,21 @@ def python_image(root: Path, _cache: Path) -> tuple[bytes, dict]:
     venv with its bundled pip, so the image builds offline from a wheelhouse."""
     layer = debian_tarball(["python3", "python3-venv", "python-is-python3", "ca-certificates"], root.parent / "py.tar")
     config = {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"], "Cmd": ["python3"]}
+    return layer, config
+
+
+# The suite and its security updates: a browser that renders previews' pages gets its fixes.
+SECURITY_SOURCES = (
+    f"deb http://deb.debian.org/debian {SUITE} main",
+    f"deb http://deb.debian.org/debian-security {SUITE}-security main",
+)
+
+
+def screenshot_image(root: Path, _cache: Path) -> tuple[bytes, dict]:
+    """SCREENSHOT_IMAGE as an operator would make it: Debian's chromium (coreutils' base64
+    and timeout come with minbase) and a font for the pages' text."""
+    layer = debian_tarball(["chromium", "fonts-dejavu-core"], root.parent / "chromium.tar", SECURITY_SOURCES)
+    config = {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp"], "User": UNPRIVILEGED, "WorkingDir": "/tmp"}
     return layer, config
 
 
@@ -254,6 +271,10 @@ IMAGES: dict[str, tuple[Callable[[Path, Path], tuple[bytes | list[bytes], dict]]
     "python": (
         python_image,
         lambda cache: " ".join([SUITE, *(package_version(p) for p in ("python3.11", "python3-pip-whl", "libc6"))]),
+    ),
+    "screenshot": (
+        screenshot_image,
+        lambda cache: " ".join([SUITE, *(package_version(p) for p in ("chromium", "fonts-dejavu-core", "libc6"))]),
     ),
     "coredns": (
         binary_image("coredns", ["/usr/local/bin/coredns"], UNPRIVILEGED),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
+from typing import Any
 
 import yaml
 
@@ -58,6 +60,25 @@ def prepare_builds(node: RealNode, git_user: str, git_token: str, namespace: str
         },
     ]
     node.plane.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(objects))
+
+
+def hooked_service_env(
+    node: RealNode, gitea: Any, redis_url: str, database_url: str, port: int, secret: str, name: str
+) -> dict[str, str]:
+    """service_env, and what a service of its own needs besides: the session's Gitea (as the
+    node reaches it), Redis and a database, a queue named after `name`, the webhook secret,
+    and its web on 127.0.0.1:port."""
+    gitea_host, gitea_port = node.expose(gitea.port)
+    return {
+        **service_env(node),
+        "GITEA_URL": f"http://{gitea_host}:{gitea_port}",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "PREVIEW_QUEUE": f"{name}-{uuid.uuid4().hex[:8]}",
+        "GITEA_TOKEN": gitea.bot_token,
+        "GITEA_WEBHOOK_SECRET": secret,
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
 
 
 def service_env(node: RealNode) -> dict[str, str]:
