@@ -12,8 +12,8 @@ simply run again.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from app.db import database, utcnow
@@ -44,7 +44,7 @@ from app.usecases.deploy import (
 )
 from app.usecases.deploy.namespaces import names_for, owned_or_free
 from app.usecases.deploy.preview_config import PreviewConfig
-from app.usecases.deploy.runs import PROGRESS, Run, StepFailed, Superseded, phase, wants
+from app.usecases.deploy.runs import PROGRESS, ProgressReport, Run, StepFailed, Superseded, phase, wants
 from app.usecases.jobs import DEPLOY_JOB
 from app.usecases.ports import Services, SqlAdmin, SqlAdminError
 
@@ -57,13 +57,12 @@ def _report_in_background(services: Services, preview: Preview) -> None:
 
 
 def _report_meanwhile(run: Run, preview: Preview) -> None:
-    """A progress report sent while the deploy goes on: Gitea's three round trips stay off
-    the way to ready. The run's next report, and its end, wait for this one, so Gitea
-    sees the states in order."""
+    """A progress report sent while the deploy goes on, if it lasts (runs.ProgressReport).
+    The run's next report, and its end, settle this one first, so Gitea sees the states
+    in order."""
     run.wait_for_reports()
     _ = preview.repository  # loaded here, once
-    run.pending_report = threading.Thread(target=_report_in_background, args=(run.services, preview), daemon=True)
-    run.pending_report.start()
+    run.pending_report = ProgressReport(partial(_report_in_background, run.services, preview))
 
 
 def _password(services: Services, names: PreviewNames) -> str:

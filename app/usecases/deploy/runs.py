@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +47,32 @@ class StepFailed(Exception):
         self.log_tail = log_tail
 
 
+# How long a progress state ("deploying") must last before Gitea is told of it: a deploy done
+# sooner goes straight to its final report, which then waits for no earlier one.
+PROGRESS_REPORT_DELAY = 1.0
+
+
+class ProgressReport:
+    """A progress report sent from a thread of its own once its state has lasted
+    PROGRESS_REPORT_DELAY, so that Gitea's round trips stay off the way to ready."""
+
+    def __init__(self, send: Callable[[], None], delay: float = PROGRESS_REPORT_DELAY) -> None:
+        self._dropped = threading.Event()
+        self._thread = threading.Thread(target=self._send_unless_dropped, args=(send, delay), daemon=True)
+        self._thread.start()
+
+    def _send_unless_dropped(self, send: Callable[[], None], delay: float) -> None:
+        if not self._dropped.wait(delay):
+            send()
+
+    def settle(self) -> None:
+        """Drop the report if it has not started; wait for it if it has, so that Gitea sees
+        the states in order. A dropped report's state is due in the outbox all the same:
+        the run's next report, or the scheduler's, tells the newer state."""
+        self._dropped.set()
+        self._thread.join()
+
+
 def wants(preview: Preview | None, sha: str) -> bool:
     """The preview still asks for a deploy of `sha` that has not concluded."""
     return preview is not None and preview.head_sha == sha and preview.state in PreviewState.DEPLOYING_STATES
@@ -60,8 +86,8 @@ class Run:
     lease: lease.Lease
     preview_id: int
     sha: str
-    # A progress report still being sent (pipeline._report_meanwhile): the run's next report waits for it.
-    pending_report: threading.Thread | None = None
+    # A progress report not settled yet (pipeline._report_meanwhile): the run's next report waits for it.
+    pending_report: ProgressReport | None = None
     # The PR as Gitea answered it earlier in the same job (None: read it when needed).
     pull: dict[str, Any] | None = None
     # The preview file's read started beside the PR's (None: read it when needed).
@@ -69,7 +95,7 @@ class Run:
 
     def wait_for_reports(self) -> None:
         if self.pending_report is not None:
-            self.pending_report.join()
+            self.pending_report.settle()
             self.pending_report = None
 
     def stopped(self) -> bool:
