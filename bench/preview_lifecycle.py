@@ -6,7 +6,7 @@ plane with KWOK), `--runs` rounds, interleaved:
 - service: open a PR (its preview file names an image: no build) and time from its
   PR-opened delivery reaching the service (the service's record of it) until Gitea
   shows the `preview` status success, split into phases from the service's own
-  records (queue wait and config, guards, configure, rollout, report); the time
+  records (queue, planning and Gitea's reads, guards, configure, rollout, report); the time
   from the PR API call is printed too (Gitea sends the delivery while it is still
   opening the PR, hundreds of milliseconds of its own);
 - baseline: `kubectl apply` of the identical objects (copied from that round's
@@ -45,9 +45,9 @@ def success(stack_repo, sha: str) -> bool:
     return bool(status and status["status"] == "success")
 
 
-def received_at(preview_id: int, sha: str, intent: str) -> datetime:
-    """When the service stored the first delivery of `intent` for this preview and commit."""
-    delivery = (
+def first_delivery(preview_id: int, sha: str, intent: str) -> WebhookDelivery:
+    """The first delivery of `intent` the service stored for this preview and commit."""
+    delivery: WebhookDelivery = (
         WebhookDelivery.select()
         .where(
             (WebhookDelivery.preview == preview_id)
@@ -57,15 +57,19 @@ def received_at(preview_id: int, sha: str, intent: str) -> datetime:
         .order_by(WebhookDelivery.id)
         .first()
     )
-    return delivery.received_at
+    return delivery
 
 
-def phases(preview_id: int, sha: str, received: datetime, seen: datetime) -> dict[str, float]:
+def phases(preview: Preview, sha: str, delivery: WebhookDelivery, seen: datetime) -> dict[str, float]:
     """Where the service's time went from the delivery on, from its own records (seconds)."""
-    deployment = Deployment.get((Deployment.preview == preview_id) & (Deployment.head_sha == sha))
+    deployment = Deployment.get((Deployment.preview == preview.id) & (Deployment.head_sha == sha))
     timings = deployment.timings or {}
+    received = delivery.received_at
     found = {
-        "queue_and_config": (deployment.created_at - received).total_seconds(),
+        # Stored, queued, taken by a worker and planned: planning makes the new PR's preview row.
+        "queue_and_plan": (preview.created_at - received).total_seconds(),
+        # Gitea's PR and preview file, the trust check, budget and slot.
+        "gitea_and_checks": (deployment.created_at - preview.created_at).total_seconds(),
         "build": timings.get("build", 0),
         "guards": timings.get("deploy", 0),  # namespace, access, quota, limits, network policy
         "configure": timings.get("configure", 0),  # secret, deployment, service, ingress
@@ -114,14 +118,14 @@ def main() -> None:
             seen_deleting = now_utc()
             if number == 0:
                 continue
-            opened = received_at(preview.id, sha, "deploy")
-            ready = (seen_ready - opened).total_seconds()
-            teardown = (seen_deleting - received_at(preview.id, sha, "teardown")).total_seconds()
+            opened = first_delivery(preview.id, sha, "deploy")
+            ready = (seen_ready - opened.received_at).total_seconds()
+            teardown = (seen_deleting - first_delivery(preview.id, sha, "teardown").received_at).total_seconds()
             from_pr_api.append(ready_from_pr)
             service_times.append(ready)
             baseline_times.append(baseline)
             teardown_times.append(teardown)
-            phase_rows.append(phases(preview.id, sha, opened, seen_ready))
+            phase_rows.append(phases(preview, sha, opened, seen_ready))
             print(
                 f"run {number}: service {ready:.2f} s (from the PR API call {ready_from_pr:.2f} s)"
                 f"  kubectl {baseline:.2f} s  teardown {teardown:.2f} s",
