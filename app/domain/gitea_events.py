@@ -46,6 +46,7 @@ class PushEvent:
     ref: str
     before: str
     after: str
+    sender: str | None = None  # who pushed
 
     @property
     def branch(self) -> str | None:
@@ -147,6 +148,7 @@ def parse_push(payload: dict[str, Any]) -> PushEvent:
         ref=_get(payload, "ref", str),
         before=_sha(payload, "before"),
         after=_sha(payload, "after"),
+        sender=_get(payload, "sender.login", str, required=False),
     )
 
 

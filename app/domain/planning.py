@@ -33,7 +33,8 @@ class Plan:
     pr_number: int | None = None
     head_sha: str | None = None
     action: str | None = None
-    actor: str | None = None  # an approval's approver
+    # Who asked: a deploy's pusher or PR sender (the dashboard's "mine"), an approval's approver.
+    actor: str | None = None
     from_fork: bool = False
 
     @property
@@ -99,6 +100,7 @@ def plan_pull_request(event: PullRequestEvent) -> Plan:
         pr_number=event.number,
         head_sha=event.head_sha,
         action=event.action,
+        actor=event.sender if intent == DEPLOY else None,
         from_fork=event.from_fork,
     )
 
@@ -128,6 +130,7 @@ def plan_push(event: PushEvent, settings: Settings, open_pr_number: int | None) 
         branch=branch,
         head_sha=event.after,
         action="push",
+        actor=event.sender,
     )
 
 

@@ -12,6 +12,7 @@ from app.adapters.jobqueue import JobQueue
 from app.db import database, utcnow
 from app.domain.states import DeliveryOutcome, PreviewState
 from app.models import Preview, Repository, WebhookDelivery
+from app.usecases.operations import board
 from tests.testbed.factories import SECRET, payload, webhook_request, with_changes
 from tests.testbed.helpers import (
     WEBHOOK_URL,
@@ -379,3 +380,22 @@ def test_a_delivery_whose_worker_died_before_planning_it_is_queued_again(client,
         ) == [unplanned]
     assert queue.queue.fetch_job(queue.prefix + f"delivery-{unplanned}").get_status() == JobStatus.QUEUED
     queue.queue.empty()
+
+
+def test_the_dashboards_mine_shows_the_previews_of_the_prs_and_pushes_the_user_sent(client, settings):
+    bobs = with_changes(payload("pull_request_opened"), sender={"login": "bob"})
+    alices = with_changes(payload("pull_request_opened"), number=13, sender={"login": "alice"})
+    carols = with_changes(payload("push_task_branch"), sender={"login": "carol"})
+    for body, kind in ((bobs, "pull_request"), (alices, "pull_request"), (carols, "push")):
+        assert post_and_plan(client, None, kind, body=body)["outcome"] == DeliveryOutcome.ACCEPTED
+    with database.connection_context():
+
+        def mine(login):
+            shown = board.list_cards(settings, ["acme/shop"], utcnow(), mine=login)
+            return sorted(str(card["pr_number"] or card["branch"]) for card in shown)
+
+        assert mine("bob") == ["12"]
+        assert mine("alice") == ["13"]
+        assert mine("carol") == ["task/login-form"]
+        assert mine("dave") == []
+        assert len(mine(None)) == 3

@@ -82,6 +82,14 @@ def test_task_branch_pattern_is_configurable():
     assert plan(event, Settings(task_branch_patterns=("agent/*",))).intent == DEPLOY
 
 
+def test_a_deploy_is_asked_for_by_its_sender_and_a_teardown_by_nobody_in_particular():
+    # The dashboard's "mine": previews of the PRs and pushes the signed-in user sent.
+    assert planned("pull_request", "pull_request_opened", sender={"login": "bob"}).actor == "bob"
+    assert planned("push", "push_task_branch", sender={"login": "carol"}).actor == "carol"
+    assert planned("pull_request", "pull_request_closed", sender={"login": "bob"}).actor is None
+    assert planned("push", "push_task_branch_deleted", sender={"login": "carol"}).actor is None
+
+
 def test_work_key_is_the_same_for_the_same_work_only():
     opened = planned("pull_request", "pull_request_opened")
     assert opened.work_key == planned("pull_request", "pull_request_opened", sender={"login": "bob"}).work_key
