@@ -42,6 +42,7 @@ from app.usecases.deploy import (
     teardown,
     trust,
 )
+from app.usecases.deploy.lookahead import Lookahead
 from app.usecases.deploy.namespaces import names_for, owned_or_free
 from app.usecases.deploy.preview_config import PreviewConfig
 from app.usecases.deploy.runs import PROGRESS, ProgressReport, Run, StepFailed, Superseded, phase, wants
@@ -156,15 +157,17 @@ def deploy(
     sha: str,
     pull: dict[str, Any] | None = None,
     preview_file: preview_config.FileRead | None = None,
+    trust_reads: Lookahead | None = None,
 ) -> str:
     """Make the preview ready at `sha`. Returns ready, failed, waiting, deferred or superseded.
     `pull`: the PR as Gitea answered it earlier in this job, for the trust check;
-    `preview_file`: the preview file's read this job started beside it."""
+    `preview_file` and `trust_reads`: the reads this job started beside it."""
     if not wants(Preview.get_or_none(Preview.id == preview_id), sha):
         return "superseded"
     try:
         with lease.hold(preview_id, services.settings.lease_ttl) as held:
-            return _deploy(Run(services, held, preview_id, sha, pull=pull, preview_file=preview_file))
+            run = Run(services, held, preview_id, sha, pull=pull, preview_file=preview_file, trust_reads=trust_reads)
+            return _deploy(run)
     except lease.LeaseHeld:
         jobs.defer(services.queue, DEPLOY_JOB, preview_id, sha)
         return "deferred"
@@ -176,7 +179,7 @@ def _deploy(run: Run) -> str:
         preview = run.check()
         if preview.approved_sha != run.sha:
             trust.forget_stale_label(services, preview, run.sha)
-            why = trust.untrusted_because(services, preview, run.pull)
+            why = trust.untrusted_because(services, preview, run.pull, run.trust_reads)
             if why is not None:
                 return _await_approval(run, preview, why)
         config = _configuration(run, preview)

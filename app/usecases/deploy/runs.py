@@ -18,6 +18,7 @@ from app.db import utcnow
 from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview
 from app.usecases.deploy import lease
+from app.usecases.deploy.lookahead import Lookahead
 from app.usecases.deploy.preview_config import FileRead
 from app.usecases.ports import Services
 
@@ -92,6 +93,8 @@ class Run:
     pull: dict[str, Any] | None = None
     # The preview file's read started beside the PR's (None: read it when needed).
     preview_file: FileRead | None = None
+    # The trust check's reads started beside the PR's (trust.read_ahead).
+    trust_reads: Lookahead | None = None
 
     def wait_for_reports(self) -> None:
         if self.pending_report is not None:

@@ -15,12 +15,15 @@ approver's access and the head being approved are confirmed with Gitea.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from app.domain.git_refs import branch_name_problem
 from app.domain.planning import APPROVAL_COMMAND, APPROVAL_LABEL
 from app.domain.states import PreviewState
 from app.models import Event, Preview, WebhookDelivery
+from app.usecases.deploy import lookahead
+from app.usecases.deploy.lookahead import Lookahead
 from app.usecases.ports import GiteaApi, Services
 
 WRITERS = frozenset({"write", "admin", "owner"})
@@ -31,9 +34,33 @@ def _repo_id(side: Any) -> Any:
     return side.get("repo_id") or (side.get("repo") or {}).get("id")
 
 
-def untrusted_because(services: Services, preview: Preview, pull: dict[str, Any] | None = None) -> str | None:
+def read_ahead(services: Services, preview: Preview, sender: str | None) -> Lookahead | None:
+    """Start the trust check's own reads while the job reads the PR, for the PR as its delivery
+    describes it: its sender's access (for a PR opened or pushed to by its author, the author's)
+    and its head branch's commit. untrusted_because uses them only where the PR confirms them."""
+    gitea, repository = services.gitea, preview.repository.full_name
+    if preview.pr_number is None or services.settings.untrusted_prs == "build" or not gitea.configured:
+        return None
+    if preview.approved_sha is not None and preview.approved_sha == preview.head_sha:
+        return None  # approved: no trust check to come
+    reads: list[lookahead.Read] = []
+    if sender:
+        reads.append((gitea.permission, (repository, sender)))
+    if _may_be_a_branch(preview.branch or ""):
+        reads.append((gitea.branch_head, (repository, preview.branch)))
+    return Lookahead(reads)
+
+
+def _may_be_a_branch(ref: str) -> bool:
+    return bool(ref) and not ref.startswith("refs/") and branch_name_problem(ref) is None
+
+
+def untrusted_because(
+    services: Services, preview: Preview, pull: dict[str, Any] | None = None, early: Lookahead | None = None
+) -> str | None:
     """Why the preview's code may not be built without approval; None when it may. `pull`:
-    the PR as Gitea answered it earlier in the same job (else it is read here).
+    the PR as Gitea answered it earlier in the same job (else it is read here); `early`: the
+    reads read_ahead started beside it.
 
     A GiteaError propagates: the job is retried rather than guessing either way.
     """
@@ -46,13 +73,14 @@ def untrusted_because(services: Services, preview: Preview, pull: dict[str, Any]
         pull = gitea.pull_request(repository, preview.pr_number)
     if pull is None:
         return "Gitea does not know this pull request"
+    ask = early.ask if early is not None else lookahead.now
     head, base = pull.get("head") or {}, pull.get("base") or {}
     author = str((pull.get("user") or {}).get("login") or "")
-    access = gitea.permission(repository, author) if author else "none"
+    access = ask(gitea.permission, repository, author) if author else "none"
     if access in WRITERS:
         return None  # a maintainer's own branch or fork
     same_repository = _repo_id(head) is not None and _repo_id(head) == _repo_id(base)
-    if same_repository and _pushed_by_a_writer(gitea, repository, head):
+    if same_repository and _pushed_by_a_writer(gitea, repository, head, ask):
         return None
     source = "an AGit push" if same_repository else f"{(head.get('repo') or {}).get('full_name') or 'a deleted fork'}"
     if access is None:
@@ -60,13 +88,15 @@ def untrusted_because(services: Services, preview: Preview, pull: dict[str, Any]
     return f"it comes from {source} by {author}, who cannot write to {repository}"
 
 
-def _pushed_by_a_writer(gitea: GiteaApi, repository: str, head: dict[str, Any]) -> bool:
+def _pushed_by_a_writer(
+    gitea: GiteaApi, repository: str, head: dict[str, Any], ask: Callable[..., Any] = lookahead.now
+) -> bool:
     """Whether the PR's head is a branch of the base repository standing at the PR's head
     commit: only a writer can push a branch. An AGit PR's head is `refs/pull/<n>/head`."""
     ref, sha = str(head.get("ref") or ""), str(head.get("sha") or "")
-    if not ref or not sha or ref.startswith("refs/") or branch_name_problem(ref):
+    if not sha or not _may_be_a_branch(ref):
         return False
-    return gitea.branch_head(repository, ref) == sha
+    return bool(ask(gitea.branch_head, repository, ref) == sha)
 
 
 def approval_hint(services: Services, why: str) -> str:

@@ -149,11 +149,14 @@ def process_delivery(services: Services, delivery_id: int) -> str:
         result = "superseded"
     elif delivery.intent == DEPLOY:
         early = _preview_file_read(services, delivery)
+        trust_reads = trust.read_ahead(services, delivery.preview, delivery.actor)
         head = _confirmed_head(services, delivery)
         if head.sha is None:
             result = _not_wanted(services, delivery)
         else:
-            result = pipeline.deploy(services, delivery.preview_id, head.sha, pull=head.pull, preview_file=early)
+            result = pipeline.deploy(
+                services, delivery.preview_id, head.sha, pull=head.pull, preview_file=early, trust_reads=trust_reads
+            )
     elif delivery.intent == APPROVE:
         result = trust.approve(services, delivery)
         if result == "approved":

@@ -1,0 +1,46 @@
+"""A read started early answers only the same read asked later; anything else is read then."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from app.usecases.deploy.lookahead import Lookahead
+
+
+class Reads:
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def permission(self, repository: str, login: str) -> str:
+        with self.lock:
+            self.asked.append((repository, login))
+        if login == "ghost":
+            raise LookupError("Gitea is down")
+        return "write" if login == "alice" else "read"
+
+
+def test_the_same_read_is_answered_from_the_early_one_and_only_once():
+    reads = Reads()
+    early = Lookahead([(reads.permission, ("acme/shop", "alice"))])
+    assert early.ask(reads.permission, "acme/shop", "alice") == "write"
+    assert reads.asked == [("acme/shop", "alice")]
+    assert early.ask(reads.permission, "acme/shop", "alice") == "write"  # asked again: read again
+    assert len(reads.asked) == 2
+
+
+def test_a_guess_the_pr_does_not_confirm_is_not_used():
+    reads = Reads()
+    early = Lookahead([(reads.permission, ("acme/shop", "alice"))])
+    # The PR's author is bob, not the delivery's sender: bob's access is read, alice's is not used.
+    assert early.ask(reads.permission, "acme/shop", "bob") == "read"
+    assert ("acme/shop", "bob") in reads.asked
+
+
+def test_an_early_reads_error_is_raised_where_it_is_asked_for():
+    reads = Reads()
+    early = Lookahead([(reads.permission, ("acme/shop", "ghost"))])
+    with pytest.raises(LookupError, match="Gitea is down"):
+        early.ask(reads.permission, "acme/shop", "ghost")
