@@ -60,6 +60,9 @@ class Stack:
             webhook_url=webhook_url or f"{self.url}/webhooks/gitea",
             secret=SECRET,
         )
+        # As the README asks of an operator: the bot administers the repositories it previews,
+        # so the trust check may ask Gitea who can write.
+        self.gitea.api("PUT", f"/repos/{repo.full_name}/collaborators/{BOT}", json={"permission": "admin"})
         repo.commit("main", {**APP_FILES, ".gitea/preview.yml": preview_file}, "Preview file")
         return repo
 
