@@ -1,5 +1,6 @@
 """The preview pipeline against the real test control plane (KWOK plays the kubelet)."""
 
+import dataclasses
 import threading
 import uuid
 from datetime import timedelta
@@ -10,11 +11,13 @@ from passlib.hash import apr_md5_crypt
 
 from app.db import database
 from app.domain.k8s import build as builds
+from app.domain.k8s.isolation import Opening
 from app.domain.k8s.labels import LABEL_PREVIEW_ID
 from app.domain.naming import image_repository, registry_secret
 from app.domain.states import PreviewState
 from app.models import Deployment, Event, Preview, WebhookDelivery
-from app.usecases.deploy import namespaces, pipeline, policies, reporting, teardown
+from app.usecases.deploy import isolating, lease, namespaces, pipeline, policies, reporting, teardown
+from app.usecases.deploy.runs import Run
 from tests.testbed.factories import payload
 from tests.testbed.helpers import (
     AUTH,
@@ -496,6 +499,8 @@ def test_a_fork_pr_is_not_built_until_approved_and_then_only_at_that_commit(clie
     assert preview.waiting_since is None
     assert not preview.holds_slot
     assert not k8s.BatchV1Api(kube_api).list_namespaced_job(services.settings.build_namespace).items
+    # Nor a namespace: a fork's delivery gets none made ahead of the trust check.
+    assert not k8s.CoreV1Api(kube_api).list_namespace(label_selector=f"{LABEL_PREVIEW_ID}={preview.id}").items
     with database.connection_context():
         hint = Event.get(Event.phase == "approval").message
         assert "it comes from a fork" in hint
@@ -515,6 +520,30 @@ def test_a_fork_pr_is_not_built_until_approved_and_then_only_at_that_commit(clie
     assert run(services, pushed["delivery_id"]) == "pending approval"
     assert the_preview().state == PreviewState.PENDING_APPROVAL
     assert the_preview().deployed_sha == preview.head_sha
+
+
+def test_a_namespace_made_ahead_gets_what_the_confirmed_configuration_changes(client, services, kube_api):
+    """Made while Gitea is read, from the repository's defaults; the deploy then applies what
+    its preview file changes (here the TTL, and a database port through the egress policy)."""
+    deliver(client, "pull_request_opened", "pull_request")
+    preview = the_preview()
+    core, policies_api = k8s.CoreV1Api(kube_api), k8s.NetworkingV1Api(kube_api)
+    with database.connection_context(), lease.hold(preview.id, timedelta(minutes=1)) as held:
+        ahead = pipeline.isolate_ahead(services, held, preview.id, preview.head_sha, None, None)
+        assert ahead is not None
+        before = ahead.result()
+        assert before is not None
+        namespace = before.namespace
+        assert core.read_namespace(namespace).metadata.annotations["ttl"] == "604800s"
+        assert Preview.get_by_id(preview.id).namespace == namespace  # the orphan sweep knows it as this preview's
+        spec = dataclasses.replace(ahead.spec, ttl=timedelta(hours=2), expires_at=ahead.made_at + timedelta(hours=2))
+        opening = Opening(("192.0.2.10/32",), (5432,))
+        check = Run(services, held, preview.id, preview.head_sha).check
+        after = isolating.isolate(services, preview.id, spec, opening, check, before)
+    assert core.read_namespace(namespace).metadata.annotations["ttl"] == "7200s"
+    [policy] = policies_api.list_namespaced_network_policy(namespace).items
+    assert any(port.port == 5432 for rule in policy.spec.egress for port in rule.ports or [])
+    assert len(after.objects) == len(before.objects)
 
 
 @pytest.mark.parametrize(("policy", "result"), [("build", "ready"), ("never", "pending approval")])

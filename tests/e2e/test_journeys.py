@@ -4,6 +4,7 @@ scheduler processes, which deploy on the test control plane and report back to G
 import itertools
 import re
 import uuid
+from datetime import datetime, timedelta
 
 import pytest
 import requests
@@ -158,7 +159,8 @@ def test_a_replayed_close_of_a_reopened_pr_tears_nothing_down(repo, stack, kube_
 
 def test_a_replayed_open_of_a_closed_pr_deploys_nothing(repo, stack, kube_api):
     """A correctly signed `opened` delivery, sent again after the close: Gitea says the PR is
-    closed, so nothing is deployed, whatever sha the payload names."""
+    closed, so nothing is deployed, whatever sha the payload names. (Its branch still stands at
+    that commit, a writer's: the namespace may be made while Gitea is asked, and goes again.)"""
     sha = repo.commit("feature/reopen-replay", {"o.txt": "o"}, "A change")
     number = repo.open_pr("feature/reopen-replay")
     namespace = namespace_of(success_status(repo, sha))
@@ -167,9 +169,7 @@ def test_a_replayed_open_of_a_closed_pr_deploys_nothing(repo, stack, kube_api):
     eventually(lambda: namespace_gone(kube_api, namespace), timeout=120, what="namespace deleted after close")
     assert replay(stack, repo, "pull_request_opened", number, sha, "feature/reopen-replay")["outcome"] == "received"
     eventually(lambda: "nothing deployed" in requests.get(page, timeout=10).text, what="the replayed open refused")
-    with pytest.raises(k8s.ApiException) as missing:
-        k8s.CoreV1Api(kube_api).read_namespace(namespace)
-    assert missing.value.status == 404
+    eventually(lambda: namespace_gone(kube_api, namespace), timeout=120, what="no namespace left for the closed PR")
 
 
 def test_a_task_branch_without_a_pr_gets_a_preview_until_deleted(repo, kube_api):
@@ -220,6 +220,12 @@ def pending_status(repo, sha, containing, timeout=60):
     return eventually(probe, timeout=timeout, interval=0.5, what=f"pending status on {sha[:12]} saying {containing!r}")
 
 
+def namespaces_of(kube_api, repo, number):
+    """The namespaces made for this repository's PR `number`, whatever their state."""
+    found = k8s.CoreV1Api(kube_api).list_namespace(label_selector=f"previews.gitea.io/pr={number}").items
+    return [n for n in found if (n.metadata.annotations or {}).get("previews.gitea.io/repository") == repo.full_name]
+
+
 def builds_of(kube_api, sha):
     jobs = k8s.BatchV1Api(kube_api).list_namespaced_job(
         "preview-builds", label_selector=f"previews.gitea.io/sha={sha[:12]}"
@@ -237,6 +243,8 @@ def test_a_strangers_fork_pr_is_built_only_once_a_maintainer_approves_each_commi
     status = pending_status(repo, sha1, "preview:approved")
     assert "/preview" in status["description"]
     assert not builds_of(kube_api, sha1)
+    # Nor a namespace: the guards are made ahead of the trust check only for a writer's delivery.
+    assert not namespaces_of(kube_api, repo, number)
     # The PR comment says why.
     eventually(
         lambda: [c for c in repo.bot_comments(number) if f"by {stranger}, who cannot write to" in c["body"]],
@@ -294,6 +302,22 @@ def test_an_agit_pr_by_a_reader_waits_for_approval(gitea, repo, kube_api, bot_ac
         what="the reason in the PR comment",
     )
     assert not builds_of(kube_api, sha)
+    assert not namespaces_of(kube_api, repo, number)
+
+
+def test_a_writers_pr_gets_the_namespace_its_preview_file_asks_for(repo, kube_api):
+    """The namespace is made while Gitea is read, from the repository's defaults; what the
+    preview file then says (here its TTL) is applied on top before anything runs there."""
+    sha = repo.commit("feature/ttl", {".gitea/preview.yml": "ttl: 2h\n"}, "A shorter life")
+    number = repo.open_pr("feature/ttl")
+    success_status(repo, sha)
+    [namespace] = namespaces_of(kube_api, repo, number)
+    annotations = namespace.metadata.annotations
+    assert annotations["ttl"] == "7200s"
+    assert annotations["previews.gitea.io/head-sha"] == sha
+    created = datetime.fromisoformat(annotations["created-at"].replace("Z", "+00:00"))
+    expires = datetime.fromisoformat(annotations["expires-at"].replace("Z", "+00:00"))
+    assert timedelta(hours=2) - timedelta(minutes=1) <= expires - created <= timedelta(hours=2, minutes=1)
 
 
 def test_a_repository_registered_with_flask_repos_add_is_heard_with_its_own_secret(gitea, stack, tmp_path):

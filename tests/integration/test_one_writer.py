@@ -72,6 +72,35 @@ def test_the_lease_has_one_owner_until_it_expires(db):
     assert Preview.get_by_id(preview.id).lease_owner == second.owner
 
 
+def test_hold_if_free_yields_nothing_when_taken_and_never_hides_an_error_of_its_block(db):
+    preview = want(SHA_A)
+    with lease.hold_if_free(preview.id, timedelta(seconds=30)) as held:
+        assert held is not None
+        with lease.hold_if_free(preview.id, timedelta(seconds=30)) as second:
+            assert second is None
+
+        def inside_a_taken_lease() -> None:
+            with lease.hold_if_free(preview.id, timedelta(seconds=30)) as third:
+                assert third is None
+                raise lease.LeaseHeld("another preview's, say")
+
+        with pytest.raises(lease.LeaseHeld, match="another preview's"):  # the block's own error, not swallowed
+            inside_a_taken_lease()
+    assert Preview.get_by_id(preview.id).lease_owner is None
+
+
+def test_a_free_slot_is_read_without_claiming_it(db, settings):
+    first, second = want(SHA_A, number=1), want(SHA_B, number=2)
+    limited, now = settings.replace(max_active_previews=1), utcnow()
+    assert capacity.slot_free(limited, first, now)
+    assert not Preview.get_by_id(first.id).holds_slot
+    assert capacity.claim_slot(limited, first.id, now) is None
+    second = Preview.get_by_id(second.id)
+    assert not capacity.slot_free(limited, second, now)
+    assert capacity.slot_free(settings.replace(max_active_previews=None), second, now)
+    assert capacity.claim_slot(limited, second.id, now) == 1
+
+
 def test_hold_renews_in_the_background_and_releases(db):
     preview = want(SHA_A)
     with lease.hold(preview.id, timedelta(seconds=0.6)) as held:

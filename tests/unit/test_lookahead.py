@@ -44,3 +44,21 @@ def test_an_early_reads_error_is_raised_where_it_is_asked_for():
     early = Lookahead([(reads.permission, ("acme/shop", "ghost"))])
     with pytest.raises(LookupError, match="Gitea is down"):
         early.ask(reads.permission, "acme/shop", "ghost")
+
+
+def test_peek_waits_for_the_early_answer_and_leaves_it_for_ask():
+    reads = Reads()
+    early = Lookahead([(reads.permission, ("acme/shop", "alice"))])
+    assert early.peek(reads.permission, "acme/shop", "alice") == "write"
+    assert early.ask(reads.permission, "acme/shop", "alice") == "write"
+    assert reads.asked == [("acme/shop", "alice")]
+
+
+def test_peek_says_nothing_of_a_read_not_started_or_failed():
+    reads = Reads()
+    early = Lookahead([(reads.permission, ("acme/shop", "ghost"))])
+    assert early.peek(reads.permission, "acme/shop", "bob") is None
+    assert reads.asked == [("acme/shop", "ghost")]  # peek reads nothing itself
+    assert early.peek(reads.permission, "acme/shop", "ghost") is None
+    with pytest.raises(LookupError):  # the failure is still ask's to raise
+        early.ask(reads.permission, "acme/shop", "ghost")

@@ -37,20 +37,12 @@ def claim_slot(settings: Settings, preview_id: int, now: datetime) -> int | None
         limit = settings.max_active_previews
         since = preview.waiting_since or now
         if limit is not None:
-            holders = Preview.active().count()
-            ahead = (
-                Preview.waiting()
-                .where(
-                    (Preview.id != preview_id)
-                    & ((Preview.waiting_since < since) | ((Preview.waiting_since == since) & (Preview.id < preview_id)))
-                )
-                .count()
-            )
-            if holders + ahead >= limit:
+            taken = _taken_or_promised(preview, since)
+            if taken >= limit:
                 if preview.waiting_since is None:
                     Preview.update(waiting_since=since).where(Preview.id == preview_id).execute()
                 # How many slots must free up before it is its turn.
-                return int(holders + ahead - limit + 1)
+                return int(taken - limit + 1)
         # Every preview that holds cluster resources has an expiry.
         Preview.update(
             holds_slot=True,
@@ -62,6 +54,21 @@ def claim_slot(settings: Settings, preview_id: int, now: datetime) -> int | None
         if limit is not None:
             Event.record(preview, "slot", f"took one of {limit} slots")
         return None
+
+
+def _taken_or_promised(preview: Preview, since: datetime) -> int:
+    """The slots held, and those the previews in line before this one (waiting `since`) get first."""
+    ahead = Preview.waiting().where(
+        (Preview.id != preview.id)
+        & ((Preview.waiting_since < since) | ((Preview.waiting_since == since) & (Preview.id < preview.id)))
+    )
+    return int(Preview.active().count() + ahead.count())
+
+
+def slot_free(settings: Settings, preview: Preview, now: datetime) -> bool:
+    """Whether claim_slot would give the preview a slot now: a read, not a claim."""
+    limit = settings.max_active_previews
+    return limit is None or preview.holds_slot or _taken_or_promised(preview, preview.waiting_since or now) < limit
 
 
 def free_stale_slots(now: datetime, dry_run: bool = False) -> list[int]:

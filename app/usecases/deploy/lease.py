@@ -100,14 +100,25 @@ class Lease:
 
 
 @contextlib.contextmanager
-def hold(preview_id: int, ttl: timedelta) -> Iterator[Lease]:
-    """Hold the preview's lease for the block, renewed in the background; raise LeaseHeld if taken."""
+def hold_if_free(preview_id: int, ttl: timedelta) -> Iterator[Lease | None]:
+    """Hold the preview's lease for the block, renewed in the background; None when another
+    worker holds it (and nothing raised in the block is mistaken for that)."""
     lease = Lease(preview_id, ttl)
     if not lease.acquire():
-        raise LeaseHeld(f"preview {preview_id} is being worked on by another worker")
+        yield None
+        return
     lease.start_renewing()
     try:
         yield lease
     finally:
         lease.stop_renewing()
         lease.release()
+
+
+@contextlib.contextmanager
+def hold(preview_id: int, ttl: timedelta) -> Iterator[Lease]:
+    """Hold the preview's lease for the block, renewed in the background; raise LeaseHeld if taken."""
+    with hold_if_free(preview_id, ttl) as lease:
+        if lease is None:
+            raise LeaseHeld(f"preview {preview_id} is being worked on by another worker")
+        yield lease

@@ -32,6 +32,14 @@ class Lookahead:
         started = self._started.pop(_key(read, args), None)
         return started.result() if started is not None else read(*args)
 
+    def peek(self, read: Callable[..., Any], *args: Any) -> Any:
+        """The answer of the same read started early, once it has come, left for ask();
+        None when none was started or it failed."""
+        started = self._started.get(_key(read, args))
+        if started is None or started.exception() is not None:
+            return None
+        return started.result()
+
 
 def now(read: Callable[..., Any], *args: Any) -> Any:
     """Lookahead.ask's stand-in when nothing was started early."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from app.db import database, utcnow
 from app.domain import credentials, gitea_links
-from app.domain.k8s import isolation, routing, workload
+from app.domain.k8s import routing, workload
 from app.domain.k8s.isolation import Opening
 from app.domain.k8s.labels import LABEL_COMPONENT, LABEL_PREVIEW_ID, PreviewSpec
 from app.domain.k8s.workload import AppSpec, ExtraServiceSpec
@@ -32,6 +32,7 @@ from app.usecases.deploy import (
     budgets,
     building,
     capacity,
+    isolating,
     lease,
     policies,
     preview_config,
@@ -42,8 +43,9 @@ from app.usecases.deploy import (
     teardown,
     trust,
 )
+from app.usecases.deploy.isolating import IsolationAhead
 from app.usecases.deploy.lookahead import Lookahead
-from app.usecases.deploy.namespaces import names_for, owned_or_free
+from app.usecases.deploy.namespaces import names_for
 from app.usecases.deploy.preview_config import PreviewConfig
 from app.usecases.deploy.runs import PROGRESS, ProgressReport, Run, StepFailed, Superseded, phase, wants
 from app.usecases.jobs import DEPLOY_JOB
@@ -158,22 +160,60 @@ def deploy(
     pull: dict[str, Any] | None = None,
     preview_file: preview_config.FileRead | None = None,
     trust_reads: Lookahead | None = None,
+    held: lease.Lease | None = None,
+    ahead: IsolationAhead | None = None,
 ) -> str:
     """Make the preview ready at `sha`. Returns ready, failed, waiting, deferred or superseded.
     `pull`: the PR as Gitea answered it earlier in this job, for the trust check;
-    `preview_file` and `trust_reads`: the reads this job started beside it."""
+    `preview_file` and `trust_reads`: the reads this job started beside it; `held`: the
+    preview's lease when the job holds it already, and `ahead` the isolation it started."""
     if not wants(Preview.get_or_none(Preview.id == preview_id), sha):
         return "superseded"
+
+    def run_under(leased: lease.Lease) -> Run:
+        return Run(services, leased, preview_id, sha, pull=pull, preview_file=preview_file, trust_reads=trust_reads)
+
+    if held is not None:
+        return _deploy(run_under(held), ahead)
     try:
-        with lease.hold(preview_id, services.settings.lease_ttl) as held:
-            run = Run(services, held, preview_id, sha, pull=pull, preview_file=preview_file, trust_reads=trust_reads)
-            return _deploy(run)
+        with lease.hold(preview_id, services.settings.lease_ttl) as leased:
+            return _deploy(run_under(leased))
     except lease.LeaseHeld:
         jobs.defer(services.queue, DEPLOY_JOB, preview_id, sha)
         return "deferred"
 
 
-def _deploy(run: Run) -> str:
+def isolate_ahead(
+    services: Services, held: lease.Lease, preview_id: int, sha: str, sender: str | None, trust_reads: Lookahead | None
+) -> IsolationAhead | None:
+    """Start the preview's namespace and guards for `sha` while the job reads Gitea, under the
+    lease the job holds (isolating.py), if the checks to come are expected to let it deploy."""
+    preview = Preview.get_or_none(Preview.id == preview_id)
+    if not wants(preview, sha):
+        return None
+    settings = services.settings
+    # The repository's defaults for now: the deploy applies what its preview file changes.
+    config, now = preview_config.resolve(preview.repository.settings, None), utcnow()
+    spec = _spec(settings, preview, names_for(settings, preview), now, config)
+    go_ahead = partial(_expected_to_go_ahead, services, preview, sender, trust_reads)
+    return IsolationAhead(services, held, spec, now, go_ahead)
+
+
+def _expected_to_go_ahead(
+    services: Services, preview: Preview, sender: str | None, trust_reads: Lookahead | None
+) -> bool:
+    """Whether the trust check, the budget and the slot are expected to let the deploy through:
+    a writer sent the delivery (as read beside the PR), and the preview holds a slot or one is
+    free and the budget allows it. A guess that decides nothing but what is applied early."""
+    settings, now = services.settings, utcnow()
+    if not preview.holds_slot and (
+        not capacity.slot_free(settings, preview, now) or budgets.over_budget(settings, preview.repository, now)
+    ):
+        return False
+    return trust.expected_to_build(services, preview, sender, trust_reads)
+
+
+def _deploy(run: Run, ahead: IsolationAhead | None = None) -> str:
     services = run.services
     try:
         preview = run.check()
@@ -181,16 +221,16 @@ def _deploy(run: Run) -> str:
             trust.forget_stale_label(services, preview, run.sha)
             why = trust.untrusted_because(services, preview, run.pull, run.trust_reads)
             if why is not None:
-                return _await_approval(run, preview, why)
+                return _await_approval(run, preview, why, ahead)
         config = _configuration(run, preview)
         if (switched_off := config.wanted_for(preview.pr_number, preview.branch)) is not None:
-            return _switch_off(run, switched_off)
+            return _switch_off(run, switched_off, ahead)
         if (over := budgets.hold_back(services.settings, preview, utcnow())) is not None:
             return _wait(run, preview, f"waiting for budget: {over}")
         if (position := capacity.claim_slot(services.settings, run.preview_id, utcnow())) is not None:
             limit = services.settings.max_active_previews
             return _wait(run, preview, f"waiting for a free slot ({limit} previews running), position {position}")
-        return _roll_out(run, preview, config)
+        return _roll_out(run, preview, config, ahead)
     except Superseded as why:
         log.info("deploy superseded preview_id=%s sha=%s why=%r", run.preview_id, run.sha[:12], why)
         Deployment.update(status=DeploymentStatus.SUPERSEDED, updated_at=utcnow()).where(
@@ -214,11 +254,14 @@ def _wait(run: Run, preview: Preview, detail: str) -> str:
     return "waiting"
 
 
-def _roll_out(run: Run, preview: Preview, config: PreviewConfig) -> str:
+def _roll_out(run: Run, preview: Preview, config: PreviewConfig, ahead: IsolationAhead | None) -> str:
     """Build, isolate, apply, wait until available, report: the commit's attempt."""
     settings, services = run.services.settings, run.services
     names = names_for(settings, preview)
-    spec = _spec(settings, preview, names, utcnow(), config)
+    before = ahead.result() if ahead is not None else None
+    # The expiry counts from the job's start when the namespace was made ahead: the same
+    # annotations then, nothing to apply again.
+    spec = _spec(settings, preview, names, ahead.made_at if ahead else utcnow(), config)
     preview = run.move(
         PreviewState.BUILDING,
         slug=names.slug,
@@ -237,7 +280,8 @@ def _roll_out(run: Run, preview: Preview, config: PreviewConfig) -> str:
     preview = run.move(PreviewState.DEPLOYING)
     _report_meanwhile(run, preview)
     with phase(preview, deployment, "deploy", f"applying objects in {names.namespace}"):
-        _isolate(run, spec, config)
+        opening = _database_egress(settings, services.shared_databases(settings), config)
+        isolating.isolate(services, run.preview_id, spec, opening, run.check, before)
     env_secret = None
     if config.database is not None:
         with phase(preview, deployment, "database", f"preparing the {config.database.engine} database"):
@@ -279,24 +323,6 @@ def _roll_out(run: Run, preview: Preview, config: PreviewConfig) -> str:
     if screenshots.wanted(settings, config.screenshots):
         screenshots.enqueue(services.queue, run.preview_id, run.sha, config.screenshots)
     return "ready"
-
-
-def _isolate(run: Run, spec: PreviewSpec, config: PreviewConfig) -> None:
-    """The namespace, our rights in it, then its quota, limits and network policy: all before
-    anything of the PR runs there."""
-    settings, kube, namespace = run.services.settings, run.services.kube, spec.names.namespace
-    if not owned_or_free(kube.settled_namespace_labels(namespace, timeout=180), run.preview_id):
-        raise StepFailed("deploy", f"namespace {namespace} exists and is not this preview's: not touched")
-    run.check()
-    namespace_object, *bindings = isolation.access_objects(spec, policies.isolation(settings))
-    kube.apply(namespace_object)
-    kube.apply_all(bindings)
-    # With the chart's roles our rights here come from the binding just made: wait until
-    # the API server's authorizer knows it.
-    if not kube.wait_until_allowed(namespace, "patch", "deployments", "apps"):
-        raise StepFailed("deploy", f"no rights in {namespace}: is PREVIEW_CLUSTER_ROLE bound?")
-    opening = _database_egress(settings, run.services.shared_databases(settings), config)
-    kube.apply_all(isolation.guard_objects(spec, policies.isolation(settings), opening))
 
 
 def _apply_app(run: Run, spec: PreviewSpec, app: AppSpec) -> tuple[str | None, dict[str, Any]]:
@@ -354,14 +380,17 @@ def _prepare_database(run: Run, preview: Preview, spec: PreviewSpec, config: Pre
         raise StepFailed("database", str(error)) from None
 
 
-def _switch_off(run: Run, why: str) -> str:
-    """The preview file turns this preview off: remove whatever an earlier commit made."""
+def _switch_off(run: Run, why: str, ahead: IsolationAhead | None) -> str:
+    """The preview file turns this preview off: remove whatever an earlier commit made (and
+    whatever was made ahead in this job, once it has all been made)."""
+    if ahead is not None:
+        ahead.result()
     Event.record(run.check(), "config", why)
     run.move(PreviewState.DELETING, waiting_since=None)
     return teardown.remove(run.services, run.lease, run.preview_id, why)
 
 
-def _await_approval(run: Run, preview: Preview, why: str) -> str:
+def _await_approval(run: Run, preview: Preview, why: str, ahead: IsolationAhead | None) -> str:
     """Build nothing; tell Gitea why and how to approve. Unless an approval came in meanwhile."""
     hint = trust.approval_hint(run.services, why)
     not_approved = Preview.approved_sha.is_null() | (Preview.approved_sha != run.sha)
@@ -370,7 +399,7 @@ def _await_approval(run: Run, preview: Preview, why: str) -> str:
         preview = run.move(PreviewState.PENDING_APPROVAL, also=not_approved, waiting_since=None, report_detail=hint)
     except Superseded:
         if run.check().approved_sha == run.sha:
-            return _deploy(run)  # approved while we were asking Gitea
+            return _deploy(run, ahead)  # approved while we were asking Gitea
         raise
     Event.record(preview, "approval", hint)
     log.info("deploy waits for approval preview_id=%s sha=%s why=%r", run.preview_id, run.sha[:12], why)

@@ -51,6 +51,26 @@ def read_ahead(services: Services, preview: Preview, sender: str | None) -> Look
     return Lookahead(reads)
 
 
+def expected_to_build(services: Services, preview: Preview, sender: str | None, early: Lookahead | None) -> bool:
+    """A guess at untrusted_because's answer before the PR is read, for work that holds nothing
+    of the PR and may start early: True when the commit is approved or the check does not
+    apply, or read_ahead's reads show a writer behind the delivery (its sender can write, or
+    a branch of the repository stands at the commit). Never the check itself: a stranger's
+    PR just gets no head start."""
+    if preview.pr_number is None or services.settings.untrusted_prs == "build":
+        return True
+    if preview.approved_sha is not None and preview.approved_sha == preview.head_sha:
+        return True
+    gitea, repository, branch = services.gitea, preview.repository.full_name, preview.branch or ""
+    if not gitea.configured:
+        return not preview.from_fork
+    if early is None:
+        return False
+    if sender and early.peek(gitea.permission, repository, sender) in WRITERS:
+        return True
+    return _may_be_a_branch(branch) and early.peek(gitea.branch_head, repository, branch) == preview.head_sha
+
+
 def _may_be_a_branch(ref: str) -> bool:
     return bool(ref) and not ref.startswith("refs/") and branch_name_problem(ref) is None
 

@@ -13,7 +13,9 @@ from app.domain.planning import APPROVE, DEPLOY, LABELS, TEARDOWN
 from app.domain.states import DeliveryOutcome, PreviewState
 from app.models import Event, Preview, WebhookDelivery
 from app.usecases import jobs
-from app.usecases.deploy import pipeline, preview_config, teardown, trust
+from app.usecases.deploy import lease, pipeline, preview_config, teardown, trust
+from app.usecases.deploy.isolating import IsolationAhead
+from app.usecases.deploy.lookahead import Lookahead
 from app.usecases.intake import triage
 from app.usecases.ports import GiteaError, Services
 
@@ -93,6 +95,50 @@ def _confirmed_head(services: Services, delivery: WebhookDelivery) -> GiteaHead:
     return GiteaHead(sha, now.pull)
 
 
+def _deploy(services: Services, delivery: WebhookDelivery) -> str:
+    """Ask Gitea for the PR's head (and the preview file, and the trust check's reads, beside
+    it), then deploy that head. Under the preview's lease from the start when it is free: the
+    namespace and its guards are then applied while Gitea answers (pipeline.isolate_ahead).
+    When another worker holds it, the deploy waits for it as usual (pipeline.deploy)."""
+    early = _preview_file_read(services, delivery)
+    trust_reads = trust.read_ahead(services, delivery.preview, delivery.actor)
+    with lease.hold_if_free(delivery.preview_id, services.settings.lease_ttl) as held:
+        if held is None:
+            return _deploy_head(services, delivery, early, trust_reads)
+        sha, sender = str(delivery.head_sha), delivery.actor
+        ahead = pipeline.isolate_ahead(services, held, delivery.preview_id, sha, sender, trust_reads)
+        try:
+            return _deploy_head(services, delivery, early, trust_reads, held, ahead)
+        finally:
+            if ahead is not None:
+                ahead.result()  # ended before the lease is let go
+
+
+def _deploy_head(
+    services: Services,
+    delivery: WebhookDelivery,
+    early: preview_config.FileRead | None,
+    trust_reads: Lookahead | None,
+    held: lease.Lease | None = None,
+    ahead: IsolationAhead | None = None,
+) -> str:
+    head = _confirmed_head(services, delivery)
+    if head.sha is None:
+        if ahead is not None:
+            ahead.result()  # all of it made before the teardown, which then removes it all
+        return _not_wanted(services, delivery, held)
+    return pipeline.deploy(
+        services,
+        delivery.preview_id,
+        head.sha,
+        pull=head.pull,
+        preview_file=early,
+        trust_reads=trust_reads,
+        held=held,
+        ahead=ahead,
+    )
+
+
 def _teardown(services: Services, delivery: WebhookDelivery) -> str:
     """A close or a branch delete: asked of Gitea first (when there is one to ask). Gitea says
     the PR is open or the branch exists after all (a replayed or late close or delete): 'stale',
@@ -116,9 +162,10 @@ def _teardown(services: Services, delivery: WebhookDelivery) -> str:
     return teardown.teardown(services, delivery.preview_id, delivery.reason or "teardown requested")
 
 
-def _not_wanted(services: Services, delivery: WebhookDelivery) -> str:
+def _not_wanted(services: Services, delivery: WebhookDelivery, held: lease.Lease | None = None) -> str:
     """Gitea says the PR is closed or the branch is gone: what this delivery wanted is not
-    deployed, and whatever is up for it goes (unless a newer delivery wants something else)."""
+    deployed, and whatever is up for it goes (unless a newer delivery wants something else).
+    `held`: the preview's lease, when the job holds it already."""
     reason = "Gitea says the pull request is closed or the branch is gone"
     marked = Preview.change(
         delivery.preview_id, sha=delivery.head_sha, states=PreviewState.ACTIVE, state=PreviewState.DELETING
@@ -127,6 +174,8 @@ def _not_wanted(services: Services, delivery: WebhookDelivery) -> str:
         return "superseded"
     Preview.update(waiting_since=None).where(Preview.id == delivery.preview_id).execute()
     Event.record(delivery.preview, "teardown", f"{reason}: nothing deployed")
+    if held is not None:
+        return teardown.remove(services, held, delivery.preview_id, reason)
     return teardown.teardown(services, delivery.preview_id, reason)
 
 
@@ -148,15 +197,7 @@ def process_delivery(services: Services, delivery_id: int) -> str:
         # A later push or close for the same preview already owns its desired state.
         result = "superseded"
     elif delivery.intent == DEPLOY:
-        early = _preview_file_read(services, delivery)
-        trust_reads = trust.read_ahead(services, delivery.preview, delivery.actor)
-        head = _confirmed_head(services, delivery)
-        if head.sha is None:
-            result = _not_wanted(services, delivery)
-        else:
-            result = pipeline.deploy(
-                services, delivery.preview_id, head.sha, pull=head.pull, preview_file=early, trust_reads=trust_reads
-            )
+        result = _deploy(services, delivery)
     elif delivery.intent == APPROVE:
         result = trust.approve(services, delivery)
         if result == "approved":
