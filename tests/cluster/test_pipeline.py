@@ -533,6 +533,7 @@ def test_a_namespace_made_ahead_gets_what_the_confirmed_configuration_changes(cl
         assert ahead is not None
         before = ahead.result()
         assert before is not None
+        assert before.new  # no password to keep in it: the deploy need not look for one
         namespace = before.namespace
         assert core.read_namespace(namespace).metadata.annotations["ttl"] == "604800s"
         assert Preview.get_by_id(preview.id).namespace == namespace  # the orphan sweep knows it as this preview's
@@ -544,6 +545,7 @@ def test_a_namespace_made_ahead_gets_what_the_confirmed_configuration_changes(cl
     [policy] = policies_api.list_namespaced_network_policy(namespace).items
     assert any(port.port == 5432 for rule in policy.spec.egress for port in rule.ports or [])
     assert len(after.objects) == len(before.objects)
+    assert after.new
 
 
 @pytest.mark.parametrize(("policy", "result"), [("build", "ready"), ("never", "pending approval")])

@@ -33,10 +33,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Isolated:
-    """What an isolate() call applied: the namespace's name and the objects as meant."""
+    """What an isolate() call applied: the namespace's name, the objects as meant, and whether
+    the namespace was new (then nothing else of the preview's is in it yet)."""
 
     namespace: str
     objects: tuple[dict[str, Any], ...]
+    new: bool
 
 
 def isolate(
@@ -54,22 +56,24 @@ def isolate(
     policy = policies.isolation(settings)
     namespace_object, *bindings = isolation.access_objects(spec, policy)
     guards = isolation.guard_objects(spec, policy, opening)
-    meant = Isolated(namespace, (namespace_object, *bindings, *guards))
+    objects = (namespace_object, *bindings, *guards)
     if before is not None and before.namespace == namespace:
         check()
-        kube.apply_all([found for found in meant.objects if found not in before.objects])
-        return meant
-    if not owned_or_free(kube.settled_namespace_labels(namespace, timeout=180), preview_id):
+        kube.apply_all([found for found in objects if found not in before.objects])
+        return Isolated(namespace, objects, before.new)
+    labels = kube.settled_namespace_labels(namespace, timeout=180)
+    if not owned_or_free(labels, preview_id):
         raise StepFailed("deploy", f"namespace {namespace} exists and is not this preview's: not touched")
     check()
     kube.apply(namespace_object)
-    kube.apply_all(bindings)
-    # With the chart's roles our rights here come from the binding just made: wait until
-    # the API server's authorizer knows it.
-    if not kube.wait_until_allowed(namespace, "patch", "deployments", "apps"):
-        raise StepFailed("deploy", f"no rights in {namespace}: is PREVIEW_CLUSTER_ROLE bound?")
+    if bindings:
+        kube.apply_all(bindings)
+        # With the chart's roles our rights here come from the binding just made: wait until
+        # the API server's authorizer knows it. (Without bindings they come from elsewhere.)
+        if not kube.wait_until_allowed(namespace, "patch", "deployments", "apps"):
+            raise StepFailed("deploy", f"no rights in {namespace}: is PREVIEW_CLUSTER_ROLE bound?")
     kube.apply_all(guards)
-    return meant
+    return Isolated(namespace, objects, new=labels is None)
 
 
 class IsolationAhead:

@@ -68,8 +68,11 @@ def _report_meanwhile(run: Run, preview: Preview) -> None:
     run.pending_report = ProgressReport(partial(_report_in_background, run.services, preview))
 
 
-def _password(services: Services, names: PreviewNames) -> str:
-    """Keep the preview's password across pushes; make one on first deploy."""
+def _password(services: Services, names: PreviewNames, new_namespace: bool) -> str:
+    """Keep the preview's password across pushes; make one on first deploy (a namespace this
+    deploy made holds none yet)."""
+    if new_namespace:
+        return credentials.new_password()
     existing = services.kube.read_secret_data(names.namespace, names.auth_secret)
     if existing and existing.get("password"):
         return existing["password"]
@@ -281,13 +284,13 @@ def _roll_out(run: Run, preview: Preview, config: PreviewConfig, ahead: Isolatio
     _report_meanwhile(run, preview)
     with phase(preview, deployment, "deploy", f"applying objects in {names.namespace}"):
         opening = _database_egress(settings, services.shared_databases(settings), config)
-        isolating.isolate(services, run.preview_id, spec, opening, run.check, before)
+        isolated = isolating.isolate(services, run.preview_id, spec, opening, run.check, before)
     env_secret = None
     if config.database is not None:
         with phase(preview, deployment, "database", f"preparing the {config.database.engine} database"):
             env_secret = _prepare_database(run, preview, spec, config, image)
     with phase(preview, deployment, "configure", "applying the app"):
-        password, applied = _apply_app(run, spec, _app_spec(config, image, env_secret))
+        password, applied = _apply_app(run, spec, _app_spec(config, image, env_secret), isolated.new)
 
     with phase(preview, deployment, "rollout", "waiting for the app to become available"):
         outcome = services.kube.wait_for_rollout(
@@ -325,12 +328,12 @@ def _roll_out(run: Run, preview: Preview, config: PreviewConfig, ahead: Isolatio
     return "ready"
 
 
-def _apply_app(run: Run, spec: PreviewSpec, app: AppSpec) -> tuple[str | None, dict[str, Any]]:
+def _apply_app(run: Run, spec: PreviewSpec, app: AppSpec, new_namespace: bool) -> tuple[str | None, dict[str, Any]]:
     """The credentials, the app and its services, the way in, in one batch (nothing of it runs
     before its pods are scheduled). Returns the password (basic access) and the app's
     Deployment as stored, for the rollout's watch to start from."""
     settings, services = run.services.settings, run.services
-    password = _password(services, spec.names) if settings.access == "basic" else None
+    password = _password(services, spec.names, new_namespace) if settings.access == "basic" else None
     way_in = policies.routing(settings)
     objects = [
         *(routing.auth_secrets(spec, way_in, credentials.USERNAME, password) if password else []),
