@@ -44,6 +44,7 @@ class Repository(BaseModel):
     hook_id = peewee.IntegerField(null=True)  # the webhook the service made for it in Gitea
     gitea_id = peewee.IntegerField(null=True, unique=True)  # Gitea's id: the same after a rename
     checked_at = peewee.DateTimeField(null=True)  # when the scheduler last asked Gitea about it
+    missing_since = peewee.DateTimeField(null=True)  # Gitea has answered 404 for it since (deleted, or our access lost)
     monthly_budget = peewee.FloatField(null=True)  # the operator's, in place of PREVIEW_BUDGET_PER_REPOSITORY
 
     def __repr__(self) -> str:  # never the secret

@@ -49,6 +49,11 @@ def _duration_or_never(text: str) -> timedelta | None:
     return None if text == "0" else parse_duration(text)
 
 
+def _duration_or_zero(text: str) -> timedelta:
+    """A duration, or `0` for none at all."""
+    return timedelta() if text.strip() == "0" else parse_duration(text)
+
+
 def _ipv4_endpoint(text: str) -> tuple[str, int]:
     """`10.0.0.5:8000`: an EndpointSlice holds addresses, not names."""
     host, _, port = text.rpartition(":")
@@ -388,6 +393,9 @@ class Settings:
     # with what changed since the base branch's preview or the PR's previous commit. None: off.
     screenshot_image: str | None = None
     screenshot_timeout: timedelta = timedelta(minutes=3)  # the Job's deadline
+    # How long Gitea must keep answering 404 for a repository with live previews before they
+    # are torn down: a deleted repository and one the bot lost access to look alike (0: at once).
+    repository_gone_after: timedelta = timedelta(hours=24)
 
     @property
     def sleeping_on(self) -> bool:
@@ -491,6 +499,7 @@ class Settings:
         maybe_set("wake_endpoint", "WAKE_ENDPOINT", _ipv4_endpoint)
         maybe_set("screenshot_image", "SCREENSHOT_IMAGE")
         maybe_set("screenshot_timeout", "SCREENSHOT_TIMEOUT", parse_duration)
+        maybe_set("repository_gone_after", "REPOSITORY_GONE_AFTER", _duration_or_zero)
         maybe_set("active_alert_threshold", "ACTIVE_ALERT_THRESHOLD", _positive_int)
         for account, role in (
             ("CONTROLLER_SERVICE_ACCOUNT", "PREVIEW_CLUSTER_ROLE"),

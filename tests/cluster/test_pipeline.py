@@ -603,12 +603,69 @@ def test_a_renamed_repository_keeps_its_preview_and_a_deleted_one_loses_it(app, 
     gitea.api("DELETE", f"/repos/{renamed}")
     assert lifecycle.run_pass(services)["repositories_gone"] == []  # asked a moment ago: not yet
     later = utcnow() + lifecycle.REPOSITORY_CHECK_EVERY + timedelta(seconds=1)
-    assert lifecycle.run_pass(services, now=later)["repositories_gone"] == [before.id]
+    # Gitea's 404 could as well be access lost: the previews stay for REPOSITORY_GONE_AFTER, and say so.
+    assert lifecycle.run_pass(services, now=later)["repositories_gone"] == []
     with database.connection_context():
-        assert teardown.teardown(services, before.id, "the repository was deleted in Gitea") == "deleted"
+        assert Repository.get().missing_since is not None
+        [why] = Event.select().where((Event.preview == before.id) & (Event.phase == "drift"))
+        assert f"Gitea answers 404 for {renamed}" in why.message
+    past = later + services.settings.repository_gone_after + lifecycle.REPOSITORY_CHECK_EVERY
+    assert lifecycle.run_pass(services, now=past)["repositories_gone"] == [before.id]
+    with database.connection_context():
+        assert teardown.teardown(services, before.id, "Gitea no longer shows the repository") == "deleted"
     gone = the_preview()
     assert gone.state == PreviewState.DELETED
     assert gone.reported_version == gone.report_version  # nothing left in Gitea to tell: not retried forever
+
+
+@pytest.mark.gitea
+def test_a_private_repository_the_bot_stops_seeing_for_a_while_keeps_its_previews(
+    app, client, services, gitea, tmp_path
+):
+    """Gitea answers 404 for a private repository whose collaborators no longer include the
+    bot, as for a deleted one: nothing is torn down before REPOSITORY_GONE_AFTER, and once the
+    access is back the count starts again from nothing."""
+    from app.adapters.gitea import Gitea
+    from app.db import utcnow
+    from app.models import Repository
+    from app.usecases.operations import lifecycle
+    from tests.testbed.gitea_repo import create_repository
+    from tests.testbed.gitea_server import BOT
+
+    services.gitea = app.extensions["previews"].services.gitea = Gitea(gitea.url, gitea.bot_token)
+    repo = create_repository(gitea, f"private-{uuid.uuid4().hex[:6]}", tmp_path / "work")
+    gitea.api("PATCH", f"/repos/{repo.full_name}", json={"private": True})
+    changes = {
+        "repository.full_name": repo.full_name,
+        "repository.id": gitea.api("GET", f"/repos/{repo.full_name}")["id"],
+    }
+    sha = repo.commit("task/private", {"a.txt": "1"}, "one")
+    pushed = deliver(client, "push_task_branch", "push", **changes, ref="refs/heads/task/private", after=sha)
+    assert run(services, pushed["delivery_id"]) == "ready"
+    preview = the_preview()
+    lifecycle.run_pass(services)  # learns the repository's id from Gitea
+
+    gitea.api("DELETE", f"/repos/{repo.full_name}/collaborators/{BOT}")
+    step = lifecycle.REPOSITORY_CHECK_EVERY + timedelta(seconds=1)
+    lost = utcnow() + step
+    assert lifecycle.run_pass(services, now=lost)["repositories_gone"] == []
+    with database.connection_context():
+        assert Repository.get().missing_since is not None
+
+    gitea.api("PUT", f"/repos/{repo.full_name}/collaborators/{BOT}", json={"permission": "write"})
+    back = lost + step
+    assert lifecycle.run_pass(services, now=back)["repositories_gone"] == []
+    with database.connection_context():
+        assert Repository.get().missing_since is None
+        said = [e.message for e in Event.select().where((Event.preview == preview.id) & (Event.phase == "drift"))]
+        assert len(said) == 2
+        assert "Gitea answers 404" in said[0]
+        assert "again: its previews stay" in said[1]
+    # A day after the access was lost, but it came back: the preview stays.
+    past = lost + services.settings.repository_gone_after + step
+    assert lifecycle.run_pass(services, now=past)["repositories_gone"] == []
+    assert the_preview().state == PreviewState.READY
+    assert the_preview().id == preview.id
 
 
 @pytest.mark.gitea

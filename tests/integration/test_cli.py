@@ -13,7 +13,7 @@ def test_migrate_command_applies_and_checks(settings):
     result = runner.invoke(args=["migrate"])
     assert result.exit_code == 0, result.output
     assert (
-        "applied 18 migration(s): m0001_initial, m0002_repository_private, m0003_preview_pin_and_wait,"
+        "applied 19 migration(s): m0001_initial, m0002_repository_private, m0003_preview_pin_and_wait,"
         " m0004_slots_and_leases, m0005_pr_trust, m0006_repository_secrets,"
         " m0007_preview_public_id, m0008_api_tokens, m0009_preview_database, m0010_no_payload_urls,"
         " m0011_approval_label_seen" in result.output

@@ -17,6 +17,7 @@ def test_defaults_match_the_documented_interface():
     assert settings.budget_per_repository is None
     assert settings.preview_idle_after == timedelta(minutes=30)
     assert not settings.sleeping_on  # no data plane to read visits from, no wake page
+    assert settings.repository_gone_after == timedelta(hours=24)
 
 
 def test_values_are_coerced():
@@ -33,8 +34,10 @@ def test_values_are_coerced():
             "TRAFFIC_METRICS_URL": "http://traefik-metrics.traefik:8082/metrics",
             "PREVIEW_IDLE_AFTER": "45m",
             "WAKE_ENDPOINT": "10.96.0.20:8000",
+            "REPOSITORY_GONE_AFTER": "0",
         }
     )
+    assert settings.repository_gone_after == timedelta()  # at once
     assert settings.preview_idle_after == timedelta(minutes=45)
     assert settings.wake_endpoint == ("10.96.0.20", 8000)
     assert settings.sleeping_on
@@ -72,6 +75,7 @@ def test_values_are_coerced():
         ("PREVIEW_BUDGET_PER_REPOSITORY", "10 USD"),
         ("TRAFFIC_METRICS_URL", "traefik:8082/metrics"),
         ("PREVIEW_IDLE_AFTER", "soon"),
+        ("REPOSITORY_GONE_AFTER", "-1h"),
         ("WAKE_ENDPOINT", "previews-web:8000"),
         ("WAKE_ENDPOINT", "10.0.0.5"),
         ("WAKE_ENDPOINT", "127.0.0.1:8000"),

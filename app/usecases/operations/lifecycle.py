@@ -137,8 +137,10 @@ REPOSITORY_CHECK_EVERY = timedelta(minutes=5)
 
 def follow_repositories(context: Services, now: datetime) -> list[int]:
     """Repositories with live previews, asked of Gitea by id every few minutes: a renamed one is
-    followed (its previews keep their names); a deleted one has every live preview torn down,
-    pinned or not. Returns the previews torn down."""
+    followed (its previews keep their names); one Gitea has not shown for REPOSITORY_GONE_AFTER
+    has every live preview torn down, pinned or not. Gitea's 404 says the same for a deleted
+    repository and for a private one the bot can no longer see: until then the previews stay,
+    and the log and each preview's history say why they will go. Returns the previews torn down."""
     live = Preview.select(Preview.repository).where(Preview.state.in_(PreviewState.ACTIVE))
     due = Repository.checked_at.is_null() | (Repository.checked_at < now - REPOSITORY_CHECK_EVERY)
     torn_down = []
@@ -148,16 +150,40 @@ def follow_repositories(context: Services, now: datetime) -> list[int]:
         except GiteaError as error:  # asked again next pass; the other repositories still are now
             log.warning("could not ask Gitea about repository=%s error=%s", repository.full_name, error)
             continue
-        Repository.update(checked_at=now).where(Repository.id == repository.id).execute()
-        if not gone:
+        missing_since = (repository.missing_since or now) if gone else None
+        Repository.update(checked_at=now, missing_since=missing_since).where(Repository.id == repository.id).execute()
+        previews = Preview.select().where((Preview.repository == repository) & Preview.state.in_(PreviewState.ACTIVE))
+        if missing_since is None:
+            if repository.missing_since is not None:
+                _say_back(repository, list(previews))
             continue
-        log.info("repository deleted in Gitea: tearing its previews down repository=%s", repository.full_name)
-        for preview in Preview.select().where(
-            (Preview.repository == repository) & Preview.state.in_(PreviewState.ACTIVE)
-        ):
-            if request_teardown(context.queue, preview, "the repository was deleted in Gitea", now):
+        grace = context.settings.repository_gone_after
+        if now - missing_since < grace:
+            if repository.missing_since is None:
+                _say_missing(repository, list(previews), missing_since + grace)
+            continue
+        log.info("repository gone from Gitea: tearing its previews down repository=%s", repository.full_name)
+        for preview in previews:
+            if request_teardown(context.queue, preview, "Gitea no longer shows the repository", now):
                 torn_down.append(preview.id)
     return torn_down
+
+
+def _say_missing(repository: Repository, previews: list[Preview], going_at: datetime) -> None:
+    why = (
+        f"Gitea answers 404 for {repository.full_name}: deleted, or this service's Gitea account lost"
+        f" access to it; its previews are removed at {going_at.replace(microsecond=0).isoformat()} UTC"
+        " unless Gitea shows it again before"
+    )
+    log.warning("repository missing in Gitea repository=%s previews=%s", repository.full_name, len(previews))
+    for preview in previews:
+        Event.record(preview, "drift", why)
+
+
+def _say_back(repository: Repository, previews: list[Preview]) -> None:
+    log.info("repository shown by Gitea again repository=%s", repository.full_name)
+    for preview in previews:
+        Event.record(preview, "drift", f"Gitea shows {repository.full_name} again: its previews stay")
 
 
 def report_pending(queue: Queue, now: datetime, dry_run: bool = False) -> list[int]:
