@@ -15,6 +15,7 @@ import redis
 from app.adapters.counters import RedisCounters
 from app.adapters.gitea import Gitea
 from app.adapters.jobqueue import JobQueue
+from app.adapters.routes import IngressRoutes
 from app.adapters.sql_admin import admins
 from app.adapters.traffic import TraefikTraffic
 from app.db import open_database
@@ -25,6 +26,7 @@ from app.usecases.ports import (
     Counters,
     GiteaApi,
     NoGitea,
+    NoRoutes,
     NoTraffic,
     Queue,
     Services,
@@ -70,6 +72,7 @@ def bootstrap(
         shared_databases=admins,
         connect_cluster=(lambda: kube) if kube is not None else (lambda: connect_cluster(settings)),
         traffic=traffic_counters(settings),
+        routes=IngressRoutes(settings.ingress_url) if settings.ingress_url else NoRoutes(),
     )
 
 

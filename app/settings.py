@@ -381,6 +381,10 @@ class Settings:
     # Traefik's Prometheus endpoint, read by the scheduler to see which previews are visited
     # (app/adapters/traffic.py).
     traffic_metrics_url: str | None = None
+    # The ingress controller's or gateway's entrypoint for previews, as this service reaches
+    # it (http://host:port): with it a deploy is reported ready only once a request there for
+    # the preview's host (with its password) reaches the app. None: not asked.
+    ingress_url: str | None = None
     # A ready preview nobody visited for this long sleeps (None: never); a preview file may
     # ask for less. Only with traffic_metrics_url (visits are read, not guessed) and
     # wake_endpoint (where a sleeping preview's route leads).
@@ -495,6 +499,7 @@ class Settings:
         maybe_set("cost_currency", "COST_CURRENCY")
         maybe_set("budget_per_repository", "PREVIEW_BUDGET_PER_REPOSITORY", _price)
         maybe_set("traffic_metrics_url", "TRAFFIC_METRICS_URL", _url("http", "https"))
+        maybe_set("ingress_url", "PREVIEW_INGRESS_URL", _url("http"))
         maybe_set("preview_idle_after", "PREVIEW_IDLE_AFTER", _duration_or_never)
         maybe_set("wake_endpoint", "WAKE_ENDPOINT", _ipv4_endpoint)
         maybe_set("screenshot_image", "SCREENSHOT_IMAGE")

@@ -237,6 +237,24 @@ class NoTraffic:
         raise TrafficUnavailable("no TRAFFIC_METRICS_URL configured")
 
 
+class Routes(Protocol):
+    """The data plane's answer for a preview's host (app/adapters/routes.py): the HTTP status of
+    a GET of `path` through the ingress controller or gateway, None when it gave none."""
+
+    configured: bool
+
+    def status_of(self, host: str, path: str, auth: tuple[str, str] | None) -> int | None: ...
+
+
+class NoRoutes:
+    """No ingress address configured: the data plane is not asked."""
+
+    configured = False
+
+    def status_of(self, host: str, path: str, auth: tuple[str, str] | None) -> int | None:
+        return None
+
+
 class SqlAdmin(Protocol):
     """A shared database server the operator configured (app/adapters/sql_admin.py): one database
     and one role per preview. SqlAdminError for anything that goes wrong."""
@@ -287,6 +305,8 @@ class Services:
     connect_cluster: Callable[[], Cluster] = field(repr=False)
     # The data plane's request counters (activity of each preview), when configured.
     traffic: Traffic = field(default_factory=NoTraffic)
+    # The data plane's answers for a preview's host (its route reaches the app), when configured.
+    routes: Routes = field(default_factory=NoRoutes)
 
     @functools.cached_property
     def kube(self) -> Cluster:

@@ -35,8 +35,10 @@ def test_values_are_coerced():
             "PREVIEW_IDLE_AFTER": "45m",
             "WAKE_ENDPOINT": "10.96.0.20:8000",
             "REPOSITORY_GONE_AFTER": "0",
+            "PREVIEW_INGRESS_URL": "http://traefik.traefik:80/",
         }
     )
+    assert settings.ingress_url == "http://traefik.traefik:80"
     assert settings.repository_gone_after == timedelta()  # at once
     assert settings.preview_idle_after == timedelta(minutes=45)
     assert settings.wake_endpoint == ("10.96.0.20", 8000)
@@ -76,6 +78,7 @@ def test_values_are_coerced():
         ("TRAFFIC_METRICS_URL", "traefik:8082/metrics"),
         ("PREVIEW_IDLE_AFTER", "soon"),
         ("REPOSITORY_GONE_AFTER", "-1h"),
+        ("PREVIEW_INGRESS_URL", "https://traefik.traefik"),
         ("WAKE_ENDPOINT", "previews-web:8000"),
         ("WAKE_ENDPOINT", "10.0.0.5"),
         ("WAKE_ENDPOINT", "127.0.0.1:8000"),

@@ -38,6 +38,7 @@ from app.usecases.deploy import (
     preview_config,
     preview_database,
     reporting,
+    routed,
     screenshots,
     sleeping,
     teardown,
@@ -304,6 +305,7 @@ def _roll_out(run: Run, preview: Preview, config: PreviewConfig, ahead: Isolatio
         run.check()
         raise StepFailed("rollout", outcome.message or outcome.reason)
     sleeping.remove_wake_route(services.kube, run.check())  # it slept: its app is back
+    _wait_for_route(run, preview, deployment, spec, config, password)
 
     idle_after = preview_config.idle_after(settings, config)
     with database.atomic():
@@ -326,6 +328,34 @@ def _roll_out(run: Run, preview: Preview, config: PreviewConfig, ahead: Isolatio
     if screenshots.wanted(settings, config.screenshots):
         screenshots.enqueue(services.queue, run.preview_id, run.sha, config.screenshots)
     return "ready"
+
+
+# How long a deploy waits for the data plane to route the preview's host to its app.
+ROUTE_TIMEOUT_SECONDS = 30.0
+
+
+def _wait_for_route(
+    run: Run, preview: Preview, deployment: Deployment, spec: PreviewSpec, config: PreviewConfig, password: str | None
+) -> None:
+    """With PREVIEW_INGRESS_URL, until the preview's link reaches its app (routed.py). A route
+    still missing after ROUTE_TIMEOUT_SECONDS is said in the preview's history, and the preview
+    is reported ready all the same: its app is up, the data plane is the operator's to look at."""
+    services, host = run.services, spec.names.host
+    if not services.routes.configured or services.settings.access == "gitea":
+        return
+    auth = (credentials.USERNAME, password) if password else None
+    with phase(preview, deployment, "route", f"waiting for {host} to reach the app"):
+        reached = routed.wait_until_routed(
+            services.routes, host, config.health_path, auth, ROUTE_TIMEOUT_SECONDS, run.stopped
+        )
+    if not reached:
+        run.check()
+        Event.record(
+            preview,
+            "route",
+            f"{host} did not reach the app through {services.settings.ingress_url} within"
+            f" {ROUTE_TIMEOUT_SECONDS:.0f} s: reported ready all the same",
+        )
 
 
 def _apply_app(run: Run, spec: PreviewSpec, app: AppSpec, new_namespace: bool) -> tuple[str | None, dict[str, Any]]:

@@ -97,6 +97,7 @@ def service_env(node: RealNode) -> dict[str, str]:
         "PREVIEW_GATEWAY": node.gateway,
         "INGRESS_CONTROLLER_NAMESPACE": addons.TRAEFIK_NAMESPACE,
         "TRAFFIC_METRICS_URL": f"http://{network.node_ip}:{addons.METRICS_PORT}/metrics",
+        "PREVIEW_INGRESS_URL": node.ingress_url,
         "PREVIEW_DOMAIN": DOMAIN,
         # In-namespace databases: the test bed's PostgreSQL image, on the node's local volumes.
         "POSTGRES_IMAGE": node.image("postgres"),
